@@ -1,0 +1,86 @@
+package dive.tensor;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+
+/**
+ * A named view of off-heap data with a dtype and a row-major shape. Weights are Tensors over
+ * memory-mapped safetensors files (zero copy); the view is read-only by convention.
+ */
+public record Tensor(String name, DType dtype, long[] shape, MemorySegment data) {
+    public static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    public static final ValueLayout.OfShort I16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    public static final ValueLayout.OfInt I32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    public static final ValueLayout.OfLong I64 = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    public Tensor {
+        shape = shape.clone();
+        long n = numel(shape);
+        if (data.byteSize() != n * dtype.bytes)
+            throw new IllegalArgumentException("tensor '" + name + "': " + data.byteSize() + " bytes for shape "
+                    + Arrays.toString(shape) + " of " + dtype + " (expected " + n * dtype.bytes + ")");
+    }
+
+    public static long numel(long[] shape) {
+        long n = 1;
+        for (long d : shape) n = Math.multiplyExact(n, d);
+        return n;
+    }
+
+    public long numel() { return numel(shape); }
+    public int rank() { return shape.length; }
+    public long dim(int i) { return shape[i]; }
+
+    /** rows of a matrix [rows, cols] */
+    public int rows() { requireRank(2); return Math.toIntExact(shape[0]); }
+    /** columns of a matrix [rows, cols] */
+    public int cols() { requireRank(2); return Math.toIntExact(shape[1]); }
+
+    private void requireRank(int r) {
+        if (shape.length != r) throw new IllegalStateException("tensor '" + name + "' has shape " + Arrays.toString(shape) + ", expected rank " + r);
+    }
+
+    /** element i (flat index) widened to float; F32, F16, BF16, I32, I64 */
+    public float getFloat(long i) {
+        return switch (dtype) {
+            case F32 -> data.getAtIndex(F32, i);
+            case BF16 -> DType.bf16ToFloat(data.getAtIndex(I16, i));
+            case F16 -> Float.float16ToFloat(data.getAtIndex(I16, i));
+            case I32 -> data.getAtIndex(I32, i);
+            case I64 -> data.getAtIndex(I64, i);
+            default -> throw new UnsupportedOperationException("tensor '" + name + "': reading " + dtype + " as float");
+        };
+    }
+
+    /** all elements widened to a new float[] (copies) */
+    public float[] toFloatArray() {
+        long n = numel();
+        if (n > Integer.MAX_VALUE - 8) throw new IllegalStateException("tensor '" + name + "' too large for a float[]");
+        float[] out = new float[(int) n];
+        if (dtype == DType.F32) {
+            MemorySegment.copy(data, F32, 0, out, 0, out.length);
+        } else {
+            for (int i = 0; i < out.length; i++) out[i] = getFloat(i);
+        }
+        return out;
+    }
+
+    /** a new F32 tensor on the heap-backed segment of {@code values} */
+    public static Tensor ofFloats(String name, float[] values, long... shape) {
+        MemorySegment seg = MemorySegment.ofArray(new byte[Math.multiplyExact(values.length, 4)]);
+        MemorySegment.copy(values, 0, seg, F32, 0, values.length);
+        return new Tensor(name, DType.F32, shape, seg);
+    }
+
+    /** the same data under another shape with the same element count */
+    public Tensor reshape(long... newShape) {
+        if (numel(newShape) != numel()) throw new IllegalArgumentException("tensor '" + name + "': cannot reshape " + Arrays.toString(shape) + " to " + Arrays.toString(newShape));
+        return new Tensor(name, dtype, newShape, data);
+    }
+
+    @Override public String toString() { return name + " " + dtype + Arrays.toString(shape); }
+    @Override public boolean equals(Object o) { return this == o; }
+    @Override public int hashCode() { return System.identityHashCode(this); }
+}

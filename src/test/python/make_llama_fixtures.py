@@ -124,6 +124,7 @@ def write_fixture(name, model, input_ids, batch_ids, prompt, ppl_ids, ppl_window
         "perplexity_window": ppl_window,
         "perplexity": ppl,
         "perplexity_predicted_tokens": predicted,
+        "rope_inv_freq": ref.model.rotary_emb.inv_freq.float().tolist(),  # transformers' RoPE frequencies
     }
     if extra:
         expected.update(extra)

@@ -1,0 +1,271 @@
+package dive.model;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * The hyper-parameters of a Llama (or Mixtral) checkpoint, read from Hugging Face's {@code config.json}.
+ *
+ * <p>Both spellings transformers has written are read: transformers 4 ({@code rope_theta},
+ * {@code rope_scaling: {rope_type|type, ...}}, {@code torch_dtype}) and transformers 5
+ * ({@code rope_parameters: {rope_type, rope_theta, ...}}, {@code dtype}).
+ *
+ * <p>Keys that change the math are understood or rejected: {@code attention_bias} and {@code mlp_bias} must be
+ * false; {@code hidden_act} must be {@code silu}; the rope type must be default, linear or llama3;
+ * {@code partial_rotary_factor} (top level or in the rope parameters) must be 1; {@code quantization_config}
+ * is rejected (the weights would not be plain F32/BF16/F16). {@code sliding_window} is recorded for Mixtral
+ * and ignored for Llama (transformers' Llama has no sliding window either). Every other key
+ * ({@code transformers_version}, {@code pretraining_tp} — a sliced matmul with the same result,
+ * {@code initializer_range}, {@code use_cache}, {@code attention_dropout}, {@code pad_token_id},
+ * {@code architectures}, ...) is ignored.
+ *
+ * @param modelType        "llama" or "mixtral"
+ * @param headDim          per-head width; {@code head_dim} or hidden_size / num_attention_heads
+ * @param rope             rotary embedding parameters
+ * @param bosTokenId       beginning-of-sequence id, or -1 when the config has none
+ * @param eosTokenIds      end-of-sequence ids (the config may give one id or a list; empty when none)
+ * @param dtype            the checkpoint's declared dtype ("float32", "bfloat16", ...) or null
+ * @param slidingWindow    Mixtral's attention window, or 0 for none
+ * @param moe              the Mixtral expert fields, or null for a dense model
+ */
+public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize, int numHiddenLayers,
+                          int numAttentionHeads, int numKeyValueHeads, int headDim, double rmsNormEps,
+                          Rope rope, int maxPositionEmbeddings, boolean tieWordEmbeddings, int vocabSize,
+                          int bosTokenId, int[] eosTokenIds, String dtype, int slidingWindow, Moe moe) {
+
+    /** Rotary embedding: type "default", "linear" (frequencies / factor) or "llama3" (wavelength bands). */
+    public record Rope(String type, double theta, double factor, double lowFreqFactor, double highFreqFactor,
+                       int originalMaxPositionEmbeddings) {}
+
+    /** Mixtral's sparse-MoE fields (transformers' defaults 8, 2, 0.001, false). */
+    public record Moe(int numLocalExperts, int numExpertsPerTok, double routerAuxLossCoef, boolean outputRouterLogits) {}
+
+    private static final List<String> MODEL_TYPES = List.of("llama", "mixtral");
+
+    /** reads {@code dir/config.json} */
+    public static LlamaConfig load(Path dir) throws IOException {
+        Path file = Files.isDirectory(dir) ? dir.resolve("config.json") : dir;
+        JsonNode root;
+        try {
+            root = new ObjectMapper().readTree(file.toFile());
+        } catch (NoSuchFileException | java.io.FileNotFoundException e) {
+            throw new ConfigException(file.toString(), null, "file not found");
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            throw new ConfigException(file.toString(), null, "not valid JSON: " + e.getOriginalMessage());
+        }
+        return parse(root, file.toString());
+    }
+
+    /** parses a config.json tree; {@code source} names the file in error messages */
+    public static LlamaConfig parse(JsonNode root, String source) {
+        if (root == null || !root.isObject()) throw new ConfigException(source, null, "expected a JSON object");
+        Reader r = new Reader(root, source);
+
+        String modelType = r.string("model_type", null);
+        if (modelType == null) throw new ConfigException(source, "model_type", "missing (expected one of " + MODEL_TYPES + ")");
+        if (!MODEL_TYPES.contains(modelType))
+            throw new ConfigException(source, "model_type", "'" + modelType + "' is not supported (expected one of " + MODEL_TYPES + ")");
+        boolean mixtral = modelType.equals("mixtral");
+
+        int hidden = r.positiveInt("hidden_size");
+        int intermediate = r.positiveInt("intermediate_size");
+        int layers = r.positiveInt("num_hidden_layers");
+        int heads = r.positiveInt("num_attention_heads");
+        int kvHeads = root.has("num_key_value_heads") && !root.get("num_key_value_heads").isNull()
+                ? r.positiveInt("num_key_value_heads") : heads;
+        int vocab = r.positiveInt("vocab_size");
+        if (heads % kvHeads != 0)
+            throw new ConfigException(source, "num_key_value_heads", kvHeads + " does not divide num_attention_heads " + heads);
+        int headDim;
+        if (root.has("head_dim") && !root.get("head_dim").isNull()) {
+            headDim = r.positiveInt("head_dim");
+        } else {
+            if (hidden % heads != 0)
+                throw new ConfigException(source, "num_attention_heads", heads + " does not divide hidden_size " + hidden + " (and no head_dim is given)");
+            headDim = hidden / heads;
+        }
+        if (headDim % 2 != 0) throw new ConfigException(source, "head_dim", headDim + " is odd; rotary embedding needs an even head_dim");
+        double eps = r.positiveDouble("rms_norm_eps", Double.NaN);
+        int maxPos = root.has("max_position_embeddings") ? r.positiveInt("max_position_embeddings") : 2048;
+
+        if (r.bool("attention_bias", false)) throw new ConfigException(source, "attention_bias", "true is not supported (expected false: no q/k/v/o biases)");
+        if (r.bool("mlp_bias", false)) throw new ConfigException(source, "mlp_bias", "true is not supported (expected false: no MLP biases)");
+        String act = r.string("hidden_act", "silu");
+        if (!act.equals("silu")) throw new ConfigException(source, "hidden_act", "'" + act + "' is not supported (expected silu)");
+        if (root.has("quantization_config") && !root.get("quantization_config").isNull())
+            throw new ConfigException(source, "quantization_config", "quantized checkpoints are not supported (expected plain F32, BF16 or F16 weights)");
+        checkPartialRotary(root, source, "partial_rotary_factor");
+
+        Rope rope = parseRope(root, r, source, mixtral ? 1e6 : 10000.0, maxPos);
+
+        boolean tied = r.bool("tie_word_embeddings", false);
+        int bos = root.has("bos_token_id") && !root.get("bos_token_id").isNull() ? r.nonNegativeInt("bos_token_id") : -1;
+        int[] eos = parseEos(root.get("eos_token_id"), source);
+        String dtype = root.has("dtype") && !root.get("dtype").isNull() ? r.string("dtype", null) : r.string("torch_dtype", null);
+
+        int slidingWindow = 0;
+        Moe moe = null;
+        if (mixtral) {
+            if (root.has("sliding_window") && !root.get("sliding_window").isNull()) slidingWindow = r.positiveInt("sliding_window");
+            int experts = root.has("num_local_experts") ? r.positiveInt("num_local_experts") : 8;
+            int perTok = root.has("num_experts_per_tok") ? r.positiveInt("num_experts_per_tok") : 2;
+            if (perTok > experts)
+                throw new ConfigException(source, "num_experts_per_tok", perTok + " exceeds num_local_experts " + experts);
+            double aux = root.has("router_aux_loss_coef") ? r.nonNegativeDouble("router_aux_loss_coef") : 0.001;
+            moe = new Moe(experts, perTok, aux, r.bool("output_router_logits", false));
+        }
+        return new LlamaConfig(modelType, hidden, intermediate, layers, heads, kvHeads, headDim, eps, rope, maxPos,
+                tied, vocab, bos, eos, dtype, slidingWindow, moe);
+    }
+
+    private static Rope parseRope(JsonNode root, Reader r, String source, double defaultTheta, int maxPos) {
+        JsonNode params = root.get("rope_parameters");
+        String prefix;
+        JsonNode scaling;
+        double theta;
+        if (params != null && !params.isNull()) {
+            // transformers 5: everything in one object
+            if (!params.isObject()) throw new ConfigException(source, "rope_parameters", "expected an object");
+            if (!params.has("rope_type") && !params.has("rope_theta"))
+                throw new ConfigException(source, "rope_parameters", "expected rope_type and rope_theta (per-layer rope parameters are not supported)");
+            prefix = "rope_parameters.";
+            scaling = params;
+            Reader p = new Reader(params, source, prefix);
+            theta = params.has("rope_theta") ? p.positiveDouble("rope_theta", defaultTheta)
+                    : root.has("rope_theta") ? r.positiveDouble("rope_theta", defaultTheta) : defaultTheta;
+        } else {
+            // transformers 4: rope_theta at the top, optional rope_scaling object
+            theta = root.has("rope_theta") ? r.positiveDouble("rope_theta", defaultTheta) : defaultTheta;
+            scaling = root.get("rope_scaling");
+            prefix = "rope_scaling.";
+            if (scaling == null || scaling.isNull()) return new Rope("default", theta, 1, 0, 0, maxPos);
+            if (!scaling.isObject()) throw new ConfigException(source, "rope_scaling", "expected an object or null");
+        }
+        Reader s = new Reader(scaling, source, prefix);
+        String typeKey = scaling.has("rope_type") ? "rope_type" : "type";
+        String type = s.string(typeKey, "default");
+        checkPartialRotary(scaling, source, prefix + "partial_rotary_factor");
+        return switch (type) {
+            case "default" -> new Rope("default", theta, 1, 0, 0, maxPos);
+            case "linear" -> new Rope("linear", theta, s.positiveDouble("factor", Double.NaN), 0, 0, maxPos);
+            case "llama3" -> {
+                double factor = s.positiveDouble("factor", Double.NaN);
+                double low = s.positiveDouble("low_freq_factor", Double.NaN);
+                double high = s.positiveDouble("high_freq_factor", Double.NaN);
+                if (!(high > low))
+                    throw new ConfigException(source, prefix + "high_freq_factor", high + " must exceed low_freq_factor " + low);
+                int original = scaling.has("original_max_position_embeddings")
+                        ? s.positiveInt("original_max_position_embeddings") : maxPos;
+                yield new Rope("llama3", theta, factor, low, high, original);
+            }
+            default -> throw new ConfigException(source, prefix + typeKey,
+                    "rope type '" + type + "' is not supported (expected default, linear or llama3)");
+        };
+    }
+
+    private static void checkPartialRotary(JsonNode node, String source, String field) {
+        String key = field.substring(field.lastIndexOf('.') + 1);
+        JsonNode v = node.get(key);
+        if (v != null && !v.isNull() && (!v.isNumber() || v.asDouble() != 1.0))
+            throw new ConfigException(source, field, v + " is not supported (expected 1.0: rotary over the whole head)");
+    }
+
+    private static int[] parseEos(JsonNode v, String source) {
+        if (v == null || v.isNull()) return new int[0];
+        if (v.isIntegralNumber() && v.canConvertToInt() && v.asInt() >= 0) return new int[] {v.asInt()};
+        if (v.isArray()) {
+            int[] ids = new int[v.size()];
+            for (int i = 0; i < ids.length; i++) {
+                JsonNode e = v.get(i);
+                if (!e.isIntegralNumber() || !e.canConvertToInt() || e.asInt() < 0)
+                    throw new ConfigException(source, "eos_token_id", "element " + i + " is " + e + " (expected a non-negative integer)");
+                ids[i] = e.asInt();
+            }
+            return ids;
+        }
+        throw new ConfigException(source, "eos_token_id", v + " (expected a non-negative integer or a list of them)");
+    }
+
+    /** total query width: num_attention_heads · head_dim */
+    public int queryDim() { return numAttentionHeads * headDim; }
+
+    /** total key/value width: num_key_value_heads · head_dim */
+    public int kvDim() { return numKeyValueHeads * headDim; }
+
+    public boolean isEos(int id) {
+        for (int e : eosTokenIds) if (e == id) return true;
+        return false;
+    }
+
+    @Override public String toString() {
+        return "LlamaConfig[" + modelType + " hidden=" + hiddenSize + " intermediate=" + intermediateSize + " layers=" + numHiddenLayers
+                + " heads=" + numAttentionHeads + "/" + numKeyValueHeads + " headDim=" + headDim + " vocab=" + vocabSize
+                + " rope=" + rope + " tied=" + tieWordEmbeddings + " eos=" + Arrays.toString(eosTokenIds) + " dtype=" + dtype
+                + (moe == null ? "" : " moe=" + moe) + "]";
+    }
+
+    /** typed access to the keys of one JSON object, errors naming the file and the key */
+    private record Reader(JsonNode node, String source, String prefix) {
+        Reader(JsonNode node, String source) { this(node, source, ""); }
+
+        private JsonNode get(String key, boolean required) {
+            JsonNode v = node.get(key);
+            if ((v == null || v.isNull()) && required) throw new ConfigException(source, prefix + key, "missing (required)");
+            return v == null || v.isNull() ? null : v;
+        }
+
+        int positiveInt(String key) {
+            int v = integer(key);
+            if (v <= 0) throw new ConfigException(source, prefix + key, v + " (expected a positive integer)");
+            return v;
+        }
+
+        int nonNegativeInt(String key) {
+            int v = integer(key);
+            if (v < 0) throw new ConfigException(source, prefix + key, v + " (expected a non-negative integer)");
+            return v;
+        }
+
+        private int integer(String key) {
+            JsonNode v = get(key, true);
+            if (!v.isIntegralNumber() || !v.canConvertToInt()) throw new ConfigException(source, prefix + key, v + " (expected an integer)");
+            return v.asInt();
+        }
+
+        /** a positive number; {@code fallback} when absent, or required when fallback is NaN */
+        double positiveDouble(String key, double fallback) {
+            JsonNode v = get(key, Double.isNaN(fallback));
+            if (v == null) return fallback;
+            if (!v.isNumber() || !(v.asDouble() > 0) || Double.isInfinite(v.asDouble()))
+                throw new ConfigException(source, prefix + key, v + " (expected a positive number)");
+            return v.asDouble();
+        }
+
+        double nonNegativeDouble(String key) {
+            JsonNode v = get(key, true);
+            if (!v.isNumber() || !(v.asDouble() >= 0)) throw new ConfigException(source, prefix + key, v + " (expected a non-negative number)");
+            return v.asDouble();
+        }
+
+        boolean bool(String key, boolean fallback) {
+            JsonNode v = get(key, false);
+            if (v == null) return fallback;
+            if (!v.isBoolean()) throw new ConfigException(source, prefix + key, v + " (expected true or false)");
+            return v.asBoolean();
+        }
+
+        String string(String key, String fallback) {
+            JsonNode v = get(key, false);
+            if (v == null) return fallback;
+            if (!v.isTextual()) throw new ConfigException(source, prefix + key, v + " (expected a string)");
+            return v.asText();
+        }
+    }
+}

@@ -1,0 +1,257 @@
+package dive.model;
+
+import dive.backend.Backend;
+import dive.tensor.DType;
+import dive.tensor.Tensor;
+
+import java.util.Arrays;
+import java.util.IdentityHashMap;
+import java.util.function.Function;
+
+/**
+ * A dense Llama decoder (transformers' {@code LlamaForCausalLM}) running on a {@link Backend}.
+ *
+ * <p>Immutable and thread-safe: load once, share across threads; per-request state lives in a {@link KVCache}
+ * (one per sequence) and in scratch arrays local to each call. Weights stay where the checkpoint mapped them
+ * (F32, BF16 or F16, read by the backend and accumulated in F32).
+ *
+ * <pre>
+ * x = embed(ids)                                           // (N, D)
+ * per layer: x += o_proj(attention(rope(q_proj(n)), rope(k_proj(n)), v_proj(n)))  with n = rmsNorm(x, input_layernorm)
+ *            x += down_proj(silu(gate_proj(n)) · up_proj(n))                   with n = rmsNorm(x, post_attention_layernorm)
+ * logits = lm_head(rmsNorm(x, model.norm))                 // (N, vocab); lm_head = embed_tokens when tied
+ * </pre>
+ */
+public final class LlamaModel implements AutoCloseable {
+
+    /** the weights of one decoder layer, PyTorch Linear layout [out, in] */
+    private record Layer(Tensor inputNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo,
+                         Tensor postAttentionNorm, Tensor wGate, Tensor wUp, Tensor wDown) {}
+
+    private final LlamaConfig config;
+    private final Backend backend;
+    private final String source;
+    private final float[] invFreq;        // (headDim / 2)
+    private final Tensor tokenEmbedding;  // (vocab, D)
+    private final Layer[] layers;
+    private final Tensor finalNorm;       // (D)
+    private final Tensor lmHead;          // (vocab, D)
+    private final AutoCloseable resource; // what holds the mapped weights, closed with the model; may be null
+
+    private LlamaModel(LlamaConfig config, Backend backend, String source, Tensor tokenEmbedding, Layer[] layers,
+                       Tensor finalNorm, Tensor lmHead, AutoCloseable resource) {
+        this.config = config;
+        this.backend = backend;
+        this.source = source;
+        this.invFreq = RopeFrequencies.of(config);
+        this.tokenEmbedding = tokenEmbedding;
+        this.layers = layers;
+        this.finalNorm = finalNorm;
+        this.lmHead = lmHead;
+        this.resource = resource;
+    }
+
+    /**
+     * Builds a model from named weights (Hugging Face names), checking every shape and dtype against the config.
+     *
+     * @param weights  name → tensor, null when the name is absent
+     * @param source   the checkpoint's name for error messages (a folder)
+     * @param resource closed by {@link #close()} (e.g. the open checkpoint); may be null
+     * @throws ModelException naming the tensor, the expected and the actual shape or dtype
+     */
+    public static LlamaModel fromWeights(LlamaConfig config, Function<String, Tensor> weights, String source,
+                                         Backend backend, AutoCloseable resource) {
+        if (!config.modelType().equals("llama"))
+            throw new ModelException(source + ": model_type '" + config.modelType() + "' is not a dense Llama model");
+        int d = config.hiddenSize(), ffn = config.intermediateSize(), vocab = config.vocabSize();
+        int qDim = config.queryDim(), kvDim = config.kvDim();
+        WeightReader w = new WeightReader(weights, source);
+        Tensor embed = w.get("model.embed_tokens.weight", "vocab_size, hidden_size", vocab, d);
+        Layer[] layers = new Layer[config.numHiddenLayers()];
+        for (int l = 0; l < layers.length; l++) {
+            String p = "model.layers." + l + ".";
+            layers[l] = new Layer(
+                    w.get(p + "input_layernorm.weight", "hidden_size", d),
+                    w.get(p + "self_attn.q_proj.weight", "num_attention_heads·head_dim, hidden_size", qDim, d),
+                    w.get(p + "self_attn.k_proj.weight", "num_key_value_heads·head_dim, hidden_size", kvDim, d),
+                    w.get(p + "self_attn.v_proj.weight", "num_key_value_heads·head_dim, hidden_size", kvDim, d),
+                    w.get(p + "self_attn.o_proj.weight", "hidden_size, num_attention_heads·head_dim", d, qDim),
+                    w.get(p + "post_attention_layernorm.weight", "hidden_size", d),
+                    w.get(p + "mlp.gate_proj.weight", "intermediate_size, hidden_size", ffn, d),
+                    w.get(p + "mlp.up_proj.weight", "intermediate_size, hidden_size", ffn, d),
+                    w.get(p + "mlp.down_proj.weight", "hidden_size, intermediate_size", d, ffn));
+        }
+        Tensor norm = w.get("model.norm.weight", "hidden_size", d);
+        Tensor head;
+        if (config.tieWordEmbeddings()) {
+            head = embed;
+        } else if (weights.apply("lm_head.weight") == null) {
+            throw new ModelException(source + ": tensor 'lm_head.weight' is missing (config.json has tie_word_embeddings false)");
+        } else {
+            head = w.get("lm_head.weight", "vocab_size, hidden_size", vocab, d);
+        }
+        return new LlamaModel(config, backend, source, embed, layers, norm, head, resource);
+    }
+
+    public LlamaConfig config() { return config; }
+
+    public Backend backend() { return backend; }
+
+    /** where the weights came from (for messages) */
+    public String source() { return source; }
+
+    /** a fresh per-sequence cache for up to {@code capacity} positions (prompt plus generated tokens) */
+    public KVCache newCache(int capacity) { return new KVCache(config, capacity); }
+
+    /** logits of every position of one fresh sequence → (T, vocab) */
+    public float[] logits(int[] ids) {
+        return forward(ids, newCache(Math.max(1, ids.length)));
+    }
+
+    /**
+     * Runs {@code ids} after what {@code cache} holds and appends them to it.
+     * ids (T) → logits (T, vocab), row t predicting the token after ids[t].
+     */
+    public float[] forward(int[] ids, KVCache cache) {
+        return run(new int[][] {ids}, new KVCache[] {cache}, true)[0];
+    }
+
+    /** like {@link #forward} but computes only the last position's logits → (vocab) */
+    public float[] forwardLast(int[] ids, KVCache cache) {
+        return run(new int[][] {ids}, new KVCache[] {cache}, false)[0];
+    }
+
+    /**
+     * Batched prefill/decode: B sequences (lengths may differ), each after its own cache, through one set of matmuls
+     * over all B·T rows. → per sequence: logits (T_b, vocab) when {@code allPositions}, else (vocab) of its last token.
+     */
+    public float[][] forwardBatch(int[][] ids, KVCache[] caches, boolean allPositions) {
+        return run(ids, caches, allPositions);
+    }
+
+    private float[][] run(int[][] ids, KVCache[] caches, boolean allPositions) {
+        int batch = ids.length;
+        if (caches.length != batch) throw new IllegalArgumentException(batch + " sequences but " + caches.length + " KV caches");
+        int d = config.hiddenSize(), ffn = config.intermediateSize(), vocab = config.vocabSize();
+        int heads = config.numAttentionHeads(), kvHeads = config.numKeyValueHeads(), hd = config.headDim();
+        int qDim = config.queryDim(), kvDim = config.kvDim();
+        float eps = (float) config.rmsNormEps();
+        float scale = (float) (1.0 / Math.sqrt(hd));
+
+        // check everything before touching any cache
+        int[] rowStart = new int[batch + 1];   // sequence b owns rows rowStart[b] .. rowStart[b+1)
+        IdentityHashMap<KVCache, Integer> seen = new IdentityHashMap<>();
+        for (int b = 0; b < batch; b++) {
+            int[] seq = ids[b];
+            KVCache cache = caches[b];
+            if (seq == null || seq.length == 0) throw new IllegalArgumentException("sequence " + b + " has no tokens");
+            if (cache == null) throw new IllegalArgumentException("sequence " + b + " has no KV cache");
+            if (cache.numLayers != layers.length || cache.kvDim != kvDim)
+                throw new IllegalArgumentException("KV cache of sequence " + b + " was made for another model (" + cache.numLayers
+                        + " layers × " + cache.kvDim + " kv width, expected " + layers.length + " × " + kvDim + ")");
+            if (seen.put(cache, b) != null) throw new IllegalArgumentException("sequences " + seen.get(cache) + " and " + b + " share one KV cache");
+            if (cache.length + seq.length > cache.capacity)
+                throw new IllegalStateException("KV cache of sequence " + b + " is full: " + cache.length + " positions + " + seq.length
+                        + " new tokens exceed its capacity " + cache.capacity);
+            for (int t = 0; t < seq.length; t++)
+                if (seq[t] < 0 || seq[t] >= vocab)
+                    throw new IllegalArgumentException("token id " + seq[t] + " (sequence " + b + ", position " + t
+                            + ") is outside the vocabulary [0, " + vocab + ") of " + source);
+            rowStart[b + 1] = Math.addExact(rowStart[b], seq.length);
+        }
+        int rows = rowStart[batch];
+        int[] allIds = new int[rows];
+        int[] positions = new int[rows];
+        for (int b = 0; b < batch; b++)
+            for (int t = 0; t < ids[b].length; t++) {
+                allIds[rowStart[b] + t] = ids[b][t];
+                positions[rowStart[b] + t] = caches[b].length + t;
+            }
+
+        float[] x = new float[rows * d];            // residual stream (N, D)
+        float[] xn = new float[rows * d];           // normalized (N, D)
+        float[] q = new float[rows * qDim];         // (N, heads, hd)
+        float[] k = new float[rows * kvDim];        // (N, kvHeads, hd)
+        float[] v = new float[rows * kvDim];        // (N, kvHeads, hd)
+        float[] att = new float[rows * qDim];       // (N, heads, hd)
+        float[] proj = new float[rows * d];         // (N, D)
+        float[] gate = new float[rows * ffn];       // (N, F)
+        float[] up = new float[rows * ffn];         // (N, F)
+
+        backend.embedding(x, tokenEmbedding, allIds);
+        for (int l = 0; l < layers.length; l++) {
+            Layer layer = layers[l];
+            // attention block
+            backend.rmsNorm(xn, x, layer.inputNorm, rows, eps);
+            backend.matmul(q, xn, rows, layer.wq);
+            backend.matmul(k, xn, rows, layer.wk);
+            backend.matmul(v, xn, rows, layer.wv);
+            backend.rope(q, rows, heads, hd, positions, invFreq);
+            backend.rope(k, rows, kvHeads, hd, positions, invFreq);
+            for (int b = 0; b < batch; b++) {
+                KVCache cache = caches[b];
+                int r0 = rowStart[b], T = rowStart[b + 1] - r0;
+                System.arraycopy(k, r0 * kvDim, cache.keys[l], cache.length * kvDim, T * kvDim);
+                System.arraycopy(v, r0 * kvDim, cache.values[l], cache.length * kvDim, T * kvDim);
+                if (batch == 1) {
+                    backend.attention(att, q, cache.keys[l], cache.values[l], T, cache.length, heads, kvHeads, hd, scale);
+                } else {
+                    float[] qb = Arrays.copyOfRange(q, r0 * qDim, (r0 + T) * qDim);  // (T, heads, hd)
+                    float[] outB = new float[T * qDim];
+                    backend.attention(outB, qb, cache.keys[l], cache.values[l], T, cache.length, heads, kvHeads, hd, scale);
+                    System.arraycopy(outB, 0, att, r0 * qDim, T * qDim);
+                }
+            }
+            backend.matmul(proj, att, rows, layer.wo);
+            backend.add(x, proj, rows * d);
+            // SwiGLU MLP block
+            backend.rmsNorm(xn, x, layer.postAttentionNorm, rows, eps);
+            backend.matmul(gate, xn, rows, layer.wGate);
+            backend.matmul(up, xn, rows, layer.wUp);
+            backend.swiglu(gate, gate, up, rows * ffn);
+            backend.matmul(proj, gate, rows, layer.wDown);
+            backend.add(x, proj, rows * d);
+        }
+        for (int b = 0; b < batch; b++) caches[b].length += ids[b].length;
+
+        float[][] out = new float[batch][];
+        if (allPositions) {
+            backend.rmsNorm(xn, x, finalNorm, rows, eps);
+            float[] logits = new float[Math.multiplyExact(rows, vocab)];  // (N, vocab)
+            backend.matmul(logits, xn, rows, lmHead);
+            for (int b = 0; b < batch; b++)
+                out[b] = batch == 1 ? logits : Arrays.copyOfRange(logits, rowStart[b] * vocab, rowStart[b + 1] * vocab);
+        } else {
+            float[] last = new float[batch * d];  // the last row of each sequence (B, D)
+            for (int b = 0; b < batch; b++) System.arraycopy(x, (rowStart[b + 1] - 1) * d, last, b * d, d);
+            backend.rmsNorm(last, last, finalNorm, batch, eps);
+            float[] logits = new float[batch * vocab];  // (B, vocab)
+            backend.matmul(logits, last, batch, lmHead);
+            for (int b = 0; b < batch; b++) out[b] = Arrays.copyOfRange(logits, b * vocab, (b + 1) * vocab);
+        }
+        return out;
+    }
+
+    /** closes the checkpoint the weights live in; the model must not be used afterwards */
+    @Override
+    public void close() throws Exception {
+        if (resource != null) resource.close();
+    }
+
+    @Override public String toString() { return "LlamaModel[" + source + ", " + config + ", backend " + backend.name() + "]"; }
+
+    /** looks up and checks weights */
+    private record WeightReader(Function<String, Tensor> weights, String source) {
+        Tensor get(String name, String meaning, long... expected) {
+            Tensor t = weights.apply(name);
+            if (t == null) throw new ModelException(source + ": tensor '" + name + "' is missing (expected shape "
+                    + Arrays.toString(expected) + " = [" + meaning + "])");
+            if (t.dtype() != DType.F32 && t.dtype() != DType.BF16 && t.dtype() != DType.F16)
+                throw new ModelException(source + ": tensor '" + name + "' has dtype " + t.dtype() + " (expected F32, BF16 or F16)");
+            if (!Arrays.equals(t.shape(), expected))
+                throw new ModelException(source + ": tensor '" + name + "' has shape " + Arrays.toString(t.shape())
+                        + ", expected " + Arrays.toString(expected) + " = [" + meaning + "]");
+            return t;
+        }
+    }
+}

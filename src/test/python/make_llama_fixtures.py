@@ -89,13 +89,17 @@ def perplexity(model, ids, window):
     return math.exp(nll_sum / predicted), predicted
 
 
-def write_fixture(name, model, input_ids, batch_ids, prompt, ppl_ids, ppl_window, reference_model=None, extra=None):
-    """reference_model: the F32 model that computes the expectations (default: model itself)."""
+def write_fixture(name, model, input_ids, batch_ids, prompt, ppl_ids, ppl_window, reload_as_f32=False, extra=None):
+    """reload_as_f32: compute the expectations with the saved checkpoint loaded back upcast to F32
+    (from_pretrained(dtype=float32): the saved bf16 weights widened exactly, RoPE frequencies recomputed in F32)."""
     out = os.path.join(ROOT, name)
     shutil.rmtree(out, ignore_errors=True)
     model.save_pretrained(out, safe_serialization=True)
-    ref = reference_model if reference_model is not None else model
-    ref = ref.float().eval()
+    if reload_as_f32:
+        ref = LlamaForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+        assert ref.model.embed_tokens.weight.dtype == torch.float32
+    else:
+        ref = model.float().eval()
     vocab = ref.config.vocab_size
     with torch.no_grad():
         logits = ref(torch.tensor([input_ids])).logits[0].float().numpy()  # (T, vocab)
@@ -237,9 +241,7 @@ def main():
                    tie_word_embeddings=False)
     m_bf16 = m.to(torch.bfloat16)
     m_bf16.config.dtype = torch.bfloat16
-    import copy
-    ref = copy.deepcopy(m_bf16).float()
-    write_fixture("bf16", m_bf16, **standard_inputs(500, vocab), reference_model=ref)
+    write_fixture("bf16", m_bf16, **standard_inputs(500, vocab), reload_as_f32=True)
 
     # (e) head_dim (16) != hidden / heads (48 / 4 = 12)
     m = make_model(6, vocab_size=vocab, hidden_size=48, intermediate_size=96, num_hidden_layers=2,

@@ -36,8 +36,9 @@ import java.util.Map;
  *
  * <p>Layout: 8 bytes little-endian header length N, N bytes of UTF-8 JSON header, then the data
  * section. {@link #open} enforces the rules of the reference implementation (HF safetensors
- * {@code tensor.rs}): N at most {@value #MAX_HEADER_BYTES}; header valid UTF-8, a JSON object
- * starting with '{', no duplicate keys; optional {@code __metadata__} map of string to string;
+ * {@code tensor.rs}): N at most {@value #MAX_HEADER_BYTES}; header valid UTF-8, one JSON object
+ * (whitespace around it allowed, as the space padding needs), no duplicate keys (stricter than the
+ * reference, which keeps the last); optional {@code __metadata__} map of string to string;
  * each tensor has a known dtype, a shape of non-negative integers and {@code data_offsets
  * [begin, end]} with begin &le; end; sorted by offsets the tensors tile the data section from 0
  * without gap or overlap; each tensor's byte count equals element count &times; dtype size
@@ -108,8 +109,6 @@ public final class SafetensorsFile implements AutoCloseable {
         } catch (CharacterCodingException e) {
             throw SafetensorsException.of(file, "header is not valid UTF-8 (" + e + ")");
         }
-        if (header.isEmpty() || header.charAt(0) != '{')
-            throw SafetensorsException.of(file, "header does not start with '{' (a JSON object is expected)");
         JsonNode root;
         try {
             root = JSON.readTree(header);
@@ -120,7 +119,7 @@ public final class SafetensorsFile implements AutoCloseable {
             throw SafetensorsException.of(file, "header is not valid JSON: " + why);
         }
         if (root == null || !root.isObject())
-            throw SafetensorsException.of(file, "header is not a JSON object");
+            throw SafetensorsException.of(file, "header is not a JSON object, found " + (root == null ? "nothing" : root.getNodeType()));
 
         Map<String, String> metadata = new LinkedHashMap<>();
         List<Entry> entries = new ArrayList<>();

@@ -164,7 +164,7 @@ public final class SafetensorsWriter {
         long bytes = Math.multiplyExact(t.numel(), t.dtype().bytes);
         if (src.byteSize() != bytes)
             throw SafetensorsException.of(file, t.name(), "data has " + src.byteSize() + " bytes but the header claims " + bytes);
-        MemorySegment buffer = MemorySegment.ofBuffer(chunk);
+        MemorySegment buffer = MemorySegment.ofBuffer(chunk.clear()); // the whole buffer, whatever its position
         for (long offset = 0; offset < bytes; ) {
             int n = (int) Math.min(chunk.capacity(), bytes - offset);
             try {

@@ -22,10 +22,13 @@ Usage:  OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 /work/pyref/bin/python src/test
             with python safetensors and prints what it found, to check files written by dive's Java
             writer.
 
-One-off check done during development (2026-11): a single file and a sharded checkpoint (3 shards +
-index) written by SafetensorsWriter loaded with `safetensors.torch.load_file`; every tensor in the
-weight_map was found in its shard with the expected dtype, shape and values. Likewise NpyWriter's
-output loaded with numpy.load (shapes (2, 3), (5,), () and (0, 4)).
+One-off check done during development (2026-11-28): a single file (F32, BF16, F16, I64, I32, a 0-d
+scalar, an empty [0, 3] tensor, metadata {"source": "dive"}) and the same tensors as a sharded
+checkpoint (SafetensorsWriter.writeSharded with maxShardBytes 24: 4 shards + index) were loaded with
+this script's --check-java: safetensors.torch.load_file read every tensor with the expected dtype,
+shape and values, metadata came back with "format": "pt" added, and the index's total_size (62)
+matched the tensors' bytes. NpyWriter's output loaded with numpy.load as float32 with shapes (2, 3),
+(5,), () and (0, 4) and the values written.
 """
 import json
 import os

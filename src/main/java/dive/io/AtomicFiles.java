@@ -21,6 +21,7 @@ final class AtomicFiles {
     static void write(Path target, Body body) throws IOException {
         Path absolute = target.toAbsolutePath();
         Path dir = absolute.getParent();
+        if (!Files.isDirectory(dir)) throw new IOException(target + ": cannot write, directory " + dir + " does not exist");
         Path temp = Files.createTempFile(dir, "." + absolute.getFileName() + ".", ".tmp");
         boolean moved = false;
         try {

@@ -18,7 +18,9 @@ import java.util.Map;
  * The weights of a model directory, found as transformers finds them: {@code model.safetensors};
  * else the shards listed by {@code model.safetensors.index.json} ({@code "weight_map": {tensor
  * name: shard file}}); else the directory's only {@code *.safetensors} file. All files stay mapped
- * until {@link #close()}.
+ * until {@link #close()}. With an index, the tensors are exactly those of its weight_map (each must be
+ * in the shard it names; extra tensors in a shard are not exposed), and {@code metadata.total_size}
+ * is informational only, as in transformers.
  */
 public final class Checkpoint implements AutoCloseable {
     private final Path dir;

@@ -38,7 +38,7 @@ public final class SafetensorsWriter {
 
     private SafetensorsWriter() {}
 
-    /** Writes {@code tensors} (in this order) to {@code file}, atomically. */
+    /** Writes {@code tensors} (in this order) to {@code file}, atomically; {@code metadata} may be empty or null. */
     public static void write(Path file, List<Tensor> tensors, Map<String, String> metadata) throws IOException {
         checkNames(file, tensors);
         byte[] header = header(file, tensors, metadata);
@@ -125,7 +125,7 @@ public final class SafetensorsWriter {
     static byte[] header(Path file, List<Tensor> tensors, Map<String, String> metadata) throws IOException {
         Map<String, String> merged = new LinkedHashMap<>();
         merged.put("format", "pt");
-        for (Map.Entry<String, String> kv : metadata.entrySet()) {
+        for (Map.Entry<String, String> kv : (metadata == null ? Map.<String, String>of() : metadata).entrySet()) {
             if (kv.getKey().equals("format") && !kv.getValue().equals("pt"))
                 throw SafetensorsException.of(file, "metadata 'format' must be \"pt\", got \"" + kv.getValue() + "\"");
             merged.put(kv.getKey(), kv.getValue());

@@ -137,6 +137,12 @@ class SafetensorsWriterTest {
         assertFalse(Files.exists(file));
     }
 
+    @Test void missingParentDirectoryIsNamed() {
+        Path file = dir.resolve("no_such_dir").resolve("model.safetensors");
+        IOException e = assertThrows(IOException.class, () -> SafetensorsWriter.write(file, List.of(Tensor.ofFloats("w", new float[]{1f}, 1)), null));
+        assertTrue(e.getMessage().contains("no_such_dir") && e.getMessage().contains("does not exist"), e.getMessage());
+    }
+
     @Test void failedWriteLeavesNoFileAndNoTempFile() throws IOException {
         Path file = dir.resolve("model.safetensors");
         Tensor good = Tensor.ofFloats("good", new float[]{1f, 2f}, 2);

@@ -1,5 +1,7 @@
 package dive.io;
 
+import dive.util.AtomicFiles;
+
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;

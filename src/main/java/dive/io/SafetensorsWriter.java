@@ -1,5 +1,7 @@
 package dive.io;
 
+import dive.util.AtomicFiles;
+
 import com.fasterxml.jackson.core.JsonGenerator;
 import com.fasterxml.jackson.core.util.DefaultPrettyPrinter;
 import com.fasterxml.jackson.core.util.Separators;

@@ -7,6 +7,7 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -205,9 +206,12 @@ public final class Tokenizer {
     void save(Path tokenizerJson) throws IOException {
         Path parent = tokenizerJson.toAbsolutePath().getParent();
         Files.createDirectories(parent);
-        Path temp = Files.createTempFile(parent, tokenizerJson.getFileName().toString(), ".tmp");
+        Path temp = parent.resolve(tokenizerJson.getFileName() + "." + ProcessHandle.current().pid() + "."
+                + Thread.currentThread().threadId() + ".tmp");
         try {
-            JSON.writerWithDefaultPrettyPrinter().writeValue(temp.toFile(), spec);
+            try (var out = Files.newOutputStream(temp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
+                JSON.writerWithDefaultPrettyPrinter().writeValue(out, spec);
+            }
             Files.move(temp, tokenizerJson, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
         } finally {
             Files.deleteIfExists(temp);

@@ -18,7 +18,7 @@ import org.junit.jupiter.api.TestFactory;
  */
 class TokenizerGoldenTest {
     static final Path FIXTURES = Path.of("src/test/resources/tokenizer");
-    static final List<String> KINDS = List.of("gpt2", "llama3", "llama2", "metaspace");
+    static final List<String> KINDS = List.of("gpt2", "llama3", "llama2", "metaspace", "trainer");
 
     @TestFactory
     Stream<DynamicTest> encodeAndDecodeMatchHuggingFace() throws Exception {

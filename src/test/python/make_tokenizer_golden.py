@@ -186,6 +186,15 @@ TEXTS = [
     "\u0000 control \u0007 chars \u001b[0m",
     "ＦＵＬＬＷＩＤＴＨ ｔｅｘｔ",
     "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math 𝟙𝟚𝟛",
+    "x \n y  \n\n  z \t\n",
+    "end with spaces and newline   \n",
+    "  \u00a0 a\u2028b\u0085c",
+    "' s 'S ’s it''s rock'n'roll O'NEIL'S",
+    "Arabic-Indic ١٢٣٤٥ superscript x² ½ ⅷ",
+    "नमस्ते दुनिया and ภาษาไทย",
+    "12345678901234567890",
+    "a\r\n\r\nb\r\rc",
+    "!!!???...---___===+++",
 ]
 
 

@@ -85,6 +85,13 @@ public final class Tokenizer {
         List<int[]> template = parsePostProcessor(spec.get("post_processor"), "post_processor", s);
         templatePrefix = template == null ? new int[0] : template.get(0);
         templateSuffix = template == null ? new int[0] : template.get(1);
+        for (int[] part : List.of(templatePrefix, templateSuffix)) {
+            for (int id : part) {
+                if (id < 0 || id >= size || idToToken[id] == null) {
+                    throw s.error("post_processor", "adds token id " + id + ", which is not in the vocabulary (size " + size + ")");
+                }
+            }
+        }
         bosId = templatePrefix.length > 0 ? templatePrefix[0] : firstPresent(BOS_NAMES);
         eosId = templateSuffix.length > 0 ? templateSuffix[templateSuffix.length - 1] : firstPresent(EOS_NAMES);
     }

@@ -95,6 +95,13 @@ class TokenizerTest {
         expectError(dir, n -> ((ObjectNode) n.get("model")).put("unk_token", "<nope>"),
                 "model.unk_token '<nope>' is not in model.vocab");
         expectError(dir, n -> n.remove("model"), "model is missing");
+        expectError(dir, n -> ((ObjectNode) n.get("added_tokens").get(0)).put("content", 5),
+                "added_tokens[0].content must be a string");
+        expectError(dir, n -> {
+            ObjectNode template = n.putObject("post_processor").put("type", "TemplateProcessing");
+            template.putArray("single").addObject().putObject("SpecialToken").put("id", "<bos>");
+            template.putObject("special_tokens").putObject("<bos>").putArray("ids").add(99999);
+        }, "post_processor adds token id 99999, which is not in the vocabulary");
         expectError(dir, n -> n.putObject("pre_tokenizer").put("type", "Split").put("behavior", "Isolated")
                 .putObject("pattern").put("Regex", "(unclosed"), "pre_tokenizer.pattern.Regex is not a regular expression");
 

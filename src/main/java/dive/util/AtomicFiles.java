@@ -1,0 +1,48 @@
+package dive.util;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+
+/** Writes a file atomically: a temp file in the same directory, fsync, then an atomic rename over the target. */
+public final class AtomicFiles {
+    private AtomicFiles() {}
+
+    public interface Body { void writeTo(FileChannel channel) throws IOException; }
+
+    /**
+     * Runs {@code body} on a fresh temp file beside {@code target}, then renames it over {@code target}.
+     * On any failure the temp file is deleted and {@code target} is left as it was.
+     */
+    public static void write(Path target, Body body) throws IOException {
+        Path absolute = target.toAbsolutePath();
+        Path dir = absolute.getParent();
+        if (!Files.isDirectory(dir)) throw new IOException(target + ": cannot write, directory " + dir + " does not exist");
+        Path temp = Files.createTempFile(dir, "." + absolute.getFileName() + ".", ".tmp");
+        boolean moved = false;
+        try {
+            try (FileChannel channel = FileChannel.open(temp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
+                body.writeTo(channel);
+                channel.force(true);
+            }
+            Files.move(temp, absolute, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            moved = true;
+        } finally {
+            if (!moved) Files.deleteIfExists(temp);
+        }
+    }
+
+    public static void writeFully(FileChannel channel, ByteBuffer buffer) throws IOException {
+        while (buffer.hasRemaining()) channel.write(buffer);
+    }
+
+    /** writes {@code text} as UTF-8, atomically */
+    public static void writeString(Path target, String text) throws IOException {
+        byte[] bytes = text.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        write(target, channel -> writeFully(channel, ByteBuffer.wrap(bytes)));
+    }
+}

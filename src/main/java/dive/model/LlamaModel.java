@@ -1,9 +1,12 @@
 package dive.model;
 
 import dive.backend.Backend;
+import dive.io.Checkpoint;
 import dive.tensor.DType;
 import dive.tensor.Tensor;
 
+import java.io.IOException;
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.IdentityHashMap;
 import java.util.function.Function;
@@ -49,6 +52,24 @@ public final class LlamaModel implements AutoCloseable {
         this.finalNorm = finalNorm;
         this.lmHead = lmHead;
         this.resource = resource;
+    }
+
+    /**
+     * Loads a Hugging Face Llama folder: {@code config.json} and its safetensors weights (one file or shards),
+     * memory-mapped, checked against the config. Close the model to unmap them.
+     *
+     * @throws ConfigException naming the config field at fault
+     * @throws ModelException  naming the tensor at fault
+     */
+    public static LlamaModel load(Path dir, Backend backend) throws IOException {
+        LlamaConfig config = LlamaConfig.load(dir);
+        Checkpoint checkpoint = Checkpoint.open(dir);
+        try {
+            return fromWeights(config, name -> checkpoint.has(name) ? checkpoint.tensor(name) : null, dir.toString(), backend, checkpoint);
+        } catch (RuntimeException e) {
+            checkpoint.close();
+            throw e;
+        }
     }
 
     /**

@@ -2,9 +2,9 @@ package dive.model;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import dive.backend.Backend;
-import dive.tensor.DType;
+import dive.io.Checkpoint;
+import dive.io.SafetensorsWriter;
 import dive.tensor.Tensor;
 
 import java.io.IOException;
@@ -14,13 +14,13 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Iterator;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
  * The transformers reference fixtures in src/test/resources/llama (made by src/test/python/make_llama_fixtures.py).
- * Holds a minimal safetensors reader/writer for test use only, written before dive.io was merged.
+ * Models load through {@link LlamaModel#load} (dive.io's Checkpoint); .npy expectations through a small reader here.
  */
 final class Fixtures {
     static final Path ROOT = Path.of("src/test/resources/llama");
@@ -34,9 +34,7 @@ final class Fixtures {
     static JsonNode expected(String name) throws IOException { return JSON.readTree(dir(name).resolve("expected.json").toFile()); }
 
     static LlamaModel load(Path dir, Backend backend) throws IOException {
-        LlamaConfig config = LlamaConfig.load(dir);
-        Map<String, Tensor> tensors = readSafetensors(dir.resolve("model.safetensors"));
-        return LlamaModel.fromWeights(config, tensors::get, dir.toString(), backend, null);
+        return LlamaModel.load(dir, backend);
     }
 
     static int[] ints(JsonNode array) {
@@ -69,44 +67,21 @@ final class Fixtures {
         return out;
     }
 
-    /** all tensors of one .safetensors file, on the heap (test-only reader) */
+    /** all tensors of one .safetensors file, copied to the heap (so the file can be closed) */
     static Map<String, Tensor> readSafetensors(Path file) throws IOException {
-        byte[] bytes = Files.readAllBytes(file);
-        long headerLen = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN).getLong(0);
-        JsonNode header = JSON.readTree(new String(bytes, 8, (int) headerLen, StandardCharsets.UTF_8));
-        MemorySegment all = MemorySegment.ofArray(bytes);
         Map<String, Tensor> out = new LinkedHashMap<>();
-        for (Iterator<Map.Entry<String, JsonNode>> it = header.fields(); it.hasNext(); ) {
-            Map.Entry<String, JsonNode> e = it.next();
-            if (e.getKey().equals("__metadata__")) continue;
-            JsonNode info = e.getValue();
-            long[] shape = new long[info.get("shape").size()];
-            for (int i = 0; i < shape.length; i++) shape[i] = info.get("shape").get(i).asLong();
-            long begin = 8 + headerLen + info.get("data_offsets").get(0).asLong();
-            long end = 8 + headerLen + info.get("data_offsets").get(1).asLong();
-            out.put(e.getKey(), new Tensor(e.getKey(), DType.fromSafetensors(info.get("dtype").asText()), shape, all.asSlice(begin, end - begin)));
+        try (Checkpoint c = Checkpoint.open(file.getParent())) {
+            for (String name : c.names()) {
+                Tensor t = c.tensor(name);
+                MemorySegment copy = MemorySegment.ofArray(new byte[Math.toIntExact(t.data().byteSize())]);
+                copy.copyFrom(t.data());
+                out.put(name, new Tensor(name, t.dtype(), t.shape(), copy));
+            }
         }
         return out;
     }
 
-    /** writes tensors to a .safetensors file (test-only writer) */
     static void writeSafetensors(Path file, Map<String, Tensor> tensors) throws IOException {
-        ObjectNode header = JSON.createObjectNode();
-        long offset = 0;
-        for (Tensor t : tensors.values()) {
-            ObjectNode info = header.putObject(t.name());
-            info.put("dtype", t.dtype().safetensorsName());
-            var shape = info.putArray("shape");
-            for (long d : t.shape()) shape.add(d);
-            info.putArray("data_offsets").add(offset).add(offset + t.data().byteSize());
-            offset += t.data().byteSize();
-        }
-        byte[] json = JSON.writeValueAsBytes(header);
-        int padded = (json.length + 7) / 8 * 8;
-        ByteBuffer buf = ByteBuffer.allocate(8 + padded + (int) offset).order(ByteOrder.LITTLE_ENDIAN);
-        buf.putLong(padded).put(json);
-        for (int i = json.length; i < padded; i++) buf.put((byte) ' ');
-        for (Tensor t : tensors.values()) buf.put(t.data().toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
-        Files.write(file, buf.array());
+        SafetensorsWriter.write(file, List.copyOf(tensors.values()), Map.of("format", "pt"));
     }
 }

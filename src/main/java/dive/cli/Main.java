@@ -1,8 +1,61 @@
 package dive.cli;
 
-/** Entry point of the command line (commands land with the CLI work). */
-public final class Main {
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+import java.io.PrintWriter;
+import java.util.logging.Level;
+import java.util.logging.Logger;
+
+/**
+ * The command line: one main class, one subcommand per job. Each command is a few calls of the
+ * library API ({@link dive.api.Engine}), so anything here can also be done from code.
+ */
+@Command(name = "dive", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
+        description = "Dense Llama checkpoints in, Mixture-of-Experts (DIVE) out: inspect, tokenize, run, measure.",
+        subcommands = {InspectCommand.class, TokenizeCommand.class, GenerateCommand.class, PplCommand.class,
+                LogitsCommand.class, BenchCommand.class, DemoCommand.class, CommandLine.HelpCommand.class})
+public final class Main implements Runnable {
+
+    @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
+    @Override public void run() { spec.commandLine().usage(System.out); }
+
     public static void main(String[] args) {
-        System.out.println("dive: command line under construction");
+        System.setProperty("java.util.logging.SimpleFormatter.format", "dive: %5$s%6$s%n");
+        System.exit(run(args));
+    }
+
+    /** runs the command line and returns its exit code (0 ok, 1 failure, 2 bad usage) */
+    public static int run(String... args) {
+        CommandLine cl = new CommandLine(new Main());
+        cl.setExecutionExceptionHandler((ex, line, parse) -> {
+            PrintWriter err = line.getErr();
+            err.println("dive " + line.getCommandName() + ": " + describe(ex));
+            if (System.getenv("DIVE_DEBUG") != null) ex.printStackTrace(err);
+            err.flush();
+            return 1;
+        });
+        return cl.execute(args);
+    }
+
+    /** one line naming what went wrong */
+    static String describe(Throwable ex) {
+        String msg = ex.getMessage();
+        if (ex instanceof java.nio.file.NoSuchFileException) return "file not found: " + msg;
+        if (ex instanceof OutOfMemoryError) return "out of memory (" + msg + "); raise -Xmx via DIVE_JAVA_OPTS";
+        if (msg == null || msg.isBlank()) return ex.getClass().getSimpleName();
+        return msg.replace('\n', ' ');
+    }
+
+    static void quietLogs(boolean quiet) {
+        if (quiet) Logger.getLogger("").setLevel(Level.WARNING);
+    }
+
+    static final class Version implements CommandLine.IVersionProvider {
+        @Override public String[] getVersion() {
+            String v = Main.class.getPackage().getImplementationVersion();
+            return new String[] {"dive " + (v != null ? v : "dev") + " (Java " + Runtime.version() + ")"};
+        }
     }
 }

@@ -1,0 +1,44 @@
+package dive.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dive.api.Engine;
+import dive.model.Perplexity;
+import picocli.CommandLine.*;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+@Command(name = "ppl", mixinStandardHelpOptions = true,
+        description = "Perplexity of a text file: exp(mean NLL) over non-overlapping windows (the HF convention).")
+final class PplCommand implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "MODEL_DIR") Path modelDir;
+    @Option(names = "--text", required = true, paramLabel = "FILE", description = "UTF-8 text file") Path textFile;
+    @Option(names = "--window", defaultValue = "256", paramLabel = "N", description = "tokens per window (default ${DEFAULT-VALUE})") int window;
+    @Option(names = "--json", description = "print {\"ppl\": …, \"tokens\": …}") boolean json;
+    @Mixin CommonOptions common;
+
+    @Override
+    public Integer call() throws Exception {
+        if (window < 2) throw new IllegalArgumentException("--window " + window + ": expected ≥ 2 tokens");
+        byte[] bytes = Files.readAllBytes(textFile);
+        if (bytes.length == 0) throw new IllegalArgumentException(textFile + ": empty text, nothing to score");
+        try (Engine engine = common.load(modelDir)) {
+            int[] ids = engine.requireTokenizer().encode(bytes, true);
+            Perplexity.Result r = Perplexity.compute(engine.model(), ids, window);
+            if (json) {
+                Map<String, Object> out = new LinkedHashMap<>();
+                out.put("ppl", r.perplexity());
+                out.put("tokens", r.predictedTokens());
+                out.put("mean_nll", r.meanNll());
+                out.put("window", window);
+                System.out.println(new ObjectMapper().writeValueAsString(out));
+            } else {
+                System.out.printf("ppl %.4f over %d predicted tokens (window %d)%n", r.perplexity(), r.predictedTokens(), window);
+            }
+        }
+        return 0;
+    }
+}

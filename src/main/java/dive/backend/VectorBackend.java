@@ -1,6 +1,559 @@
 package dive.backend;
 
-/** PLACEHOLDER until the Vector API kernels land (helper branch "cpu-kernels"): delegates to the scalar code. */
-public class VectorBackend extends ScalarBackend {
-    @Override public String name() { return "vector(placeholder)"; }
+import dive.tensor.DType;
+import dive.tensor.Tensor;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
+import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.RecursiveAction;
+import java.util.function.IntConsumer;
+
+/**
+ * The fast CPU backend: Vector API kernels ({@link FloatVector#SPECIES_PREFERRED}, 8 floats on AVX2,
+ * 16 on AVX-512) with scalar tails, multithreaded on a fixed {@link ForkJoinPool}.
+ *
+ * <ul>
+ * <li>GEMM (matmul, M ≥ {@value #GEMM_MIN_ROWS}): BLIS-style. Panels of w are packed to F32 (BF16/F16
+ *     widened while packing) in blocks of {@value #KC} × {@code NC}; a {@value #MR} × 2·lanes register-tiled
+ *     micro-kernel broadcasts x[m, k] and FMAs it against a packed row of w. Tasks are output tiles.</li>
+ * <li>GEMV (matmul, M small, the decode path): rows of w streamed straight from the (possibly mapped,
+ *     unaligned) segment, 4 rows at a time. BF16/F16 are read as int lanes holding two elements each and
+ *     widened in-register (even/odd halves) against an even/odd split copy of x.</li>
+ * </ul>
+ * Results do not depend on the thread count: work is cut into tasks by shape only, and each output
+ * element is computed by exactly one task with a fixed summation order. No scratch is shared between
+ * calls (per-task arrays), so one instance serves many threads at once.
+ *
+ * <p>Threads: system property {@code dive.threads} (default {@link Runtime#availableProcessors()}).
+ */
+public final class VectorBackend implements Backend {
+    static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    static final int L = F.length();
+    static final VectorSpecies<Integer> I = F.withLanes(int.class);
+    /** shorts with as many lanes as F: widened 1:1 by S2I */
+    static final VectorSpecies<Short> SH = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
+    static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+
+    /** micro-kernel rows of x */
+    static final int MR = 6;
+    /** micro-kernel columns of out (= rows of w): two vectors */
+    static final int NR = 2 * L;
+    /** depth of one packed block of w */
+    static final int KC = 256;
+    /** columns of out per task (rows of w packed together) */
+    static final int NC = 4 * NR;
+    /** rows of x per task at most (keeps the x block in L2) */
+    static final int MC_MAX = 256;
+    /** below this many rows of x, matmul runs as GEMV per row (packing w costs more than it saves) */
+    static final int GEMM_MIN_ROWS = 4;
+    /** multiply-adds below which an op stays on the calling thread */
+    static final long PARALLEL_MIN_FMAS = 1L << 17;
+
+    private static final class DefaultPool {
+        static final int THREADS = defaultThreads();
+        static final ForkJoinPool POOL = new ForkJoinPool(THREADS);
+    }
+
+    private final ForkJoinPool pool;
+    private final int threads;
+
+    /** the shared pool of {@code dive.threads} threads */
+    public VectorBackend() {
+        this.threads = DefaultPool.THREADS;
+        this.pool = DefaultPool.POOL;
+    }
+
+    /** a backend with its own pool of {@code threads} threads (tests, benchmarks) */
+    public VectorBackend(int threads) {
+        if (threads < 1) throw new IllegalArgumentException("threads must be ≥ 1, got " + threads);
+        this.threads = threads;
+        this.pool = threads == DefaultPool.THREADS ? DefaultPool.POOL : new ForkJoinPool(threads);
+    }
+
+    static int defaultThreads() {
+        String p = System.getProperty("dive.threads");
+        if (p == null || p.isBlank()) return Runtime.getRuntime().availableProcessors();
+        try {
+            int t = Integer.parseInt(p.trim());
+            if (t < 1) throw new NumberFormatException();
+            return t;
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("system property dive.threads='" + p + "': expected a positive integer");
+        }
+    }
+
+    public int threads() { return threads; }
+
+    @Override public String name() { return "vector(" + F.vectorBitSize() + "-bit, " + threads + " threads)"; }
+
+    // ---------------------------------------------------------------- parallel loop
+
+    /** body(i) for i in [0, tasks), on the pool when worth it; returns when all are done */
+    private void parallelFor(int tasks, boolean parallel, IntConsumer body) {
+        if (tasks <= 1 || !parallel || threads == 1) {
+            for (int i = 0; i < tasks; i++) body.accept(i);
+        } else {
+            pool.invoke(new Range(0, tasks, body));
+        }
+    }
+
+    private static final class Range extends RecursiveAction {
+        final int lo, hi;
+        final IntConsumer body;
+        Range(int lo, int hi, IntConsumer body) { this.lo = lo; this.hi = hi; this.body = body; }
+        @Override protected void compute() {
+            if (hi - lo == 1) { body.accept(lo); return; }
+            int mid = (lo + hi) >>> 1;
+            invokeAll(new Range(lo, mid, body), new Range(mid, hi, body));
+        }
+    }
+
+    // ---------------------------------------------------------------- matmul
+
+    @Override
+    public void matmul(float[] out, float[] x, int m, Tensor w) {
+        checkWeight(w);
+        int n = w.rows(), k = w.cols();
+        if (m < 1) throw new IllegalArgumentException("matmul with '" + w.name() + "': m = " + m + ", expected ≥ 1");
+        if ((long) m * k > x.length) throw new IllegalArgumentException("matmul with '" + w.name() + "': x has " + x.length + " floats, expected ≥ m·K = " + m + "·" + k);
+        if ((long) m * n > out.length) throw new IllegalArgumentException("matmul with '" + w.name() + "': out has " + out.length + " floats, expected ≥ m·N = " + m + "·" + n);
+        if (m < GEMM_MIN_ROWS) gemv(out, x, m, w, n, k);
+        else gemm(out, x, m, w, n, k);
+    }
+
+    private static void checkWeight(Tensor w) {
+        if (!w.dtype().isFloatWeight()) throw new IllegalArgumentException("weight '" + w.name() + "' is " + w.dtype() + ", expected F32, BF16 or F16");
+    }
+
+    // ---- GEMV: out (m, N) for small m, parallel over rows of w
+
+    private void gemv(float[] out, float[] x, int m, Tensor w, int n, int k) {
+        int rowsPerTask = 64;
+        int tasks = (n + rowsPerTask - 1) / rowsPerTask;
+        boolean parallel = (long) m * n * k >= PARALLEL_MIN_FMAS;
+        // BF16/F16: x split into even/odd elements per block of 2L (matches the int-lane layout of w)
+        int pairedK = w.dtype() == DType.F32 ? 0 : k - k % (2 * L);
+        float[][] xEven = new float[m][], xOdd = new float[m][];
+        for (int r = 0; r < m && pairedK > 0; r++) {
+            xEven[r] = new float[pairedK / 2];
+            xOdd[r] = new float[pairedK / 2];
+            for (int j = 0; j < pairedK / 2; j++) {
+                int block = j / L, lane = j % L;
+                xEven[r][j] = x[r * k + block * 2 * L + 2 * lane];
+                xOdd[r][j] = x[r * k + block * 2 * L + 2 * lane + 1];
+            }
+        }
+        parallelFor(tasks, parallel, t -> {
+            int n0 = t * rowsPerTask, n1 = Math.min(n, n0 + rowsPerTask);
+            for (int r = 0; r < m; r++) {
+                int j = n0;
+                for (; j + 4 <= n1; j += 4) {
+                    if (w.dtype() == DType.F32) gemvF32x4(out, r * n + j, x, r * k, w.data(), j, k);
+                    else gemvHalfx4(out, r * n + j, x, r * k, xEven[r], xOdd[r], pairedK, w, j, k);
+                }
+                for (; j < n1; j++) out[r * n + j] = dotRow(x, r * k, w, j, k, xEven[r], xOdd[r], pairedK);
+            }
+        });
+    }
+
+    /** out[o .. o+4) = rows j .. j+3 of F32 w · x[xo .. xo+k) */
+    private static void gemvF32x4(float[] out, int o, float[] x, int xo, MemorySegment w, int j, int k) {
+        long b0 = (long) j * k * 4, b1 = b0 + (long) k * 4, b2 = b1 + (long) k * 4, b3 = b2 + (long) k * 4;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        int upper = k - k % L, i = 0;
+        for (; i < upper; i += L) {
+            FloatVector xv = FloatVector.fromArray(F, x, xo + i);
+            long d = (long) i * 4;
+            a0 = FloatVector.fromMemorySegment(F, w, b0 + d, LE).fma(xv, a0);
+            a1 = FloatVector.fromMemorySegment(F, w, b1 + d, LE).fma(xv, a1);
+            a2 = FloatVector.fromMemorySegment(F, w, b2 + d, LE).fma(xv, a2);
+            a3 = FloatVector.fromMemorySegment(F, w, b3 + d, LE).fma(xv, a3);
+        }
+        float s0 = a0.reduceLanes(VectorOperators.ADD), s1 = a1.reduceLanes(VectorOperators.ADD);
+        float s2 = a2.reduceLanes(VectorOperators.ADD), s3 = a3.reduceLanes(VectorOperators.ADD);
+        for (; i < k; i++) {
+            float xi = x[xo + i];
+            long d = (long) i * 4;
+            s0 += xi * w.get(Tensor.F32, b0 + d);
+            s1 += xi * w.get(Tensor.F32, b1 + d);
+            s2 += xi * w.get(Tensor.F32, b2 + d);
+            s3 += xi * w.get(Tensor.F32, b3 + d);
+        }
+        out[o] = s0; out[o + 1] = s1; out[o + 2] = s2; out[o + 3] = s3;
+    }
+
+    /** the same for BF16/F16 w: each int lane holds elements (2l, 2l+1) of a block of 2L */
+    private static void gemvHalfx4(float[] out, int o, float[] x, int xo, float[] xEven, float[] xOdd, int pairedK,
+                                   Tensor wt, int j, int k) {
+        MemorySegment w = wt.data();
+        boolean bf16 = wt.dtype() == DType.BF16;
+        long b0 = (long) j * k * 2, b1 = b0 + (long) k * 2, b2 = b1 + (long) k * 2, b3 = b2 + (long) k * 2;
+        FloatVector e0 = FloatVector.zero(F), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;
+        for (int i = 0; i < pairedK; i += 2 * L) {
+            FloatVector xe = FloatVector.fromArray(F, xEven, i / 2), xd = FloatVector.fromArray(F, xOdd, i / 2);
+            long d = (long) i * 2;
+            IntVector v0 = IntVector.fromMemorySegment(I, w, b0 + d, LE), v1 = IntVector.fromMemorySegment(I, w, b1 + d, LE);
+            IntVector v2 = IntVector.fromMemorySegment(I, w, b2 + d, LE), v3 = IntVector.fromMemorySegment(I, w, b3 + d, LE);
+            if (bf16) {
+                e0 = lowBf16(v0).fma(xe, e0); o0 = highBf16(v0).fma(xd, o0);
+                e1 = lowBf16(v1).fma(xe, e1); o1 = highBf16(v1).fma(xd, o1);
+                e2 = lowBf16(v2).fma(xe, e2); o2 = highBf16(v2).fma(xd, o2);
+                e3 = lowBf16(v3).fma(xe, e3); o3 = highBf16(v3).fma(xd, o3);
+            } else {
+                e0 = lowF16(v0).fma(xe, e0); o0 = highF16(v0).fma(xd, o0);
+                e1 = lowF16(v1).fma(xe, e1); o1 = highF16(v1).fma(xd, o1);
+                e2 = lowF16(v2).fma(xe, e2); o2 = highF16(v2).fma(xd, o2);
+                e3 = lowF16(v3).fma(xe, e3); o3 = highF16(v3).fma(xd, o3);
+            }
+        }
+        float s0 = e0.add(o0).reduceLanes(VectorOperators.ADD), s1 = e1.add(o1).reduceLanes(VectorOperators.ADD);
+        float s2 = e2.add(o2).reduceLanes(VectorOperators.ADD), s3 = e3.add(o3).reduceLanes(VectorOperators.ADD);
+        long row = (long) j * k;
+        for (int i = pairedK; i < k; i++) {
+            float xi = x[xo + i];
+            s0 += xi * wt.getFloat(row + i);
+            s1 += xi * wt.getFloat(row + k + i);
+            s2 += xi * wt.getFloat(row + 2L * k + i);
+            s3 += xi * wt.getFloat(row + 3L * k + i);
+        }
+        out[o] = s0; out[o + 1] = s1; out[o + 2] = s2; out[o + 3] = s3;
+    }
+
+    /** one row j of w · x[xo .. xo+k), any float dtype */
+    private static float dotRow(float[] x, int xo, Tensor w, int j, int k, float[] xEven, float[] xOdd, int pairedK) {
+        MemorySegment seg = w.data();
+        FloatVector acc = FloatVector.zero(F), acc2 = acc;
+        int i = 0;
+        if (w.dtype() == DType.F32) {
+            long b = (long) j * k * 4;
+            for (int upper = k - k % L; i < upper; i += L)
+                acc = FloatVector.fromMemorySegment(F, seg, b + (long) i * 4, LE).fma(FloatVector.fromArray(F, x, xo + i), acc);
+        } else {
+            long b = (long) j * k * 2;
+            boolean bf16 = w.dtype() == DType.BF16;
+            for (; i < pairedK; i += 2 * L) {
+                IntVector v = IntVector.fromMemorySegment(I, seg, b + (long) i * 2, LE);
+                acc = (bf16 ? lowBf16(v) : lowF16(v)).fma(FloatVector.fromArray(F, xEven, i / 2), acc);
+                acc2 = (bf16 ? highBf16(v) : highF16(v)).fma(FloatVector.fromArray(F, xOdd, i / 2), acc2);
+            }
+        }
+        float s = acc.add(acc2).reduceLanes(VectorOperators.ADD);
+        long row = (long) j * k;
+        for (; i < k; i++) s += x[xo + i] * w.getFloat(row + i);
+        return s;
+    }
+
+    // ---- half-precision widening in registers
+
+    private static final int BF16_HIGH_MASK = 0xFFFF0000;
+
+    /** elements 2l of int lanes holding bf16 pairs */
+    static FloatVector lowBf16(IntVector v) { return v.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats(); }
+    /** elements 2l+1 */
+    static FloatVector highBf16(IntVector v) { return v.and(BF16_HIGH_MASK).reinterpretAsFloats(); }
+    static FloatVector lowF16(IntVector v) { return halfToFloat(v.and(0xFFFF)); }
+    static FloatVector highF16(IntVector v) { return halfToFloat(v.lanewise(VectorOperators.LSHR, 16)); }
+
+    private static final float TWO_POW_112 = 0x1p112f;
+
+    /**
+     * IEEE binary16 bits (low 16 bits of each lane; sign bit 15) to float, exactly: the exponent and
+     * mantissa shifted into float position read as a float and scaled by 2^(127−15) is right for normal
+     * and subnormal halves alike (a power-of-two scaling is exact); exponent 31 (inf/NaN) maps to 255.
+     */
+    static FloatVector halfToFloat(IntVector h) {
+        IntVector magnitude = h.and(0x7fff);
+        IntVector shifted = magnitude.lanewise(VectorOperators.LSHL, 13);
+        IntVector finite = shifted.reinterpretAsFloats().mul(TWO_POW_112).reinterpretAsInts();
+        VectorMask<Integer> infOrNan = magnitude.compare(VectorOperators.GE, 0x7c00);
+        IntVector bits = finite.blend(shifted.or(0x7f800000), infOrNan);
+        return bits.or(h.and(0x8000).lanewise(VectorOperators.LSHL, 16)).reinterpretAsFloats();
+    }
+
+    /**
+     * dst[dstOff .. dstOff+n) = w elements [first, first+n) widened to float; F32, BF16 or F16.
+     */
+    static void widen(Tensor w, long first, float[] dst, int dstOff, int n) {
+        MemorySegment seg = w.data();
+        int i = 0;
+        switch (w.dtype()) {
+            case F32 -> MemorySegment.copy(seg, Tensor.F32, first * 4, dst, dstOff, n);
+            case BF16, F16 -> {
+                boolean bf16 = w.dtype() == DType.BF16;
+                for (int upper = n - n % L; i < upper; i += L) {
+                    ShortVector s = ShortVector.fromMemorySegment(SH, seg, (first + i) * 2, LE);
+                    IntVector v = (IntVector) s.convertShape(VectorOperators.S2I, I, 0);
+                    FloatVector f = bf16 ? v.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats() : halfToFloat(v);
+                    f.intoArray(dst, dstOff + i);
+                }
+                for (; i < n; i++) dst[dstOff + i] = w.getFloat(first + i);
+            }
+            default -> throw new IllegalArgumentException("weight '" + w.name() + "' is " + w.dtype() + ", expected F32, BF16 or F16");
+        }
+    }
+
+    // ---- GEMM: register-tiled, w packed per task
+
+    private void gemm(float[] out, float[] x, int m, Tensor w, int n, int k) {
+        int nTiles = (n + NC - 1) / NC;
+        // enough tasks to keep a few threads busy (by shape only, so results don't depend on threads)
+        int mTiles = Math.max((m + MC_MAX - 1) / MC_MAX, Math.min((8 + nTiles - 1) / nTiles, (m + MR - 1) / MR));
+        int mc = roundUp((m + mTiles - 1) / mTiles, MR);
+        int mTilesFinal = (m + mc - 1) / mc;
+        parallelFor(nTiles * mTilesFinal, true, t -> {
+            int nt = t % nTiles, mt = t / nTiles;
+            gemmTile(out, x, m, w, n, k, mt * mc, Math.min(m, mt * mc + mc), nt * NC, Math.min(n, nt * NC + NC));
+        });
+    }
+
+    private static int roundUp(int v, int to) { return (v + to - 1) / to * to; }
+
+    /** out[m0..m1, n0..n1) = x[m0..m1, :] · w[n0..n1, :]ᵀ */
+    private static void gemmTile(float[] out, float[] x, int m, Tensor w, int n, int k, int m0, int m1, int n0, int n1) {
+        int panels = (n1 - n0 + NR - 1) / NR;
+        float[] packed = new float[panels * NR * Math.min(KC, k)]; // (panels, kc, NR)
+        float[] row = new float[Math.min(KC, k)];
+        float[] edge = new float[MR * NR];
+        for (int k0 = 0; k0 < k; k0 += KC) {
+            int kc = Math.min(KC, k - k0);
+            // pack w[n0..n1, k0..k0+kc) as panels of NR columns, k-major within a panel; zeros past n1
+            for (int p = 0; p < panels; p++) {
+                int base = p * kc * NR;
+                for (int j = 0; j < NR; j++) {
+                    int col = n0 + p * NR + j;
+                    if (col < n1) {
+                        widen(w, (long) col * k + k0, row, 0, kc);
+                        for (int kk = 0; kk < kc; kk++) packed[base + kk * NR + j] = row[kk];
+                    } else {
+                        for (int kk = 0; kk < kc; kk++) packed[base + kk * NR + j] = 0f;
+                    }
+                }
+            }
+            boolean accumulate = k0 > 0;
+            for (int p = 0; p < panels; p++) {
+                int col0 = n0 + p * NR, cols = Math.min(NR, n1 - col0);
+                for (int i0 = m0; i0 < m1; i0 += MR) {
+                    int rows = Math.min(MR, m1 - i0);
+                    microKernel(x, k, i0, rows, k0, kc, packed, p * kc * NR, out, n, col0, cols, accumulate, edge);
+                }
+            }
+        }
+    }
+
+    /**
+     * out[i0..i0+rows, col0..col0+cols) (+)= x[i0..i0+rows, k0..k0+kc) · panel, where the panel is (kc, NR)
+     * k-major. MR × 2 vectors of accumulators; missing rows repeat the last row (results dropped).
+     */
+    private static void microKernel(float[] x, int k, int i0, int rows, int k0, int kc, float[] packed, int pOff,
+                                    float[] out, int n, int col0, int cols, boolean accumulate, float[] edge) {
+        int x0 = i0 * k + k0;
+        int x1 = (i0 + Math.min(1, rows - 1)) * k + k0;
+        int x2 = (i0 + Math.min(2, rows - 1)) * k + k0;
+        int x3 = (i0 + Math.min(3, rows - 1)) * k + k0;
+        int x4 = (i0 + Math.min(4, rows - 1)) * k + k0;
+        int x5 = (i0 + Math.min(5, rows - 1)) * k + k0;
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+        for (int kk = 0; kk < kc; kk++) {
+            int b = pOff + kk * NR;
+            FloatVector b0 = FloatVector.fromArray(F, packed, b);
+            FloatVector b1 = FloatVector.fromArray(F, packed, b + L);
+            FloatVector a = FloatVector.broadcast(F, x[x0 + kk]);
+            c00 = a.fma(b0, c00); c01 = a.fma(b1, c01);
+            a = FloatVector.broadcast(F, x[x1 + kk]);
+            c10 = a.fma(b0, c10); c11 = a.fma(b1, c11);
+            a = FloatVector.broadcast(F, x[x2 + kk]);
+            c20 = a.fma(b0, c20); c21 = a.fma(b1, c21);
+            a = FloatVector.broadcast(F, x[x3 + kk]);
+            c30 = a.fma(b0, c30); c31 = a.fma(b1, c31);
+            a = FloatVector.broadcast(F, x[x4 + kk]);
+            c40 = a.fma(b0, c40); c41 = a.fma(b1, c41);
+            a = FloatVector.broadcast(F, x[x5 + kk]);
+            c50 = a.fma(b0, c50); c51 = a.fma(b1, c51);
+        }
+        if (rows == MR && cols == NR) {
+            int o = i0 * n + col0;
+            store(out, o, c00, c01, accumulate); o += n;
+            store(out, o, c10, c11, accumulate); o += n;
+            store(out, o, c20, c21, accumulate); o += n;
+            store(out, o, c30, c31, accumulate); o += n;
+            store(out, o, c40, c41, accumulate); o += n;
+            store(out, o, c50, c51, accumulate);
+        } else {
+            c00.intoArray(edge, 0); c01.intoArray(edge, L);
+            c10.intoArray(edge, NR); c11.intoArray(edge, NR + L);
+            c20.intoArray(edge, 2 * NR); c21.intoArray(edge, 2 * NR + L);
+            c30.intoArray(edge, 3 * NR); c31.intoArray(edge, 3 * NR + L);
+            c40.intoArray(edge, 4 * NR); c41.intoArray(edge, 4 * NR + L);
+            c50.intoArray(edge, 5 * NR); c51.intoArray(edge, 5 * NR + L);
+            for (int r = 0; r < rows; r++) {
+                int o = (i0 + r) * n + col0;
+                for (int c = 0; c < cols; c++) out[o + c] = accumulate ? out[o + c] + edge[r * NR + c] : edge[r * NR + c];
+            }
+        }
+    }
+
+    private static void store(float[] out, int o, FloatVector v0, FloatVector v1, boolean accumulate) {
+        if (accumulate) {
+            v0 = v0.add(FloatVector.fromArray(F, out, o));
+            v1 = v1.add(FloatVector.fromArray(F, out, o + L));
+        }
+        v0.intoArray(out, o);
+        v1.intoArray(out, o + L);
+    }
+
+    // ---------------------------------------------------------------- the other ops
+
+    @Override
+    public void rmsNorm(float[] out, float[] x, Tensor weight, int rows, float eps) {
+        checkWeight(weight);
+        int d = Math.toIntExact(weight.numel());
+        float[] g = new float[d];
+        widen(weight, 0, g, 0, d);
+        int upper = d - d % L;
+        for (int r = 0; r < rows; r++) {
+            int base = r * d;
+            FloatVector acc = FloatVector.zero(F);
+            int i = 0;
+            for (; i < upper; i += L) {
+                FloatVector v = FloatVector.fromArray(F, x, base + i);
+                acc = v.fma(v, acc);
+            }
+            double ss = acc.reduceLanes(VectorOperators.ADD);
+            for (; i < d; i++) ss += (double) x[base + i] * x[base + i];
+            float inv = (float) (1.0 / Math.sqrt(ss / d + eps));
+            for (i = 0; i < upper; i += L)
+                FloatVector.fromArray(F, x, base + i).mul(inv).mul(FloatVector.fromArray(F, g, i)).intoArray(out, base + i);
+            for (; i < d; i++) out[base + i] = x[base + i] * inv * g[i];
+        }
+    }
+
+    @Override
+    public void rope(float[] x, int rows, int heads, int headDim, int[] positions, float[] invFreq) {
+        int half = headDim / 2, upper = half - half % L;
+        float[] cos = new float[half], sin = new float[half];
+        for (int r = 0; r < rows; r++) {
+            for (int i = 0; i < half; i++) {
+                float angle = positions[r] * invFreq[i];
+                cos[i] = (float) Math.cos(angle);
+                sin[i] = (float) Math.sin(angle);
+            }
+            for (int h = 0; h < heads; h++) {
+                int base = (r * heads + h) * headDim;
+                int i = 0;
+                for (; i < upper; i += L) {
+                    FloatVector a = FloatVector.fromArray(F, x, base + i), b = FloatVector.fromArray(F, x, base + half + i);
+                    FloatVector c = FloatVector.fromArray(F, cos, i), s = FloatVector.fromArray(F, sin, i);
+                    a.mul(c).sub(b.mul(s)).intoArray(x, base + i);
+                    b.mul(c).add(a.mul(s)).intoArray(x, base + half + i);
+                }
+                for (; i < half; i++) {
+                    float a = x[base + i], b = x[base + i + half];
+                    x[base + i] = a * cos[i] - b * sin[i];
+                    x[base + i + half] = b * cos[i] + a * sin[i];
+                }
+            }
+        }
+    }
+
+    @Override
+    public void attention(float[] out, float[] q, float[] kCache, float[] vCache, int T, int startPos,
+                          int nHeads, int nKvHeads, int headDim, float scale) {
+        if (nKvHeads < 1 || nHeads % nKvHeads != 0)
+            throw new IllegalArgumentException("attention: nHeads " + nHeads + " is not a multiple of nKvHeads " + nKvHeads);
+        int group = nHeads / nKvHeads;
+        int units = T * nHeads; // one (query, head) each
+        long work = (long) units * (startPos + T) * headDim;
+        int tasks = Math.min(units, 64);
+        parallelFor(tasks, work >= PARALLEL_MIN_FMAS, task -> {
+            float[] scores = new float[startPos + T];
+            // interleaved so that long (late) and short (early) causal rows mix in every task
+            for (int u = task; u < units; u += tasks) {
+                int t = u / nHeads, h = u % nHeads;
+                attendOne(out, q, kCache, vCache, t, h / group, (t * nHeads + h) * headDim, startPos + t + 1,
+                        nKvHeads, headDim, scale, scores);
+            }
+        });
+    }
+
+    private void attendOne(float[] out, float[] q, float[] kCache, float[] vCache, int t, int kvh, int qOff, int len,
+                           int nKvHeads, int headDim, float scale, float[] scores) {
+        int upper = headDim - headDim % L;
+        for (int s = 0; s < len; s++) {
+            int kOff = (s * nKvHeads + kvh) * headDim;
+            FloatVector acc = FloatVector.zero(F);
+            int i = 0;
+            for (; i < upper; i += L)
+                acc = FloatVector.fromArray(F, q, qOff + i).fma(FloatVector.fromArray(F, kCache, kOff + i), acc);
+            float dot = acc.reduceLanes(VectorOperators.ADD);
+            for (; i < headDim; i++) dot += q[qOff + i] * kCache[kOff + i];
+            scores[s] = dot * scale;
+        }
+        softmax(scores, 0, len);
+        java.util.Arrays.fill(out, qOff, qOff + headDim, 0f);
+        for (int s = 0; s < len; s++) {
+            int vOff = (s * nKvHeads + kvh) * headDim;
+            float p = scores[s];
+            int i = 0;
+            FloatVector pv = FloatVector.broadcast(F, p);
+            for (; i < upper; i += L)
+                FloatVector.fromArray(F, vCache, vOff + i).fma(pv, FloatVector.fromArray(F, out, qOff + i)).intoArray(out, qOff + i);
+            for (; i < headDim; i++) out[qOff + i] += p * vCache[vOff + i];
+        }
+    }
+
+    @Override
+    public void swiglu(float[] out, float[] gate, float[] up, int n) {
+        for (int i = 0; i < n; i++) {
+            float g = gate[i];
+            out[i] = g / (1f + (float) Math.exp(-g)) * up[i];
+        }
+    }
+
+    @Override
+    public void softmax(float[] x, int off, int n) {
+        int upper = n - n % L, i = 0;
+        float max = Float.NEGATIVE_INFINITY;
+        if (upper > 0) {
+            FloatVector m = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+            for (; i < upper; i += L) m = m.max(FloatVector.fromArray(F, x, off + i));
+            max = m.reduceLanes(VectorOperators.MAX);
+        }
+        for (; i < n; i++) max = Math.max(max, x[off + i]);
+        double sum = 0;
+        for (i = 0; i < n; i++) {
+            float e = (float) Math.exp(x[off + i] - max);
+            x[off + i] = e;
+            sum += e;
+        }
+        float inv = (float) (1.0 / sum);
+        for (i = 0; i < upper; i += L) FloatVector.fromArray(F, x, off + i).mul(inv).intoArray(x, off + i);
+        for (; i < n; i++) x[off + i] *= inv;
+    }
+
+    @Override
+    public void embedding(float[] out, Tensor table, int[] ids) {
+        checkWeight(table);
+        int vocab = table.rows(), d = table.cols();
+        for (int t = 0; t < ids.length; t++) {
+            int id = ids[t];
+            if (id < 0 || id >= vocab) throw new IllegalArgumentException("token id " + id + " at position " + t + " is outside the vocabulary [0, " + vocab + ") of '" + table.name() + "'");
+            widen(table, (long) id * d, out, t * d, d);
+        }
+    }
+
+    @Override
+    public void add(float[] x, float[] y, int n) {
+        int upper = n - n % L, i = 0;
+        for (; i < upper; i += L) FloatVector.fromArray(F, x, i).add(FloatVector.fromArray(F, y, i)).intoArray(x, i);
+        for (; i < n; i++) x[i] += y[i];
+    }
 }

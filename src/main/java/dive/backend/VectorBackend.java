@@ -151,6 +151,10 @@ public final class VectorBackend implements Backend {
                 xOdd[r][j] = x[r * k + block * 2 * L + 2 * lane + 1];
             }
         }
+        if (!w.data().isNative()) { // heap-backed (Tensor.ofFloats, tests): vector loads from byte[] segments are slow
+            parallelFor(tasks, parallel, t -> gemvHeapRows(out, x, m, w, n, k, t * rowsPerTask, Math.min(n, t * rowsPerTask + rowsPerTask)));
+            return;
+        }
         parallelFor(tasks, parallel, t -> {
             int n0 = t * rowsPerTask, n1 = Math.min(n, n0 + rowsPerTask);
             for (int r = 0; r < m; r++) {
@@ -162,6 +166,23 @@ public final class VectorBackend implements Backend {
                 for (; j < n1; j++) out[r * n + j] = dotRow(x, r * k, w, j, k, xEven[r], xOdd[r], pairedK);
             }
         });
+    }
+
+    /** rows n0..n1 of a heap-backed w: each row widened into a float[] once, then dotted with every row of x */
+    private static void gemvHeapRows(float[] out, float[] x, int m, Tensor w, int n, int k, int n0, int n1) {
+        float[] row = new float[k];
+        int upper = k - k % L;
+        for (int j = n0; j < n1; j++) {
+            widen(w, (long) j * k, row, 0, k);
+            for (int r = 0; r < m; r++) {
+                FloatVector acc = FloatVector.zero(F);
+                int i = 0;
+                for (; i < upper; i += L) acc = FloatVector.fromArray(F, row, i).fma(FloatVector.fromArray(F, x, r * k + i), acc);
+                float s = acc.reduceLanes(VectorOperators.ADD);
+                for (; i < k; i++) s += row[i] * x[r * k + i];
+                out[r * n + j] = s;
+            }
+        }
     }
 
     /** out[o .. o+4) = rows j .. j+3 of F32 w · x[xo .. xo+k) */

@@ -13,7 +13,9 @@ import jdk.incubator.vector.VectorSpecies;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
 import java.util.concurrent.ForkJoinPool;
-import java.util.concurrent.RecursiveAction;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.IntConsumer;
 
 /**
@@ -54,8 +56,13 @@ public final class VectorBackend implements Backend {
     static final int MC_MAX = 256;
     /** below this many rows of x, matmul runs as GEMV per row (packing w costs more than it saves) */
     static final int GEMM_MIN_ROWS = 4;
-    /** multiply-adds below which an op stays on the calling thread */
-    static final long PARALLEL_MIN_FMAS = 1L << 17;
+    /** multiply-adds below which GEMM and attention stay on the calling thread */
+    static final long PARALLEL_MIN_FMAS = 1L << 18;
+    /**
+     * weights below which a GEMV stays on the calling thread: handing work to a pool thread costs a few
+     * µs to tens of µs; a 1024 × 256 GEMV takes ~13 µs on one thread here (measured with GemvBenchmark)
+     */
+    static final long GEMV_PARALLEL_MIN_WEIGHTS = 1L << 19;
 
     private static final class DefaultPool {
         static final int THREADS = defaultThreads();
@@ -96,24 +103,48 @@ public final class VectorBackend implements Backend {
 
     // ---------------------------------------------------------------- parallel loop
 
-    /** body(i) for i in [0, tasks), on the pool when worth it; returns when all are done */
+    /**
+     * body(i) for i in [0, tasks), returning when all are done. The calling thread works too: it and up to
+     * threads−1 pool helpers claim indices from a shared counter, and the caller then waits only for
+     * indices a helper has claimed and is running. A helper that wakes up late finds nothing left and
+     * returns, so thread wake-up latency never adds to a call, and nested calls cannot deadlock.
+     */
     private void parallelFor(int tasks, boolean parallel, IntConsumer body) {
-        if (tasks <= 1 || !parallel || threads == 1) {
+        int helpers = parallel ? Math.min(threads, tasks) - 1 : 0;
+        if (helpers <= 0) {
             for (int i = 0; i < tasks; i++) body.accept(i);
-        } else {
-            pool.invoke(new Range(0, tasks, body));
+            return;
         }
-    }
-
-    private static final class Range extends RecursiveAction {
-        final int lo, hi;
-        final IntConsumer body;
-        Range(int lo, int hi, IntConsumer body) { this.lo = lo; this.hi = hi; this.body = body; }
-        @Override protected void compute() {
-            if (hi - lo == 1) { body.accept(lo); return; }
-            int mid = (lo + hi) >>> 1;
-            invokeAll(new Range(lo, mid, body), new Range(mid, hi, body));
+        AtomicInteger next = new AtomicInteger();
+        CountDownLatch unfinished = new CountDownLatch(tasks);
+        AtomicReference<Throwable> failure = new AtomicReference<>();
+        Runnable drain = () -> {
+            for (int i; (i = next.getAndIncrement()) < tasks; ) {
+                try {
+                    body.accept(i);
+                } catch (Throwable t) {
+                    failure.compareAndSet(null, t);
+                } finally {
+                    unfinished.countDown();
+                }
+            }
+        };
+        for (int h = 0; h < helpers; h++) pool.execute(drain);
+        drain.run();
+        boolean interrupted = false;
+        while (true) {
+            try {
+                unfinished.await();
+                break;
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
         }
+        if (interrupted) Thread.currentThread().interrupt();
+        Throwable t = failure.get();
+        if (t instanceof RuntimeException e) throw e;
+        if (t instanceof Error e) throw e;
+        if (t != null) throw new IllegalStateException(t);
     }
 
     // ---------------------------------------------------------------- matmul
@@ -138,7 +169,7 @@ public final class VectorBackend implements Backend {
     private void gemv(float[] out, float[] x, int m, Tensor w, int n, int k) {
         int rowsPerTask = 64;
         int tasks = (n + rowsPerTask - 1) / rowsPerTask;
-        boolean parallel = (long) m * n * k >= PARALLEL_MIN_FMAS;
+        boolean parallel = (long) n * k >= GEMV_PARALLEL_MIN_WEIGHTS;
         // BF16/F16: x split into even/odd elements per block of 2L (matches the int-lane layout of w)
         int pairedK = w.dtype() == DType.F32 ? 0 : k - k % (2 * L);
         float[][] xEven = new float[m][], xOdd = new float[m][];
@@ -329,7 +360,7 @@ public final class VectorBackend implements Backend {
         int mTiles = Math.max((m + MC_MAX - 1) / MC_MAX, Math.min((8 + nTiles - 1) / nTiles, (m + MR - 1) / MR));
         int mc = roundUp((m + mTiles - 1) / mTiles, MR);
         int mTilesFinal = (m + mc - 1) / mc;
-        parallelFor(nTiles * mTilesFinal, true, t -> {
+        parallelFor(nTiles * mTilesFinal, (long) m * n * k >= PARALLEL_MIN_FMAS, t -> {
             int nt = t % nTiles, mt = t / nTiles;
             gemmTile(out, x, m, w, n, k, mt * mc, Math.min(m, mt * mc + mc), nt * NC, Math.min(n, nt * NC + NC));
         });

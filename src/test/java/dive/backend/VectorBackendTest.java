@@ -196,7 +196,7 @@ class VectorBackendTest {
         Random r = new Random(3);
         VectorBackend one = new VectorBackend(1);
         VectorBackend many = new VectorBackend(3);
-        int[][] problems = {{1, 1024, 256}, {128, 256, 300}, {37, 500, 129}, {2, 333, 77}};
+        int[][] problems = {{1, 2048, 300}, {128, 256, 300}, {37, 500, 129}, {2, 1500, 400}}; // all above the parallel thresholds
         List<float[]> xs = new ArrayList<>(), refs = new ArrayList<>();
         List<Tensor> ws = new ArrayList<>();
         for (int[] p : problems) {

@@ -8,6 +8,7 @@ import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 import java.lang.foreign.MemorySegment;
@@ -209,7 +210,7 @@ public final class VectorBackend implements Backend {
                 FloatVector acc = FloatVector.zero(F);
                 int i = 0;
                 for (; i < upper; i += L) acc = FloatVector.fromArray(F, row, i).fma(FloatVector.fromArray(F, x, r * k + i), acc);
-                float s = acc.reduceLanes(VectorOperators.ADD);
+                float s = sumLanes(acc);
                 for (; i < k; i++) s += row[i] * x[r * k + i];
                 out[r * n + j] = s;
             }
@@ -229,8 +230,8 @@ public final class VectorBackend implements Backend {
             a2 = FloatVector.fromMemorySegment(F, w, b2 + d, LE).fma(xv, a2);
             a3 = FloatVector.fromMemorySegment(F, w, b3 + d, LE).fma(xv, a3);
         }
-        float s0 = a0.reduceLanes(VectorOperators.ADD), s1 = a1.reduceLanes(VectorOperators.ADD);
-        float s2 = a2.reduceLanes(VectorOperators.ADD), s3 = a3.reduceLanes(VectorOperators.ADD);
+        float s0 = sumLanes(a0), s1 = sumLanes(a1);
+        float s2 = sumLanes(a2), s3 = sumLanes(a3);
         for (; i < k; i++) {
             float xi = x[xo + i];
             long d = (long) i * 4;
@@ -266,8 +267,8 @@ public final class VectorBackend implements Backend {
                 e3 = lowF16(v3).fma(xe, e3); o3 = highF16(v3).fma(xd, o3);
             }
         }
-        float s0 = e0.add(o0).reduceLanes(VectorOperators.ADD), s1 = e1.add(o1).reduceLanes(VectorOperators.ADD);
-        float s2 = e2.add(o2).reduceLanes(VectorOperators.ADD), s3 = e3.add(o3).reduceLanes(VectorOperators.ADD);
+        float s0 = sumLanes(e0.add(o0)), s1 = sumLanes(e1.add(o1));
+        float s2 = sumLanes(e2.add(o2)), s3 = sumLanes(e3.add(o3));
         long row = (long) j * k;
         for (int i = pairedK; i < k; i++) {
             float xi = x[xo + i];
@@ -297,10 +298,35 @@ public final class VectorBackend implements Backend {
                 acc2 = (bf16 ? highBf16(v) : highF16(v)).fma(FloatVector.fromArray(F, xOdd, i / 2), acc2);
             }
         }
-        float s = acc.add(acc2).reduceLanes(VectorOperators.ADD);
+        float s = sumLanes(acc.add(acc2));
         long row = (long) j * k;
         for (; i < k; i++) s += x[xo + i] * w.getFloat(row + i);
         return s;
+    }
+
+    // ---- deterministic lane sum
+
+    // rotations by 32, 16, 8, 4, 2, 1 lanes (those ≥ L are unused): constants, so C2 folds them
+    private static final VectorShuffle<Float> ROT32 = rotation(32), ROT16 = rotation(16), ROT8 = rotation(8),
+            ROT4 = rotation(4), ROT2 = rotation(2), ROT1 = rotation(1);
+
+    private static VectorShuffle<Float> rotation(int lanes) {
+        return VectorShuffle.fromOp(F, i -> (i + lanes) % L);
+    }
+
+    /**
+     * Σ lanes of v by a fixed pairwise tree. reduceLanes(ADD) leaves the order open, and its intrinsic
+     * (compiled) and Java (interpreted) forms do differ, which would make the same call give different
+     * bits before and after JIT compilation.
+     */
+    static float sumLanes(FloatVector v) {
+        if (L > 32) v = v.add(v.rearrange(ROT32));
+        if (L > 16) v = v.add(v.rearrange(ROT16));
+        if (L > 8) v = v.add(v.rearrange(ROT8));
+        if (L > 4) v = v.add(v.rearrange(ROT4));
+        if (L > 2) v = v.add(v.rearrange(ROT2));
+        if (L > 1) v = v.add(v.rearrange(ROT1));
+        return v.lane(0);
     }
 
     // ---- half-precision widening in registers
@@ -479,7 +505,7 @@ public final class VectorBackend implements Backend {
                 FloatVector v = FloatVector.fromArray(F, x, base + i);
                 acc = v.fma(v, acc);
             }
-            double ss = acc.reduceLanes(VectorOperators.ADD);
+            double ss = sumLanes(acc);
             for (; i < d; i++) ss += (double) x[base + i] * x[base + i];
             float inv = (float) (1.0 / Math.sqrt(ss / d + eps));
             for (i = 0; i < upper; i += L)
@@ -545,7 +571,7 @@ public final class VectorBackend implements Backend {
             int i = 0;
             for (; i < upper; i += L)
                 acc = FloatVector.fromArray(F, q, qOff + i).fma(FloatVector.fromArray(F, kCache, kOff + i), acc);
-            float dot = acc.reduceLanes(VectorOperators.ADD);
+            float dot = sumLanes(acc);
             for (; i < headDim; i++) dot += q[qOff + i] * kCache[kOff + i];
             scores[s] = dot * scale;
         }

@@ -590,7 +590,13 @@ public final class VectorBackend implements Backend {
 
     @Override
     public void swiglu(float[] out, float[] gate, float[] up, int n) {
-        for (int i = 0; i < n; i++) {
+        int upper = n - n % L, i = 0;
+        FloatVector one = FloatVector.broadcast(F, 1f);
+        for (; i < upper; i += L) {
+            FloatVector g = FloatVector.fromArray(F, gate, i);
+            g.div(one.add(exp(g.neg()))).mul(FloatVector.fromArray(F, up, i)).intoArray(out, i);
+        }
+        for (; i < n; i++) {
             float g = gate[i];
             out[i] = g / (1f + (float) Math.exp(-g)) * up[i];
         }
@@ -603,11 +609,17 @@ public final class VectorBackend implements Backend {
         if (upper > 0) {
             FloatVector m = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
             for (; i < upper; i += L) m = m.max(FloatVector.fromArray(F, x, off + i));
-            max = m.reduceLanes(VectorOperators.MAX);
+            max = m.reduceLanes(VectorOperators.MAX); // exact in any order
         }
         for (; i < n; i++) max = Math.max(max, x[off + i]);
-        double sum = 0;
-        for (i = 0; i < n; i++) {
+        FloatVector sums = FloatVector.zero(F);
+        for (i = 0; i < upper; i += L) {
+            FloatVector e = exp(FloatVector.fromArray(F, x, off + i).sub(max));
+            e.intoArray(x, off + i);
+            sums = sums.add(e);
+        }
+        double sum = sumLanes(sums);
+        for (; i < n; i++) {
             float e = (float) Math.exp(x[off + i] - max);
             x[off + i] = e;
             sum += e;
@@ -615,6 +627,40 @@ public final class VectorBackend implements Backend {
         float inv = (float) (1.0 / sum);
         for (i = 0; i < upper; i += L) FloatVector.fromArray(F, x, off + i).mul(inv).intoArray(x, off + i);
         for (; i < n; i++) x[off + i] *= inv;
+    }
+
+    // ---- e^x in lanes
+
+    private static final float LOG2E = 1.44269504088896341f;
+    private static final float LN2_HIGH = 0.693359375f, LN2_LOW = -2.12194440e-4f; // LN2_HIGH + LN2_LOW = ln 2
+    /** 1.5 · 2^23: adding it rounds a float of magnitude &lt; 2^22 to an integer, kept in the low mantissa bits */
+    private static final float ROUNDER = 12582912f;
+    private static final int ROUNDER_BITS = 0x4B400000;
+
+    /**
+     * e^x per lane, within 2 ulp of {@link Math#exp} (tested): x = n·ln 2 + r, |r| ≤ ln2/2, e^r by the
+     * Cephes expf polynomial, times 2^n built in the exponent bits (in two halves, so subnormal results
+     * and overflow to ∞ come out right). Only add, mul and fma, which the Vector API defines exactly,
+     * so compiled and interpreted code give the same bits (the library EXP does not: its intrinsic and
+     * its Java fallback differ in the last bit).
+     */
+    static FloatVector exp(FloatVector x) {
+        x = x.max(-104f).min(89f); // e^−104 rounds to 0 and e^89 to ∞; NaN stays NaN
+        FloatVector t = x.fma(LOG2E, ROUNDER);
+        IntVector n = t.reinterpretAsInts().sub(ROUNDER_BITS);
+        FloatVector nf = t.sub(ROUNDER);
+        FloatVector r = x.sub(nf.mul(LN2_HIGH)); // exact: LN2_HIGH has 9 significant bits, |n| ≤ 150
+        r = nf.fma(FloatVector.broadcast(F, -LN2_LOW), r);
+        FloatVector p = r.fma(1.9875691500e-4f, 1.3981999507e-3f);
+        p = p.fma(r, FloatVector.broadcast(F, 8.3334519073e-3f));
+        p = p.fma(r, FloatVector.broadcast(F, 4.1665795894e-2f));
+        p = p.fma(r, FloatVector.broadcast(F, 1.6666665459e-1f));
+        p = p.fma(r, FloatVector.broadcast(F, 5.0000001201e-1f));
+        FloatVector er = p.mul(r).fma(r, r).add(1f); // 1 + r + r²·p
+        IntVector n1 = n.lanewise(VectorOperators.ASHR, 1), n2 = n.sub(n1);
+        FloatVector scale1 = n1.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+        FloatVector scale2 = n2.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+        return er.mul(scale1).mul(scale2);
     }
 
     @Override

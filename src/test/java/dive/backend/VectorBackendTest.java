@@ -317,6 +317,33 @@ class VectorBackendTest {
         }
     }
 
+    /** the lane e^x against Math.exp over its whole range: normal, subnormal, underflow to 0, overflow to ∞, NaN */
+    @Test
+    void vectorExpIsWithinTwoUlpOfMathExp() {
+        int lanes = VectorBackend.L;
+        Random r = new Random(29);
+        float[] x = new float[lanes * 20000];
+        for (int i = 0; i < x.length; i++) x[i] = (r.nextFloat() * 2 - 1) * 110f;
+        float[] special = {0f, -0f, 1f, -1f, 88.7f, 88.73f, -87.3f, -100f, -103.5f, -110f, 200f, -200f,
+                Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, 1e-8f};
+        System.arraycopy(special, 0, x, 0, special.length);
+        for (int i = 0; i < x.length; i += lanes) {
+            float[] got = new float[lanes];
+            VectorBackend.exp(jdk.incubator.vector.FloatVector.fromArray(VectorBackend.F, x, i)).intoArray(got, 0);
+            for (int l = 0; l < lanes; l++) {
+                float want = (float) Math.exp(x[i + l]);
+                if (Float.isNaN(want)) { assertTrue(Float.isNaN(got[l]), "exp(" + x[i + l] + ")"); continue; }
+                if (want < Float.MIN_NORMAL) { // subnormal: absolute error within 2 ulp of the smallest step
+                    assertEquals(want, got[l], 2 * Float.MIN_VALUE, "exp(" + x[i + l] + ")");
+                    continue;
+                }
+                if (Float.isInfinite(want)) { assertEquals(want, got[l], "exp(" + x[i + l] + ")"); continue; }
+                int ulps = Math.abs(Float.floatToIntBits(want) - Float.floatToIntBits(got[l]));
+                assertTrue(ulps <= 2, "exp(" + x[i + l] + ") = " + got[l] + ", Math.exp gives " + want + " (" + ulps + " ulp)");
+            }
+        }
+    }
+
     @Test
     void softmaxMatchesScalarAtAnOffset() {
         Random r = new Random(17);

@@ -548,24 +548,52 @@ public final class VectorBackend implements Backend {
         if (nKvHeads < 1 || nHeads % nKvHeads != 0)
             throw new IllegalArgumentException("attention: nHeads " + nHeads + " is not a multiple of nKvHeads " + nKvHeads);
         int group = nHeads / nKvHeads;
+        int len = startPos + T, lenPadded = roundUp(len, L);
         int units = T * nHeads; // one (query, head) each
-        long work = (long) units * (startPos + T) * headDim;
+        long work = (long) units * len * headDim;
         int tasks = Math.min(units, 64);
+        if (T * group < TRANSPOSED_KEYS_MIN_QUERIES) { // decode: each key is read by few queries, dot products directly
+            parallelFor(tasks, work >= PARALLEL_MIN_FMAS, task -> {
+                float[] scores = new float[len];
+                for (int u = task; u < units; u += tasks) {
+                    int t = u / nHeads, h = u % nHeads, kvh = h / group;
+                    int qOff = (t * nHeads + h) * headDim, visible = startPos + t + 1;
+                    attentionScoresDirect(scores, q, qOff, kCache, kvh, nKvHeads, visible, headDim, scale);
+                    softmax(scores, 0, visible);
+                    attentionValues(out, qOff, scores, visible, vCache, kvh, nKvHeads, headDim);
+                }
+            });
+            return;
+        }
+        // prefill: keysT (nKvHeads, headDim, lenPadded) holds the keys transposed, so the scores of L
+        // positions are one vector FMA per head dimension (no horizontal sums); zero past len
+        float[] keysT = new float[nKvHeads * headDim * lenPadded];
+        for (int kvh = 0; kvh < nKvHeads; kvh++)
+            for (int s = 0; s < len; s++) {
+                int src = (s * nKvHeads + kvh) * headDim, dst = kvh * headDim * lenPadded + s;
+                for (int i = 0; i < headDim; i++) keysT[dst + i * lenPadded] = kCache[src + i];
+            }
         parallelFor(tasks, work >= PARALLEL_MIN_FMAS, task -> {
-            float[] scores = new float[startPos + T];
+            float[] scores = new float[lenPadded];
             // interleaved so that long (late) and short (early) causal rows mix in every task
             for (int u = task; u < units; u += tasks) {
-                int t = u / nHeads, h = u % nHeads;
-                attendOne(out, q, kCache, vCache, t, h / group, (t * nHeads + h) * headDim, startPos + t + 1,
-                        nKvHeads, headDim, scale, scores);
+                int t = u / nHeads, h = u % nHeads, kvh = h / group;
+                int qOff = (t * nHeads + h) * headDim, visible = startPos + t + 1;
+                attentionScores(scores, q, qOff, keysT, kvh * headDim * lenPadded, lenPadded, visible, headDim, scale);
+                softmax(scores, 0, visible);
+                attentionValues(out, qOff, scores, visible, vCache, kvh, nKvHeads, headDim);
             }
         });
     }
 
-    private void attendOne(float[] out, float[] q, float[] kCache, float[] vCache, int t, int kvh, int qOff, int len,
-                           int nKvHeads, int headDim, float scale, float[] scores) {
+    /** below this many queries per KV head (T · group), attention skips transposing the keys */
+    static final int TRANSPOSED_KEYS_MIN_QUERIES = 8;
+
+    /** scores[s] = scale · q · k[s, kvh] for s &lt; visible, one dot product per position */
+    private static void attentionScoresDirect(float[] scores, float[] q, int qOff, float[] kCache, int kvh, int nKvHeads,
+                                              int visible, int headDim, float scale) {
         int upper = headDim - headDim % L;
-        for (int s = 0; s < len; s++) {
+        for (int s = 0; s < visible; s++) {
             int kOff = (s * nKvHeads + kvh) * headDim;
             FloatVector acc = FloatVector.zero(F);
             int i = 0;
@@ -575,16 +603,65 @@ public final class VectorBackend implements Backend {
             for (; i < headDim; i++) dot += q[qOff + i] * kCache[kOff + i];
             scores[s] = dot * scale;
         }
-        softmax(scores, 0, len);
-        java.util.Arrays.fill(out, qOff, qOff + headDim, 0f);
-        for (int s = 0; s < len; s++) {
-            int vOff = (s * nKvHeads + kvh) * headDim;
-            float p = scores[s];
-            int i = 0;
-            FloatVector pv = FloatVector.broadcast(F, p);
-            for (; i < upper; i += L)
-                FloatVector.fromArray(F, vCache, vOff + i).fma(pv, FloatVector.fromArray(F, out, qOff + i)).intoArray(out, qOff + i);
-            for (; i < headDim; i++) out[qOff + i] += p * vCache[vOff + i];
+    }
+
+    /** scores[s] = scale · Σ_i q[qOff+i]·keysT[kOff + i·stride + s] for s &lt; visible (rounded up to L lanes) */
+    private static void attentionScores(float[] scores, float[] q, int qOff, float[] keysT, int kOff, int stride,
+                                        int visible, int headDim, float scale) {
+        int s = 0;
+        for (; s + 2 * L <= roundUp(visible, L); s += 2 * L) {
+            FloatVector a0 = FloatVector.zero(F), a1 = a0;
+            for (int i = 0, row = kOff + s; i < headDim; i++, row += stride) {
+                FloatVector qi = FloatVector.broadcast(F, q[qOff + i]);
+                a0 = qi.fma(FloatVector.fromArray(F, keysT, row), a0);
+                a1 = qi.fma(FloatVector.fromArray(F, keysT, row + L), a1);
+            }
+            a0.mul(scale).intoArray(scores, s);
+            a1.mul(scale).intoArray(scores, s + L);
+        }
+        for (; s < visible; s += L) {
+            FloatVector a0 = FloatVector.zero(F);
+            for (int i = 0, row = kOff + s; i < headDim; i++, row += stride)
+                a0 = FloatVector.broadcast(F, q[qOff + i]).fma(FloatVector.fromArray(F, keysT, row), a0);
+            a0.mul(scale).intoArray(scores, s);
+        }
+    }
+
+    /** out[qOff + i] = Σ_{s &lt; visible} p[s]·v[s, kvh, i] */
+    private static void attentionValues(float[] out, int qOff, float[] p, int visible, float[] vCache, int kvh,
+                                        int nKvHeads, int headDim) {
+        int rowStride = nKvHeads * headDim, base = kvh * headDim;
+        int i = 0;
+        for (; i + 2 * L <= headDim; i += 2 * L) { // two column vectors × even/odd positions: 4 FMA chains
+            FloatVector e0 = FloatVector.zero(F), e1 = e0, o0 = e0, o1 = e0;
+            int s = 0;
+            for (; s + 1 < visible; s += 2) {
+                int v0 = s * rowStride + base + i, v1 = v0 + rowStride;
+                FloatVector pe = FloatVector.broadcast(F, p[s]), po = FloatVector.broadcast(F, p[s + 1]);
+                e0 = pe.fma(FloatVector.fromArray(F, vCache, v0), e0);
+                e1 = pe.fma(FloatVector.fromArray(F, vCache, v0 + L), e1);
+                o0 = po.fma(FloatVector.fromArray(F, vCache, v1), o0);
+                o1 = po.fma(FloatVector.fromArray(F, vCache, v1 + L), o1);
+            }
+            if (s < visible) {
+                int v0 = s * rowStride + base + i;
+                FloatVector pe = FloatVector.broadcast(F, p[s]);
+                e0 = pe.fma(FloatVector.fromArray(F, vCache, v0), e0);
+                e1 = pe.fma(FloatVector.fromArray(F, vCache, v0 + L), e1);
+            }
+            e0.add(o0).intoArray(out, qOff + i);
+            e1.add(o1).intoArray(out, qOff + i + L);
+        }
+        for (; i + L <= headDim; i += L) {
+            FloatVector acc = FloatVector.zero(F);
+            for (int s = 0; s < visible; s++)
+                acc = FloatVector.broadcast(F, p[s]).fma(FloatVector.fromArray(F, vCache, s * rowStride + base + i), acc);
+            acc.intoArray(out, qOff + i);
+        }
+        for (; i < headDim; i++) {
+            float acc = 0f;
+            for (int s = 0; s < visible; s++) acc += p[s] * vCache[s * rowStride + base + i];
+            out[qOff + i] = acc;
         }
     }
 

@@ -25,7 +25,7 @@ import java.util.function.IntConsumer;
  *
  * <ul>
  * <li>GEMM (matmul, M ≥ {@value #GEMM_MIN_ROWS}): BLIS-style. Panels of w are packed to F32 (BF16/F16
- *     widened while packing) in blocks of {@value #KC} × {@code NC}; a {@value #MR} × 2·lanes register-tiled
+ *     widened while packing) in blocks of {@value #KC} × (1..4 panels of 2·lanes); a 12 (AVX-512) or 6 (AVX2) × 2·lanes register-tiled
  *     micro-kernel broadcasts x[m, k] and FMAs it against a packed row of w. Tasks are output tiles.</li>
  * <li>GEMV (matmul, M small, the decode path): rows of w streamed straight from the (possibly mapped,
  *     unaligned) segment, 4 rows at a time. BF16/F16 are read as int lanes holding two elements each and
@@ -45,16 +45,15 @@ public final class VectorBackend implements Backend {
     static final VectorSpecies<Short> SH = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
     static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
 
-    /** micro-kernel rows of x */
-    static final int MR = 6;
+    /**
+     * micro-kernel rows of x: 12 × 2 vectors = 24 accumulators where vectors are 512-bit (AVX-512 has 32
+     * registers), 6 × 2 = 12 with 256-bit AVX2 (16 registers)
+     */
+    static final int MR = L >= 16 ? 12 : 6;
     /** micro-kernel columns of out (= rows of w): two vectors */
     static final int NR = 2 * L;
     /** depth of one packed block of w */
     static final int KC = 256;
-    /** columns of out per task (rows of w packed together) */
-    static final int NC = 4 * NR;
-    /** rows of x per task at most (keeps the x block in L2) */
-    static final int MC_MAX = 256;
     /** below this many rows of x, matmul runs as GEMV per row (packing w costs more than it saves) */
     static final int GEMM_MIN_ROWS = 4;
     /** multiply-adds below which GEMM and attention stay on the calling thread */
@@ -381,46 +380,67 @@ public final class VectorBackend implements Backend {
     // ---- GEMM: register-tiled, w packed per task
 
     private void gemm(float[] out, float[] x, int m, Tensor w, int n, int k) {
-        int nTiles = (n + NC - 1) / NC;
-        // enough tasks to keep a few threads busy (by shape only, so results don't depend on threads)
-        int mTiles = Math.max((m + MC_MAX - 1) / MC_MAX, Math.min((8 + nTiles - 1) / nTiles, (m + MR - 1) / MR));
+        // tasks: column tiles of 4 panels (a packed 256 × 4·NR block of w stays in L2 while every row
+        // panel of x passes by), cut along rows too when that gives fewer than 8 tiles. By shape only,
+        // so results don't depend on the thread count.
+        int nc = 4 * NR;
+        int nTiles = (n + nc - 1) / nc;
+        int mTiles = nTiles >= 8 ? 1 : Math.min((8 + nTiles - 1) / nTiles, (m + MR - 1) / MR);
         int mc = roundUp((m + mTiles - 1) / mTiles, MR);
         int mTilesFinal = (m + mc - 1) / mc;
-        parallelFor(nTiles * mTilesFinal, (long) m * n * k >= PARALLEL_MIN_FMAS, t -> {
-            int nt = t % nTiles, mt = t / nTiles;
-            gemmTile(out, x, m, w, n, k, mt * mc, Math.min(m, mt * mc + mc), nt * NC, Math.min(n, nt * NC + NC));
+        boolean parallel = (long) m * n * k >= PARALLEL_MIN_FMAS;
+        // x packed once per call as (row panels of MR, k, MR): the kernels' broadcasts read one stream
+        int mPanels = (m + MR - 1) / MR;
+        float[] xPacked = scratch(0, mPanels * k * MR);
+        parallelFor(mPanels, parallel && (long) m * k >= PARALLEL_MIN_FMAS / 4, pm -> {
+            int rows = Math.min(MR, m - pm * MR), src = pm * MR * k, dst = pm * k * MR;
+            for (int kk = 0; kk < k; kk++, dst += MR)  // writes in order, reads MR rows side by side
+                for (int r = 0; r < MR; r++) xPacked[dst + r] = r < rows ? x[src + r * k + kk] : 0f;
         });
+        // w packed once per call as (column panels of NR, k, NR), widened to F32; zeros past n
+        int nPanels = (n + NR - 1) / NR;
+        float[] wPacked = scratch(1, nPanels * k * NR);
+        parallelFor(nPanels, parallel, p -> {
+            int cols = Math.min(NR, n - p * NR);
+            float[] rows = new float[cols * k]; // the panel's rows of w widened, then interleaved in order
+            widen(w, (long) p * NR * k, rows, 0, cols * k);
+            for (int kk = 0, dst = p * k * NR; kk < k; kk++, dst += NR)
+                for (int j = 0; j < NR; j++) wPacked[dst + j] = j < cols ? rows[j * k + kk] : 0f;
+        });
+        parallelFor(nTiles * mTilesFinal, parallel, t -> {
+            int nt = t % nTiles, mt = t / nTiles;
+            gemmTile(out, xPacked, wPacked, n, k, mt * mc, Math.min(m, mt * mc + mc), nt * nc, Math.min(n, nt * nc + nc));
+        });
+    }
+
+    /**
+     * Packing buffers of the calling thread, reused across calls: fresh multi-MB arrays cost more in
+     * zeroing and page faults than the packing itself. The caller waits inside the call while pool
+     * threads read them, and every caller has its own, so concurrent calls never share one. They grow to
+     * the largest matmul a thread has run and stay (a few MB for a small model).
+     */
+    private static final ThreadLocal<float[][]> PACK_BUFFERS = ThreadLocal.withInitial(() -> new float[2][0]);
+
+    private static float[] scratch(int slot, int size) {
+        float[][] buffers = PACK_BUFFERS.get();
+        if (buffers[slot].length < size) buffers[slot] = new float[size];
+        return buffers[slot];
     }
 
     private static int roundUp(int v, int to) { return (v + to - 1) / to * to; }
 
-    /** out[m0..m1, n0..n1) = x[m0..m1, :] · w[n0..n1, :]ᵀ */
-    private static void gemmTile(float[] out, float[] x, int m, Tensor w, int n, int k, int m0, int m1, int n0, int n1) {
-        int panels = (n1 - n0 + NR - 1) / NR;
-        float[] packed = new float[panels * NR * Math.min(KC, k)]; // (panels, kc, NR)
-        float[] row = new float[Math.min(KC, k)];
-        float[] edge = new float[MR * NR];
-        for (int k0 = 0; k0 < k; k0 += KC) {
+    /** out[m0..m1, n0..n1) = x[m0..m1, :] · w[n0..n1, :]ᵀ from the packed operands; m0, n0 multiples of MR, NR */
+    private static void gemmTile(float[] out, float[] xPacked, float[] wPacked, int n, int k, int m0, int m1, int n0, int n1) {
+        float[] tile = new float[MR * NR];
+        for (int k0 = 0; k0 < k; k0 += KC) { // a (KC × tile columns) block of w stays in L2
             int kc = Math.min(KC, k - k0);
-            // pack w[n0..n1, k0..k0+kc) as panels of NR columns, k-major within a panel; zeros past n1
-            for (int p = 0; p < panels; p++) {
-                int base = p * kc * NR;
-                for (int j = 0; j < NR; j++) {
-                    int col = n0 + p * NR + j;
-                    if (col < n1) {
-                        widen(w, (long) col * k + k0, row, 0, kc);
-                        for (int kk = 0; kk < kc; kk++) packed[base + kk * NR + j] = row[kk];
-                    } else {
-                        for (int kk = 0; kk < kc; kk++) packed[base + kk * NR + j] = 0f;
-                    }
-                }
-            }
             boolean accumulate = k0 > 0;
-            for (int p = 0; p < panels; p++) {
-                int col0 = n0 + p * NR, cols = Math.min(NR, n1 - col0);
+            for (int col0 = n0; col0 < n1; col0 += NR) { // one panel (kc × NR) stays in L1 while the rows pass
+                int cols = Math.min(NR, n1 - col0), pOff = ((col0 / NR) * k + k0) * NR;
                 for (int i0 = m0; i0 < m1; i0 += MR) {
-                    int rows = Math.min(MR, m1 - i0);
-                    microKernel(x, k, i0, rows, k0, kc, packed, p * kc * NR, out, n, col0, cols, accumulate, edge);
+                    int rows = Math.min(MR, m1 - i0), aOff = ((i0 / MR) * k + k0) * MR;
+                    if (MR == 12) microKernel12(xPacked, aOff, kc, wPacked, pOff, out, n, i0, rows, col0, cols, accumulate, tile);
+                    else microKernel6(xPacked, aOff, kc, wPacked, pOff, out, n, i0, rows, col0, cols, accumulate, tile);
                 }
             }
         }
@@ -428,64 +448,90 @@ public final class VectorBackend implements Backend {
 
     /**
      * out[i0..i0+rows, col0..col0+cols) (+)= x[i0..i0+rows, k0..k0+kc) · panel, where the panel is (kc, NR)
-     * k-major. MR × 2 vectors of accumulators; missing rows repeat the last row (results dropped).
+     * k-major, and x rows come packed (k, MR): 6 rows × 2 vectors of accumulators, one broadcast of x[m, k] per row and two loads of
+     * the panel per k. Missing rows and columns are zeros in the packed operands (their results are
+     * dropped). The accumulators go to {@code tile} (MR, NR), then to out.
      */
-    private static void microKernel(float[] x, int k, int i0, int rows, int k0, int kc, float[] packed, int pOff,
-                                    float[] out, int n, int col0, int cols, boolean accumulate, float[] edge) {
-        int x0 = i0 * k + k0;
-        int x1 = (i0 + Math.min(1, rows - 1)) * k + k0;
-        int x2 = (i0 + Math.min(2, rows - 1)) * k + k0;
-        int x3 = (i0 + Math.min(3, rows - 1)) * k + k0;
-        int x4 = (i0 + Math.min(4, rows - 1)) * k + k0;
-        int x5 = (i0 + Math.min(5, rows - 1)) * k + k0;
-        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    private static void microKernel6(float[] xPacked, int aOff, int kc, float[] packed, int pOff,
+                                    float[] out, int n, int i0, int rows, int col0, int cols, boolean accumulate, float[] tile) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
         for (int kk = 0; kk < kc; kk++) {
-            int b = pOff + kk * NR;
+            int b = pOff + kk * NR, ax = aOff + kk * MR;
             FloatVector b0 = FloatVector.fromArray(F, packed, b);
             FloatVector b1 = FloatVector.fromArray(F, packed, b + L);
-            FloatVector a = FloatVector.broadcast(F, x[x0 + kk]);
-            c00 = a.fma(b0, c00); c01 = a.fma(b1, c01);
-            a = FloatVector.broadcast(F, x[x1 + kk]);
-            c10 = a.fma(b0, c10); c11 = a.fma(b1, c11);
-            a = FloatVector.broadcast(F, x[x2 + kk]);
-            c20 = a.fma(b0, c20); c21 = a.fma(b1, c21);
-            a = FloatVector.broadcast(F, x[x3 + kk]);
-            c30 = a.fma(b0, c30); c31 = a.fma(b1, c31);
-            a = FloatVector.broadcast(F, x[x4 + kk]);
-            c40 = a.fma(b0, c40); c41 = a.fma(b1, c41);
-            a = FloatVector.broadcast(F, x[x5 + kk]);
-            c50 = a.fma(b0, c50); c51 = a.fma(b1, c51);
+            FloatVector a;
+            a = FloatVector.broadcast(F, xPacked[ax + 0]); c00 = a.fma(b0, c00); c01 = a.fma(b1, c01);
+            a = FloatVector.broadcast(F, xPacked[ax + 1]); c10 = a.fma(b0, c10); c11 = a.fma(b1, c11);
+            a = FloatVector.broadcast(F, xPacked[ax + 2]); c20 = a.fma(b0, c20); c21 = a.fma(b1, c21);
+            a = FloatVector.broadcast(F, xPacked[ax + 3]); c30 = a.fma(b0, c30); c31 = a.fma(b1, c31);
+            a = FloatVector.broadcast(F, xPacked[ax + 4]); c40 = a.fma(b0, c40); c41 = a.fma(b1, c41);
+            a = FloatVector.broadcast(F, xPacked[ax + 5]); c50 = a.fma(b0, c50); c51 = a.fma(b1, c51);
         }
-        if (rows == MR && cols == NR) {
-            int o = i0 * n + col0;
-            store(out, o, c00, c01, accumulate); o += n;
-            store(out, o, c10, c11, accumulate); o += n;
-            store(out, o, c20, c21, accumulate); o += n;
-            store(out, o, c30, c31, accumulate); o += n;
-            store(out, o, c40, c41, accumulate); o += n;
-            store(out, o, c50, c51, accumulate);
-        } else {
-            c00.intoArray(edge, 0); c01.intoArray(edge, L);
-            c10.intoArray(edge, NR); c11.intoArray(edge, NR + L);
-            c20.intoArray(edge, 2 * NR); c21.intoArray(edge, 2 * NR + L);
-            c30.intoArray(edge, 3 * NR); c31.intoArray(edge, 3 * NR + L);
-            c40.intoArray(edge, 4 * NR); c41.intoArray(edge, 4 * NR + L);
-            c50.intoArray(edge, 5 * NR); c51.intoArray(edge, 5 * NR + L);
-            for (int r = 0; r < rows; r++) {
-                int o = (i0 + r) * n + col0;
-                for (int c = 0; c < cols; c++) out[o + c] = accumulate ? out[o + c] + edge[r * NR + c] : edge[r * NR + c];
-            }
-        }
+        c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + L);
+        c10.intoArray(tile, 1 * NR); c11.intoArray(tile, 1 * NR + L);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + L);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + L);
+        c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + L);
+        c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + L);
+        flushTile(tile, out, n, i0, rows, col0, cols, accumulate);
     }
 
-    private static void store(float[] out, int o, FloatVector v0, FloatVector v1, boolean accumulate) {
-        if (accumulate) {
-            v0 = v0.add(FloatVector.fromArray(F, out, o));
-            v1 = v1.add(FloatVector.fromArray(F, out, o + L));
+    /**
+     * out[i0..i0+rows, col0..col0+cols) (+)= x[i0..i0+rows, k0..k0+kc) · panel, where the panel is (kc, NR)
+     * k-major, and x rows come packed (k, MR): 12 rows × 2 vectors of accumulators, one broadcast of x[m, k] per row and two loads of
+     * the panel per k. Missing rows and columns are zeros in the packed operands (their results are
+     * dropped). The accumulators go to {@code tile} (MR, NR), then to out.
+     */
+    private static void microKernel12(float[] xPacked, int aOff, int kc, float[] packed, int pOff,
+                                    float[] out, int n, int i0, int rows, int col0, int cols, boolean accumulate, float[] tile) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00, c90 = c00, c91 = c00, c100 = c00, c101 = c00, c110 = c00, c111 = c00;
+        for (int kk = 0; kk < kc; kk++) {
+            int b = pOff + kk * NR, ax = aOff + kk * MR;
+            FloatVector b0 = FloatVector.fromArray(F, packed, b);
+            FloatVector b1 = FloatVector.fromArray(F, packed, b + L);
+            FloatVector a;
+            a = FloatVector.broadcast(F, xPacked[ax + 0]); c00 = a.fma(b0, c00); c01 = a.fma(b1, c01);
+            a = FloatVector.broadcast(F, xPacked[ax + 1]); c10 = a.fma(b0, c10); c11 = a.fma(b1, c11);
+            a = FloatVector.broadcast(F, xPacked[ax + 2]); c20 = a.fma(b0, c20); c21 = a.fma(b1, c21);
+            a = FloatVector.broadcast(F, xPacked[ax + 3]); c30 = a.fma(b0, c30); c31 = a.fma(b1, c31);
+            a = FloatVector.broadcast(F, xPacked[ax + 4]); c40 = a.fma(b0, c40); c41 = a.fma(b1, c41);
+            a = FloatVector.broadcast(F, xPacked[ax + 5]); c50 = a.fma(b0, c50); c51 = a.fma(b1, c51);
+            a = FloatVector.broadcast(F, xPacked[ax + 6]); c60 = a.fma(b0, c60); c61 = a.fma(b1, c61);
+            a = FloatVector.broadcast(F, xPacked[ax + 7]); c70 = a.fma(b0, c70); c71 = a.fma(b1, c71);
+            a = FloatVector.broadcast(F, xPacked[ax + 8]); c80 = a.fma(b0, c80); c81 = a.fma(b1, c81);
+            a = FloatVector.broadcast(F, xPacked[ax + 9]); c90 = a.fma(b0, c90); c91 = a.fma(b1, c91);
+            a = FloatVector.broadcast(F, xPacked[ax + 10]); c100 = a.fma(b0, c100); c101 = a.fma(b1, c101);
+            a = FloatVector.broadcast(F, xPacked[ax + 11]); c110 = a.fma(b0, c110); c111 = a.fma(b1, c111);
         }
-        v0.intoArray(out, o);
-        v1.intoArray(out, o + L);
+        c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + L);
+        c10.intoArray(tile, 1 * NR); c11.intoArray(tile, 1 * NR + L);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + L);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + L);
+        c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + L);
+        c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + L);
+        c60.intoArray(tile, 6 * NR); c61.intoArray(tile, 6 * NR + L);
+        c70.intoArray(tile, 7 * NR); c71.intoArray(tile, 7 * NR + L);
+        c80.intoArray(tile, 8 * NR); c81.intoArray(tile, 8 * NR + L);
+        c90.intoArray(tile, 9 * NR); c91.intoArray(tile, 9 * NR + L);
+        c100.intoArray(tile, 10 * NR); c101.intoArray(tile, 10 * NR + L);
+        c110.intoArray(tile, 11 * NR); c111.intoArray(tile, 11 * NR + L);
+        flushTile(tile, out, n, i0, rows, col0, cols, accumulate);
+    }
+
+    /** out[i0 + r, col0 + c] (+)= tile[r, c] for r &lt; rows, c &lt; cols (kept out of the kernels so C2 inlines them whole) */
+    private static void flushTile(float[] tile, float[] out, int n, int i0, int rows, int col0, int cols, boolean accumulate) {
+        for (int r = 0; r < rows; r++) {
+            int o = (i0 + r) * n + col0, t = r * NR, c = 0;
+            if (cols == NR) {
+                for (; c < NR; c += L) {
+                    FloatVector v = FloatVector.fromArray(F, tile, t + c);
+                    if (accumulate) v = v.add(FloatVector.fromArray(F, out, o + c));
+                    v.intoArray(out, o + c);
+                }
+            } else {
+                for (; c < cols; c++) out[o + c] = accumulate ? out[o + c] + tile[t + c] : tile[t + c];
+            }
+        }
     }
 
     // ---------------------------------------------------------------- the other ops

@@ -20,20 +20,25 @@ import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.IntConsumer;
 
 /**
- * The fast CPU backend: Vector API kernels ({@link FloatVector#SPECIES_PREFERRED}, 8 floats on AVX2,
+ * The fast CPU backend: Vector API kernels ({@link FloatVector#SPECIES_PREFERRED}: 8 floats on AVX2,
  * 16 on AVX-512) with scalar tails, multithreaded on a fixed {@link ForkJoinPool}.
  *
  * <ul>
- * <li>GEMM (matmul, M ≥ {@value #GEMM_MIN_ROWS}): BLIS-style. Panels of w are packed to F32 (BF16/F16
- *     widened while packing) in blocks of {@value #KC} × (1..4 panels of 2·lanes); a 12 (AVX-512) or 6 (AVX2) × 2·lanes register-tiled
- *     micro-kernel broadcasts x[m, k] and FMAs it against a packed row of w. Tasks are output tiles.</li>
- * <li>GEMV (matmul, M small, the decode path): rows of w streamed straight from the (possibly mapped,
- *     unaligned) segment, 4 rows at a time. BF16/F16 are read as int lanes holding two elements each and
- *     widened in-register (even/odd halves) against an even/odd split copy of x.</li>
+ * <li>GEMM (matmul with M ≥ {@value #GEMM_MIN_ROWS}, prefill), BLIS style: x is packed into row panels
+ *     (k, MR) and w into column panels (k, NR = 2 vectors), widened to F32 on the way (so BF16/F16 cost
+ *     nothing later); a register-tiled micro-kernel (MR = 12 rows on 512-bit vectors, 6 on 256-bit,
+ *     × NR columns) broadcasts x[m, k] and FMAs it against a packed row of w, over depth blocks of
+ *     {@value #KC}. Tasks are output tiles of 4 panels.</li>
+ * <li>GEMV (smaller M, decode): rows of w streamed straight from the (possibly mapped, unaligned)
+ *     segment, 4 rows at a time. BF16/F16 are read as int lanes holding two elements each and widened
+ *     in-register (even/odd halves) against an even/odd split copy of x.</li>
+ * <li>Attention: prefill transposes the keys so scores are vertical FMAs; decode takes dot products.
+ *     swiglu and softmax use a polynomial e^x built from exactly-specified lane operations.</li>
  * </ul>
- * Results do not depend on the thread count: work is cut into tasks by shape only, and each output
- * element is computed by exactly one task with a fixed summation order. No scratch is shared between
- * calls (per-task arrays), so one instance serves many threads at once.
+ * Deterministic: work is cut into tasks by shape only, each output element is computed by one task in
+ * a fixed order, and lane sums use a fixed tree, so results are the same bits for any thread count,
+ * before and after JIT compilation. Thread-safe: no mutable state is shared between calls; packing
+ * buffers belong to the calling thread.
  *
  * <p>Threads: system property {@code dive.threads} (default {@link Runtime#availableProcessors()}).
  */

@@ -231,6 +231,26 @@ class VectorBackendTest {
         }
     }
 
+    @Test
+    void threadCountComesFromDiveThreadsAndIsValidated() {
+        String saved = System.getProperty("dive.threads");
+        try {
+            System.setProperty("dive.threads", "3");
+            assertEquals(3, VectorBackend.defaultThreads());
+            System.setProperty("dive.threads", "0");
+            var e = assertThrows(IllegalArgumentException.class, VectorBackend::defaultThreads);
+            assertTrue(e.getMessage().contains("dive.threads"), e.getMessage());
+            System.setProperty("dive.threads", "many");
+            assertThrows(IllegalArgumentException.class, VectorBackend::defaultThreads);
+            System.clearProperty("dive.threads");
+            assertEquals(Runtime.getRuntime().availableProcessors(), VectorBackend.defaultThreads());
+        } finally {
+            if (saved == null) System.clearProperty("dive.threads");
+            else System.setProperty("dive.threads", saved);
+        }
+        assertThrows(IllegalArgumentException.class, () -> new VectorBackend(0));
+    }
+
     // ---------------------------------------------------------------- the other ops
 
     @Test

@@ -13,6 +13,7 @@ import jdk.incubator.vector.VectorSpecies;
 
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
+import java.util.Arrays;
 import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -611,7 +612,7 @@ public final class VectorBackend implements Backend {
                     int qOff = (t * nHeads + h) * headDim, visible = startPos + t + 1;
                     attentionScoresDirect(scores, q, qOff, kCache, kvh, nKvHeads, visible, headDim, scale);
                     softmax(scores, 0, visible);
-                    attentionValues(out, qOff, scores, visible, vCache, kvh, nKvHeads, headDim);
+                    attentionValues(out, qOff, scores, 0, visible, vCache, kvh, nKvHeads, headDim);
                 }
             });
             return;
@@ -624,15 +625,22 @@ public final class VectorBackend implements Backend {
                 int src = (s * nKvHeads + kvh) * headDim, dst = kvh * headDim * lenPadded + s;
                 for (int i = 0; i < headDim; i++) keysT[dst + i * lenPadded] = kCache[src + i];
             }
-        parallelFor(tasks, work >= PARALLEL_MIN_FMAS, task -> {
-            float[] scores = new float[lenPadded];
+        int blocks = (T + 3) / 4, blockUnits = blocks * nHeads; // 4 consecutive queries of one head share each key load
+        int blockTasks = Math.min(blockUnits, 64);
+        parallelFor(blockTasks, work >= PARALLEL_MIN_FMAS, task -> {
+            float[] scores = new float[4 * lenPadded]; // (4, lenPadded)
             // interleaved so that long (late) and short (early) causal rows mix in every task
-            for (int u = task; u < units; u += tasks) {
-                int t = u / nHeads, h = u % nHeads, kvh = h / group;
-                int qOff = (t * nHeads + h) * headDim, visible = startPos + t + 1;
-                attentionScores(scores, q, qOff, keysT, kvh * headDim * lenPadded, lenPadded, visible, headDim, scale);
-                softmax(scores, 0, visible);
-                attentionValues(out, qOff, scores, visible, vCache, kvh, nKvHeads, headDim);
+            for (int u = task; u < blockUnits; u += blockTasks) {
+                int t0 = (u / nHeads) * 4, h = u % nHeads, kvh = h / group, queries = Math.min(4, T - t0);
+                attentionScores4(scores, lenPadded, q, t0, queries, h, nHeads, keysT, kvh * headDim * lenPadded,
+                        lenPadded, startPos + t0 + queries, headDim, scale);
+                int visibleMax = startPos + t0 + queries;
+                for (int j = 0; j < 4; j++) {
+                    int visible = startPos + t0 + Math.min(j, queries - 1) + 1;
+                    softmax(scores, j * lenPadded, visible);
+                    Arrays.fill(scores, j * lenPadded + visible, j * lenPadded + visibleMax, 0f); // causal mask
+                }
+                attentionValues4(out, t0, queries, h, nHeads, scores, lenPadded, visibleMax, vCache, kvh, nKvHeads, headDim);
             }
         });
     }
@@ -656,30 +664,69 @@ public final class VectorBackend implements Backend {
         }
     }
 
-    /** scores[s] = scale · Σ_i q[qOff+i]·keysT[kOff + i·stride + s] for s &lt; visible (rounded up to L lanes) */
-    private static void attentionScores(float[] scores, float[] q, int qOff, float[] keysT, int kOff, int stride,
-                                        int visible, int headDim, float scale) {
-        int s = 0;
-        for (; s + 2 * L <= roundUp(visible, L); s += 2 * L) {
-            FloatVector a0 = FloatVector.zero(F), a1 = a0;
+    /**
+     * scores[j·scoreStride + s] = scale · Σ_i q[t0+j, h, i]·keysT[kOff + i·stride + s] for queries j &lt; 4
+     * (missing ones repeat the last; results unused) and s &lt; visible (rounded up to L lanes)
+     */
+    private static void attentionScores4(float[] scores, int scoreStride, float[] q, int t0, int queries, int h,
+                                         int nHeads, float[] keysT, int kOff, int stride, int visible, int headDim,
+                                         float scale) {
+        int q0 = (t0 * nHeads + h) * headDim;
+        int q1 = ((t0 + Math.min(1, queries - 1)) * nHeads + h) * headDim;
+        int q2 = ((t0 + Math.min(2, queries - 1)) * nHeads + h) * headDim;
+        int q3 = ((t0 + Math.min(3, queries - 1)) * nHeads + h) * headDim;
+        for (int s = 0; s < visible; s += L) {
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
             for (int i = 0, row = kOff + s; i < headDim; i++, row += stride) {
-                FloatVector qi = FloatVector.broadcast(F, q[qOff + i]);
-                a0 = qi.fma(FloatVector.fromArray(F, keysT, row), a0);
-                a1 = qi.fma(FloatVector.fromArray(F, keysT, row + L), a1);
+                FloatVector key = FloatVector.fromArray(F, keysT, row);
+                a0 = FloatVector.broadcast(F, q[q0 + i]).fma(key, a0);
+                a1 = FloatVector.broadcast(F, q[q1 + i]).fma(key, a1);
+                a2 = FloatVector.broadcast(F, q[q2 + i]).fma(key, a2);
+                a3 = FloatVector.broadcast(F, q[q3 + i]).fma(key, a3);
             }
             a0.mul(scale).intoArray(scores, s);
-            a1.mul(scale).intoArray(scores, s + L);
-        }
-        for (; s < visible; s += L) {
-            FloatVector a0 = FloatVector.zero(F);
-            for (int i = 0, row = kOff + s; i < headDim; i++, row += stride)
-                a0 = FloatVector.broadcast(F, q[qOff + i]).fma(FloatVector.fromArray(F, keysT, row), a0);
-            a0.mul(scale).intoArray(scores, s);
+            a1.mul(scale).intoArray(scores, scoreStride + s);
+            a2.mul(scale).intoArray(scores, 2 * scoreStride + s);
+            a3.mul(scale).intoArray(scores, 3 * scoreStride + s);
         }
     }
 
-    /** out[qOff + i] = Σ_{s &lt; visible} p[s]·v[s, kvh, i] */
-    private static void attentionValues(float[] out, int qOff, float[] p, int visible, float[] vCache, int kvh,
+    /**
+     * out[t0+j, h, i] = Σ_{s &lt; visible} p[j·pStride + s]·v[s, kvh, i] for queries j &lt; queries: each
+     * value row is loaded once for 4 queries (p is zero past each query's causal end; rows of missing
+     * queries are computed and dropped)
+     */
+    private static void attentionValues4(float[] out, int t0, int queries, int h, int nHeads, float[] p, int pStride,
+                                         int visible, float[] vCache, int kvh, int nKvHeads, int headDim) {
+        int rowStride = nKvHeads * headDim, base = kvh * headDim;
+        int p1 = pStride, p2 = 2 * pStride, p3 = 3 * pStride;
+        int i = 0;
+        for (; i + L <= headDim; i += L) {
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+            for (int s = 0, v = base + i; s < visible; s++, v += rowStride) {
+                FloatVector value = FloatVector.fromArray(F, vCache, v);
+                a0 = FloatVector.broadcast(F, p[s]).fma(value, a0);
+                a1 = FloatVector.broadcast(F, p[p1 + s]).fma(value, a1);
+                a2 = FloatVector.broadcast(F, p[p2 + s]).fma(value, a2);
+                a3 = FloatVector.broadcast(F, p[p3 + s]).fma(value, a3);
+            }
+            int o = (t0 * nHeads + h) * headDim + i, step = nHeads * headDim;
+            a0.intoArray(out, o);
+            if (queries > 1) a1.intoArray(out, o + step);
+            if (queries > 2) a2.intoArray(out, o + 2 * step);
+            if (queries > 3) a3.intoArray(out, o + 3 * step);
+        }
+        for (; i < headDim; i++) {
+            for (int j = 0; j < queries; j++) {
+                float acc = 0f;
+                for (int s = 0; s < visible; s++) acc += p[j * pStride + s] * vCache[s * rowStride + base + i];
+                out[((t0 + j) * nHeads + h) * headDim + i] = acc;
+            }
+        }
+    }
+
+    /** out[qOff + i] = Σ_{s &lt; visible} p[pOff + s]·v[s, kvh, i] */
+    private static void attentionValues(float[] out, int qOff, float[] p, int pOff, int visible, float[] vCache, int kvh,
                                         int nKvHeads, int headDim) {
         int rowStride = nKvHeads * headDim, base = kvh * headDim;
         int i = 0;
@@ -688,7 +735,7 @@ public final class VectorBackend implements Backend {
             int s = 0;
             for (; s + 1 < visible; s += 2) {
                 int v0 = s * rowStride + base + i, v1 = v0 + rowStride;
-                FloatVector pe = FloatVector.broadcast(F, p[s]), po = FloatVector.broadcast(F, p[s + 1]);
+                FloatVector pe = FloatVector.broadcast(F, p[pOff + s]), po = FloatVector.broadcast(F, p[pOff + s + 1]);
                 e0 = pe.fma(FloatVector.fromArray(F, vCache, v0), e0);
                 e1 = pe.fma(FloatVector.fromArray(F, vCache, v0 + L), e1);
                 o0 = po.fma(FloatVector.fromArray(F, vCache, v1), o0);
@@ -696,7 +743,7 @@ public final class VectorBackend implements Backend {
             }
             if (s < visible) {
                 int v0 = s * rowStride + base + i;
-                FloatVector pe = FloatVector.broadcast(F, p[s]);
+                FloatVector pe = FloatVector.broadcast(F, p[pOff + s]);
                 e0 = pe.fma(FloatVector.fromArray(F, vCache, v0), e0);
                 e1 = pe.fma(FloatVector.fromArray(F, vCache, v0 + L), e1);
             }
@@ -706,12 +753,12 @@ public final class VectorBackend implements Backend {
         for (; i + L <= headDim; i += L) {
             FloatVector acc = FloatVector.zero(F);
             for (int s = 0; s < visible; s++)
-                acc = FloatVector.broadcast(F, p[s]).fma(FloatVector.fromArray(F, vCache, s * rowStride + base + i), acc);
+                acc = FloatVector.broadcast(F, p[pOff + s]).fma(FloatVector.fromArray(F, vCache, s * rowStride + base + i), acc);
             acc.intoArray(out, qOff + i);
         }
         for (; i < headDim; i++) {
             float acc = 0f;
-            for (int s = 0; s < visible; s++) acc += p[s] * vCache[s * rowStride + base + i];
+            for (int s = 0; s < visible; s++) acc += p[pOff + s] * vCache[s * rowStride + base + i];
             out[qOff + i] = acc;
         }
     }

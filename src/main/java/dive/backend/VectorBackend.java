@@ -77,18 +77,26 @@ public final class VectorBackend implements Backend {
 
     private final ForkJoinPool pool;
     private final int threads;
+    private final int packedMaxFloats;
 
     /** the shared pool of {@code dive.threads} threads */
     public VectorBackend() {
         this.threads = DefaultPool.THREADS;
         this.pool = DefaultPool.POOL;
+        this.packedMaxFloats = PACKED_MAX_FLOATS;
     }
 
     /** a backend with its own pool of {@code threads} threads (tests, benchmarks) */
     public VectorBackend(int threads) {
+        this(threads, PACKED_MAX_FLOATS);
+    }
+
+    /** tests: a small packedMaxFloats makes small matmuls run in several chunks */
+    VectorBackend(int threads, int packedMaxFloats) {
         if (threads < 1) throw new IllegalArgumentException("threads must be ≥ 1, got " + threads);
         this.threads = threads;
         this.pool = threads == DefaultPool.THREADS ? DefaultPool.POOL : new ForkJoinPool(threads);
+        this.packedMaxFloats = packedMaxFloats;
     }
 
     static int defaultThreads() {
@@ -385,37 +393,57 @@ public final class VectorBackend implements Backend {
 
     // ---- GEMM: register-tiled, w packed per task
 
+    /** floats of one packed operand at most (16 MB): bigger matmuls run in row / column chunks */
+    static final int PACKED_MAX_FLOATS = 1 << 22;
+
     private void gemm(float[] out, float[] x, int m, Tensor w, int n, int k) {
-        // tasks: column tiles of 4 panels (a packed 256 × 4·NR block of w stays in L2 while every row
-        // panel of x passes by), cut along rows too when that gives fewer than 8 tiles. By shape only,
-        // so results don't depend on the thread count.
-        int nc = 4 * NR;
-        int nTiles = (n + nc - 1) / nc;
-        int mTiles = nTiles >= 8 ? 1 : Math.min((8 + nTiles - 1) / nTiles, (m + MR - 1) / MR);
-        int mc = roundUp((m + mTiles - 1) / mTiles, MR);
-        int mTilesFinal = (m + mc - 1) / mc;
-        boolean parallel = (long) m * n * k >= PARALLEL_MIN_FMAS;
-        // x packed once per call as (row panels of MR, k, MR): the kernels' broadcasts read one stream
-        int mPanels = (m + MR - 1) / MR;
+        int chunkRows = Math.max(MR, packedMaxFloats / k / MR * MR);
+        int chunkCols = Math.max(4 * NR, packedMaxFloats / k / (4 * NR) * (4 * NR));
+        for (int r0 = 0; r0 < m; r0 += chunkRows) {
+            int rows = Math.min(chunkRows, m - r0);
+            float[] xPacked = packRows(x, r0, rows, k, (long) rows * n * k >= PARALLEL_MIN_FMAS);
+            for (int c0 = 0; c0 < n; c0 += chunkCols)
+                gemmChunk(out, xPacked, w, n, k, r0, rows, c0, Math.min(chunkCols, n - c0));
+        }
+    }
+
+    /** x[r0 .. r0+rows) packed as (row panels of MR, k, MR), zeros past the last row: the broadcasts read one stream */
+    private float[] packRows(float[] x, int r0, int rows, int k, boolean parallel) {
+        int mPanels = (rows + MR - 1) / MR;
         float[] xPacked = scratch(0, mPanels * k * MR);
-        parallelFor(mPanels, parallel && (long) m * k >= PARALLEL_MIN_FMAS / 4, pm -> {
-            int rows = Math.min(MR, m - pm * MR), src = pm * MR * k, dst = pm * k * MR;
-            for (int kk = 0; kk < k; kk++, dst += MR)  // writes in order, reads MR rows side by side
-                for (int r = 0; r < MR; r++) xPacked[dst + r] = r < rows ? x[src + r * k + kk] : 0f;
+        parallelFor(mPanels, parallel && (long) rows * k >= PARALLEL_MIN_FMAS / 4, pm -> {
+            int panelRows = Math.min(MR, rows - pm * MR), src = (r0 + pm * MR) * k, dst = pm * k * MR;
+            for (int kk = 0; kk < k; kk++, dst += MR) // writes in order, reads MR rows side by side
+                for (int r = 0; r < MR; r++) xPacked[dst + r] = r < panelRows ? x[src + r * k + kk] : 0f;
         });
-        // w packed once per call as (column panels of NR, k, NR), widened to F32; zeros past n
-        int nPanels = (n + NR - 1) / NR;
+        return xPacked;
+    }
+
+    /**
+     * out[r0 .. r0+rows, c0 .. c0+cols) from packed x rows. w's columns are packed as (column panels of NR,
+     * k, NR), widened to F32, zeros past the last column. Tasks: column tiles of 4 panels (a packed
+     * KC × 4·NR block of w stays in L2 while every row panel of x passes by), cut along rows too when
+     * that gives fewer than 8 tiles. By shape only, so results don't depend on the thread count.
+     */
+    private void gemmChunk(float[] out, float[] xPacked, Tensor w, int n, int k, int r0, int rows, int c0, int cols) {
+        boolean parallel = (long) rows * cols * k >= PARALLEL_MIN_FMAS;
+        int nPanels = (cols + NR - 1) / NR;
         float[] wPacked = scratch(1, nPanels * k * NR);
         parallelFor(nPanels, parallel, p -> {
-            int cols = Math.min(NR, n - p * NR);
-            float[] rows = new float[cols * k]; // the panel's rows of w widened, then interleaved in order
-            widen(w, (long) p * NR * k, rows, 0, cols * k);
+            int panelCols = Math.min(NR, cols - p * NR);
+            float[] panelRows = scratch(2, panelCols * k); // the panel's rows of w widened, then interleaved
+            widen(w, (long) (c0 + p * NR) * k, panelRows, 0, panelCols * k);
             for (int kk = 0, dst = p * k * NR; kk < k; kk++, dst += NR)
-                for (int j = 0; j < NR; j++) wPacked[dst + j] = j < cols ? rows[j * k + kk] : 0f;
+                for (int j = 0; j < NR; j++) wPacked[dst + j] = j < panelCols ? panelRows[j * k + kk] : 0f;
         });
+        int nc = 4 * NR;
+        int nTiles = (cols + nc - 1) / nc;
+        int mTiles = nTiles >= 8 ? 1 : Math.min((8 + nTiles - 1) / nTiles, (rows + MR - 1) / MR);
+        int mc = roundUp((rows + mTiles - 1) / mTiles, MR);
+        int mTilesFinal = (rows + mc - 1) / mc;
         parallelFor(nTiles * mTilesFinal, parallel, t -> {
             int nt = t % nTiles, mt = t / nTiles;
-            gemmTile(out, xPacked, wPacked, n, k, mt * mc, Math.min(m, mt * mc + mc), nt * nc, Math.min(n, nt * nc + nc));
+            gemmTile(out, n, r0, c0, xPacked, wPacked, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc));
         });
     }
 
@@ -425,7 +453,7 @@ public final class VectorBackend implements Backend {
      * threads read them, and every caller has its own, so concurrent calls never share one. They grow to
      * the largest matmul a thread has run and stay (a few MB for a small model).
      */
-    private static final ThreadLocal<float[][]> PACK_BUFFERS = ThreadLocal.withInitial(() -> new float[2][0]);
+    private static final ThreadLocal<float[][]> PACK_BUFFERS = ThreadLocal.withInitial(() -> new float[3][0]);
 
     private static float[] scratch(int slot, int size) {
         float[][] buffers = PACK_BUFFERS.get();
@@ -435,8 +463,12 @@ public final class VectorBackend implements Backend {
 
     private static int roundUp(int v, int to) { return (v + to - 1) / to * to; }
 
-    /** out[m0..m1, n0..n1) = x[m0..m1, :] · w[n0..n1, :]ᵀ from the packed operands; m0, n0 multiples of MR, NR */
-    private static void gemmTile(float[] out, float[] xPacked, float[] wPacked, int n, int k, int m0, int m1, int n0, int n1) {
+    /**
+     * out[r0 + m0 .. r0 + m1, c0 + n0 .. c0 + n1) = x · wᵀ from the packed operands, m0..m1 and n0..n1
+     * counted in the packed chunk (m0, n0 multiples of MR, NR)
+     */
+    private static void gemmTile(float[] out, int n, int r0, int c0, float[] xPacked, float[] wPacked, int k,
+                                 int m0, int m1, int n0, int n1) {
         float[] tile = new float[MR * NR];
         for (int k0 = 0; k0 < k; k0 += KC) { // a (KC × tile columns) block of w stays in L2
             int kc = Math.min(KC, k - k0);
@@ -445,8 +477,8 @@ public final class VectorBackend implements Backend {
                 int cols = Math.min(NR, n1 - col0), pOff = ((col0 / NR) * k + k0) * NR;
                 for (int i0 = m0; i0 < m1; i0 += MR) {
                     int rows = Math.min(MR, m1 - i0), aOff = ((i0 / MR) * k + k0) * MR;
-                    if (MR == 12) microKernel12(xPacked, aOff, kc, wPacked, pOff, out, n, i0, rows, col0, cols, accumulate, tile);
-                    else microKernel6(xPacked, aOff, kc, wPacked, pOff, out, n, i0, rows, col0, cols, accumulate, tile);
+                    if (MR == 12) microKernel12(xPacked, aOff, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+                    else microKernel6(xPacked, aOff, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
                 }
             }
         }

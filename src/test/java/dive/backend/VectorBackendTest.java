@@ -118,6 +118,26 @@ class VectorBackendTest {
         }
     }
 
+    @Test
+    void matmulInRowAndColumnChunksMatchesScalar() {
+        // packed operands capped at 4096 floats: 70 rows × 301 columns at depth 613 run as 6 × 3 chunks
+        Random r = new Random(31);
+        VectorBackend chunked = new VectorBackend(2, 4096);
+        for (DType dtype : new DType[]{DType.F32, DType.BF16}) {
+            int m = 70, n = 301, k = 613;
+            Tensor w = weight("w", dtype, Storage.OFF_HEAP_UNALIGNED, random(r, n * k, 0.5f), n, k);
+            float[] x = random(r, m * k, 1f);
+            float[] expected = new float[m * n];
+            scalar.matmul(expected, x, m, w);
+            float[] actual = poisoned(m * n);
+            chunked.matmul(actual, x, m, w);
+            assertClose(expected, actual, m * n, 1e-5, "chunked " + dtype);
+            float[] whole = new float[m * n];
+            vector.matmul(whole, x, m, w);
+            assertArrayEquals(whole, Arrays.copyOf(actual, m * n), "chunking must not change the bits (K is never split)");
+        }
+    }
+
     private void checkMatmul(Random r, int m, Tensor w, String what) {
         int n = w.rows(), k = w.cols();
         float[] x = random(r, m * k, 1f);

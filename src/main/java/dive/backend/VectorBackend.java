@@ -184,6 +184,10 @@ public final class VectorBackend implements Backend {
         int rowsPerTask = 64;
         int tasks = (n + rowsPerTask - 1) / rowsPerTask;
         boolean parallel = (long) n * k >= GEMV_PARALLEL_MIN_WEIGHTS;
+        if (!w.data().isNative()) { // heap-backed (Tensor.ofFloats, tests): vector loads from byte[] segments are slow
+            parallelFor(tasks, parallel, t -> gemvHeapRows(out, x, m, w, n, k, t * rowsPerTask, Math.min(n, t * rowsPerTask + rowsPerTask)));
+            return;
+        }
         // BF16/F16: x split into even/odd elements per block of 2L (matches the int-lane layout of w)
         int pairedK = w.dtype() == DType.F32 ? 0 : k - k % (2 * L);
         float[][] xEven = new float[m][], xOdd = new float[m][];
@@ -195,10 +199,6 @@ public final class VectorBackend implements Backend {
                 xEven[r][j] = x[r * k + block * 2 * L + 2 * lane];
                 xOdd[r][j] = x[r * k + block * 2 * L + 2 * lane + 1];
             }
-        }
-        if (!w.data().isNative()) { // heap-backed (Tensor.ofFloats, tests): vector loads from byte[] segments are slow
-            parallelFor(tasks, parallel, t -> gemvHeapRows(out, x, m, w, n, k, t * rowsPerTask, Math.min(n, t * rowsPerTask + rowsPerTask)));
-            return;
         }
         parallelFor(tasks, parallel, t -> {
             int n0 = t * rowsPerTask, n1 = Math.min(n, n0 + rowsPerTask);

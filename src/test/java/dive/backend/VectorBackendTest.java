@@ -1,0 +1,438 @@
+package dive.backend;
+
+import dive.tensor.DType;
+import dive.tensor.Tensor;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * Parity of {@link VectorBackend} with the plain {@link ScalarBackend} on seeded random inputs, at
+ * shapes that are not multiples of the vector width (8 or 16 floats) or of the GEMM tiles (6 rows ×
+ * 2 vectors, depth 256), for F32, BF16 and F16 weights in heap and in unaligned off-heap memory (as
+ * a memory-mapped safetensors file gives them).
+ *
+ * <p>Tolerance. Both backends round every product and partial sum to F32 but in different orders
+ * (vector lanes, K blocks, FMA). Each error is then of order √K·2⁻²⁴ times the size of the terms
+ * summed, not of the result: where a sum cancels to near zero its relative error means nothing.
+ * So outputs are compared as |vector − scalar| ≤ 1e-5 · max(|scalar|, rms(scalar output)): relative
+ * 1e-5 for typical values, and an absolute floor of 1e-5 × the output's RMS for cancelled ones.
+ * Ops that do the same arithmetic in the same order (add, embedding, widening) must match exactly.
+ *
+ * <p>Every output array is poisoned with NaN (and has NaN guard cells past its end) before a call,
+ * so an element the kernel forgets to write, or a write past the end, fails the comparison.
+ */
+class VectorBackendTest {
+    private static final int GUARD = 5;
+    private final ScalarBackend scalar = new ScalarBackend();
+    private final VectorBackend vector = new VectorBackend(2);
+
+    enum Storage { HEAP, OFF_HEAP_UNALIGNED }
+
+    // ---------------------------------------------------------------- helpers
+
+    static float[] random(Random r, int n, float scale) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (r.nextFloat() * 2 - 1) * scale;
+        return a;
+    }
+
+    /** a weight of the given dtype holding {@code values} rounded to that dtype */
+    static Tensor weight(String name, DType dtype, Storage storage, float[] values, long... shape) {
+        long bytes = (long) values.length * dtype.bytes;
+        MemorySegment seg = storage == Storage.HEAP
+                ? MemorySegment.ofArray(new byte[(int) bytes])
+                : Arena.ofAuto().allocate(bytes + 2, 1).asSlice(2, bytes); // 2-byte offset: unaligned for floats
+        for (int i = 0; i < values.length; i++) {
+            switch (dtype) {
+                case F32 -> seg.setAtIndex(Tensor.F32, i, values[i]);
+                case BF16 -> seg.setAtIndex(Tensor.I16, i, DType.floatToBf16(values[i]));
+                case F16 -> seg.setAtIndex(Tensor.I16, i, Float.floatToFloat16(values[i]));
+                default -> throw new IllegalArgumentException(dtype.toString());
+            }
+        }
+        return new Tensor(name, dtype, shape, seg);
+    }
+
+    static float[] poisoned(int n) {
+        float[] a = new float[n + GUARD];
+        Arrays.fill(a, Float.NaN);
+        return a;
+    }
+
+    static float rms(float[] a, int n) {
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double) a[i] * a[i];
+        return (float) Math.sqrt(ss / Math.max(1, n));
+    }
+
+    /** |actual − expected| ≤ relTol · max(|expected|, rms(expected)) on [0, n); guard cells stay NaN */
+    static void assertClose(float[] expected, float[] actual, int n, double relTol, String what) {
+        float floor = rms(expected, n);
+        for (int i = 0; i < n; i++) {
+            float e = expected[i], a = actual[i];
+            assertFalse(Float.isNaN(a) && !Float.isNaN(e), what + ": element " + i + " not written (NaN)");
+            double bound = relTol * Math.max(Math.abs(e), floor);
+            assertTrue(Math.abs(a - e) <= bound, what + ": element " + i + " is " + a + ", expected " + e + " ± " + bound);
+        }
+        for (int i = n; i < actual.length; i++) assertTrue(Float.isNaN(actual[i]), what + ": wrote past the end at " + i);
+    }
+
+    // ---------------------------------------------------------------- matmul
+
+    @Test
+    void matmulMatchesScalarAtAwkwardShapes() {
+        Random r = new Random(42);
+        int[] ms = {1, 2, 3, 4, 5, 7, 17, 64};
+        int[][] nks = {{33, 257}, {257, 33}, {64, 64}, {1, 5}, {130, 300}};
+        for (DType dtype : new DType[]{DType.F32, DType.BF16, DType.F16}) {
+            for (Storage storage : Storage.values()) {
+                for (int[] nk : nks) {
+                    int n = nk[0], k = nk[1];
+                    Tensor w = weight("w", dtype, storage, random(r, n * k, 1f), n, k);
+                    for (int m : ms) checkMatmul(r, m, w, dtype + " " + storage + " m=" + m + " n=" + n + " k=" + k);
+                }
+            }
+        }
+    }
+
+    @Test
+    void matmulMatchesScalarAcrossSeveralDepthBlocksAndTasks() {
+        // K > 2·256 (three packed depth blocks, the last partial), N over several column tiles, M over row tiles
+        Random r = new Random(7);
+        for (DType dtype : new DType[]{DType.F32, DType.BF16, DType.F16}) {
+            int m = 70, n = 301, k = 613;
+            Tensor w = weight("w", dtype, Storage.OFF_HEAP_UNALIGNED, random(r, n * k, 0.5f), n, k);
+            checkMatmul(r, m, w, dtype + " m=" + m + " n=" + n + " k=" + k);
+            checkMatmul(r, 1, w, dtype + " gemv n=" + n + " k=" + k);
+        }
+    }
+
+    @Test
+    void matmulInRowAndColumnChunksMatchesScalar() {
+        // packed operands capped at 4096 floats: 70 rows × 301 columns at depth 613 run as 6 × 3 chunks
+        Random r = new Random(31);
+        VectorBackend chunked = new VectorBackend(2, 4096);
+        for (DType dtype : new DType[]{DType.F32, DType.BF16}) {
+            int m = 70, n = 301, k = 613;
+            Tensor w = weight("w", dtype, Storage.OFF_HEAP_UNALIGNED, random(r, n * k, 0.5f), n, k);
+            float[] x = random(r, m * k, 1f);
+            float[] expected = new float[m * n];
+            scalar.matmul(expected, x, m, w);
+            float[] actual = poisoned(m * n);
+            chunked.matmul(actual, x, m, w);
+            assertClose(expected, actual, m * n, 1e-5, "chunked " + dtype);
+            float[] whole = new float[m * n];
+            vector.matmul(whole, x, m, w);
+            assertArrayEquals(whole, Arrays.copyOf(actual, m * n), "chunking must not change the bits (K is never split)");
+        }
+    }
+
+    private void checkMatmul(Random r, int m, Tensor w, String what) {
+        int n = w.rows(), k = w.cols();
+        float[] x = random(r, m * k, 1f);
+        float[] expected = new float[m * n];
+        scalar.matmul(expected, x, m, w);
+        float[] actual = poisoned(m * n);
+        vector.matmul(actual, x, m, w);
+        assertClose(expected, actual, m * n, 1e-5, what);
+    }
+
+    /**
+     * x one-hot at column i gives out[n] = w[n, i] exactly, so this checks the in-register BF16/F16
+     * widening of the GEMV (even/odd lanes) and GEMM (packing) paths against the JDK's own conversion
+     * ({@link Float#float16ToFloat}) and the bf16 definition, over every finite 16-bit pattern.
+     */
+    @Test
+    void halfWidthWeightsWidenExactlyForEveryBitPattern() {
+        int k = 64, n = 65536 / k;
+        for (DType dtype : new DType[]{DType.F16, DType.BF16}) {
+            MemorySegment seg = Arena.ofAuto().allocate(65536L * 2 + 2, 1).asSlice(2, 65536L * 2);
+            float[] truth = new float[65536];
+            for (int bits = 0; bits < 65536; bits++) {
+                short h = (short) bits;
+                float f = dtype == DType.F16 ? Float.float16ToFloat(h) : DType.bf16ToFloat(h);
+                if (!Float.isFinite(f)) { h = 0; f = 0f; } // inf·0 would be NaN in the sum; inf/NaN checked below
+                seg.setAtIndex(Tensor.I16, bits, h);
+                truth[bits] = f;
+            }
+            Tensor w = new Tensor("all-patterns", dtype, new long[]{n, k}, seg);
+            for (int m : new int[]{1, 6}) { // GEMV and GEMM
+                for (int i = 0; i < k; i++) {
+                    float[] x = new float[m * k];
+                    for (int row = 0; row < m; row++) x[row * k + i] = 1f;
+                    float[] out = poisoned(m * n);
+                    vector.matmul(out, x, m, w);
+                    for (int row = 0; row < m; row++)
+                        for (int j = 0; j < n; j++)
+                            assertEquals(truth[j * k + i], out[row * n + j], 0f, dtype + " m=" + m + " pattern 0x" + Integer.toHexString(j * k + i));
+                }
+            }
+        }
+    }
+
+    @Test
+    void embeddingWidensInfNanAndSubnormalsExactly() {
+        for (DType dtype : new DType[]{DType.F16, DType.BF16}) {
+            MemorySegment seg = Arena.ofAuto().allocate(65536L * 2);
+            for (int bits = 0; bits < 65536; bits++) seg.setAtIndex(Tensor.I16, bits, (short) bits);
+            Tensor table = new Tensor("all-patterns", dtype, new long[]{1024, 64}, seg);
+            int[] ids = new int[1024];
+            for (int i = 0; i < ids.length; i++) ids[i] = i;
+            float[] out = poisoned(65536);
+            vector.embedding(out, table, ids);
+            for (int bits = 0; bits < 65536; bits++) {
+                float want = dtype == DType.F16 ? Float.float16ToFloat((short) bits) : DType.bf16ToFloat((short) bits);
+                if (Float.isNaN(want)) assertTrue(Float.isNaN(out[bits]), dtype + " 0x" + Integer.toHexString(bits));
+                else assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(out[bits]), dtype + " 0x" + Integer.toHexString(bits));
+            }
+        }
+    }
+
+    @Test
+    void matmulRejectsBadInput() {
+        Tensor ints = new Tensor("model.layers.0.mlp.up_proj.weight", DType.I32, new long[]{2, 2}, MemorySegment.ofArray(new byte[16]));
+        var e = assertThrows(IllegalArgumentException.class, () -> vector.matmul(new float[4], new float[4], 2, ints));
+        assertTrue(e.getMessage().contains("up_proj") && e.getMessage().contains("I32"), e.getMessage());
+        Tensor w = Tensor.ofFloats("w", new float[6], 2, 3);
+        assertThrows(IllegalArgumentException.class, () -> vector.matmul(new float[4], new float[5], 2, w));
+        assertThrows(IllegalArgumentException.class, () -> vector.matmul(new float[3], new float[6], 2, w));
+    }
+
+    // ---------------------------------------------------------------- concurrency and thread-count independence
+
+    @Test
+    void concurrentCallsGiveTheSameBitsAsOneThread() throws Exception {
+        Random r = new Random(3);
+        VectorBackend one = new VectorBackend(1);
+        VectorBackend many = new VectorBackend(3);
+        int[][] problems = {{1, 2048, 300}, {128, 256, 300}, {37, 500, 129}, {2, 1500, 400}}; // all above the parallel thresholds
+        List<float[]> xs = new ArrayList<>(), refs = new ArrayList<>();
+        List<Tensor> ws = new ArrayList<>();
+        for (int[] p : problems) {
+            int m = p[0], n = p[1], k = p[2];
+            Tensor w = weight("w", p[0] % 2 == 0 ? DType.BF16 : DType.F32, Storage.OFF_HEAP_UNALIGNED, random(r, n * k, 1f), n, k);
+            float[] x = random(r, m * k, 1f);
+            float[] ref = new float[m * n];
+            one.matmul(ref, x, m, w);
+            float[] again = new float[m * n];
+            many.matmul(again, x, m, w);
+            assertArrayEquals(ref, again, "3 threads vs 1 thread, problem " + Arrays.toString(p));
+            xs.add(x); ws.add(w); refs.add(ref);
+        }
+        ExecutorService callers = Executors.newFixedThreadPool(8);
+        try {
+            List<Future<?>> done = new ArrayList<>();
+            for (int c = 0; c < 16; c++) {
+                int first = c;
+                done.add(callers.submit(() -> {
+                    for (int rep = 0; rep < 6; rep++) {
+                        int p = (first + rep) % problems.length;
+                        float[] out = poisoned(refs.get(p).length);
+                        many.matmul(out, xs.get(p), problems[p][0], ws.get(p));
+                        assertArrayEquals(refs.get(p), Arrays.copyOf(out, refs.get(p).length), "concurrent call, problem " + p);
+                    }
+                    return null;
+                }));
+            }
+            for (Future<?> f : done) f.get();
+        } finally {
+            callers.shutdownNow();
+        }
+    }
+
+    @Test
+    void threadCountComesFromDiveThreadsAndIsValidated() {
+        String saved = System.getProperty("dive.threads");
+        try {
+            System.setProperty("dive.threads", "3");
+            assertEquals(3, VectorBackend.defaultThreads());
+            System.setProperty("dive.threads", "0");
+            var e = assertThrows(IllegalArgumentException.class, VectorBackend::defaultThreads);
+            assertTrue(e.getMessage().contains("dive.threads"), e.getMessage());
+            System.setProperty("dive.threads", "many");
+            assertThrows(IllegalArgumentException.class, VectorBackend::defaultThreads);
+            System.clearProperty("dive.threads");
+            assertEquals(Runtime.getRuntime().availableProcessors(), VectorBackend.defaultThreads());
+        } finally {
+            if (saved == null) System.clearProperty("dive.threads");
+            else System.setProperty("dive.threads", saved);
+        }
+        assertThrows(IllegalArgumentException.class, () -> new VectorBackend(0));
+    }
+
+    // ---------------------------------------------------------------- the other ops
+
+    @Test
+    void rmsNormMatchesScalar() {
+        Random r = new Random(11);
+        for (DType dtype : new DType[]{DType.F32, DType.BF16, DType.F16}) {
+            for (int d : new int[]{1, 33, 256, 257}) {
+                for (int rows : new int[]{1, 3, 7}) {
+                    Tensor g = weight("norm", dtype, Storage.OFF_HEAP_UNALIGNED, random(r, d, 2f), d);
+                    float[] x = random(r, rows * d, 3f);
+                    float[] expected = new float[rows * d];
+                    scalar.rmsNorm(expected, x, g, rows, 1e-5f);
+                    float[] actual = poisoned(rows * d);
+                    vector.rmsNorm(actual, x, g, rows, 1e-5f);
+                    assertClose(expected, actual, rows * d, 1e-5, "rmsNorm " + dtype + " d=" + d + " rows=" + rows);
+                    float[] inPlace = x.clone(); // out may be x
+                    vector.rmsNorm(inPlace, inPlace, g, rows, 1e-5f);
+                    assertClose(expected, inPlace, rows * d, 1e-5, "rmsNorm in place " + dtype + " d=" + d);
+                }
+            }
+        }
+    }
+
+    @Test
+    void ropeMatchesScalar() {
+        Random r = new Random(5);
+        for (int headDim : new int[]{2, 8, 32, 34, 64, 128}) {
+            for (int heads : new int[]{1, 3}) {
+                int rows = 5, half = headDim / 2;
+                float[] invFreq = new float[half];
+                for (int i = 0; i < half; i++) invFreq[i] = (float) Math.pow(10000.0, -2.0 * i / headDim);
+                int[] positions = {0, 1, 17, 511, 4000};
+                float[] x = random(r, rows * heads * headDim, 1f);
+                float[] expected = x.clone();
+                scalar.rope(expected, rows, heads, headDim, positions, invFreq);
+                float[] actual = x.clone();
+                vector.rope(actual, rows, heads, headDim, positions, invFreq);
+                assertClose(expected, actual, x.length, 1e-6, "rope headDim=" + headDim + " heads=" + heads);
+            }
+        }
+    }
+
+    @Test
+    void attentionMatchesScalarForPrefillAndDecodeWithGqa() {
+        Random r = new Random(9);
+        int[][] headConfigs = {{4, 4}, {4, 2}, {8, 2}}; // group sizes 1, 2, 4
+        for (int[] hc : headConfigs) {
+            int nHeads = hc[0], nKv = hc[1];
+            for (int headDim : new int[]{8, 32, 40, 64}) {
+                for (int[] ts : new int[][]{{1, 0}, {5, 0}, {17, 0}, {1, 30}, {3, 7}, {9, 30}, {64, 40}}) {
+                    int T = ts[0], startPos = ts[1], maxSeq = startPos + T + 3;
+                    float[] q = random(r, T * nHeads * headDim, 1f);
+                    float[] kCache = random(r, maxSeq * nKv * headDim, 1f);
+                    float[] vCache = random(r, maxSeq * nKv * headDim, 1f);
+                    // positions past startPos+T−1 must not be read: make them poison
+                    Arrays.fill(kCache, (startPos + T) * nKv * headDim, kCache.length, Float.NaN);
+                    Arrays.fill(vCache, (startPos + T) * nKv * headDim, vCache.length, Float.NaN);
+                    float scale = (float) (1 / Math.sqrt(headDim));
+                    int n = T * nHeads * headDim;
+                    float[] expected = new float[n];
+                    scalar.attention(expected, q, kCache, vCache, T, startPos, nHeads, nKv, headDim, scale);
+                    float[] actual = poisoned(n);
+                    vector.attention(actual, q, kCache, vCache, T, startPos, nHeads, nKv, headDim, scale);
+                    assertClose(expected, actual, n, 1e-5, "attention heads=" + nHeads + "/" + nKv + " hd=" + headDim + " T=" + T + " start=" + startPos);
+                }
+            }
+        }
+    }
+
+    @Test
+    void swigluMatchesScalarIncludingSaturation() {
+        Random r = new Random(13);
+        for (int n : new int[]{1, 7, 16, 33, 1000}) {
+            float[] gate = random(r, n, 12f), up = random(r, n, 2f);
+            if (n > 4) { gate[0] = -100f; gate[1] = 100f; gate[2] = 0f; gate[3] = -1e-30f; }
+            float[] expected = new float[n];
+            scalar.swiglu(expected, gate, up, n);
+            float[] actual = poisoned(n);
+            vector.swiglu(actual, gate, up, n);
+            assertClose(expected, actual, n, 1e-6, "swiglu n=" + n);
+            float[] aliased = gate.clone(); // out may alias gate
+            vector.swiglu(aliased, aliased, up, n);
+            assertClose(expected, aliased, n, 1e-6, "swiglu aliased n=" + n);
+        }
+    }
+
+    /** the lane e^x against Math.exp over its whole range: normal, subnormal, underflow to 0, overflow to ∞, NaN */
+    @Test
+    void vectorExpIsWithinTwoUlpOfMathExp() {
+        int lanes = VectorBackend.L;
+        Random r = new Random(29);
+        float[] x = new float[lanes * 20000];
+        for (int i = 0; i < x.length; i++) x[i] = (r.nextFloat() * 2 - 1) * 110f;
+        float[] special = {0f, -0f, 1f, -1f, 88.7f, 88.73f, -87.3f, -100f, -103.5f, -110f, 200f, -200f,
+                Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, 1e-8f};
+        System.arraycopy(special, 0, x, 0, special.length);
+        for (int i = 0; i < x.length; i += lanes) {
+            float[] got = new float[lanes];
+            VectorBackend.exp(jdk.incubator.vector.FloatVector.fromArray(VectorBackend.F, x, i)).intoArray(got, 0);
+            for (int l = 0; l < lanes; l++) {
+                float want = (float) Math.exp(x[i + l]);
+                if (Float.isNaN(want)) { assertTrue(Float.isNaN(got[l]), "exp(" + x[i + l] + ")"); continue; }
+                if (want < Float.MIN_NORMAL) { // subnormal: absolute error within 2 ulp of the smallest step
+                    assertEquals(want, got[l], 2 * Float.MIN_VALUE, "exp(" + x[i + l] + ")");
+                    continue;
+                }
+                if (Float.isInfinite(want)) { assertEquals(want, got[l], "exp(" + x[i + l] + ")"); continue; }
+                int ulps = Math.abs(Float.floatToIntBits(want) - Float.floatToIntBits(got[l]));
+                assertTrue(ulps <= 2, "exp(" + x[i + l] + ") = " + got[l] + ", Math.exp gives " + want + " (" + ulps + " ulp)");
+            }
+        }
+    }
+
+    @Test
+    void softmaxMatchesScalarAtAnOffset() {
+        Random r = new Random(17);
+        for (int n : new int[]{1, 7, 16, 33, 1000}) {
+            int off = 3;
+            float[] x = random(r, off + n + 2, 20f);
+            x[off] = 85f; // e^85 overflows F32 without the max subtraction
+            float[] expected = x.clone();
+            scalar.softmax(expected, off, n);
+            float[] actual = x.clone();
+            vector.softmax(actual, off, n);
+            for (int i = 0; i < off; i++) assertEquals(x[i], actual[i], 0f, "softmax touched element " + i + " before off");
+            for (int i = off + n; i < x.length; i++) assertEquals(x[i], actual[i], 0f, "softmax touched element " + i + " after off+n");
+            assertClose(Arrays.copyOfRange(expected, off, off + n), Arrays.copyOfRange(actual, off, off + n), n, 1e-6, "softmax n=" + n);
+        }
+    }
+
+    @Test
+    void embeddingMatchesScalarExactly() {
+        Random r = new Random(19);
+        for (DType dtype : new DType[]{DType.F32, DType.BF16, DType.F16}) {
+            for (Storage storage : Storage.values()) {
+                for (int d : new int[]{33, 256}) {
+                    int vocab = 50;
+                    Tensor table = weight("embed_tokens", dtype, storage, random(r, vocab * d, 1f), vocab, d);
+                    int[] ids = {0, 49, 7, 7, 13};
+                    float[] expected = new float[ids.length * d];
+                    scalar.embedding(expected, table, ids);
+                    float[] actual = poisoned(ids.length * d);
+                    vector.embedding(actual, table, ids);
+                    assertClose(expected, actual, ids.length * d, 0, "embedding " + dtype + " " + storage + " d=" + d);
+                }
+            }
+        }
+        Tensor table = Tensor.ofFloats("embed_tokens", new float[6], 3, 2);
+        var e = assertThrows(IllegalArgumentException.class, () -> vector.embedding(new float[2], table, new int[]{3}));
+        assertTrue(e.getMessage().contains("token id 3"), e.getMessage());
+    }
+
+    @Test
+    void addMatchesScalarExactly() {
+        Random r = new Random(23);
+        for (int n : new int[]{1, 15, 16, 17, 1001}) {
+            float[] x = random(r, n + 3, 1f), y = random(r, n + 3, 1f);
+            float[] expected = x.clone();
+            scalar.add(expected, y, n);
+            float[] actual = x.clone();
+            vector.add(actual, y, n);
+            assertArrayEquals(expected, actual, "add n=" + n + " (elements past n untouched)");
+        }
+    }
+}

@@ -427,15 +427,10 @@ public final class VectorBackend implements Backend {
      */
     private void gemmChunk(float[] out, float[] xPacked, Tensor w, int n, int k, int r0, int rows, int c0, int cols) {
         boolean parallel = (long) rows * cols * k >= PARALLEL_MIN_FMAS;
-        int nPanels = (cols + NR - 1) / NR;
-        float[] wPacked = scratch(1, nPanels * k * NR);
-        parallelFor(nPanels, parallel, p -> {
-            int panelCols = Math.min(NR, cols - p * NR);
-            float[] panelRows = scratch(2, panelCols * k); // the panel's rows of w widened, then interleaved
-            widen(w, (long) (c0 + p * NR) * k, panelRows, 0, panelCols * k);
-            for (int kk = 0, dst = p * k * NR; kk < k; kk++, dst += NR)
-                for (int j = 0; j < NR; j++) wPacked[dst + j] = j < panelCols ? panelRows[j * k + kk] : 0f;
-        });
+        boolean whole = c0 == 0 && cols == n;
+        float[] cached = whole ? PackedWeights.lookup(w) : null;
+        float[] wPacked = cached != null ? cached : packColumns(w, k, c0, cols, parallel, scratch(1, packedColumnsSize(cols, k)));
+        if (cached == null && whole) PackedWeights.offer(w, wPacked, packedColumnsSize(cols, k));
         int nc = 4 * NR;
         int nTiles = (cols + nc - 1) / nc;
         int mTiles = nTiles >= 8 ? 1 : Math.min((8 + nTiles - 1) / nTiles, (rows + MR - 1) / MR);
@@ -445,6 +440,21 @@ public final class VectorBackend implements Backend {
             int nt = t % nTiles, mt = t / nTiles;
             gemmTile(out, n, r0, c0, xPacked, wPacked, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc));
         });
+    }
+
+    static int packedColumnsSize(int cols, int k) { return (cols + NR - 1) / NR * k * NR; }
+
+    /** w's rows c0 .. c0+cols packed into {@code into} as (column panels of NR, k, NR), widened to F32, zeros past the last column */
+    private float[] packColumns(Tensor w, int k, int c0, int cols, boolean parallel, float[] into) {
+        int nPanels = (cols + NR - 1) / NR;
+        parallelFor(nPanels, parallel, p -> {
+            int panelCols = Math.min(NR, cols - p * NR);
+            float[] panelRows = scratch(2, panelCols * k); // the panel's rows of w widened, then interleaved
+            widen(w, (long) (c0 + p * NR) * k, panelRows, 0, panelCols * k);
+            for (int kk = 0, dst = p * k * NR; kk < k; kk++, dst += NR)
+                for (int j = 0; j < NR; j++) into[dst + j] = j < panelCols ? panelRows[j * k + kk] : 0f;
+        });
+        return into;
     }
 
     /**

@@ -4,8 +4,12 @@ import dive.backend.Backends;
 import dive.model.KVCache;
 import dive.model.LlamaConfig;
 import dive.model.LlamaModel;
+import dive.tensor.DType;
 import dive.tensor.Tensor;
 import org.openjdk.jmh.annotations.*;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 
 import java.util.Arrays;
 import java.util.HashMap;
@@ -72,13 +76,20 @@ public class InferenceBenchmark {
     private static void gaussian(Map<String, Tensor> w, SplittableRandom rnd, String name, int rows, int cols) {
         float[] x = new float[rows * cols];
         for (int i = 0; i < x.length; i++) x[i] = (float) (rnd.nextGaussian() * 0.02);
-        w.put(name, Tensor.ofFloats(name, x, rows, cols));
+        w.put(name, offHeap(name, x, rows, cols));
     }
 
     private static void ones(Map<String, Tensor> w, String name, int n) {
         float[] x = new float[n];
         Arrays.fill(x, 1f);
-        w.put(name, Tensor.ofFloats(name, x, n));
+        w.put(name, offHeap(name, x, n));
+    }
+
+    /** weights live off-heap in the engine (memory-mapped files), so the benchmark puts them there too */
+    private static Tensor offHeap(String name, float[] values, long... shape) {
+        MemorySegment seg = Arena.ofAuto().allocate((long) values.length * Float.BYTES, 64);
+        MemorySegment.copy(values, 0, seg, Tensor.F32, 0, values.length);
+        return new Tensor(name, DType.F32, shape, seg);
     }
 
     @Setup(Level.Trial)

@@ -16,6 +16,7 @@ public final class Progress implements AutoCloseable {
     private final long startNanos = System.nanoTime();
     private long done, lastDrawNanos;
     private int lastDecile = -1;
+    private String status = "";
 
     public Progress(String label, long total, String unit, boolean enabled) {
         this(label, total, unit, enabled, System.err, System.console() != null);
@@ -39,6 +40,9 @@ public final class Progress implements AutoCloseable {
         }
     }
 
+    /** text shown after the ETA from the next redraw on (e.g. {@code loss 3.21}); empty for none */
+    public synchronized void setStatus(String status) { this.status = status == null ? "" : status; }
+
     String render(long nowNanos) {
         double seconds = Math.max(1e-9, (nowNanos - startNanos) / 1e9);
         double rate = done / seconds;
@@ -46,7 +50,7 @@ public final class Progress implements AutoCloseable {
         String bar = "#".repeat(filled) + ".".repeat(width - filled);
         String eta = rate > 0 ? clock((total - done) / rate) : "?";
         return String.format(Locale.ROOT, "%s [%s] %3d%%  %d/%d %s  %.1f %s/s  ETA %s",
-                label, bar, done * 100 / total, done, total, unit, rate, unit, eta);
+                label, bar, done * 100 / total, done, total, unit, rate, unit, eta) + (status.isEmpty() ? "" : "  " + status);
     }
 
     static String clock(double seconds) {

@@ -57,8 +57,14 @@ public final class CorpusBuilder {
         Files.createDirectories(out);
         List<Manifest.Entry> built = new ArrayList<>();
         for (Dataset d : datasets) {
-            String source = d.source(sources); // fails early and clearly when a package is missing
-            List<Document> docs = extractWithProgress(d, sources, showProgress);
+            String source;
+            List<Document> docs;
+            try {
+                source = d.source(sources); // fails early and clearly when a package is missing
+                docs = extractWithProgress(d, sources, showProgress);
+            } catch (MissingSourceException e) {
+                throw new MissingSourceException("dataset " + d.name() + ": " + e.getMessage().replaceFirst(" \\(install every corpus source with .*\\)$", ""));
+            }
             if (docs.isEmpty()) throw new IOException("dataset " + d.name() + ": its source gave no documents (" + source + ")");
             built.add(write(out, d.name(), d.domain(), source, d.license(), assign(d.name(), docs, limits)));
         }
@@ -73,8 +79,6 @@ public final class CorpusBuilder {
         };
         try {
             return d.extractor().extract(sources, tick);
-        } catch (MissingSourceException e) {
-            throw new MissingSourceException("dataset " + d.name() + ": " + e.getMessage().replaceFirst(" \\(install every corpus source with .*\\)$", ""));
         } finally {
             if (bar[0] != null) bar[0].close();
         }

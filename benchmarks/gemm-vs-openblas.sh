@@ -12,7 +12,7 @@ JMH_ARGS=("$@")
 [ ${#JMH_ARGS[@]} -gt 0 ] || JMH_ARGS=(-f 1 -wi 3 -i 5 -w 1s -r 1s)
 
 echo "== dive VectorBackend (JMH, 2 threads, F32) ==" >&2
-"$HERE/run-jmh.sh" GemmBenchmark -p dtype=F32 -p threads=2 -p backend=vector "${JMH_ARGS[@]}" \
+"$HERE/../dive" jmh GemmBenchmark -p dtype=F32 -p threads=2 -p backend=vector "${JMH_ARGS[@]}" \
   -rf json -rff "$OUT/jmh.json" >&2
 echo "== NumPy sgemm (OpenBLAS, 2 threads) ==" >&2
 "$PYTHON" "$HERE/peers/numpy_sgemm.py" > "$OUT/numpy.json"

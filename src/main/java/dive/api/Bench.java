@@ -8,11 +8,16 @@ import java.util.SplittableRandom;
 
 /**
  * Throughput of a loaded model: prefill (B sequences × T prompt tokens through one batched forward)
- * and decode (B sequences, one new token each per step, with KV caches), medians over repeats after
- * one warm-up. Random ids from a seed; the same shapes as {@code benchmarks/peers/hf_llama.py}.
+ * and decode (B sequences, one new token each per step, with KV caches), medians over repeats.
+ * Before timing, untimed warm-up repeats run for at least {@link #WARMUP_NANOS} so the JIT has compiled
+ * the kernels (steady state, as a long-running service sees it). Random ids from a seed; the same shapes
+ * as {@code benchmarks/peers/hf_llama.py}.
  */
 public final class Bench {
     private Bench() {}
+
+    /** minimum untimed warm-up (2 s, and at least one repeat) */
+    public static final long WARMUP_NANOS = 2_000_000_000L;
 
     public record Result(int batch, int promptLen, int gen, int repeats, String backend,
                          double prefillTokensPerSecond, double decodeTokensPerSecond,
@@ -27,7 +32,9 @@ public final class Bench {
         int[][] prompts = new int[batch][promptLen];
         for (int[] p : prompts) for (int i = 0; i < promptLen; i++) p[i] = rnd.nextInt(vocab);
         double[] prefill = new double[repeats], decode = new double[repeats];
-        for (int r = -1; r < repeats; r++) {           // r = -1 is the warm-up
+        long warmupEnd = System.nanoTime() + WARMUP_NANOS;
+        boolean warm = false;
+        for (int r = 0; r < repeats; r++) {
             KVCache[] caches = new KVCache[batch];
             for (int b = 0; b < batch; b++) caches[b] = model.newCache(promptLen + gen);
             long t0 = System.nanoTime();
@@ -39,7 +46,10 @@ public final class Bench {
                 last = model.forwardBatch(step, caches, false);
             }
             long t2 = System.nanoTime();
-            if (r >= 0) {
+            if (!warm) {                                // untimed warm-up until the deadline
+                warm = t2 >= warmupEnd;
+                r--;
+            } else {
                 prefill[r] = (t1 - t0) / 1e9;
                 decode[r] = (t2 - t1) / 1e9;
                 if (onRepeat != null) onRepeat.run();

@@ -3,6 +3,8 @@ package dive.train;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dive.data.Document;
+import dive.data.Jsonl;
 import dive.tokenizer.Tokenizer;
 import dive.util.AtomicFiles;
 
@@ -48,7 +50,7 @@ public record TokenShard(String name, int[] tokens, int documents) {
         TokenShard cached = tryLoad(name, tokensFile, headerFile, tokenizerSha256, sourceSha256);
         if (cached != null) return cached;
 
-        List<String> texts = CorpusSource.parseTexts(sourceJsonl, sourceLabel);
+        List<String> texts = Jsonl.read(new java.io.ByteArrayInputStream(sourceJsonl), sourceLabel).stream().map(Document::text).toList();
         int separator = separatorId(tokenizer);
         int[] buffer = new int[1024];
         int count = 0;

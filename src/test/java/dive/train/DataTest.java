@@ -13,7 +13,7 @@ import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-/** Corpus reading, token shards and their cache, and the seeded data loader. */
+/** Token shards and their cache, and the seeded data loader. */
 class DataTest {
     @TempDir Path tmp;
 
@@ -25,24 +25,6 @@ class DataTest {
 
     static Tokenizer tokenizer() {
         return BpeTrainer.train(List.of("the cat sat on the mat", "a dog and a cat"), 280, 1, List.of("<s>", "</s>"), "<s>");
-    }
-
-    @Test
-    void corpusManifestAndSplits() throws Exception {
-        Files.writeString(tmp.resolve("manifest.json"), "{\"version\":1,\"datasets\":[{\"name\":\"wiki\",\"domain\":\"general\"},{\"name\":\"code\",\"domain\":\"code\"}]}");
-        Files.createDirectories(tmp.resolve("wiki"));
-        Files.write(tmp.resolve("wiki/train.jsonl"), jsonl("the cat", "a dog"));
-        CorpusSource c = CorpusSource.open(tmp.toString(), null);
-        assertEquals(List.of("wiki", "code"), c.datasets().stream().map(CorpusSource.Dataset::name).toList());
-        assertEquals("code", c.dataset("code").domain());
-        assertEquals(List.of("the cat", "a dog"), c.texts("wiki", "train"));
-        assertTrue(c.hasSplit("wiki", "train"));
-        assertFalse(c.hasSplit("wiki", "eval"));
-        var e = assertThrows(IllegalArgumentException.class, () -> c.dataset("news"));
-        assertTrue(e.getMessage().contains("dataset 'news' is not in"), e.getMessage());
-        Files.write(tmp.resolve("wiki/calib.jsonl"), "{\"id\": 1}\n".getBytes());
-        var bad = assertThrows(java.io.IOException.class, () -> c.texts("wiki", "calib"));
-        assertTrue(bad.getMessage().contains("calib.jsonl:1: expected an object with a string \"text\""), bad.getMessage());
     }
 
     @Test

@@ -11,11 +11,11 @@ import java.util.List;
  * A tiny trainable model for trainer tests: logits(x) = W · E[x] + b, E (V, D) embedding, W (V, D), b (V);
  * loss = mean cross-entropy of the next token. Exact gradients (checked by finite differences in ToyBigramModelTest).
  */
-final class ToyBigramModel implements TrainableModel {
+public final class ToyBigramModel implements TrainableModel {
     final int vocab, dim;
     final Parameter embedding, output, bias;
 
-    ToyBigramModel(int vocab, int dim, long seed) {
+    public ToyBigramModel(int vocab, int dim, long seed) {
         this.vocab = vocab; this.dim = dim;
         SplitMix64 rng = new SplitMix64(seed);
         embedding = param("embed.weight", rng, 0.5f, vocab, dim);

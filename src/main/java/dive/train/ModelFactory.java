@@ -1,0 +1,96 @@
+package dive.train;
+
+import dive.io.SafetensorsWriter;
+import dive.model.LlamaConfig;
+import dive.tensor.DType;
+import dive.tensor.Tensor;
+import dive.tokenizer.Tokenizer;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * The one place where a recipe's {@code model} becomes a {@link TrainableModel} and its exporter.
+ * Kinds: {@code config} (a fresh Llama from config fields or config.json, initialised from the recipe seed),
+ * {@code checkpoint} (a Llama model folder to continue from), and kinds registered with {@link #register}
+ * (an extension point; the tests register a toy model).
+ */
+public final class ModelFactory {
+    private ModelFactory() {}
+
+    public record Built(TrainableModel model, Trainer.Export export) {}
+
+    public interface Builder { Built build(Recipe recipe, Tokenizer tokenizer, Path tokenizerJson) throws IOException; }
+
+    private static final Map<String, Builder> KINDS = new ConcurrentHashMap<>();
+
+    public static void register(String kind, Builder builder) {
+        if (kind.equals("config") || kind.equals("checkpoint")) throw new IllegalArgumentException("model kind '" + kind + "' is built in");
+        KINDS.put(kind, builder);
+    }
+
+    /** checks of the model section that need no tokenizer and no weights (run before any work) */
+    public static void check(Recipe recipe) throws IOException {
+        String kind = recipe.model().kind();
+        if (kind.equals("config") || kind.equals("checkpoint")) {
+            LlamaConfig config = llamaConfig(recipe);
+            if (recipe.seqLen() > config.maxPositionEmbeddings()) {
+                throw new IllegalArgumentException(recipe.source() + ": seq_len " + recipe.seqLen() + " exceeds the model's max_position_embeddings "
+                        + config.maxPositionEmbeddings());
+            }
+        } else if (!KINDS.containsKey(kind)) {
+            throw new IllegalArgumentException(recipe.source() + ": model." + kind + ": unknown model kind (expected config or checkpoint)");
+        }
+    }
+
+    static LlamaConfig llamaConfig(Recipe recipe) throws IOException {
+        Recipe.Model m = recipe.model();
+        if (m.kind().equals("checkpoint")) {
+            if (!Files.isDirectory(m.path())) throw new java.nio.file.NoSuchFileException(m.path() + " (model.checkpoint: expected a model folder)");
+            return LlamaConfig.load(m.path());
+        }
+        if (m.path() != null) return LlamaConfig.load(m.path().getFileName().toString().equals("config.json") ? m.path().getParent() : m.path());
+        return LlamaConfig.parse(m.spec(), recipe.source() + " model.config");
+    }
+
+    public static Built create(Recipe recipe, Tokenizer tokenizer, Path tokenizerJson) throws IOException {
+        check(recipe);
+        String kind = recipe.model().kind();
+        if (kind.equals("config") || kind.equals("checkpoint")) {
+            LlamaConfig config = llamaConfig(recipe);
+            if (tokenizer.vocabSize() > config.vocabSize()) {
+                throw new IllegalArgumentException(recipe.source() + ": the tokenizer has " + tokenizer.vocabSize()
+                        + " tokens but the model's vocab_size is " + config.vocabSize());
+            }
+            // waits for dive.train.TrainableLlama (issue 3, branch grad): initialize(config, backend, seed) / fromCheckpoint(dir, backend),
+            // addLora(recipe.lora()), export = saveCheckpoint(dir, tokenizerJson, recipe.outputDtype())
+            throw new UnsupportedOperationException(recipe.source() + ": model." + kind + ": training a Llama needs dive.train.TrainableLlama, not in this build yet");
+        }
+        if (recipe.lora() != null) throw new IllegalArgumentException(recipe.source() + ": lora: only Llama models (model.config / model.checkpoint) take LoRA adapters");
+        return KINDS.get(kind).build(recipe, tokenizer, tokenizerJson);
+    }
+
+    /** an exporter for any model: every parameter, under its own name, into {@code model.safetensors} as F32 or BF16 */
+    public static Trainer.Export parametersExport(TrainableModel model, DType dtype) {
+        if (dtype != DType.F32 && dtype != DType.BF16) throw new IllegalArgumentException("output: expected F32 or BF16, found " + dtype);
+        return dir -> {
+            try (Arena arena = Arena.ofConfined()) {
+                List<Tensor> tensors = new ArrayList<>();
+                for (Parameter p : model.parameters()) {
+                    if (dtype == DType.F32) { tensors.add(p.value()); continue; }
+                    MemorySegment seg = arena.allocate(p.numel() * 2, 64);
+                    for (long i = 0; i < p.numel(); i++) seg.setAtIndex(Tensor.I16, i, DType.floatToBf16(p.value().getFloat(i)));
+                    tensors.add(new Tensor(p.name(), DType.BF16, p.value().shape(), seg));
+                }
+                SafetensorsWriter.write(dir.resolve(SafetensorsWriter.SINGLE_FILE), tensors, Map.of());
+            }
+        };
+    }
+}

@@ -230,10 +230,15 @@ public final class Plot {
     static String tickLabel(double v) {
         double a = Math.abs(v);
         if (v == 0) return "0";
-        if (a >= 1e6 || a < 1e-3) return String.format(Locale.ROOT, "%.3g", v).replace("e+0", "e").replace("e+", "e").replace("e-0", "e-");
+        if (a >= 1e6 || a < 1e-3) { // 1.50e+06 → 1.5e6
+            String[] parts = String.format(Locale.ROOT, "%.2e", v).split("e");
+            return trimZeros(parts[0]) + "e" + Integer.parseInt(parts[1]);
+        }
         if (a >= 1000) return String.format(Locale.ROOT, "%,.0f", v);
-        String s = String.format(Locale.ROOT, "%.4f", v);
-        s = s.contains(".") ? s.replaceAll("0+$", "").replaceAll("\\.$", "") : s;
-        return s;
+        return trimZeros(String.format(Locale.ROOT, "%.4f", v));
+    }
+
+    private static String trimZeros(String s) {
+        return s.contains(".") ? s.replaceAll("0+$", "").replaceAll("\\.$", "") : s;
     }
 }

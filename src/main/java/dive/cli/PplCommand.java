@@ -3,6 +3,7 @@ package dive.cli;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dive.api.Engine;
 import dive.model.Perplexity;
+import dive.util.Progress;
 import picocli.CommandLine.*;
 
 import java.nio.file.Files;
@@ -27,7 +28,10 @@ final class PplCommand implements Callable<Integer> {
         if (bytes.length == 0) throw new IllegalArgumentException(textFile + ": empty text, nothing to score");
         try (Engine engine = common.load(modelDir)) {
             int[] ids = engine.requireTokenizer().encode(bytes, true);
-            Perplexity.Result r = Perplexity.compute(engine.model(), ids, window);
+            Perplexity.Result r;
+            try (Progress bar = new Progress("ppl", Perplexity.windowCount(ids.length, window), "windows", !common.quiet && !json)) {
+                r = Perplexity.compute(engine.model(), ids, window, bar::step);
+            }
             if (json) {
                 Map<String, Object> out = new LinkedHashMap<>();
                 out.put("ppl", r.perplexity());

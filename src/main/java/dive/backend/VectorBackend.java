@@ -1055,19 +1055,30 @@ public final class VectorBackend implements Backend {
         long work = (long) B * nHeads * T * T * headDim * 2;
         parallelFor(B * nKvHeads, work >= PARALLEL_MIN_FMAS, task -> {
             int b = task / nKvHeads, kvh = task % nKvHeads;
-            float[] p = new float[T], dp = new float[T];
+            int tPadded = roundUp(T, L);
+            float[] p = new float[tPadded], dp = new float[tPadded];
+            // keysT, valuesT (headDim, tPadded): scores and dOut·v of L positions are vertical FMAs, no lane sums
+            float[] keysT = new float[headDim * tPadded], valuesT = new float[headDim * tPadded];
             for (int s = 0; s < T; s++) {
                 int kOff = (b * T + s) * kvDim + kvh * headDim;
+                for (int i = 0; i < headDim; i++) {
+                    keysT[i * tPadded + s] = k[kOff + i];
+                    valuesT[i * tPadded + s] = v[kOff + i];
+                }
                 Arrays.fill(dk, kOff, kOff + headDim, 0f);
                 Arrays.fill(dv, kOff, kOff + headDim, 0f);
             }
             for (int h = kvh * group; h < (kvh + 1) * group; h++)
                 for (int t = 0; t < T; t++) {
                     int qOff = (b * T + t) * qDim + h * headDim;
-                    for (int s = 0; s <= t; s++) {
-                        int kOff = (b * T + s) * kvDim + kvh * headDim;
-                        p[s] = dot(q, qOff, k, kOff, headDim) * scale;
-                        dp[s] = dot(dOut, qOff, v, kOff, headDim);
+                    for (int s0 = 0; s0 <= t; s0 += L) {
+                        FloatVector score = FloatVector.zero(F), dpv = score;
+                        for (int i = 0, row = s0; i < headDim; i++, row += tPadded) {
+                            score = FloatVector.broadcast(F, q[qOff + i]).fma(FloatVector.fromArray(F, keysT, row), score);
+                            dpv = FloatVector.broadcast(F, dOut[qOff + i]).fma(FloatVector.fromArray(F, valuesT, row), dpv);
+                        }
+                        score.mul(scale).intoArray(p, s0);
+                        dpv.intoArray(dp, s0);
                     }
                     softmax(p, 0, t + 1);
                     float pdp = 0f;

@@ -56,4 +56,72 @@ public interface Backend {
 
     /** x[i] += y[i], i &lt; n (the residual add) */
     void add(float[] x, float[] y, int n);
+
+    // ---------------------------------------------------------------- training: backward passes
+    // Convention: gradients of inputs (dx, dq, ...) are OVERWRITTEN; gradients of weights (dw, dWeight,
+    // dTable) are ACCUMULATED (+=), so micro-batches and tied weights add up in one float[].
+
+    /**
+     * Gradient of {@link #matmul} with respect to its input: dx[m, k] = Σ_n dOut[m, n] · w[n, k].
+     * dOut (M, N), w (N, K) → dx (M, K), overwritten.
+     */
+    void matmulBackwardInput(float[] dx, float[] dOut, int m, Tensor w);
+
+    /**
+     * Gradient of {@link #matmul} with respect to its weight, accumulated: dw[n, k] += Σ_m dOut[m, n] · x[m, k].
+     * dOut (M, N), x (M, K) → dw (N, K).
+     */
+    void matmulBackwardWeight(float[] dw, float[] dOut, float[] x, int m, int n, int k);
+
+    /**
+     * Gradient of {@link #rmsNorm}: with inv = 1/sqrt(mean(x²) + eps) per row and g = weight,
+     * dx[r, i] = inv·g[i]·dOut[r, i] − inv³/d · x[r, i] · Σ_j g[j]·dOut[r, j]·x[r, j]   (overwritten);
+     * dWeight[i] += Σ_r dOut[r, i]·x[r, i]·inv_r (skipped when dWeight is null).
+     * x, dOut (rows, d) → dx (rows, d); dx may be dOut.
+     */
+    void rmsNormBackward(float[] dx, float[] dWeight, float[] dOut, float[] x, Tensor weight, int rows, float eps);
+
+    /**
+     * Gradient of {@link #rope} in place: the rotation is orthogonal, so its gradient is the inverse
+     * rotation, (da, db) → (da·cos + db·sin, db·cos − da·sin). dx (rows, heads, headDim).
+     */
+    void ropeBackward(float[] dx, int rows, int heads, int headDim, int[] positions, float[] invFreq);
+
+    /**
+     * Gradient of causal grouped-query attention over B independent sequences of T positions, each starting
+     * at position 0 (training): probabilities are recomputed from q and k (nothing saved but q, k, v).
+     * With p = softmax(scale·q·kᵀ) (causal), dP = dOut·vᵀ, dS = p ⊙ (dP − Σ_s p·dP):
+     * dq = scale·dS·k, dk = scale·dSᵀ·q, dv = pᵀ·dOut (summed over the query heads sharing a KV head).
+     * q, dOut (B, T, nHeads, hd); k, v (B, T, nKvHeads, hd) → dq (B, T, nHeads, hd), dk, dv (B, T, nKvHeads, hd),
+     * all overwritten.
+     */
+    void attentionBackward(float[] dq, float[] dk, float[] dv, float[] dOut, float[] q, float[] k, float[] v,
+                           int B, int T, int nHeads, int nKvHeads, int headDim, float scale);
+
+    /**
+     * Gradient of {@link #swiglu}: with σ = 1/(1 + e^(−gate)), dGate = dOut·up·σ·(1 + gate·(1 − σ)),
+     * dUp = dOut·gate·σ. All (n), overwritten; dGate and dUp must not alias gate, up or dOut.
+     */
+    void swigluBackward(float[] dGate, float[] dUp, float[] dOut, float[] gate, float[] up, int n);
+
+    /**
+     * Gradient of {@link #embedding}, accumulated: dTable[ids[t], :] += dOut[t, :] in order t = 0, 1, ...
+     * dOut (T, d), ids (T) → dTable (vocab, d).
+     */
+    void embeddingBackward(float[] dTable, float[] dOut, int[] ids, int d);
+
+    /**
+     * Fused softmax cross-entropy, softmax in F32 after subtracting the row maximum. Rows with
+     * targets[r] == {@value #IGNORE_INDEX} are ignored (as PyTorch's ignore_index). Returns the mean over the
+     * counted rows of −log softmax(logits[r])[targets[r]] (NaN when every row is ignored). When dLogits is not
+     * null it receives gradScale · ∂mean/∂logits = gradScale·(softmax − onehot)/count (zeros on ignored rows).
+     * logits (rows, vocab), targets (rows) → dLogits (rows, vocab); dLogits may be logits.
+     */
+    double crossEntropy(float[] dLogits, float[] logits, int[] targets, int rows, int vocab, float gradScale);
+
+    /** the target id that {@link #crossEntropy} skips */
+    int IGNORE_INDEX = -100;
+
+    /** x[i] += a · y[i], i &lt; n */
+    void addScaled(float[] x, float[] y, float a, int n);
 }

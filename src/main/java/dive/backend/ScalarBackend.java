@@ -113,4 +113,150 @@ public class ScalarBackend implements Backend {
     public void add(float[] x, float[] y, int n) {
         for (int i = 0; i < n; i++) x[i] += y[i];
     }
+
+    // ---------------------------------------------------------------- backward passes
+
+    @Override
+    public void matmulBackwardInput(float[] dx, float[] dOut, int m, Tensor w) {
+        int n = w.rows(), k = w.cols();
+        for (int i = 0; i < m; i++)
+            for (int p = 0; p < k; p++) {
+                float acc = 0f;
+                for (int j = 0; j < n; j++) acc += dOut[i * n + j] * w.getFloat((long) j * k + p);
+                dx[i * k + p] = acc;
+            }
+    }
+
+    @Override
+    public void matmulBackwardWeight(float[] dw, float[] dOut, float[] x, int m, int n, int k) {
+        for (int j = 0; j < n; j++)
+            for (int p = 0; p < k; p++) {
+                float acc = 0f;
+                for (int i = 0; i < m; i++) acc += dOut[i * n + j] * x[i * k + p];
+                dw[j * k + p] += acc;
+            }
+    }
+
+    @Override
+    public void rmsNormBackward(float[] dx, float[] dWeight, float[] dOut, float[] x, Tensor weight, int rows, float eps) {
+        int d = Math.toIntExact(weight.numel());
+        for (int r = 0; r < rows; r++) {
+            double ss = 0;
+            for (int i = 0; i < d; i++) ss += (double) x[r * d + i] * x[r * d + i];
+            float inv = (float) (1.0 / Math.sqrt(ss / d + eps));
+            double dot = 0; // Σ_j g[j]·dOut[j]·x[j]
+            for (int i = 0; i < d; i++) dot += (double) weight.getFloat(i) * dOut[r * d + i] * x[r * d + i];
+            float c = (float) (dot * inv * inv * inv / d);
+            for (int i = 0; i < d; i++) {
+                float dy = dOut[r * d + i];
+                if (dWeight != null) dWeight[i] += dy * x[r * d + i] * inv;
+                dx[r * d + i] = inv * weight.getFloat(i) * dy - c * x[r * d + i];
+            }
+        }
+    }
+
+    @Override
+    public void ropeBackward(float[] dx, int rows, int heads, int headDim, int[] positions, float[] invFreq) {
+        int half = headDim / 2;
+        for (int r = 0; r < rows; r++) {
+            for (int i = 0; i < half; i++) {
+                float angle = positions[r] * invFreq[i];
+                float cos = (float) Math.cos(angle), sin = (float) Math.sin(angle);
+                for (int h = 0; h < heads; h++) {
+                    int base = (r * heads + h) * headDim;
+                    float da = dx[base + i], db = dx[base + i + half];
+                    dx[base + i] = da * cos + db * sin;
+                    dx[base + i + half] = db * cos - da * sin;
+                }
+            }
+        }
+    }
+
+    @Override
+    public void attentionBackward(float[] dq, float[] dk, float[] dv, float[] dOut, float[] q, float[] k, float[] v,
+                                  int B, int T, int nHeads, int nKvHeads, int headDim, float scale) {
+        int group = nHeads / nKvHeads, qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
+        java.util.Arrays.fill(dq, 0, B * T * qDim, 0f);
+        java.util.Arrays.fill(dk, 0, B * T * kvDim, 0f);
+        java.util.Arrays.fill(dv, 0, B * T * kvDim, 0f);
+        float[] p = new float[T], dp = new float[T];
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < nHeads; h++) {
+                int kvh = h / group;
+                for (int t = 0; t < T; t++) {
+                    int qOff = (b * T + t) * qDim + h * headDim;
+                    for (int s = 0; s <= t; s++) { // p = softmax(scale·q·k), dp = dOut·v
+                        int kOff = (b * T + s) * kvDim + kvh * headDim;
+                        float dot = 0f, dpv = 0f;
+                        for (int i = 0; i < headDim; i++) {
+                            dot += q[qOff + i] * k[kOff + i];
+                            dpv += dOut[qOff + i] * v[kOff + i];
+                        }
+                        p[s] = dot * scale;
+                        dp[s] = dpv;
+                    }
+                    softmax(p, 0, t + 1);
+                    float pdp = 0f;
+                    for (int s = 0; s <= t; s++) pdp += p[s] * dp[s];
+                    for (int s = 0; s <= t; s++) {
+                        int kOff = (b * T + s) * kvDim + kvh * headDim;
+                        float ds = p[s] * (dp[s] - pdp) * scale;
+                        for (int i = 0; i < headDim; i++) {
+                            dq[qOff + i] += ds * k[kOff + i];
+                            dk[kOff + i] += ds * q[qOff + i];
+                            dv[kOff + i] += p[s] * dOut[qOff + i];
+                        }
+                    }
+                }
+            }
+    }
+
+    @Override
+    public void swigluBackward(float[] dGate, float[] dUp, float[] dOut, float[] gate, float[] up, int n) {
+        for (int i = 0; i < n; i++) {
+            float g = gate[i], sig = 1f / (1f + (float) Math.exp(-g));
+            dGate[i] = dOut[i] * up[i] * sig * (1f + g * (1f - sig));
+            dUp[i] = dOut[i] * g * sig;
+        }
+    }
+
+    @Override
+    public void embeddingBackward(float[] dTable, float[] dOut, int[] ids, int d) {
+        for (int t = 0; t < ids.length; t++)
+            for (int i = 0; i < d; i++) dTable[ids[t] * d + i] += dOut[t * d + i];
+    }
+
+    @Override
+    public double crossEntropy(float[] dLogits, float[] logits, int[] targets, int rows, int vocab, float gradScale) {
+        int count = 0;
+        for (int r = 0; r < rows; r++) if (targets[r] != IGNORE_INDEX) count++;
+        double lossSum = 0;
+        for (int r = 0; r < rows; r++) {
+            int target = targets[r], off = r * vocab;
+            if (target == IGNORE_INDEX) {
+                if (dLogits != null) java.util.Arrays.fill(dLogits, off, off + vocab, 0f);
+                continue;
+            }
+            if (target < 0 || target >= vocab)
+                throw new IllegalArgumentException("target " + target + " of row " + r + " is outside the vocabulary [0, " + vocab + ") and not " + IGNORE_INDEX);
+            float max = Float.NEGATIVE_INFINITY;
+            for (int i = 0; i < vocab; i++) max = Math.max(max, logits[off + i]);
+            double sum = 0;
+            for (int i = 0; i < vocab; i++) sum += (float) Math.exp(logits[off + i] - max);
+            lossSum += Math.log(sum) + max - logits[off + target];
+            if (dLogits != null) {
+                float inv = (float) (1.0 / sum), g = gradScale / count;
+                for (int i = 0; i < vocab; i++) {
+                    float prob = (float) Math.exp(logits[off + i] - max) * inv;
+                    dLogits[off + i] = (prob - (i == target ? 1f : 0f)) * g;
+                }
+            }
+        }
+        return count == 0 ? Double.NaN : lossSum / count;
+    }
+
+    @Override
+    public void addScaled(float[] x, float[] y, float a, int n) {
+        for (int i = 0; i < n; i++) x[i] += a * y[i];
+    }
 }

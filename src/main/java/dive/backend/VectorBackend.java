@@ -438,7 +438,7 @@ public final class VectorBackend implements Backend {
         int mTilesFinal = (rows + mc - 1) / mc;
         parallelFor(nTiles * mTilesFinal, parallel, t -> {
             int nt = t % nTiles, mt = t / nTiles;
-            gemmTile(out, n, r0, c0, xPacked, wPacked, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc));
+            gemmTile(out, n, r0, c0, xPacked, wPacked, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc), false);
         });
     }
 
@@ -475,14 +475,14 @@ public final class VectorBackend implements Backend {
 
     /**
      * out[r0 + m0 .. r0 + m1, c0 + n0 .. c0 + n1) = x · wᵀ from the packed operands, m0..m1 and n0..n1
-     * counted in the packed chunk (m0, n0 multiples of MR, NR)
+     * counted in the packed chunk (m0, n0 multiples of MR, NR); {@code accumulateInto}: out += instead
      */
     private static void gemmTile(float[] out, int n, int r0, int c0, float[] xPacked, float[] wPacked, int k,
-                                 int m0, int m1, int n0, int n1) {
+                                 int m0, int m1, int n0, int n1, boolean accumulateInto) {
         float[] tile = new float[MR * NR];
         for (int k0 = 0; k0 < k; k0 += KC) { // a (KC × tile columns) block of w stays in L2
             int kc = Math.min(KC, k - k0);
-            boolean accumulate = k0 > 0;
+            boolean accumulate = accumulateInto || k0 > 0;
             for (int col0 = n0; col0 < n1; col0 += NR) { // one panel (kc × NR) stays in L1 while the rows pass
                 int cols = Math.min(NR, n1 - col0), pOff = ((col0 / NR) * k + k0) * NR;
                 for (int i0 = m0; i0 < m1; i0 += MR) {
@@ -896,5 +896,309 @@ public final class VectorBackend implements Backend {
         int upper = n - n % L, i = 0;
         for (; i < upper; i += L) FloatVector.fromArray(F, x, i).add(FloatVector.fromArray(F, y, i)).intoArray(x, i);
         for (; i < n; i++) x[i] += y[i];
+    }
+
+    // ---------------------------------------------------------------- backward passes
+
+    /**
+     * dx (M, K) = dOut (M, N) · w (N, K): the GEMM with dOut packed as rows (depth N) and w packed straight
+     * from its rows (row n of w is depth n of every output column), widened to F32.
+     */
+    @Override
+    public void matmulBackwardInput(float[] dx, float[] dOut, int m, Tensor w) {
+        checkWeight(w);
+        int n = w.rows(), k = w.cols();
+        if ((long) m * n > dOut.length) throw new IllegalArgumentException("matmulBackwardInput with '" + w.name() + "': dOut has " + dOut.length + " floats, expected ≥ m·N = " + m + "·" + n);
+        if ((long) m * k > dx.length) throw new IllegalArgumentException("matmulBackwardInput with '" + w.name() + "': dx has " + dx.length + " floats, expected ≥ m·K = " + m + "·" + k);
+        boolean parallel = (long) m * n * k >= PARALLEL_MIN_FMAS;
+        float[] aPacked = packRows(dOut, 0, m, n, parallel);
+        float[] bPacked = scratch(1, packedColumnsSize(k, n));
+        int panels = (k + NR - 1) / NR;
+        parallelFor(panels, parallel, p -> { // panel p: columns p·NR .. of dx = columns of w; depth = rows of w
+            int cols = Math.min(NR, k - p * NR);
+            for (int depth = 0, dst = p * n * NR; depth < n; depth++, dst += NR) {
+                widen(w, (long) depth * k + p * NR, bPacked, dst, cols);
+                for (int c = cols; c < NR; c++) bPacked[dst + c] = 0f;
+            }
+        });
+        gemmPacked(dx, k, m, k, n, aPacked, bPacked, false, parallel);
+    }
+
+    /**
+     * dw (N, K) += dOut (M, N)ᵀ · x (M, K): the GEMM over depth M with both operands packed from their rows
+     * (row i of dOut holds depth i of every output row, row i of x depth i of every output column).
+     */
+    @Override
+    public void matmulBackwardWeight(float[] dw, float[] dOut, float[] x, int m, int n, int k) {
+        if ((long) m * n > dOut.length || (long) m * k > x.length || (long) n * k > dw.length)
+            throw new IllegalArgumentException("matmulBackwardWeight: arrays of " + dOut.length + ", " + x.length + ", " + dw.length
+                    + " floats are too small for dOut (" + m + ", " + n + "), x (" + m + ", " + k + "), dw (" + n + ", " + k + ")");
+        boolean parallel = (long) m * n * k >= PARALLEL_MIN_FMAS;
+        float[] aPacked = packDepthMajor(dOut, n, n, m, MR, scratch(0, (n + MR - 1) / MR * m * MR), parallel);
+        float[] bPacked = packDepthMajor(x, k, k, m, NR, scratch(1, packedColumnsSize(k, m)), parallel);
+        gemmPacked(dw, k, n, k, m, aPacked, bPacked, true, parallel);
+    }
+
+    /**
+     * src (depth, ld), whose row d holds depth d of {@code count} rows/columns of the product, packed into
+     * panels (count / width, depth, width), zeros past the last one
+     */
+    private float[] packDepthMajor(float[] src, int ld, int count, int depth, int width, float[] into, boolean parallel) {
+        int panels = (count + width - 1) / width;
+        parallelFor(panels, parallel, p -> {
+            int c0 = p * width, cols = Math.min(width, count - c0);
+            for (int d = 0, dst = p * depth * width; d < depth; d++, dst += width) {
+                System.arraycopy(src, d * ld + c0, into, dst, cols);
+                for (int c = cols; c < width; c++) into[dst + c] = 0f;
+            }
+        });
+        return into;
+    }
+
+    /**
+     * out (rows, cols) (+)= A · B over depth k from packed operands (A: panels of MR rows, B: panels of NR
+     * columns), in tiles cut by shape only (as {@link #gemmChunk})
+     */
+    private void gemmPacked(float[] out, int ldOut, int rows, int cols, int k, float[] aPacked, float[] bPacked,
+                            boolean accumulateInto, boolean parallel) {
+        if (k == 0) {
+            if (!accumulateInto) for (int r = 0; r < rows; r++) Arrays.fill(out, r * ldOut, r * ldOut + cols, 0f);
+            return;
+        }
+        int nc = 4 * NR;
+        int nTiles = (cols + nc - 1) / nc;
+        int mTiles = nTiles >= 8 ? 1 : Math.min((8 + nTiles - 1) / nTiles, (rows + MR - 1) / MR);
+        int mc = roundUp((rows + mTiles - 1) / mTiles, MR);
+        int mTilesFinal = (rows + mc - 1) / mc;
+        parallelFor(nTiles * mTilesFinal, parallel, t -> {
+            int nt = t % nTiles, mt = t / nTiles;
+            gemmTile(out, ldOut, 0, 0, aPacked, bPacked, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc), accumulateInto);
+        });
+    }
+
+    @Override
+    public void rmsNormBackward(float[] dx, float[] dWeight, float[] dOut, float[] x, Tensor weight, int rows, float eps) {
+        checkWeight(weight);
+        int d = Math.toIntExact(weight.numel());
+        float[] g = new float[d];
+        widen(weight, 0, g, 0, d);
+        int upper = d - d % L;
+        int rowsPerTask = 16, tasks = (rows + rowsPerTask - 1) / rowsPerTask;
+        boolean parallel = (long) rows * d >= PARALLEL_MIN_FMAS / 4;
+        if (dWeight != null) { // before dx: dx may be dOut. Tasks own columns and sum rows in order.
+            float[] inv = new float[rows];
+            for (int r = 0; r < rows; r++) inv[r] = rmsInverse(x, r * d, d, eps);
+            int colTasks = (d + 4 * L - 1) / (4 * L);
+            parallelFor(colTasks, parallel, c -> {
+                int c0 = c * 4 * L, c1 = Math.min(d, c0 + 4 * L);
+                float[] acc = new float[c1 - c0];
+                for (int r = 0; r < rows; r++) {
+                    int base = r * d, i = c0;
+                    for (; i + L <= c1; i += L)
+                        FloatVector.fromArray(F, dOut, base + i).mul(FloatVector.fromArray(F, x, base + i)).mul(inv[r])
+                                .add(FloatVector.fromArray(F, acc, i - c0)).intoArray(acc, i - c0);
+                    for (; i < c1; i++) acc[i - c0] += dOut[base + i] * x[base + i] * inv[r];
+                }
+                for (int i = c0; i < c1; i++) dWeight[i] += acc[i - c0];
+            });
+        }
+        parallelFor(tasks, parallel, task -> {
+            for (int r = task * rowsPerTask, end = Math.min(rows, r + rowsPerTask); r < end; r++) {
+                int base = r * d;
+                float ir = rmsInverse(x, base, d, eps);
+                FloatVector acc = FloatVector.zero(F);
+                int i = 0;
+                for (; i < upper; i += L)
+                    acc = FloatVector.fromArray(F, g, i).mul(FloatVector.fromArray(F, dOut, base + i)).fma(FloatVector.fromArray(F, x, base + i), acc);
+                double dot = sumLanes(acc);
+                for (; i < d; i++) dot += (double) g[i] * dOut[base + i] * x[base + i];
+                float c = (float) (dot * ir * ir * ir / d);
+                for (i = 0; i < upper; i += L)
+                    FloatVector.fromArray(F, g, i).mul(FloatVector.fromArray(F, dOut, base + i)).mul(ir)
+                            .sub(FloatVector.fromArray(F, x, base + i).mul(c)).intoArray(dx, base + i);
+                for (; i < d; i++) dx[base + i] = ir * g[i] * dOut[base + i] - c * x[base + i];
+            }
+        });
+    }
+
+    /** 1 / sqrt(mean(x[base .. base+d)²) + eps), as {@link #rmsNorm} computes it */
+    private static float rmsInverse(float[] x, int base, int d, float eps) {
+        FloatVector acc = FloatVector.zero(F);
+        int i = 0, upper = d - d % L;
+        for (; i < upper; i += L) {
+            FloatVector v = FloatVector.fromArray(F, x, base + i);
+            acc = v.fma(v, acc);
+        }
+        double ss = sumLanes(acc);
+        for (; i < d; i++) ss += (double) x[base + i] * x[base + i];
+        return (float) (1.0 / Math.sqrt(ss / d + eps));
+    }
+
+    /** the inverse rotation = the rotation by −angle: rope with negated positions */
+    @Override
+    public void ropeBackward(float[] dx, int rows, int heads, int headDim, int[] positions, float[] invFreq) {
+        int[] negated = new int[rows];
+        for (int r = 0; r < rows; r++) negated[r] = -positions[r];
+        rope(dx, rows, heads, headDim, negated, invFreq);
+    }
+
+    /**
+     * One task per (sequence, KV head): it owns that slice of dk and dv and the dq of the query heads
+     * sharing it, and runs them in a fixed order, so the sums are deterministic without locks.
+     */
+    @Override
+    public void attentionBackward(float[] dq, float[] dk, float[] dv, float[] dOut, float[] q, float[] k, float[] v,
+                                  int B, int T, int nHeads, int nKvHeads, int headDim, float scale) {
+        if (nKvHeads < 1 || nHeads % nKvHeads != 0)
+            throw new IllegalArgumentException("attentionBackward: nHeads " + nHeads + " is not a multiple of nKvHeads " + nKvHeads);
+        int group = nHeads / nKvHeads, qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
+        long work = (long) B * nHeads * T * T * headDim * 2;
+        parallelFor(B * nKvHeads, work >= PARALLEL_MIN_FMAS, task -> {
+            int b = task / nKvHeads, kvh = task % nKvHeads;
+            int tPadded = roundUp(T, L);
+            float[] p = new float[tPadded], dp = new float[tPadded];
+            // keysT, valuesT (headDim, tPadded): scores and dOut·v of L positions are vertical FMAs, no lane sums
+            float[] keysT = new float[headDim * tPadded], valuesT = new float[headDim * tPadded];
+            for (int s = 0; s < T; s++) {
+                int kOff = (b * T + s) * kvDim + kvh * headDim;
+                for (int i = 0; i < headDim; i++) {
+                    keysT[i * tPadded + s] = k[kOff + i];
+                    valuesT[i * tPadded + s] = v[kOff + i];
+                }
+                Arrays.fill(dk, kOff, kOff + headDim, 0f);
+                Arrays.fill(dv, kOff, kOff + headDim, 0f);
+            }
+            for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                for (int t = 0; t < T; t++) {
+                    int qOff = (b * T + t) * qDim + h * headDim;
+                    for (int s0 = 0; s0 <= t; s0 += L) {
+                        FloatVector score = FloatVector.zero(F), dpv = score;
+                        for (int i = 0, row = s0; i < headDim; i++, row += tPadded) {
+                            score = FloatVector.broadcast(F, q[qOff + i]).fma(FloatVector.fromArray(F, keysT, row), score);
+                            dpv = FloatVector.broadcast(F, dOut[qOff + i]).fma(FloatVector.fromArray(F, valuesT, row), dpv);
+                        }
+                        score.mul(scale).intoArray(p, s0);
+                        dpv.intoArray(dp, s0);
+                    }
+                    softmax(p, 0, t + 1);
+                    float pdp = 0f;
+                    for (int s = 0; s <= t; s++) pdp += p[s] * dp[s];
+                    Arrays.fill(dq, qOff, qOff + headDim, 0f);
+                    for (int s = 0; s <= t; s++) {
+                        int kOff = (b * T + s) * kvDim + kvh * headDim;
+                        float ds = p[s] * (dp[s] - pdp) * scale;
+                        axpy(dq, qOff, ds, k, kOff, headDim);
+                        axpy(dk, kOff, ds, q, qOff, headDim);
+                        axpy(dv, kOff, p[s], dOut, qOff, headDim);
+                    }
+                }
+        });
+    }
+
+    /** Σ a[ao + i]·b[bo + i], i &lt; n */
+    private static float dot(float[] a, int ao, float[] b, int bo, int n) {
+        FloatVector acc = FloatVector.zero(F);
+        int i = 0;
+        for (int upper = n - n % L; i < upper; i += L)
+            acc = FloatVector.fromArray(F, a, ao + i).fma(FloatVector.fromArray(F, b, bo + i), acc);
+        float s = sumLanes(acc);
+        for (; i < n; i++) s += a[ao + i] * b[bo + i];
+        return s;
+    }
+
+    /** y[yo + i] += a·x[xo + i], i &lt; n */
+    private static void axpy(float[] y, int yo, float a, float[] x, int xo, int n) {
+        int i = 0;
+        for (int upper = n - n % L; i < upper; i += L)
+            FloatVector.fromArray(F, x, xo + i).fma(FloatVector.broadcast(F, a), FloatVector.fromArray(F, y, yo + i)).intoArray(y, yo + i);
+        for (; i < n; i++) y[yo + i] += a * x[xo + i];
+    }
+
+    @Override
+    public void swigluBackward(float[] dGate, float[] dUp, float[] dOut, float[] gate, float[] up, int n) {
+        int chunk = 1 << 14, tasks = (n + chunk - 1) / chunk;
+        parallelFor(tasks, n >= PARALLEL_MIN_FMAS / 4, task -> {
+            int i = task * chunk, end = Math.min(n, i + chunk), upper = end - (end - i) % L;
+            FloatVector one = FloatVector.broadcast(F, 1f);
+            for (; i < upper; i += L) {
+                FloatVector g = FloatVector.fromArray(F, gate, i), dy = FloatVector.fromArray(F, dOut, i);
+                FloatVector sig = one.div(one.add(exp(g.neg())));
+                dy.mul(FloatVector.fromArray(F, up, i)).mul(sig).mul(one.add(g.mul(one.sub(sig)))).intoArray(dGate, i);
+                dy.mul(g).mul(sig).intoArray(dUp, i);
+            }
+            for (; i < end; i++) {
+                float g = gate[i], sig = 1f / (1f + (float) Math.exp(-g));
+                dGate[i] = dOut[i] * up[i] * sig * (1f + g * (1f - sig));
+                dUp[i] = dOut[i] * g * sig;
+            }
+        });
+    }
+
+    @Override
+    public void embeddingBackward(float[] dTable, float[] dOut, int[] ids, int d) {
+        for (int t = 0; t < ids.length; t++) {
+            if (ids[t] < 0 || ids[t] * (long) d + d > dTable.length)
+                throw new IllegalArgumentException("embeddingBackward: token id " + ids[t] + " at position " + t + " is outside the table of " + dTable.length / d + " rows");
+            addScaled(dTable, ids[t] * d, dOut, t * d, 1f, d);
+        }
+    }
+
+    @Override
+    public double crossEntropy(float[] dLogits, float[] logits, int[] targets, int rows, int vocab, float gradScale) {
+        int count = 0;
+        for (int r = 0; r < rows; r++) {
+            int target = targets[r];
+            if (target == IGNORE_INDEX) continue;
+            if (target < 0 || target >= vocab)
+                throw new IllegalArgumentException("target " + target + " of row " + r + " is outside the vocabulary [0, " + vocab + ") and not " + IGNORE_INDEX);
+            count++;
+        }
+        double[] rowLoss = new double[rows];
+        float g = gradScale / Math.max(1, count);
+        int upper = vocab - vocab % L;
+        parallelFor(rows, (long) rows * vocab >= PARALLEL_MIN_FMAS / 4, r -> {
+            int target = targets[r], off = r * vocab;
+            if (target == IGNORE_INDEX) {
+                if (dLogits != null) Arrays.fill(dLogits, off, off + vocab, 0f);
+                return;
+            }
+            float max = Float.NEGATIVE_INFINITY;
+            int i = 0;
+            if (upper > 0) {
+                FloatVector m = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+                for (; i < upper; i += L) m = m.max(FloatVector.fromArray(F, logits, off + i));
+                max = m.reduceLanes(VectorOperators.MAX);
+            }
+            for (; i < vocab; i++) max = Math.max(max, logits[off + i]);
+            FloatVector sums = FloatVector.zero(F);
+            for (i = 0; i < upper; i += L) sums = sums.add(exp(FloatVector.fromArray(F, logits, off + i).sub(max)));
+            double sum = sumLanes(sums);
+            for (; i < vocab; i++) sum += (float) Math.exp(logits[off + i] - max);
+            float targetLogit = logits[off + target];
+            rowLoss[r] = Math.log(sum) + max - targetLogit;
+            if (dLogits != null) {
+                float scaleByInv = (float) (1.0 / sum) * g;
+                for (i = 0; i < upper; i += L)
+                    exp(FloatVector.fromArray(F, logits, off + i).sub(max)).mul(scaleByInv).intoArray(dLogits, off + i);
+                for (; i < vocab; i++) dLogits[off + i] = (float) Math.exp(logits[off + i] - max) * scaleByInv;
+                dLogits[off + target] -= g;
+            }
+        });
+        double lossSum = 0;
+        for (int r = 0; r < rows; r++) lossSum += rowLoss[r];
+        return count == 0 ? Double.NaN : lossSum / count;
+    }
+
+    @Override
+    public void addScaled(float[] x, float[] y, float a, int n) {
+        addScaled(x, 0, y, 0, a, n);
+    }
+
+    /** x[xo + i] += a·y[yo + i], i &lt; n */
+    private static void addScaled(float[] x, int xo, float[] y, int yo, float a, int n) {
+        int i = 0;
+        for (int upper = n - n % L; i < upper; i += L)
+            FloatVector.fromArray(F, y, yo + i).fma(FloatVector.broadcast(F, a), FloatVector.fromArray(F, x, xo + i)).intoArray(x, xo + i);
+        for (; i < n; i++) x[xo + i] += a * y[yo + i];
     }
 }

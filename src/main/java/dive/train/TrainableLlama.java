@@ -1,0 +1,563 @@
+package dive.train;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dive.backend.Backend;
+import dive.io.Checkpoint;
+import dive.io.SafetensorsWriter;
+import dive.model.LlamaConfig;
+import dive.model.LlamaModel;
+import dive.model.RopeFrequencies;
+import dive.tensor.DType;
+import dive.tensor.Tensor;
+import dive.util.AtomicFiles;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import java.util.SplittableRandom;
+import java.util.function.Function;
+
+/**
+ * A dense Llama ({@code LlamaForCausalLM}) whose weights are trainable F32 {@link Parameter}s named as in
+ * Hugging Face checkpoints, with an llm.c-style training step: one forward over the batch that keeps what
+ * the backward needs (per layer: its input, the normalized inputs, q and k after RoPE, v, the attention
+ * output, the MLP's gate, up and SwiGLU output), then the backward layer by layer in reverse, all through
+ * {@link Backend} ops.
+ *
+ * <pre>
+ * x = embed(ids)                                               // (N = B·T, D)
+ * per layer: x += o_proj(attention(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1)))   n1 = rmsNorm(x, input_layernorm)
+ *            x += down_proj(silu(gate_proj(n2)) · up_proj(n2))                     n2 = rmsNorm(x, post_attention_layernorm)
+ * logits = lm_head(rmsNorm(x, model.norm)); loss = mean cross-entropy against the next tokens
+ * </pre>
+ * Tied embeddings ({@code tie_word_embeddings}) are one Parameter serving as embedding and LM head; both
+ * gradients add into it. LoRA ({@link #addLora}) puts y += (α/r)·(dropout(x)·Aᵀ)·Bᵀ on chosen linear modules.
+ *
+ * <p>Not thread-safe: one training step at a time (the backend parallelizes inside each op).
+ */
+public final class TrainableLlama implements TrainableModel {
+
+    /** transformers' default {@code initializer_range} */
+    public static final double DEFAULT_INIT_STD = 0.02;
+
+    /**
+     * LoRA adapters as PEFT's LoraConfig: rank r, alpha (scale α/r), dropout p on the adapter's input
+     * (training only, mask drawn from {@code seed} and the step number), target module names
+     * (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj).
+     */
+    public record LoraConfig(int rank, double alpha, double dropout, Set<String> targetModules, long seed) {
+        public static final Set<String> MODULES = Set.of("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj");
+
+        public LoraConfig {
+            if (rank < 1) throw new IllegalArgumentException("LoRA rank must be ≥ 1, got " + rank);
+            if (!(dropout >= 0 && dropout < 1)) throw new IllegalArgumentException("LoRA dropout must be in [0, 1), got " + dropout);
+            if (targetModules.isEmpty()) throw new IllegalArgumentException("LoRA target modules: none given (expected some of " + MODULES + ")");
+            for (String m : targetModules)
+                if (!MODULES.contains(m)) throw new IllegalArgumentException("LoRA target module '" + m + "' is not one of " + MODULES);
+            targetModules = Set.copyOf(targetModules);
+        }
+    }
+
+    /** y (N, out) = x (N, in) · Wᵀ [+ (α/r)·(dropout(x)·Aᵀ)·Bᵀ] */
+    private final class Linear {
+        final String module;  // "q_proj"
+        final String path;    // "model.layers.0.self_attn.q_proj"
+        final Parameter weight;
+        final int in, out;
+        Parameter loraA, loraB; // (r, in), (out, r); null without LoRA
+        float loraScale;
+        double dropout;
+
+        Linear(String module, String path, Parameter weight) {
+            this.module = module;
+            this.path = path;
+            this.weight = weight;
+            this.out = weight.value().rows();
+            this.in = weight.value().cols();
+        }
+
+        /** what the backward needs of the adapter: its (dropped-out) input and (α/r)·x·Aᵀ */
+        final class Saved {
+            float[] mask;         // (N, in) 0 or 1/(1−p); null without dropout
+            float[] xDropped;     // (N, in)
+            float[] scaledU;      // (N, r)
+        }
+
+        Saved forward(float[] y, float[] x, int rows, SplittableRandom dropoutRandom) {
+            backend.matmul(y, x, rows, weight.value());
+            if (loraA == null) return null;
+            Saved s = new Saved();
+            int r = loraA.value().rows();
+            s.xDropped = x;
+            if (dropoutRandom != null && dropout > 0) {
+                s.mask = new float[rows * in];
+                s.xDropped = new float[rows * in];
+                float keep = (float) (1 / (1 - dropout));
+                for (int i = 0; i < rows * in; i++) {
+                    s.mask[i] = dropoutRandom.nextDouble() < dropout ? 0f : keep;
+                    s.xDropped[i] = x[i] * s.mask[i];
+                }
+            }
+            s.scaledU = new float[rows * r];
+            backend.matmul(s.scaledU, s.xDropped, rows, loraA.value());
+            for (int i = 0; i < s.scaledU.length; i++) s.scaledU[i] *= loraScale;
+            float[] delta = new float[rows * out];
+            backend.matmul(delta, s.scaledU, rows, loraB.value());
+            backend.add(y, delta, rows * out);
+            return s;
+        }
+
+        /** dx (N, in) = (or +=, when accumulate) ∂/∂x; weight gradients added into trainable parameters */
+        void backward(float[] dx, boolean accumulate, float[] dy, float[] x, int rows, Saved s) {
+            if (weight.trainable()) backend.matmulBackwardWeight(weight.grad(), dy, x, rows, out, in);
+            float[] dxPart = accumulate ? new float[rows * in] : dx;
+            backend.matmulBackwardInput(dxPart, dy, rows, weight.value());
+            if (loraA != null) {
+                int r = loraA.value().rows();
+                if (loraB.trainable()) backend.matmulBackwardWeight(loraB.grad(), dy, s.scaledU, rows, out, r);
+                float[] du = new float[rows * r]; // ∂/∂(x·Aᵀ) = (α/r)·dy·B
+                backend.matmulBackwardInput(du, dy, rows, loraB.value());
+                for (int i = 0; i < du.length; i++) du[i] *= loraScale;
+                if (loraA.trainable()) backend.matmulBackwardWeight(loraA.grad(), du, s.xDropped, rows, r, in);
+                float[] dxLora = new float[rows * in];
+                backend.matmulBackwardInput(dxLora, du, rows, loraA.value());
+                if (s.mask != null) for (int i = 0; i < dxLora.length; i++) dxLora[i] *= s.mask[i];
+                backend.add(dxPart, dxLora, rows * in);
+            }
+            if (accumulate) backend.add(dx, dxPart, rows * in);
+        }
+    }
+
+    private record Layer(Parameter inputNorm, Linear q, Linear k, Linear v, Linear o,
+                         Parameter postAttentionNorm, Linear gate, Linear up, Linear down) {
+        List<Linear> linears() { return List.of(q, k, v, o, gate, up, down); }
+    }
+
+    /** the activations of one layer kept for the backward, all (N, ·) */
+    private static final class LayerActivations {
+        float[] xIn, xn1, q, k, v, att, xMid, xn2, gate, up, h;
+        Linear.Saved sq, sk, sv, so, sGate, sUp, sDown;
+    }
+
+    private final LlamaConfig config;
+    private final Backend backend;
+    private final Arena arena = Arena.ofAuto();
+    private final float[] invFreq;
+    private final double initStd;
+    private final Parameter embed;   // (vocab, D)
+    private final Layer[] layers;
+    private final Parameter finalNorm; // (D)
+    private final Parameter lmHead;  // (vocab, D); == embed when tied
+    private final List<Parameter> parameters = new ArrayList<>();
+    private LoraConfig lora;
+    private Map<Parameter, Boolean> trainableBeforeLora;
+    private long trainingSteps;      // counts lossAndGradients calls (dropout masks)
+
+    private TrainableLlama(LlamaConfig config, Backend backend, double initStd, Function<String, Tensor> source) {
+        if (!config.modelType().equals("llama")) throw new IllegalArgumentException("model_type '" + config.modelType() + "' is not a dense Llama model");
+        this.config = config;
+        this.backend = backend;
+        this.initStd = initStd;
+        this.invFreq = RopeFrequencies.of(config);
+        this.embed = param("model.embed_tokens.weight", source);
+        this.layers = new Layer[config.numHiddenLayers()];
+        List<Parameter> layerParams = new ArrayList<>();
+        for (int l = 0; l < layers.length; l++) {
+            String p = "model.layers." + l + ".";
+            // named_parameters() order of transformers: attention, MLP, then the two norms
+            Linear q = linear("q_proj", p + "self_attn.q_proj", source), k = linear("k_proj", p + "self_attn.k_proj", source);
+            Linear v = linear("v_proj", p + "self_attn.v_proj", source), o = linear("o_proj", p + "self_attn.o_proj", source);
+            Linear gate = linear("gate_proj", p + "mlp.gate_proj", source), up = linear("up_proj", p + "mlp.up_proj", source);
+            Linear down = linear("down_proj", p + "mlp.down_proj", source);
+            layers[l] = new Layer(param(p + "input_layernorm.weight", source), q, k, v, o,
+                    param(p + "post_attention_layernorm.weight", source), gate, up, down);
+            for (Linear lin : layers[l].linears()) layerParams.add(lin.weight);
+            layerParams.add(layers[l].inputNorm);
+            layerParams.add(layers[l].postAttentionNorm);
+        }
+        this.finalNorm = param("model.norm.weight", source);
+        this.lmHead = config.tieWordEmbeddings() ? embed : param("lm_head.weight", source);
+        parameters.add(embed);
+        parameters.addAll(layerParams);
+        parameters.add(finalNorm);
+        if (lmHead != embed) parameters.add(lmHead);
+    }
+
+    private Linear linear(String module, String path, Function<String, Tensor> source) {
+        return new Linear(module, path, param(path + ".weight", source));
+    }
+
+    private Parameter param(String name, Function<String, Tensor> source) {
+        return Parameter.copyOf(name, source.apply(name), arena);
+    }
+
+    /**
+     * A new model with transformers' initialization: every Linear and the embedding ~ normal(0, initStd),
+     * RMSNorm weights 1; one {@link Random} seeded with {@code seed} draws the tensors in parameter order.
+     */
+    public static TrainableLlama initialize(LlamaConfig config, Backend backend, long seed, double initStd) {
+        Random random = new Random(seed);
+        return new TrainableLlama(config, backend, initStd, name -> {
+            long[] shape = expectedShape(config, name);
+            float[] values = new float[Math.toIntExact(Tensor.numel(shape))];
+            if (name.endsWith("norm.weight")) Arrays.fill(values, 1f);
+            else for (int i = 0; i < values.length; i++) values[i] = (float) (random.nextGaussian() * initStd);
+            return Tensor.ofFloats(name, values, shape);
+        });
+    }
+
+    public static TrainableLlama initialize(LlamaConfig config, Backend backend, long seed) {
+        return initialize(config, backend, seed, DEFAULT_INIT_STD);
+    }
+
+    /**
+     * A model holding F32 copies of named weights (Hugging Face names; F32, BF16 or F16), each checked against
+     * the config as {@link LlamaModel#fromWeights} does.
+     *
+     * @throws dive.model.ModelException naming the missing or misshapen tensor
+     */
+    public static TrainableLlama copyOf(LlamaConfig config, Function<String, Tensor> weights, String source, Backend backend) {
+        LlamaModel.fromWeights(config, weights, source, backend, null); // validates every name, shape and dtype
+        return new TrainableLlama(config, backend, DEFAULT_INIT_STD, weights);
+    }
+
+    /** copies a Hugging Face Llama folder ({@code config.json} + safetensors) into trainable F32 parameters */
+    public static TrainableLlama fromCheckpoint(Path dir, Backend backend) throws IOException {
+        LlamaConfig config = LlamaConfig.load(dir);
+        try (Checkpoint checkpoint = Checkpoint.open(dir)) {
+            return copyOf(config, name -> checkpoint.has(name) ? checkpoint.tensor(name) : null, dir.toString(), backend);
+        }
+    }
+
+    private static long[] expectedShape(LlamaConfig c, String name) {
+        int d = c.hiddenSize(), f = c.intermediateSize();
+        if (name.endsWith("norm.weight")) return new long[] {d};
+        if (name.equals("model.embed_tokens.weight") || name.equals("lm_head.weight")) return new long[] {c.vocabSize(), d};
+        if (name.endsWith("q_proj.weight")) return new long[] {c.queryDim(), d};
+        if (name.endsWith("k_proj.weight") || name.endsWith("v_proj.weight")) return new long[] {c.kvDim(), d};
+        if (name.endsWith("o_proj.weight")) return new long[] {d, c.queryDim()};
+        if (name.endsWith("gate_proj.weight") || name.endsWith("up_proj.weight")) return new long[] {f, d};
+        if (name.endsWith("down_proj.weight")) return new long[] {d, f};
+        throw new IllegalArgumentException("no shape known for parameter '" + name + "'");
+    }
+
+    public LlamaConfig config() { return config; }
+
+    public Backend backend() { return backend; }
+
+    @Override public List<Parameter> parameters() { return Collections.unmodifiableList(parameters); }
+
+    /** the parameter called {@code name} (Hugging Face / PEFT name) */
+    public Parameter parameter(String name) {
+        for (Parameter p : parameters) if (p.name().equals(name)) return p;
+        throw new IllegalArgumentException("no parameter named '" + name + "'");
+    }
+
+    // ---------------------------------------------------------------- LoRA
+
+    /**
+     * Adds LoRA adapters to every linear module named in {@code lora.targetModules()} of every layer, as PEFT
+     * does: A (r, in) ~ uniform(−1/√in, 1/√in) (PEFT's kaiming_uniform with a = √5), B (out, r) = 0, so the
+     * model's output is unchanged; scale α/r. Every other parameter is frozen. New parameters are named
+     * {@code <module path>.lora_A.weight} / {@code .lora_B.weight} and follow their base weight in
+     * {@link #parameters()}.
+     */
+    public void addLora(LoraConfig lora) {
+        if (this.lora != null) throw new IllegalStateException("LoRA adapters are already attached (merge them first)");
+        this.lora = lora;
+        trainableBeforeLora = new LinkedHashMap<>();
+        for (Parameter p : parameters) {
+            trainableBeforeLora.put(p, p.trainable());
+            p.setTrainable(false);
+        }
+        Random random = new Random(lora.seed());
+        int r = lora.rank();
+        for (Layer layer : layers)
+            for (Linear lin : layer.linears()) {
+                if (!lora.targetModules().contains(lin.module)) continue;
+                float[] a = new float[r * lin.in];
+                double bound = 1 / Math.sqrt(lin.in);
+                for (int i = 0; i < a.length; i++) a[i] = (float) ((random.nextDouble() * 2 - 1) * bound);
+                lin.loraA = Parameter.copyOf(lin.path + ".lora_A.weight", Tensor.ofFloats(lin.path + ".lora_A.weight", a, r, lin.in), arena);
+                lin.loraB = Parameter.copyOf(lin.path + ".lora_B.weight", Tensor.ofFloats(lin.path + ".lora_B.weight", new float[lin.out * r], lin.out, r), arena);
+                lin.loraScale = (float) (lora.alpha() / r);
+                lin.dropout = lora.dropout();
+                int at = parameters.indexOf(lin.weight);
+                parameters.add(at + 1, lin.loraA);
+                parameters.add(at + 2, lin.loraB);
+            }
+    }
+
+    /** the attached LoRA configuration, or null */
+    public LoraConfig lora() { return lora; }
+
+    /**
+     * Folds every adapter into its base weight, W += (α/r)·B·A, removes the adapters and restores the
+     * trainable flags the parameters had before {@link #addLora}.
+     */
+    public void mergeLora() {
+        if (lora == null) throw new IllegalStateException("no LoRA adapters to merge");
+        for (Layer layer : layers)
+            for (Linear lin : layer.linears()) {
+                if (lin.loraA == null) continue;
+                float[] product = new float[lin.out * lin.in]; // B·A (out, in)
+                backend.matmulBackwardInput(product, lin.loraB.value().toFloatArray(), lin.out, lin.loraA.value());
+                MemorySegment w = lin.weight.value().data();
+                for (int i = 0; i < product.length; i++)
+                    w.setAtIndex(Tensor.F32, i, w.getAtIndex(Tensor.F32, i) + lin.loraScale * product[i]);
+                parameters.remove(lin.loraA);
+                parameters.remove(lin.loraB);
+                lin.loraA = lin.loraB = null;
+            }
+        trainableBeforeLora.forEach(Parameter::setTrainable);
+        lora = null;
+        trainableBeforeLora = null;
+    }
+
+    // ---------------------------------------------------------------- forward and backward
+
+    /** what one forward kept */
+    private final class Forward {
+        int B, T, N;
+        int[] inputs, targets, positions;   // (N)
+        LayerActivations[] acts;
+        float[] xFinal, xnFinal;            // (N, D)
+        float[] logits;                     // (N, vocab)
+    }
+
+    @Override
+    public double lossAndGradients(int[][] batch, float gradScale) {
+        SplittableRandom dropout = lora != null && lora.dropout() > 0 ? new SplittableRandom(lora.seed() * 0x9E3779B97F4A7C15L + trainingSteps) : null;
+        trainingSteps++;
+        Forward f = forward(batch, dropout);
+        double loss = backend.crossEntropy(f.logits, f.logits, f.targets, f.N, config.vocabSize(), gradScale);
+        backward(f, f.logits);
+        return loss;
+    }
+
+    @Override
+    public double loss(int[][] batch) {
+        Forward f = forward(batch, null);
+        return backend.crossEntropy(null, f.logits, f.targets, f.N, config.vocabSize(), 1f);
+    }
+
+    /** logits of one sequence (no dropout) → (T, vocab), row t predicting the token after ids[t] */
+    public float[] logits(int[] ids) {
+        int[] withNext = Arrays.copyOf(ids, ids.length + 1); // the extra target is never used
+        return forward(new int[][] {withNext}, null).logits;
+    }
+
+    private Forward forward(int[][] batch, SplittableRandom dropout) {
+        int vocab = config.vocabSize(), d = config.hiddenSize(), ffn = config.intermediateSize();
+        int heads = config.numAttentionHeads(), kvHeads = config.numKeyValueHeads(), hd = config.headDim();
+        int qDim = config.queryDim(), kvDim = config.kvDim();
+        float eps = (float) config.rmsNormEps(), scale = (float) (1.0 / Math.sqrt(hd));
+        Forward f = new Forward();
+        if (batch.length == 0) throw new IllegalArgumentException("empty batch (expected B ≥ 1 sequences of T + 1 tokens)");
+        f.B = batch.length;
+        f.T = batch[0].length - 1;
+        if (f.T < 1) throw new IllegalArgumentException("batch sequences have " + batch[0].length + " tokens, expected T + 1 ≥ 2");
+        f.N = Math.multiplyExact(f.B, f.T);
+        int B = f.B, T = f.T, N = f.N;
+        f.inputs = new int[N];
+        f.targets = new int[N];
+        f.positions = new int[N];
+        for (int b = 0; b < B; b++) {
+            if (batch[b].length != T + 1) throw new IllegalArgumentException("batch sequence " + b + " has " + batch[b].length + " tokens, expected " + (T + 1) + " like sequence 0");
+            for (int t = 0; t <= T; t++) {
+                int id = batch[b][t];
+                if (id < 0 || id >= vocab) throw new IllegalArgumentException("token id " + id + " (sequence " + b + ", position " + t + ") is outside the vocabulary [0, " + vocab + ")");
+                if (t < T) {
+                    f.inputs[b * T + t] = id;
+                    f.positions[b * T + t] = t;
+                }
+                if (t > 0) f.targets[b * T + t - 1] = id;
+            }
+        }
+        float[] x = new float[N * d];
+        backend.embedding(x, embed.value(), f.inputs);
+        f.acts = new LayerActivations[layers.length];
+        for (int l = 0; l < layers.length; l++) {
+            Layer layer = layers[l];
+            LayerActivations a = f.acts[l] = new LayerActivations();
+            a.xIn = x;
+            a.xn1 = new float[N * d];
+            backend.rmsNorm(a.xn1, x, layer.inputNorm.value(), N, eps);
+            a.q = new float[N * qDim];
+            a.k = new float[N * kvDim];
+            a.v = new float[N * kvDim];
+            a.sq = layer.q.forward(a.q, a.xn1, N, dropout);
+            a.sk = layer.k.forward(a.k, a.xn1, N, dropout);
+            a.sv = layer.v.forward(a.v, a.xn1, N, dropout);
+            backend.rope(a.q, N, heads, hd, f.positions, invFreq);
+            backend.rope(a.k, N, kvHeads, hd, f.positions, invFreq);
+            a.att = new float[N * qDim];
+            if (B == 1) {
+                backend.attention(a.att, a.q, a.k, a.v, T, 0, heads, kvHeads, hd, scale);
+            } else {
+                for (int b = 0; b < B; b++) {
+                    float[] qb = Arrays.copyOfRange(a.q, b * T * qDim, (b + 1) * T * qDim);     // (T, heads, hd)
+                    float[] kb = Arrays.copyOfRange(a.k, b * T * kvDim, (b + 1) * T * kvDim);   // (T, kvHeads, hd)
+                    float[] vb = Arrays.copyOfRange(a.v, b * T * kvDim, (b + 1) * T * kvDim);
+                    float[] ob = new float[T * qDim];
+                    backend.attention(ob, qb, kb, vb, T, 0, heads, kvHeads, hd, scale);
+                    System.arraycopy(ob, 0, a.att, b * T * qDim, T * qDim);
+                }
+            }
+            float[] proj = new float[N * d];
+            a.so = layer.o.forward(proj, a.att, N, dropout);
+            a.xMid = x.clone();
+            backend.add(a.xMid, proj, N * d);
+            a.xn2 = new float[N * d];
+            backend.rmsNorm(a.xn2, a.xMid, layer.postAttentionNorm.value(), N, eps);
+            a.gate = new float[N * ffn];
+            a.up = new float[N * ffn];
+            a.sGate = layer.gate.forward(a.gate, a.xn2, N, dropout);
+            a.sUp = layer.up.forward(a.up, a.xn2, N, dropout);
+            a.h = new float[N * ffn];
+            backend.swiglu(a.h, a.gate, a.up, N * ffn);
+            a.sDown = layer.down.forward(proj, a.h, N, dropout);
+            x = a.xMid.clone();
+            backend.add(x, proj, N * d);
+        }
+        f.xFinal = x;
+        f.xnFinal = new float[N * d];
+        backend.rmsNorm(f.xnFinal, x, finalNorm.value(), N, eps);
+        f.logits = new float[Math.multiplyExact(N, vocab)];
+        backend.matmul(f.logits, f.xnFinal, N, lmHead.value());
+        return f;
+    }
+
+    /** adds the gradients of every trainable parameter, given dLogits (N, vocab) */
+    private void backward(Forward f, float[] dLogits) {
+        int vocab = config.vocabSize(), d = config.hiddenSize(), ffn = config.intermediateSize();
+        int heads = config.numAttentionHeads(), kvHeads = config.numKeyValueHeads(), hd = config.headDim();
+        int qDim = config.queryDim(), kvDim = config.kvDim();
+        float eps = (float) config.rmsNormEps(), scale = (float) (1.0 / Math.sqrt(hd));
+        int N = f.N;
+        float[] dxn = new float[N * d];
+        if (lmHead.trainable()) backend.matmulBackwardWeight(lmHead.grad(), dLogits, f.xnFinal, N, vocab, d);
+        backend.matmulBackwardInput(dxn, dLogits, N, lmHead.value());
+        float[] dx = new float[N * d];  // ∂loss/∂(residual stream)
+        backend.rmsNormBackward(dx, finalNorm.trainable() ? finalNorm.grad() : null, dxn, f.xFinal, finalNorm.value(), N, eps);
+        float[] dh = new float[N * ffn], dGate = new float[N * ffn], dUp = new float[N * ffn];
+        float[] dAtt = new float[N * qDim], dq = new float[N * qDim], dk = new float[N * kvDim], dv = new float[N * kvDim];
+        for (int l = layers.length - 1; l >= 0; l--) {
+            Layer layer = layers[l];
+            LayerActivations a = f.acts[l];
+            // MLP block: xOut = xMid + down(swiglu(gate(xn2), up(xn2)))
+            layer.down.backward(dh, false, dx, a.h, N, a.sDown);
+            backend.swigluBackward(dGate, dUp, dh, a.gate, a.up, N * ffn);
+            layer.gate.backward(dxn, false, dGate, a.xn2, N, a.sGate);
+            layer.up.backward(dxn, true, dUp, a.xn2, N, a.sUp);
+            backend.rmsNormBackward(dxn, layer.postAttentionNorm.trainable() ? layer.postAttentionNorm.grad() : null, dxn, a.xMid,
+                    layer.postAttentionNorm.value(), N, eps);
+            backend.add(dx, dxn, N * d);
+            // attention block: xMid = xIn + o(attention(rope(q(xn1)), rope(k(xn1)), v(xn1)))
+            layer.o.backward(dAtt, false, dx, a.att, N, a.so);
+            backend.attentionBackward(dq, dk, dv, dAtt, a.q, a.k, a.v, f.B, f.T, heads, kvHeads, hd, scale);
+            backend.ropeBackward(dq, N, heads, hd, f.positions, invFreq);
+            backend.ropeBackward(dk, N, kvHeads, hd, f.positions, invFreq);
+            layer.q.backward(dxn, false, dq, a.xn1, N, a.sq);
+            layer.k.backward(dxn, true, dk, a.xn1, N, a.sk);
+            layer.v.backward(dxn, true, dv, a.xn1, N, a.sv);
+            backend.rmsNormBackward(dxn, layer.inputNorm.trainable() ? layer.inputNorm.grad() : null, dxn, a.xIn,
+                    layer.inputNorm.value(), N, eps);
+            backend.add(dx, dxn, N * d);
+        }
+        if (embed.trainable()) backend.embeddingBackward(embed.grad(), dx, f.inputs, d);
+    }
+
+    // ---------------------------------------------------------------- export
+
+    /**
+     * Writes a Hugging Face checkpoint into {@code dir} (created if missing): {@code model.safetensors} (in
+     * {@code dtype}, F32 or BF16; without {@code lm_head.weight} when tied, as transformers saves),
+     * {@code config.json} in transformers 5 form, and {@code tokenizer.json} copied from {@code tokenizerJson}
+     * when it is not null. Every file is written atomically; config.json comes after the weights.
+     */
+    public void saveCheckpoint(Path dir, Path tokenizerJson, DType dtype) throws IOException {
+        if (lora != null) throw new IllegalStateException("LoRA adapters are attached: call mergeLora() before saving a checkpoint");
+        if (dtype != DType.F32 && dtype != DType.BF16) throw new IllegalArgumentException("checkpoint dtype " + dtype + ": expected F32 or BF16");
+        Files.createDirectories(dir);
+        List<Tensor> tensors = new ArrayList<>();
+        try (Arena temp = Arena.ofConfined()) {
+            for (Parameter p : parameters) {
+                Tensor v = p.value();
+                if (dtype == DType.BF16) {
+                    MemorySegment seg = temp.allocate(v.numel() * 2, 2);
+                    for (long i = 0; i < v.numel(); i++) seg.setAtIndex(Tensor.I16, i, DType.floatToBf16(v.getFloat(i)));
+                    v = new Tensor(p.name(), DType.BF16, v.shape(), seg);
+                }
+                tensors.add(v);
+            }
+            SafetensorsWriter.write(dir.resolve(SafetensorsWriter.SINGLE_FILE), tensors, Map.of());
+        }
+        if (tokenizerJson != null) AtomicFiles.writeString(dir.resolve("tokenizer.json"), Files.readString(tokenizerJson));
+        AtomicFiles.writeString(dir.resolve("config.json"), configJson(dtype));
+    }
+
+    /** config.json as transformers 5 writes it for LlamaForCausalLM */
+    String configJson(DType dtype) {
+        ObjectMapper mapper = new ObjectMapper();
+        ObjectNode c = mapper.createObjectNode();
+        c.putArray("architectures").add("LlamaForCausalLM");
+        c.put("attention_bias", false);
+        c.put("attention_dropout", 0.0);
+        if (config.bosTokenId() >= 0) c.put("bos_token_id", config.bosTokenId());
+        c.put("dtype", dtype == DType.BF16 ? "bfloat16" : "float32");
+        int[] eos = config.eosTokenIds();
+        if (eos.length == 1) c.put("eos_token_id", eos[0]);
+        else if (eos.length > 1) {
+            ArrayNode list = c.putArray("eos_token_id");
+            for (int e : eos) list.add(e);
+        }
+        c.put("head_dim", config.headDim());
+        c.put("hidden_act", "silu");
+        c.put("hidden_size", config.hiddenSize());
+        c.put("initializer_range", initStd);
+        c.put("intermediate_size", config.intermediateSize());
+        c.put("max_position_embeddings", config.maxPositionEmbeddings());
+        c.put("mlp_bias", false);
+        c.put("model_type", "llama");
+        c.put("num_attention_heads", config.numAttentionHeads());
+        c.put("num_hidden_layers", config.numHiddenLayers());
+        c.put("num_key_value_heads", config.numKeyValueHeads());
+        c.put("pretraining_tp", 1);
+        c.put("rms_norm_eps", config.rmsNormEps());
+        ObjectNode rope = c.putObject("rope_parameters");
+        LlamaConfig.Rope r = config.rope();
+        rope.put("rope_theta", r.theta());
+        rope.put("rope_type", r.type());
+        if (!r.type().equals("default")) rope.put("factor", r.factor());
+        if (r.type().equals("llama3")) {
+            rope.put("low_freq_factor", r.lowFreqFactor());
+            rope.put("high_freq_factor", r.highFreqFactor());
+            rope.put("original_max_position_embeddings", r.originalMaxPositionEmbeddings());
+        }
+        c.put("tie_word_embeddings", config.tieWordEmbeddings());
+        c.put("use_cache", true);
+        c.put("vocab_size", config.vocabSize());
+        try {
+            return mapper.writerWithDefaultPrettyPrinter().writeValueAsString(c) + "\n";
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    @Override public String toString() {
+        return "TrainableLlama[" + config + ", " + parameters.size() + " parameters" + (lora == null ? "" : ", " + lora) + ", backend " + backend.name() + "]";
+    }
+}

@@ -1,5 +1,7 @@
 package dive.train;
 
+import dive.backend.Backend;
+import dive.backend.Backends;
 import dive.io.SafetensorsWriter;
 import dive.model.LlamaConfig;
 import dive.tensor.DType;
@@ -14,6 +16,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
@@ -69,9 +72,19 @@ public final class ModelFactory {
                 throw new IllegalArgumentException(recipe.source() + ": the tokenizer has " + tokenizer.vocabSize()
                         + " tokens but the model's vocab_size is " + config.vocabSize());
             }
-            // waits for dive.train.TrainableLlama (issue 3, branch grad): initialize(config, backend, seed) / fromCheckpoint(dir, backend),
-            // addLora(recipe.lora()), export = saveCheckpoint(dir, tokenizerJson, recipe.outputDtype())
-            throw new UnsupportedOperationException(recipe.source() + ": model." + kind + ": training a Llama needs dive.train.TrainableLlama, not in this build yet");
+            Backend backend = Backends.select();
+            TrainableLlama llama = kind.equals("checkpoint")
+                    ? TrainableLlama.fromCheckpoint(recipe.model().path(), backend)
+                    : TrainableLlama.initialize(config, backend, recipe.seed());
+            if (recipe.lora() != null) {
+                Recipe.Lora l = recipe.lora();
+                llama.addLora(new TrainableLlama.LoraConfig(l.r(), l.alpha(), l.dropout(), Set.copyOf(l.targets()), recipe.seed()));
+            }
+            Trainer.Export export = dir -> {
+                if (llama.lora() != null) llama.mergeLora();   // the end of training: fold adapters into the weights
+                llama.saveCheckpoint(dir, tokenizerJson, recipe.outputDtype());
+            };
+            return new Built(llama, export);
         }
         if (recipe.lora() != null) throw new IllegalArgumentException(recipe.source() + ": lora: only Llama models (model.config / model.checkpoint) take LoRA adapters");
         return KINDS.get(kind).build(recipe, tokenizer, tokenizerJson);

@@ -348,6 +348,9 @@ public final class TrainableLlama implements TrainableModel {
     }
 
     @Override
+    public void restoreTrainingCalls(long calls) { trainingSteps = calls; }
+
+    @Override
     public double loss(int[][] batch) {
         Forward f = forward(batch, null);
         return backend.crossEntropy(null, f.logits, f.targets, f.N, config.vocabSize(), 1f);

@@ -21,4 +21,10 @@ public interface TrainableModel {
 
     /** the mean loss on {@code batch} without gradients (evaluation) */
     double loss(int[][] batch);
+
+    /**
+     * Called on resume with the number of {@link #lossAndGradients} calls the checkpointed run had made, so a
+     * model whose randomness follows that count (LoRA dropout masks) continues the same stream.
+     */
+    default void restoreTrainingCalls(long calls) {}
 }

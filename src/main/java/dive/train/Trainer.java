@@ -93,6 +93,7 @@ public final class Trainer {
         loader.restore(info.loader());
         step = info.step();
         tokensSeen = info.tokensSeen();
+        model.restoreTrainingCalls(step * settings.gradAccum());
         reloadLog();
         LOG.info("resumed from " + dir + " at step " + step);
         return step;

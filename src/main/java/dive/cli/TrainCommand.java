@@ -17,6 +17,8 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--recipe", required = true, paramLabel = "FILE", description = "recipe file (.yaml, .yml or .json)") Path recipeFile;
     @Option(names = "--out", paramLabel = "RUN_DIR", description = "run folder (default: runs/<recipe name>)") Path out;
     @Option(names = "--resume", description = "continue the run in RUN_DIR from its latest checkpoint") boolean resume;
+    @Option(names = "--export-latest", paramLabel = "DIR",
+            description = "do not train: export the model of RUN_DIR's latest checkpoint as a Hugging Face folder DIR (must not exist)") Path exportLatest;
     @Option(names = {"-q", "--quiet"}, description = "no progress bar or log lines") boolean quiet;
 
     @Override
@@ -24,6 +26,11 @@ final class TrainCommand implements Callable<Integer> {
         Main.quietLogs(quiet);
         Recipe recipe = Recipe.load(recipeFile);
         Path runDir = out != null ? out : Path.of("runs", stem(recipeFile));
+        if (exportLatest != null) {
+            TrainingRun run = TrainingRun.prepare(recipe, runDir, true, false);
+            System.out.println("exported step " + run.trainer().step() + " of " + runDir + " to " + run.exportLatest(exportLatest));
+            return 0;
+        }
         TrainingRun run = TrainingRun.prepare(recipe, runDir, resume, !quiet);
         Trainer.Result r = run.run();
         System.out.printf("trained %d steps (%,d tokens): last loss %.4f%s; model in %s%n", r.steps(), r.tokensSeen(), r.lastLoss(),

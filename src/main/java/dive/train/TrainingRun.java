@@ -92,6 +92,26 @@ public final class TrainingRun {
 
     public Trainer.Result run() throws IOException { return trainer.run(built.export()); }
 
+    /**
+     * Exports the model as the latest checkpoint left it (after {@code prepare(..., resume = true, ...)}) into
+     * {@code dir}, which must not exist yet: written into a temp folder beside it, then renamed.
+     */
+    public Path exportLatest(Path dir) throws IOException {
+        Path target = dir.toAbsolutePath();
+        if (Files.exists(target)) throw new java.nio.file.FileAlreadyExistsException(target + " (--export-latest: choose a folder that does not exist yet)");
+        Files.createDirectories(target.getParent());
+        Path temp = Files.createTempDirectory(target.getParent(), "." + target.getFileName() + ".");
+        try {
+            built.export().save(temp);
+            Files.move(temp, target, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+        } finally {
+            if (Files.exists(temp)) try (var s = Files.walk(temp)) {
+                s.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+            }
+        }
+        return target;
+    }
+
     /** the tokenizer.json to use: the recipe's file, or RUN_DIR/tokenizer.json (trained on the first start) */
     private static Path tokenizer(Recipe recipe, Corpus corpus, Path runDir) throws IOException {
         if (recipe.tokenizer().file() != null) return recipe.tokenizer().file();

@@ -29,11 +29,18 @@ public final class AtomicFiles {
                 body.writeTo(channel);
                 channel.force(true);
             }
+            readableByAll(temp);
             Files.move(temp, absolute, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
             moved = true;
         } finally {
             if (!moved) Files.deleteIfExists(temp);
         }
+    }
+
+    /** temp files are created owner-only (0600); a finished output gets the usual rw-r--r-- */
+    private static void readableByAll(Path file) throws IOException {
+        if (file.getFileSystem().supportedFileAttributeViews().contains("posix"))
+            Files.setPosixFilePermissions(file, java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));
     }
 
     public static void writeFully(FileChannel channel, ByteBuffer buffer) throws IOException {

@@ -6,13 +6,15 @@ import java.util.Locale;
 /**
  * A progress bar on stderr for long work: {@code label [#######.....]  58%  580/1000 tokens  123.4 tokens/s  ETA 0:03}.
  * Redrawn in place on a terminal (at most ~10 times a second); where stderr is not a terminal it prints a
- * line at every 10% so logs stay short. Silent when disabled (e.g. {@code --quiet} or {@code --json}).
+ * line at every 10% and at least once a minute, so logs stay short. Silent when disabled (e.g. {@code --quiet} or {@code --json}).
  */
 public final class Progress implements AutoCloseable {
     private final String label, unit;
     private final long total;
     private final PrintStream out;
     private final boolean enabled, interactive;
+    /** where stderr is not a terminal: a line at every 10%, and at least once a minute */
+    static final long LOG_EVERY_NANOS = 60_000_000_000L;
     private final long startNanos = System.nanoTime();
     private long done, lastDrawNanos;
     private int lastDecile = -1;
@@ -33,7 +35,8 @@ public final class Progress implements AutoCloseable {
         if (!enabled) return;
         long now = System.nanoTime();
         int decile = (int) (done * 10 / total);
-        if (interactive ? (now - lastDrawNanos > 100_000_000L || done == total) : decile != lastDecile) {
+        if (interactive ? (now - lastDrawNanos > 100_000_000L || done == total)
+                        : decile != lastDecile || now - lastDrawNanos > LOG_EVERY_NANOS) {
             lastDrawNanos = now; lastDecile = decile;
             out.print((interactive ? "\r" : "") + render(now) + (interactive ? "" : "\n"));
             out.flush();

@@ -66,6 +66,16 @@ class TrainLlamaCommandTest {
         assertArrayEquals(Files.readAllBytes(straight.resolve("final/model.safetensors")),
                 Files.readAllBytes(resumed.resolve("final/model.safetensors")), "resume from step 3 must give the same weights");
 
+        // --export-latest: the latest checkpoint as a model folder, without training; equal to the final export
+        Path exported = tmp.resolve("exported");
+        CliTest.Run ex = CliTest.run("train", "--recipe", recipe.toString(), "--out", straight.toString(), "--export-latest", exported.toString());
+        assertEquals(0, ex.code(), ex.err());
+        assertTrue(ex.out().contains("exported step 6"), ex.out());
+        assertArrayEquals(Files.readAllBytes(straight.resolve("final/model.safetensors")), Files.readAllBytes(exported.resolve("model.safetensors")));
+        CliTest.Run again = CliTest.run("train", "--recipe", recipe.toString(), "--out", straight.toString(), "--export-latest", exported.toString());
+        assertEquals(1, again.code());
+        assertTrue(again.err().contains("does not exist yet"), again.err());
+
         // the export is an HF Llama folder the inference engine loads; its loss matches the training log's scale
         try (LlamaModel model = LlamaModel.load(straight.resolve("final"), Backends.create("vector"))) {
             assertEquals(300, model.config().vocabSize());

@@ -897,4 +897,171 @@ public final class VectorBackend implements Backend {
         for (; i < upper; i += L) FloatVector.fromArray(F, x, i).add(FloatVector.fromArray(F, y, i)).intoArray(x, i);
         for (; i < n; i++) x[i] += y[i];
     }
+
+    // ================================================================ Mixture of Experts
+    // Routing and the weighted sum are per-token loops cut into token chunks (by shape only); the grouped
+    // matmul runs each expert's row range through the same GEMM / GEMV code as matmul, reading x and
+    // writing out in place at the range's offset (no copies of the rows).
+
+    /** tokens per task in routeTopK and combineExperts */
+    static final int MOE_TOKENS_PER_TASK = 64;
+
+    @Override
+    public void routeTopK(int[] expertIds, float[] expertWeights, float[] routerLogits, int n, int numExperts, int k) {
+        MoeChecks.routeTopK(expertIds, expertWeights, routerLogits, n, numExperts, k);
+        int tasks = (n + MOE_TOKENS_PER_TASK - 1) / MOE_TOKENS_PER_TASK;
+        parallelFor(tasks, (long) n * numExperts * k >= PARALLEL_MIN_FMAS / 4, task -> {
+            for (int t = task * MOE_TOKENS_PER_TASK, end = Math.min(n, t + MOE_TOKENS_PER_TASK); t < end; t++)
+                routeToken(expertIds, expertWeights, routerLogits, t, numExperts, k);
+        });
+    }
+
+    /** top-k of one token by repeated selection (k and E are small): strict > keeps the lower index on ties */
+    private static void routeToken(int[] expertIds, float[] expertWeights, float[] routerLogits, int t, int numExperts, int k) {
+        int row = t * numExperts, out = t * k;
+        long taken = 0; // bit e set once expert e is chosen (E ≤ 64); larger E falls back to a scan of chosen ids
+        for (int s = 0; s < k; s++) {
+            int best = -1;
+            for (int e = 0; e < numExperts; e++) {
+                if (isTaken(taken, expertIds, out, s, e)) continue;
+                if (best < 0 || routerLogits[row + e] > routerLogits[row + best]) best = e;
+            }
+            if (best < 64) taken |= 1L << best;
+            expertIds[out + s] = best;
+            expertWeights[out + s] = routerLogits[row + best];
+        }
+        // softmax over the k chosen logits; the first is the largest (NaN propagates as in the reference)
+        float max = expertWeights[out];
+        double sum = 0;
+        for (int s = 0; s < k; s++) {
+            float e = (float) Math.exp(expertWeights[out + s] - max);
+            expertWeights[out + s] = e;
+            sum += e;
+        }
+        float inv = (float) (1.0 / sum);
+        for (int s = 0; s < k; s++) expertWeights[out + s] *= inv;
+    }
+
+    private static boolean isTaken(long taken, int[] expertIds, int out, int chosen, int e) {
+        if (e < 64) return (taken & (1L << e)) != 0;
+        for (int s = 0; s < chosen; s++) if (expertIds[out + s] == e) return true;
+        return false;
+    }
+
+    @Override
+    public void gather(float[] out, float[] x, int[] rows, int count, int width) {
+        for (int r = 0; r < count; r++) System.arraycopy(x, rows[r] * width, out, r * width, width);
+    }
+
+    @Override
+    public void groupedMatmul(float[] out, float[] x, int[] offsets, Tensor[] w, Tensor[] bias) {
+        MoeChecks.groupedMatmul(out, x, offsets, w, bias);
+        int n = w[0].rows(), k = w[0].cols();
+        for (int e = 0; e < w.length; e++) {
+            int row0 = offsets[e], m = offsets[e + 1] - row0;
+            if (m == 0) continue;
+            if (m < GEMM_MIN_ROWS) gemvRows(out, x, row0, m, w[e], n, k);
+            else gemmRows(out, x, row0, m, w[e], n, k);
+            if (bias != null && bias[e] != null) addBiasRows(out, row0, m, bias[e], n);
+        }
+    }
+
+    /** out rows [row0, row0+m) += bias (N) */
+    private static void addBiasRows(float[] out, int row0, int m, Tensor bias, int n) {
+        float[] b = new float[n];
+        widen(bias, 0, b, 0, n);
+        int upper = n - n % L;
+        for (int r = row0; r < row0 + m; r++) {
+            int o = r * n, i = 0;
+            for (; i < upper; i += L) FloatVector.fromArray(F, out, o + i).add(FloatVector.fromArray(F, b, i)).intoArray(out, o + i);
+            for (; i < n; i++) out[o + i] += b[i];
+        }
+    }
+
+    /** {@link #gemm} on rows [row0, row0+m) of x and out, in place */
+    private void gemmRows(float[] out, float[] x, int row0, int m, Tensor w, int n, int k) {
+        int chunkRows = Math.max(MR, packedMaxFloats / k / MR * MR);
+        int chunkCols = Math.max(4 * NR, packedMaxFloats / k / (4 * NR) * (4 * NR));
+        for (int r0 = row0; r0 < row0 + m; r0 += chunkRows) {
+            int rows = Math.min(chunkRows, row0 + m - r0);
+            float[] xPacked = packRows(x, r0, rows, k, (long) rows * n * k >= PARALLEL_MIN_FMAS);
+            for (int c0 = 0; c0 < n; c0 += chunkCols)
+                gemmChunk(out, xPacked, w, n, k, r0, rows, c0, Math.min(chunkCols, n - c0));
+        }
+    }
+
+    /** {@link #gemv} on rows [row0, row0+m) of x and out, in place */
+    private void gemvRows(float[] out, float[] x, int row0, int m, Tensor w, int n, int k) {
+        int rowsPerTask = 64;
+        int tasks = (n + rowsPerTask - 1) / rowsPerTask;
+        boolean parallel = (long) n * k >= GEMV_PARALLEL_MIN_WEIGHTS;
+        if (!w.data().isNative()) {
+            parallelFor(tasks, parallel, t -> {
+                int n0 = t * rowsPerTask, n1 = Math.min(n, n0 + rowsPerTask);
+                float[] row = new float[k];
+                for (int j = n0; j < n1; j++) {
+                    widen(w, (long) j * k, row, 0, k);
+                    for (int r = row0; r < row0 + m; r++) out[r * n + j] = dotHeap(row, x, r * k, k);
+                }
+            });
+            return;
+        }
+        int pairedK = w.dtype() == DType.F32 ? 0 : k - k % (2 * L);
+        float[][] xEven = new float[m][], xOdd = new float[m][];
+        for (int r = 0; r < m && pairedK > 0; r++) {
+            xEven[r] = new float[pairedK / 2];
+            xOdd[r] = new float[pairedK / 2];
+            int xo = (row0 + r) * k;
+            for (int j = 0; j < pairedK / 2; j++) {
+                int block = j / L, lane = j % L;
+                xEven[r][j] = x[xo + block * 2 * L + 2 * lane];
+                xOdd[r][j] = x[xo + block * 2 * L + 2 * lane + 1];
+            }
+        }
+        parallelFor(tasks, parallel, t -> {
+            int n0 = t * rowsPerTask, n1 = Math.min(n, n0 + rowsPerTask);
+            for (int r = 0; r < m; r++) {
+                int xo = (row0 + r) * k, o = (row0 + r) * n;
+                int j = n0;
+                for (; j + 4 <= n1; j += 4) {
+                    if (w.dtype() == DType.F32) gemvF32x4(out, o + j, x, xo, w.data(), j, k);
+                    else gemvHalfx4(out, o + j, x, xo, xEven[r], xOdd[r], pairedK, w, j, k);
+                }
+                for (; j < n1; j++) out[o + j] = dotRow(x, xo, w, j, k, xEven[r], xOdd[r], pairedK);
+            }
+        });
+    }
+
+    /** Σ_i row[i]·x[xo + i] with lanes summed by the fixed tree */
+    private static float dotHeap(float[] row, float[] x, int xo, int k) {
+        FloatVector acc = FloatVector.zero(F);
+        int upper = k - k % L, i = 0;
+        for (; i < upper; i += L) acc = FloatVector.fromArray(F, row, i).fma(FloatVector.fromArray(F, x, xo + i), acc);
+        float s = sumLanes(acc);
+        for (; i < k; i++) s += row[i] * x[xo + i];
+        return s;
+    }
+
+    @Override
+    public void combineExperts(float[] y, float[] expertOut, int[] slotRow, float[] expertWeights, int n, int k, int d) {
+        int tasks = (n + MOE_TOKENS_PER_TASK - 1) / MOE_TOKENS_PER_TASK;
+        int upper = d - d % L;
+        parallelFor(tasks, (long) n * k * d >= PARALLEL_MIN_FMAS, task -> {
+            for (int t = task * MOE_TOKENS_PER_TASK, end = Math.min(n, t + MOE_TOKENS_PER_TASK); t < end; t++) {
+                int o = t * d, i = 0;
+                // slot order, multiply then add (no FMA): the same roundings as the scalar reference
+                for (; i < upper; i += L) {
+                    FloatVector acc = FloatVector.zero(F);
+                    for (int s = 0; s < k; s++)
+                        acc = acc.add(FloatVector.fromArray(F, expertOut, slotRow[t * k + s] * d + i).mul(expertWeights[t * k + s]));
+                    acc.intoArray(y, o + i);
+                }
+                for (; i < d; i++) {
+                    float acc = 0f;
+                    for (int s = 0; s < k; s++) acc += expertWeights[t * k + s] * expertOut[slotRow[t * k + s] * d + i];
+                    y[o + i] = acc;
+                }
+            }
+        });
+    }
 }

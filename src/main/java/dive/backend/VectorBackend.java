@@ -953,17 +953,92 @@ public final class VectorBackend implements Backend {
         for (int r = 0; r < count; r++) System.arraycopy(x, rows[r] * width, out, r * width, width);
     }
 
+    /**
+     * Experts with fewer than {@value #GEMM_MIN_ROWS} rows run as GEMVs on their rows. The others run as one grouped
+     * GEMM when the packed operands fit ({@link #groupedGemm}: all experts' tiles in a single parallel loop, so a
+     * pool hand-off is paid once per call, not once per expert), else one chunked GEMM per expert.
+     */
     @Override
     public void groupedMatmul(float[] out, float[] x, int[] offsets, Tensor[] w, Tensor[] bias) {
         MoeChecks.groupedMatmul(out, x, offsets, w, bias);
-        int n = w[0].rows(), k = w[0].cols();
-        for (int e = 0; e < w.length; e++) {
+        int n = w[0].rows(), k = w[0].cols(), experts = w.length;
+        long packedRows = 0;
+        for (int e = 0; e < experts; e++) {
+            int m = offsets[e + 1] - offsets[e];
+            if (m >= GEMM_MIN_ROWS) packedRows += roundUp(m, MR);
+        }
+        boolean grouped = packedRows * k <= packedMaxFloats && packedColumnsSize(n, k) <= packedMaxFloats;
+        for (int e = 0; e < experts; e++) {
             int row0 = offsets[e], m = offsets[e + 1] - row0;
             if (m == 0) continue;
             if (m < GEMM_MIN_ROWS) gemvRows(out, x, row0, m, w[e], n, k);
-            else gemmRows(out, x, row0, m, w[e], n, k);
-            if (bias != null && bias[e] != null) addBiasRows(out, row0, m, bias[e], n);
+            else if (!grouped) gemmRows(out, x, row0, m, w[e], n, k);
         }
+        if (grouped && packedRows > 0) groupedGemm(out, x, offsets, w, n, k, (int) packedRows);
+        for (int e = 0; e < experts; e++) {
+            int row0 = offsets[e], m = offsets[e + 1] - row0;
+            if (m > 0 && bias != null && bias[e] != null) addBiasRows(out, row0, m, bias[e], n);
+        }
+    }
+
+    /** rows of x per grouped-GEMM task (64 micro-kernel panels) */
+    static final int GROUPED_TILE_ROWS = 64 * MR;
+
+    /**
+     * The GEMM experts (≥ {@value #GEMM_MIN_ROWS} rows) of a grouped matmul in one go. x's rows are packed expert after
+     * expert, each expert starting at a fresh MR panel, into one buffer of {@code packedRows} (padded) rows; in that
+     * padded row space expert e owns [base_e, base_e + m_e), and its output row is offsets[e] + (i − base_e), which
+     * {@link #gemmTile} computes as r0 + i with r0 = offsets[e] − base_e. Each expert's w comes packed from the cache
+     * (read-only weights) or is packed now. Tasks: (expert, row tile, column tile), by shape only; every output
+     * element is summed in the same order as in {@link #gemm}, so the bits equal the per-expert path's.
+     */
+    private void groupedGemm(float[] out, float[] x, int[] offsets, Tensor[] w, int n, int k, int packedRows) {
+        int experts = w.length;
+        int[] base = new int[experts + 1];       // padded row where expert e starts
+        for (int e = 0; e < experts; e++) {
+            int m = offsets[e + 1] - offsets[e];
+            base[e + 1] = base[e] + (m >= GEMM_MIN_ROWS ? roundUp(m, MR) : 0);
+        }
+        long fmas = (long) packedRows * n * k;
+        boolean parallel = fmas >= PARALLEL_MIN_FMAS;
+        // pack x: one task per panel of MR rows, panels of all experts in one loop
+        int panels = packedRows / MR;
+        float[] xPacked = scratch(0, packedRows * k);
+        parallelFor(panels, parallel, panel -> {
+            int row = panel * MR, e = 0;
+            while (base[e + 1] <= row) e++;
+            int src0 = offsets[e] + (row - base[e]), valid = Math.min(MR, offsets[e + 1] - src0), dst = panel * k * MR;
+            for (int kk = 0; kk < k; kk++, dst += MR)
+                for (int r = 0; r < MR; r++) xPacked[dst + r] = r < valid ? x[(src0 + r) * k + kk] : 0f;
+        });
+        // packed w per expert: cached for read-only weights, else packed into a fresh array
+        float[][] wPacked = new float[experts][];
+        int wSize = packedColumnsSize(n, k);
+        for (int e = 0; e < experts; e++) {
+            if (base[e + 1] == base[e]) continue;
+            float[] cached = PackedWeights.lookup(w[e]);
+            if (cached == null) {
+                cached = packColumns(w[e], k, 0, n, parallel, new float[wSize]);
+                PackedWeights.offer(w[e], cached, wSize);
+            }
+            wPacked[e] = cached;
+        }
+        // tasks: (expert, row tile, column tile)
+        int nc = 4 * NR, nTiles = (n + nc - 1) / nc;
+        int[] taskStart = new int[experts + 1];
+        for (int e = 0; e < experts; e++) {
+            int m = offsets[e + 1] - offsets[e];
+            int mTiles = base[e + 1] == base[e] ? 0 : (m + GROUPED_TILE_ROWS - 1) / GROUPED_TILE_ROWS;
+            taskStart[e + 1] = taskStart[e] + mTiles * nTiles;
+        }
+        parallelFor(taskStart[experts], parallel, task -> {
+            int e = 0;
+            while (taskStart[e + 1] <= task) e++;
+            int local = task - taskStart[e], mt = local / nTiles, nt = local % nTiles;
+            int m = offsets[e + 1] - offsets[e];
+            int m0 = base[e] + mt * GROUPED_TILE_ROWS, m1 = base[e] + Math.min(m, (mt + 1) * GROUPED_TILE_ROWS);
+            gemmTile(out, n, offsets[e] - base[e], 0, xPacked, wPacked[e], k, m0, m1, nt * nc, Math.min(n, nt * nc + nc));
+        });
     }
 
     /** out rows [row0, row0+m) += bias (N) */

@@ -21,7 +21,8 @@ import java.util.List;
  * false; {@code hidden_act} must be {@code silu}; the rope type must be default, linear or llama3;
  * {@code partial_rotary_factor} (top level or in the rope parameters) must be 1; {@code quantization_config}
  * is rejected (the weights would not be plain F32/BF16/F16). {@code sliding_window} is recorded for Mixtral
- * and ignored for Llama (transformers' Llama has no sliding window either). Every other key
+ * and ignored for Llama (transformers' Llama has no sliding window either); a Mixtral forward that reaches past the
+ * window is refused. {@code dive_expert_bias} (this engine's extension, Mixtral only) declares per-expert output biases. Every other key
  * ({@code transformers_version}, {@code pretraining_tp} — a sliced matmul with the same result,
  * {@code initializer_range}, {@code use_cache}, {@code attention_dropout}, {@code pad_token_id},
  * {@code architectures}, ...) is ignored.

@@ -14,6 +14,9 @@ Recorded run (2026-11-28, transformers 5.17.0, torch 2.13 CPU, via MixtralExport
 DIVE_PYTHON=/work/pyref/bin/python): the k2_i40 fixture (top-2 of 4 experts, intermediate_size 40) loaded by dive,
 exported by MixtralExport, reloaded by dive (scalar backend) for the logits:
     ok: relative error 1.2e-06 (max abs diff 7.9e-06), 9 tokens x 128 vocab, no missing/unexpected weights
+and through the CLI (vector backend) on the transformers-saved fixture itself:
+    ./dive logits src/test/resources/mixtral/k2_i40 --ids <input_ids> --out /tmp/moe_l.npy
+    ok: relative error 1e-06 (max abs diff 6.9e-06), 9 tokens x 128 vocab, no missing/unexpected weights
 """
 import sys
 

@@ -11,7 +11,7 @@ import java.nio.file.Path;
 import java.util.Optional;
 
 /**
- * The library entry point: a Hugging Face Llama checkpoint folder loaded once (weights memory-mapped,
+ * The library entry point: a Hugging Face Llama or Mixtral checkpoint folder loaded once (weights memory-mapped,
  * tokenizer parsed) and then used from any number of threads. Per-call state (KV caches, scratch) is
  * made per call, so concurrent calls never share mutable state.
  *

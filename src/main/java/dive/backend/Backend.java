@@ -124,4 +124,62 @@ public interface Backend {
 
     /** x[i] += a · y[i], i &lt; n */
     void addScaled(float[] x, float[] y, float a, int n);
+
+    // ================================================================ Mixture of Experts
+    // The MoE layer as vLLM / MegaBlocks run it: router matmul → routeTopK → sortByExpert (histogram,
+    // prefix sum, stable permutation) → gather → groupedMatmul (gate, up) → swiglu → groupedMatmul (down)
+    // → combineExperts (weighted, fixed-order sum per token: no atomics, so results are deterministic).
+    // "Rows" below are the N·k (token, slot) assignments, permuted so that each expert's rows are contiguous.
+
+    /**
+     * Top-k routing. routerLogits (N, E) F32 → expertIds (N, k): per token the k largest logits in
+     * descending order, ties to the lower expert index; expertWeights (N, k): softmax over those k logits
+     * (max-subtracted, F32), which equals Mixtral's softmax over all E followed by renormalising the top k.
+     * A NaN logit propagates into the weights (never silently dropped).
+     */
+    void routeTopK(int[] expertIds, float[] expertWeights, float[] routerLogits, int n, int numExperts, int k);
+
+    /**
+     * Expert histogram, prefix sum and permutation (a counting sort, stable): expertIds (N, k) →
+     * offsets (E + 1): expert e owns permuted rows [offsets[e], offsets[e+1]), offsets[E] = N·k;
+     * rowToken (N·k): the token of each permuted row, in token order within an expert;
+     * slotRow (N, k): the permuted row of (token, slot). Integer bookkeeping, the same on every backend.
+     *
+     * @throws IllegalArgumentException naming the token and slot whose expert id is outside [0, E)
+     */
+    default void sortByExpert(int[] offsets, int[] rowToken, int[] slotRow, int[] expertIds, int n, int k, int numExperts) {
+        java.util.Arrays.fill(offsets, 0, numExperts + 1, 0);
+        for (int i = 0; i < n * k; i++) {
+            int e = expertIds[i];
+            if (e < 0 || e >= numExperts)
+                throw new IllegalArgumentException("sortByExpert: token " + i / k + " slot " + i % k + " has expert id " + e
+                        + ", expected 0 ≤ id < " + numExperts);
+            offsets[e + 1]++;
+        }
+        for (int e = 0; e < numExperts; e++) offsets[e + 1] += offsets[e];
+        int[] next = java.util.Arrays.copyOf(offsets, numExperts);
+        for (int i = 0; i < n * k; i++) { // (token, slot) in order: stable
+            int row = next[expertIds[i]]++;
+            rowToken[row] = i / k;
+            slotRow[i] = row;
+        }
+    }
+
+    /** out[r, :] = x[rows[r], :] for r &lt; count; x (·, width) → out (count, width) */
+    void gather(float[] out, float[] x, int[] rows, int count, int width);
+
+    /**
+     * Grouped matmul over experts' row ranges: for every expert e and r in [offsets[e], offsets[e+1]),
+     * out[r, :] = x[r, :] · w[e]ᵀ (+ bias[e]). x (R, K) F32 with R = offsets[E]; w[e] (N, K) F32/BF16/F16,
+     * the same shape for all e; bias null, or per expert null or (N); → out (R, N). Experts without rows are
+     * skipped (their weights are not read).
+     */
+    void groupedMatmul(float[] out, float[] x, int[] offsets, Tensor[] w, Tensor[] bias);
+
+    /**
+     * Weighted un-permute and sum: y[t, :] = Σ_{s = 0 .. k−1} expertWeights[t, s] · expertOut[slotRow[t, s], :],
+     * summed in slot order (a fixed order per token, no atomics). expertOut (N·k, d), slotRow (N, k),
+     * expertWeights (N, k) → y (N, d), overwritten.
+     */
+    void combineExperts(float[] y, float[] expertOut, int[] slotRow, float[] expertWeights, int n, int k, int d);
 }

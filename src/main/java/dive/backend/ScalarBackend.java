@@ -259,4 +259,57 @@ public class ScalarBackend implements Backend {
     public void addScaled(float[] x, float[] y, float a, int n) {
         for (int i = 0; i < n; i++) x[i] += a * y[i];
     }
+
+    // ================================================================ Mixture of Experts
+
+    @Override
+    public void routeTopK(int[] expertIds, float[] expertWeights, float[] routerLogits, int n, int numExperts, int k) {
+        MoeChecks.routeTopK(expertIds, expertWeights, routerLogits, n, numExperts, k);
+        boolean[] taken = new boolean[numExperts];
+        for (int t = 0; t < n; t++) {
+            int row = t * numExperts;
+            java.util.Arrays.fill(taken, false);
+            for (int s = 0; s < k; s++) { // the largest remaining logit; strict > keeps the lower index on ties
+                int best = -1;
+                for (int e = 0; e < numExperts; e++)
+                    if (!taken[e] && (best < 0 || routerLogits[row + e] > routerLogits[row + best])) best = e;
+                taken[best] = true;
+                expertIds[t * k + s] = best;
+                expertWeights[t * k + s] = routerLogits[row + best];
+            }
+            softmax(expertWeights, t * k, k);
+        }
+    }
+
+    @Override
+    public void gather(float[] out, float[] x, int[] rows, int count, int width) {
+        for (int r = 0; r < count; r++)
+            for (int i = 0; i < width; i++) out[r * width + i] = x[rows[r] * width + i];
+    }
+
+    @Override
+    public void groupedMatmul(float[] out, float[] x, int[] offsets, Tensor[] w, Tensor[] bias) {
+        MoeChecks.groupedMatmul(out, x, offsets, w, bias);
+        for (int e = 0; e < w.length; e++) {
+            int n = w[e].rows(), k = w[e].cols();
+            for (int r = offsets[e]; r < offsets[e + 1]; r++) {
+                for (int j = 0; j < n; j++) {
+                    float acc = 0f;
+                    for (int p = 0; p < k; p++) acc += x[r * k + p] * w[e].getFloat((long) j * k + p);
+                    out[r * n + j] = bias == null || bias[e] == null ? acc : acc + bias[e].getFloat(j);
+                }
+            }
+        }
+    }
+
+    @Override
+    public void combineExperts(float[] y, float[] expertOut, int[] slotRow, float[] expertWeights, int n, int k, int d) {
+        for (int t = 0; t < n; t++) {
+            for (int i = 0; i < d; i++) {
+                float acc = 0f;
+                for (int s = 0; s < k; s++) acc += expertWeights[t * k + s] * expertOut[slotRow[t * k + s] * d + i];
+                y[t * d + i] = acc;
+            }
+        }
+    }
 }

@@ -1201,4 +1201,246 @@ public final class VectorBackend implements Backend {
             FloatVector.fromArray(F, y, yo + i).fma(FloatVector.broadcast(F, a), FloatVector.fromArray(F, x, xo + i)).intoArray(x, xo + i);
         for (; i < n; i++) x[xo + i] += a * y[yo + i];
     }
+
+    // ================================================================ Mixture of Experts
+    // Routing and the weighted sum are per-token loops cut into token chunks (by shape only); the grouped
+    // matmul runs each expert's row range through the same GEMM / GEMV code as matmul, reading x and
+    // writing out in place at the range's offset (no copies of the rows).
+
+    /** tokens per task in routeTopK and combineExperts */
+    static final int MOE_TOKENS_PER_TASK = 64;
+
+    @Override
+    public void routeTopK(int[] expertIds, float[] expertWeights, float[] routerLogits, int n, int numExperts, int k) {
+        MoeChecks.routeTopK(expertIds, expertWeights, routerLogits, n, numExperts, k);
+        int tasks = (n + MOE_TOKENS_PER_TASK - 1) / MOE_TOKENS_PER_TASK;
+        parallelFor(tasks, (long) n * numExperts * k >= PARALLEL_MIN_FMAS / 4, task -> {
+            for (int t = task * MOE_TOKENS_PER_TASK, end = Math.min(n, t + MOE_TOKENS_PER_TASK); t < end; t++)
+                routeToken(expertIds, expertWeights, routerLogits, t, numExperts, k);
+        });
+    }
+
+    /** top-k of one token by repeated selection (k and E are small): strict > keeps the lower index on ties */
+    private static void routeToken(int[] expertIds, float[] expertWeights, float[] routerLogits, int t, int numExperts, int k) {
+        int row = t * numExperts, out = t * k;
+        long taken = 0; // bit e set once expert e is chosen (E ≤ 64); larger E falls back to a scan of chosen ids
+        for (int s = 0; s < k; s++) {
+            int best = -1;
+            for (int e = 0; e < numExperts; e++) {
+                if (isTaken(taken, expertIds, out, s, e)) continue;
+                if (best < 0 || routerLogits[row + e] > routerLogits[row + best]) best = e;
+            }
+            if (best < 64) taken |= 1L << best;
+            expertIds[out + s] = best;
+            expertWeights[out + s] = routerLogits[row + best];
+        }
+        // softmax over the k chosen logits; the first is the largest (NaN propagates as in the reference)
+        float max = expertWeights[out];
+        double sum = 0;
+        for (int s = 0; s < k; s++) {
+            float e = (float) Math.exp(expertWeights[out + s] - max);
+            expertWeights[out + s] = e;
+            sum += e;
+        }
+        float inv = (float) (1.0 / sum);
+        for (int s = 0; s < k; s++) expertWeights[out + s] *= inv;
+    }
+
+    private static boolean isTaken(long taken, int[] expertIds, int out, int chosen, int e) {
+        if (e < 64) return (taken & (1L << e)) != 0;
+        for (int s = 0; s < chosen; s++) if (expertIds[out + s] == e) return true;
+        return false;
+    }
+
+    @Override
+    public void gather(float[] out, float[] x, int[] rows, int count, int width) {
+        for (int r = 0; r < count; r++) System.arraycopy(x, rows[r] * width, out, r * width, width);
+    }
+
+    /**
+     * Experts with fewer than {@value #GEMM_MIN_ROWS} rows run as GEMVs on their rows. The others run as one grouped
+     * GEMM when the packed operands fit ({@link #groupedGemm}: all experts' tiles in a single parallel loop, so a
+     * pool hand-off is paid once per call, not once per expert), else one chunked GEMM per expert.
+     */
+    @Override
+    public void groupedMatmul(float[] out, float[] x, int[] offsets, Tensor[] w, Tensor[] bias) {
+        MoeChecks.groupedMatmul(out, x, offsets, w, bias);
+        int n = w[0].rows(), k = w[0].cols(), experts = w.length;
+        long packedRows = 0;
+        for (int e = 0; e < experts; e++) {
+            int m = offsets[e + 1] - offsets[e];
+            if (m >= GEMM_MIN_ROWS) packedRows += roundUp(m, MR);
+        }
+        boolean grouped = packedRows * k <= packedMaxFloats && packedColumnsSize(n, k) <= packedMaxFloats;
+        for (int e = 0; e < experts; e++) {
+            int row0 = offsets[e], m = offsets[e + 1] - row0;
+            if (m == 0) continue;
+            if (m < GEMM_MIN_ROWS) gemvRows(out, x, row0, m, w[e], n, k);
+            else if (!grouped) gemmRows(out, x, row0, m, w[e], n, k);
+        }
+        if (grouped && packedRows > 0) groupedGemm(out, x, offsets, w, n, k, (int) packedRows);
+        for (int e = 0; e < experts; e++) {
+            int row0 = offsets[e], m = offsets[e + 1] - row0;
+            if (m > 0 && bias != null && bias[e] != null) addBiasRows(out, row0, m, bias[e], n);
+        }
+    }
+
+    /** rows of x per grouped-GEMM task (64 micro-kernel panels) */
+    static final int GROUPED_TILE_ROWS = 64 * MR;
+
+    /**
+     * The GEMM experts (≥ {@value #GEMM_MIN_ROWS} rows) of a grouped matmul in one go. x's rows are packed expert after
+     * expert, each expert starting at a fresh MR panel, into one buffer of {@code packedRows} (padded) rows; in that
+     * padded row space expert e owns [base_e, base_e + m_e), and its output row is offsets[e] + (i − base_e), which
+     * {@link #gemmTile} computes as r0 + i with r0 = offsets[e] − base_e. Each expert's w comes packed from the cache
+     * (read-only weights) or is packed now. Tasks: (expert, row tile, column tile), by shape only; every output
+     * element is summed in the same order as in {@link #gemm}, so the bits equal the per-expert path's.
+     */
+    private void groupedGemm(float[] out, float[] x, int[] offsets, Tensor[] w, int n, int k, int packedRows) {
+        int experts = w.length;
+        int[] base = new int[experts + 1];       // padded row where expert e starts
+        for (int e = 0; e < experts; e++) {
+            int m = offsets[e + 1] - offsets[e];
+            base[e + 1] = base[e] + (m >= GEMM_MIN_ROWS ? roundUp(m, MR) : 0);
+        }
+        long fmas = (long) packedRows * n * k;
+        boolean parallel = fmas >= PARALLEL_MIN_FMAS;
+        // pack x: one task per panel of MR rows, panels of all experts in one loop
+        int panels = packedRows / MR;
+        float[] xPacked = scratch(0, packedRows * k);
+        parallelFor(panels, parallel, panel -> {
+            int row = panel * MR, e = 0;
+            while (base[e + 1] <= row) e++;
+            int src0 = offsets[e] + (row - base[e]), valid = Math.min(MR, offsets[e + 1] - src0), dst = panel * k * MR;
+            for (int kk = 0; kk < k; kk++, dst += MR)
+                for (int r = 0; r < MR; r++) xPacked[dst + r] = r < valid ? x[(src0 + r) * k + kk] : 0f;
+        });
+        // packed w per expert: cached for read-only weights, else packed into a fresh array
+        float[][] wPacked = new float[experts][];
+        int wSize = packedColumnsSize(n, k);
+        for (int e = 0; e < experts; e++) {
+            if (base[e + 1] == base[e]) continue;
+            float[] cached = PackedWeights.lookup(w[e]);
+            if (cached == null) {
+                cached = packColumns(w[e], k, 0, n, parallel, new float[wSize]);
+                PackedWeights.offer(w[e], cached, wSize);
+            }
+            wPacked[e] = cached;
+        }
+        // tasks: (expert, row tile, column tile)
+        int nc = 4 * NR, nTiles = (n + nc - 1) / nc;
+        int[] taskStart = new int[experts + 1];
+        for (int e = 0; e < experts; e++) {
+            int m = offsets[e + 1] - offsets[e];
+            int mTiles = base[e + 1] == base[e] ? 0 : (m + GROUPED_TILE_ROWS - 1) / GROUPED_TILE_ROWS;
+            taskStart[e + 1] = taskStart[e] + mTiles * nTiles;
+        }
+        parallelFor(taskStart[experts], parallel, task -> {
+            int e = 0;
+            while (taskStart[e + 1] <= task) e++;
+            int local = task - taskStart[e], mt = local / nTiles, nt = local % nTiles;
+            int m = offsets[e + 1] - offsets[e];
+            int m0 = base[e] + mt * GROUPED_TILE_ROWS, m1 = base[e] + Math.min(m, (mt + 1) * GROUPED_TILE_ROWS);
+            gemmTile(out, n, offsets[e] - base[e], 0, xPacked, wPacked[e], k, m0, m1, nt * nc, Math.min(n, nt * nc + nc), false);
+        });
+    }
+
+    /** out rows [row0, row0+m) += bias (N) */
+    private static void addBiasRows(float[] out, int row0, int m, Tensor bias, int n) {
+        float[] b = new float[n];
+        widen(bias, 0, b, 0, n);
+        int upper = n - n % L;
+        for (int r = row0; r < row0 + m; r++) {
+            int o = r * n, i = 0;
+            for (; i < upper; i += L) FloatVector.fromArray(F, out, o + i).add(FloatVector.fromArray(F, b, i)).intoArray(out, o + i);
+            for (; i < n; i++) out[o + i] += b[i];
+        }
+    }
+
+    /** {@link #gemm} on rows [row0, row0+m) of x and out, in place */
+    private void gemmRows(float[] out, float[] x, int row0, int m, Tensor w, int n, int k) {
+        int chunkRows = Math.max(MR, packedMaxFloats / k / MR * MR);
+        int chunkCols = Math.max(4 * NR, packedMaxFloats / k / (4 * NR) * (4 * NR));
+        for (int r0 = row0; r0 < row0 + m; r0 += chunkRows) {
+            int rows = Math.min(chunkRows, row0 + m - r0);
+            float[] xPacked = packRows(x, r0, rows, k, (long) rows * n * k >= PARALLEL_MIN_FMAS);
+            for (int c0 = 0; c0 < n; c0 += chunkCols)
+                gemmChunk(out, xPacked, w, n, k, r0, rows, c0, Math.min(chunkCols, n - c0));
+        }
+    }
+
+    /** {@link #gemv} on rows [row0, row0+m) of x and out, in place */
+    private void gemvRows(float[] out, float[] x, int row0, int m, Tensor w, int n, int k) {
+        int rowsPerTask = 64;
+        int tasks = (n + rowsPerTask - 1) / rowsPerTask;
+        boolean parallel = (long) n * k >= GEMV_PARALLEL_MIN_WEIGHTS;
+        if (!w.data().isNative()) {
+            parallelFor(tasks, parallel, t -> {
+                int n0 = t * rowsPerTask, n1 = Math.min(n, n0 + rowsPerTask);
+                float[] row = new float[k];
+                for (int j = n0; j < n1; j++) {
+                    widen(w, (long) j * k, row, 0, k);
+                    for (int r = row0; r < row0 + m; r++) out[r * n + j] = dotHeap(row, x, r * k, k);
+                }
+            });
+            return;
+        }
+        int pairedK = w.dtype() == DType.F32 ? 0 : k - k % (2 * L);
+        float[][] xEven = new float[m][], xOdd = new float[m][];
+        for (int r = 0; r < m && pairedK > 0; r++) {
+            xEven[r] = new float[pairedK / 2];
+            xOdd[r] = new float[pairedK / 2];
+            int xo = (row0 + r) * k;
+            for (int j = 0; j < pairedK / 2; j++) {
+                int block = j / L, lane = j % L;
+                xEven[r][j] = x[xo + block * 2 * L + 2 * lane];
+                xOdd[r][j] = x[xo + block * 2 * L + 2 * lane + 1];
+            }
+        }
+        parallelFor(tasks, parallel, t -> {
+            int n0 = t * rowsPerTask, n1 = Math.min(n, n0 + rowsPerTask);
+            for (int r = 0; r < m; r++) {
+                int xo = (row0 + r) * k, o = (row0 + r) * n;
+                int j = n0;
+                for (; j + 4 <= n1; j += 4) {
+                    if (w.dtype() == DType.F32) gemvF32x4(out, o + j, x, xo, w.data(), j, k);
+                    else gemvHalfx4(out, o + j, x, xo, xEven[r], xOdd[r], pairedK, w, j, k);
+                }
+                for (; j < n1; j++) out[o + j] = dotRow(x, xo, w, j, k, xEven[r], xOdd[r], pairedK);
+            }
+        });
+    }
+
+    /** Σ_i row[i]·x[xo + i] with lanes summed by the fixed tree */
+    private static float dotHeap(float[] row, float[] x, int xo, int k) {
+        FloatVector acc = FloatVector.zero(F);
+        int upper = k - k % L, i = 0;
+        for (; i < upper; i += L) acc = FloatVector.fromArray(F, row, i).fma(FloatVector.fromArray(F, x, xo + i), acc);
+        float s = sumLanes(acc);
+        for (; i < k; i++) s += row[i] * x[xo + i];
+        return s;
+    }
+
+    @Override
+    public void combineExperts(float[] y, float[] expertOut, int[] slotRow, float[] expertWeights, int n, int k, int d) {
+        int tasks = (n + MOE_TOKENS_PER_TASK - 1) / MOE_TOKENS_PER_TASK;
+        int upper = d - d % L;
+        parallelFor(tasks, (long) n * k * d >= PARALLEL_MIN_FMAS, task -> {
+            for (int t = task * MOE_TOKENS_PER_TASK, end = Math.min(n, t + MOE_TOKENS_PER_TASK); t < end; t++) {
+                int o = t * d, i = 0;
+                // slot order, multiply then add (no FMA): the same roundings as the scalar reference
+                for (; i < upper; i += L) {
+                    FloatVector acc = FloatVector.zero(F);
+                    for (int s = 0; s < k; s++)
+                        acc = acc.add(FloatVector.fromArray(F, expertOut, slotRow[t * k + s] * d + i).mul(expertWeights[t * k + s]));
+                    acc.intoArray(y, o + i);
+                }
+                for (; i < d; i++) {
+                    float acc = 0f;
+                    for (int s = 0; s < k; s++) acc += expertWeights[t * k + s] * expertOut[slotRow[t * k + s] * d + i];
+                    y[o + i] = acc;
+                }
+            }
+        });
+    }
 }

@@ -21,7 +21,8 @@ import java.util.List;
  * false; {@code hidden_act} must be {@code silu}; the rope type must be default, linear or llama3;
  * {@code partial_rotary_factor} (top level or in the rope parameters) must be 1; {@code quantization_config}
  * is rejected (the weights would not be plain F32/BF16/F16). {@code sliding_window} is recorded for Mixtral
- * and ignored for Llama (transformers' Llama has no sliding window either). Every other key
+ * and ignored for Llama (transformers' Llama has no sliding window either); a Mixtral forward that reaches past the
+ * window is refused. {@code dive_expert_bias} (this engine's extension, Mixtral only) declares per-expert output biases. Every other key
  * ({@code transformers_version}, {@code pretraining_tp} — a sliced matmul with the same result,
  * {@code initializer_range}, {@code use_cache}, {@code attention_dropout}, {@code pad_token_id},
  * {@code architectures}, ...) is ignored.
@@ -44,8 +45,31 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
     public record Rope(String type, double theta, double factor, double lowFreqFactor, double highFreqFactor,
                        int originalMaxPositionEmbeddings) {}
 
-    /** Mixtral's sparse-MoE fields (transformers' defaults 8, 2, 0.001, false). */
-    public record Moe(int numLocalExperts, int numExpertsPerTok, double routerAuxLossCoef, boolean outputRouterLogits) {}
+    /**
+     * Mixtral's sparse-MoE fields (transformers' defaults 8, 2, 0.001, false).
+     *
+     * @param expertBias this engine's extension {@code "dive_expert_bias": true}: every expert has an output bias
+     *                   {@code model.layers.{l}.block_sparse_moe.experts.{e}.bias} (hidden_size), added before the
+     *                   routing weight (DIVE's bias compensation). Absent in stock Mixtral; transformers ignores it.
+     */
+    public record Moe(int numLocalExperts, int numExpertsPerTok, double routerAuxLossCoef, boolean outputRouterLogits,
+                      boolean expertBias) {
+        public Moe(int numLocalExperts, int numExpertsPerTok, double routerAuxLossCoef, boolean outputRouterLogits) {
+            this(numLocalExperts, numExpertsPerTok, routerAuxLossCoef, outputRouterLogits, false);
+        }
+    }
+
+    /**
+     * This dense config as a Mixtral one with {@code moe.numLocalExperts()} experts of width {@code expertIntermediateSize}
+     * (attention, norms, rope, vocabulary and special tokens unchanged; no sliding window).
+     */
+    public LlamaConfig toMixtral(int expertIntermediateSize, Moe moe) {
+        if (expertIntermediateSize <= 0) throw new IllegalArgumentException("expert intermediate size " + expertIntermediateSize + ", expected > 0");
+        if (moe == null || moe.numExpertsPerTok() < 1 || moe.numExpertsPerTok() > moe.numLocalExperts())
+            throw new IllegalArgumentException("MoE fields " + moe + ": expected 1 ≤ num_experts_per_tok ≤ num_local_experts");
+        return new LlamaConfig("mixtral", hiddenSize, expertIntermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads,
+                headDim, rmsNormEps, rope, maxPositionEmbeddings, tieWordEmbeddings, vocabSize, bosTokenId, eosTokenIds, dtype, 0, moe);
+    }
 
     private static final List<String> MODEL_TYPES = List.of("llama", "mixtral");
 
@@ -119,7 +143,7 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
             if (perTok > experts)
                 throw new ConfigException(source, "num_experts_per_tok", perTok + " exceeds num_local_experts " + experts);
             double aux = root.has("router_aux_loss_coef") ? r.nonNegativeDouble("router_aux_loss_coef") : 0.001;
-            moe = new Moe(experts, perTok, aux, r.bool("output_router_logits", false));
+            moe = new Moe(experts, perTok, aux, r.bool("output_router_logits", false), r.bool("dive_expert_bias", false));
         }
         return new LlamaConfig(modelType, hidden, intermediate, layers, heads, kvHeads, headDim, eps, rope, maxPos,
                 tied, vocab, bos, eos, dtype, slidingWindow, moe);

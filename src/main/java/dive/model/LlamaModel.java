@@ -12,7 +12,11 @@ import java.util.IdentityHashMap;
 import java.util.function.Function;
 
 /**
- * A dense Llama decoder (transformers' {@code LlamaForCausalLM}) running on a {@link Backend}.
+ * A Llama decoder (transformers' {@code LlamaForCausalLM}) or its sparse Mixture-of-Experts form
+ * ({@code MixtralForCausalLM}) running on a {@link Backend}. One decoder: the attention path is shared and each
+ * layer's feed-forward block is a {@link FeedForward}: {@link DenseFfn} (Llama's SwiGLU MLP) or {@link MoeFfn}
+ * (Mixtral's {@code block_sparse_moe}, with an optional per-expert output bias, this engine's documented extension
+ * {@code "dive_expert_bias": true}).
  *
  * <p>Immutable and thread-safe: load once, share across threads; per-request state lives in a {@link KVCache}
  * (one per sequence) and in scratch arrays local to each call. Weights stay where the checkpoint mapped them
@@ -21,7 +25,9 @@ import java.util.function.Function;
  * <pre>
  * x = embed(ids)                                           // (N, D)
  * per layer: x += o_proj(attention(rope(q_proj(n)), rope(k_proj(n)), v_proj(n)))  with n = rmsNorm(x, input_layernorm)
- *            x += down_proj(silu(gate_proj(n)) · up_proj(n))                   with n = rmsNorm(x, post_attention_layernorm)
+ *            x += ffn(n)                                                        with n = rmsNorm(x, post_attention_layernorm)
+ *                 ffn = down_proj(silu(gate_proj(n)) · up_proj(n))     dense (Llama)
+ *                 ffn = Σ_{e ∈ top-k} g_e · expert_e(n)                 sparse (Mixtral), see MoeFfn
  * logits = lm_head(rmsNorm(x, model.norm))                 // (N, vocab); lm_head = embed_tokens when tied
  * </pre>
  */
@@ -29,7 +35,7 @@ public final class LlamaModel implements AutoCloseable {
 
     /** the weights of one decoder layer, PyTorch Linear layout [out, in] */
     private record Layer(Tensor inputNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo,
-                         Tensor postAttentionNorm, Tensor wGate, Tensor wUp, Tensor wDown) {}
+                         Tensor postAttentionNorm, FeedForward ffn) {}
 
     private final LlamaConfig config;
     private final Backend backend;
@@ -55,7 +61,7 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * Loads a Hugging Face Llama folder: {@code config.json} and its safetensors weights (one file or shards),
+     * Loads a Hugging Face Llama or Mixtral folder: {@code config.json} and its safetensors weights (one file or shards),
      * memory-mapped, checked against the config. Close the model to unmap them.
      *
      * @throws ConfigException naming the config field at fault
@@ -74,6 +80,10 @@ public final class LlamaModel implements AutoCloseable {
 
     /**
      * Builds a model from named weights (Hugging Face names), checking every shape and dtype against the config.
+     * Llama: {@code model.layers.{l}.mlp.{gate,up,down}_proj.weight}. Mixtral:
+     * {@code model.layers.{l}.block_sparse_moe.gate.weight} (E, d) and {@code ...experts.{e}.w1/w3.weight} (I_e, d),
+     * {@code w2.weight} (d, I_e); with {@code "dive_expert_bias": true} also {@code ...experts.{e}.bias} (d), which must
+     * then be present for every expert (and are refused without the flag, so nothing is silently ignored).
      *
      * @param weights  name → tensor, null when the name is absent
      * @param source   the checkpoint's name for error messages (a folder)
@@ -82,8 +92,11 @@ public final class LlamaModel implements AutoCloseable {
      */
     public static LlamaModel fromWeights(LlamaConfig config, Function<String, Tensor> weights, String source,
                                          Backend backend, AutoCloseable resource) {
-        if (!config.modelType().equals("llama"))
-            throw new ModelException(source + ": model_type '" + config.modelType() + "' is not a dense Llama model");
+        boolean moe = config.modelType().equals("mixtral");
+        if (!moe && !config.modelType().equals("llama"))
+            throw new ModelException(source + ": model_type '" + config.modelType() + "' is not supported (expected llama or mixtral)");
+        if (moe && config.moe() == null)
+            throw new ModelException(source + ": model_type mixtral without its expert fields (num_local_experts, num_experts_per_tok)");
         int d = config.hiddenSize(), ffn = config.intermediateSize(), vocab = config.vocabSize();
         int qDim = config.queryDim(), kvDim = config.kvDim();
         WeightReader w = new WeightReader(weights, source);
@@ -98,9 +111,10 @@ public final class LlamaModel implements AutoCloseable {
                     w.get(p + "self_attn.v_proj.weight", "num_key_value_heads·head_dim, hidden_size", kvDim, d),
                     w.get(p + "self_attn.o_proj.weight", "hidden_size, num_attention_heads·head_dim", d, qDim),
                     w.get(p + "post_attention_layernorm.weight", "hidden_size", d),
-                    w.get(p + "mlp.gate_proj.weight", "intermediate_size, hidden_size", ffn, d),
-                    w.get(p + "mlp.up_proj.weight", "intermediate_size, hidden_size", ffn, d),
-                    w.get(p + "mlp.down_proj.weight", "hidden_size, intermediate_size", d, ffn));
+                    moe ? moeBlock(config, w, weights, source, p) : new DenseFfn(
+                            w.get(p + "mlp.gate_proj.weight", "intermediate_size, hidden_size", ffn, d),
+                            w.get(p + "mlp.up_proj.weight", "intermediate_size, hidden_size", ffn, d),
+                            w.get(p + "mlp.down_proj.weight", "hidden_size, intermediate_size", d, ffn)));
         }
         Tensor norm = w.get("model.norm.weight", "hidden_size", d);
         Tensor head;
@@ -114,7 +128,60 @@ public final class LlamaModel implements AutoCloseable {
         return new LlamaModel(config, backend, source, embed, layers, norm, head, resource);
     }
 
+    /** Mixtral's block_sparse_moe of layer prefix {@code p}, shapes checked against the config */
+    private static MoeFfn moeBlock(LlamaConfig config, WeightReader w, Function<String, Tensor> weights, String source, String p) {
+        int d = config.hiddenSize(), ffn = config.intermediateSize(), experts = config.moe().numLocalExperts();
+        boolean biased = config.moe().expertBias();
+        String m = p + "block_sparse_moe.";
+        Tensor router = w.get(m + "gate.weight", "num_local_experts, hidden_size", experts, d);
+        Tensor[] w1 = new Tensor[experts], w3 = new Tensor[experts], w2 = new Tensor[experts];
+        Tensor[] bias = biased ? new Tensor[experts] : null;
+        for (int e = 0; e < experts; e++) {
+            String ep = m + "experts." + e + ".";
+            w1[e] = w.get(ep + "w1.weight", "intermediate_size, hidden_size", ffn, d);
+            w3[e] = w.get(ep + "w3.weight", "intermediate_size, hidden_size", ffn, d);
+            w2[e] = w.get(ep + "w2.weight", "hidden_size, intermediate_size", d, ffn);
+            if (biased) bias[e] = w.get(ep + "bias", "hidden_size (dive_expert_bias)", d);
+            else if (weights.apply(ep + "bias") != null)
+                throw new ModelException(source + ": tensor '" + ep + "bias' is present but config.json does not set "
+                        + "\"dive_expert_bias\": true (expert biases are this engine's extension; refusing to ignore them)");
+        }
+        if (weights.apply(m + "experts." + experts + ".w1.weight") != null)
+            throw new ModelException(source + ": tensor '" + m + "experts." + experts + ".w1.weight' exists but config.json has num_local_experts "
+                    + experts + " (expected experts 0.." + (experts - 1) + ")");
+        return new MoeFfn(router, w1, w3, w2, bias, config.moe().numExpertsPerTok());
+    }
+
     public LlamaConfig config() { return config; }
+
+    /** true for a Mixtral (sparse MoE) model */
+    public boolean isMoe() { return config.moe() != null; }
+
+    /** the feed-forward block of layer {@code l}: a {@link DenseFfn} or a {@link MoeFfn} */
+    public FeedForward feedForward(int l) { return layers[l].ffn; }
+
+    /**
+     * Every weight under its Hugging Face name, in checkpoint order (embeddings, layers, final norm, lm_head —
+     * absent when tied). The tensors are the model's own views: valid while the model is open.
+     */
+    public java.util.LinkedHashMap<String, Tensor> namedWeights() {
+        var out = new java.util.LinkedHashMap<String, Tensor>();
+        out.put("model.embed_tokens.weight", tokenEmbedding);
+        for (int l = 0; l < layers.length; l++) {
+            Layer layer = layers[l];
+            String p = "model.layers." + l + ".";
+            out.put(p + "input_layernorm.weight", layer.inputNorm);
+            out.put(p + "self_attn.q_proj.weight", layer.wq);
+            out.put(p + "self_attn.k_proj.weight", layer.wk);
+            out.put(p + "self_attn.v_proj.weight", layer.wv);
+            out.put(p + "self_attn.o_proj.weight", layer.wo);
+            out.put(p + "post_attention_layernorm.weight", layer.postAttentionNorm);
+            layer.ffn.collectWeights(p, out);
+        }
+        out.put("model.norm.weight", finalNorm);
+        if (!config.tieWordEmbeddings()) out.put("lm_head.weight", lmHead);
+        return out;
+    }
 
     public Backend backend() { return backend; }
 
@@ -134,12 +201,17 @@ public final class LlamaModel implements AutoCloseable {
      * ids (T) → logits (T, vocab), row t predicting the token after ids[t].
      */
     public float[] forward(int[] ids, KVCache cache) {
-        return run(new int[][] {ids}, new KVCache[] {cache}, true)[0];
+        return run(new int[][] {ids}, new KVCache[] {cache}, true, null)[0];
+    }
+
+    /** {@link #forward} with a routing observer (may be null), called once per MoE layer */
+    public float[] forward(int[] ids, KVCache cache, RoutingObserver observer) {
+        return run(new int[][] {ids}, new KVCache[] {cache}, true, observer)[0];
     }
 
     /** like {@link #forward} but computes only the last position's logits → (vocab) */
     public float[] forwardLast(int[] ids, KVCache cache) {
-        return run(new int[][] {ids}, new KVCache[] {cache}, false)[0];
+        return run(new int[][] {ids}, new KVCache[] {cache}, false, null)[0];
     }
 
     /**
@@ -147,13 +219,18 @@ public final class LlamaModel implements AutoCloseable {
      * over all B·T rows. → per sequence: logits (T_b, vocab) when {@code allPositions}, else (vocab) of its last token.
      */
     public float[][] forwardBatch(int[][] ids, KVCache[] caches, boolean allPositions) {
-        return run(ids, caches, allPositions);
+        return run(ids, caches, allPositions, null);
     }
 
-    private float[][] run(int[][] ids, KVCache[] caches, boolean allPositions) {
+    /** {@link #forwardBatch} with a routing observer (may be null); its rows are the B sequences' tokens concatenated */
+    public float[][] forwardBatch(int[][] ids, KVCache[] caches, boolean allPositions, RoutingObserver observer) {
+        return run(ids, caches, allPositions, observer);
+    }
+
+    private float[][] run(int[][] ids, KVCache[] caches, boolean allPositions, RoutingObserver observer) {
         int batch = ids.length;
         if (caches.length != batch) throw new IllegalArgumentException(batch + " sequences but " + caches.length + " KV caches");
-        int d = config.hiddenSize(), ffn = config.intermediateSize(), vocab = config.vocabSize();
+        int d = config.hiddenSize(), vocab = config.vocabSize();
         int heads = config.numAttentionHeads(), kvHeads = config.numKeyValueHeads(), hd = config.headDim();
         int qDim = config.queryDim(), kvDim = config.kvDim();
         float eps = (float) config.rmsNormEps();
@@ -178,6 +255,10 @@ public final class LlamaModel implements AutoCloseable {
                 if (seq[t] < 0 || seq[t] >= vocab)
                     throw new IllegalArgumentException("token id " + seq[t] + " (sequence " + b + ", position " + t
                             + ") is outside the vocabulary [0, " + vocab + ") of " + source);
+            if (config.slidingWindow() > 0 && cache.length + seq.length > config.slidingWindow())
+                throw new UnsupportedOperationException(source + ": sequence " + b + " reaches position " + (cache.length + seq.length - 1)
+                        + " but sliding-window attention (config.json sliding_window " + config.slidingWindow()
+                        + ") is not implemented; positions below the window are exact");
             rowStart[b + 1] = Math.addExact(rowStart[b], seq.length);
         }
         int rows = rowStart[batch];
@@ -196,8 +277,7 @@ public final class LlamaModel implements AutoCloseable {
         float[] v = new float[rows * kvDim];        // (N, kvHeads, hd)
         float[] att = new float[rows * qDim];       // (N, heads, hd)
         float[] proj = new float[rows * d];         // (N, D)
-        float[] gate = new float[rows * ffn];       // (N, F)
-        float[] up = new float[rows * ffn];         // (N, F)
+        FeedForward.Scratch ffnScratch = new FeedForward.Scratch();
 
         backend.embedding(x, tokenEmbedding, allIds);
         for (int l = 0; l < layers.length; l++) {
@@ -225,12 +305,9 @@ public final class LlamaModel implements AutoCloseable {
             }
             backend.matmul(proj, att, rows, layer.wo);
             backend.add(x, proj, rows * d);
-            // SwiGLU MLP block
+            // feed-forward block: SwiGLU MLP or sparse MoE
             backend.rmsNorm(xn, x, layer.postAttentionNorm, rows, eps);
-            backend.matmul(gate, xn, rows, layer.wGate);
-            backend.matmul(up, xn, rows, layer.wUp);
-            backend.swiglu(gate, gate, up, rows * ffn);
-            backend.matmul(proj, gate, rows, layer.wDown);
+            layer.ffn.forward(backend, proj, xn, rows, l, ffnScratch, observer);
             backend.add(x, proj, rows * d);
         }
         for (int b = 0; b < batch; b++) caches[b].length += ids[b].length;

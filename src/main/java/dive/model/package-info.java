@@ -1,5 +1,8 @@
 /**
- * Dense Llama inference: what the CLI and services call.
+ * Llama inference, dense ({@code llama}) or sparse Mixture of Experts ({@code mixtral}): what the CLI and services call.
+ * One decoder with a pluggable feed-forward block ({@link dive.model.FeedForward}: {@link dive.model.DenseFfn} or
+ * {@link dive.model.MoeFfn}); {@link dive.model.RoutingObserver} sees each MoE layer's routing per call;
+ * {@link dive.model.MixtralExport} writes a Hugging Face Mixtral checkpoint.
  *
  * <pre>
  * LlamaModel model = LlamaModel.load(dir, Backends.select());        // config.json + safetensors, shapes checked
@@ -8,6 +11,8 @@
  * float[] next = model.forwardLast(promptIds, cache);                 // prefill, then one id at a time
  * int[] newIds = Generator.generate(model, promptIds, GenerateOptions.greedy(20));
  * Perplexity.Result r = Perplexity.compute(model, ids, window);      // r.perplexity(), r.predictedTokens()
+ * model.forward(ids, cache, (layer, n, routerLogits, expertIds, weights) -> ...);  // MoE routing per layer
+ * MixtralExport.write(outDir, mixtralConfig, namedWeights, MixtralExport.Options.defaults());
  * </pre>
  *
  * A {@link dive.model.LlamaModel} is immutable and may be shared by many threads; a {@link dive.model.KVCache} and a

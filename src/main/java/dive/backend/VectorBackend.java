@@ -1056,22 +1056,23 @@ public final class VectorBackend implements Backend {
         parallelFor(B * nKvHeads, work >= PARALLEL_MIN_FMAS, task -> {
             int b = task / nKvHeads, kvh = task % nKvHeads;
             int tPadded = roundUp(T, L);
-            float[] p = new float[tPadded], dp = new float[tPadded];
-            // keysT, valuesT (headDim, tPadded): scores and dOut·v of L positions are vertical FMAs, no lane sums
+            float[] p = new float[tPadded], dp = new float[tPadded], ds = new float[tPadded];
+            // keysT, valuesT (headDim, tPadded): scores and dOut·v of L positions are vertical FMAs, no lane sums;
+            // dkT, dvT (headDim, tPadded) accumulate dk and dv the same way, transposed back at the end
             float[] keysT = new float[headDim * tPadded], valuesT = new float[headDim * tPadded];
+            float[] dkT = new float[headDim * tPadded], dvT = new float[headDim * tPadded];
             for (int s = 0; s < T; s++) {
                 int kOff = (b * T + s) * kvDim + kvh * headDim;
                 for (int i = 0; i < headDim; i++) {
                     keysT[i * tPadded + s] = k[kOff + i];
                     valuesT[i * tPadded + s] = v[kOff + i];
                 }
-                Arrays.fill(dk, kOff, kOff + headDim, 0f);
-                Arrays.fill(dv, kOff, kOff + headDim, 0f);
             }
             for (int h = kvh * group; h < (kvh + 1) * group; h++)
                 for (int t = 0; t < T; t++) {
                     int qOff = (b * T + t) * qDim + h * headDim;
-                    for (int s0 = 0; s0 <= t; s0 += L) {
+                    int sEnd = roundUp(t + 1, L);   // positions 0 .. t, padded to whole vectors
+                    for (int s0 = 0; s0 < sEnd; s0 += L) {
                         FloatVector score = FloatVector.zero(F), dpv = score;
                         for (int i = 0, row = s0; i < headDim; i++, row += tPadded) {
                             score = FloatVector.broadcast(F, q[qOff + i]).fma(FloatVector.fromArray(F, keysT, row), score);
@@ -1081,17 +1082,31 @@ public final class VectorBackend implements Backend {
                         dpv.intoArray(dp, s0);
                     }
                     softmax(p, 0, t + 1);
+                    Arrays.fill(p, t + 1, sEnd, 0f);   // the padding must add nothing below
                     float pdp = 0f;
                     for (int s = 0; s <= t; s++) pdp += p[s] * dp[s];
-                    Arrays.fill(dq, qOff, qOff + headDim, 0f);
-                    for (int s = 0; s <= t; s++) {
-                        int kOff = (b * T + s) * kvDim + kvh * headDim;
-                        float ds = p[s] * (dp[s] - pdp) * scale;
-                        axpy(dq, qOff, ds, k, kOff, headDim);
-                        axpy(dk, kOff, ds, q, qOff, headDim);
-                        axpy(dv, kOff, p[s], dOut, qOff, headDim);
+                    for (int s = 0; s <= t; s++) ds[s] = p[s] * (dp[s] - pdp) * scale;
+                    Arrays.fill(ds, t + 1, sEnd, 0f);
+                    // dq[i] = Σ_s ds[s]·k[s, i];  dk[s, i] += ds[s]·q[i];  dv[s, i] += p[s]·dOut[i]
+                    for (int i = 0, row = 0; i < headDim; i++, row += tPadded) {
+                        FloatVector acc = FloatVector.zero(F);
+                        FloatVector qi = FloatVector.broadcast(F, q[qOff + i]), gi = FloatVector.broadcast(F, dOut[qOff + i]);
+                        for (int s0 = 0; s0 < sEnd; s0 += L) {
+                            FloatVector dsv = FloatVector.fromArray(F, ds, s0);
+                            acc = dsv.fma(FloatVector.fromArray(F, keysT, row + s0), acc);
+                            dsv.fma(qi, FloatVector.fromArray(F, dkT, row + s0)).intoArray(dkT, row + s0);
+                            FloatVector.fromArray(F, p, s0).fma(gi, FloatVector.fromArray(F, dvT, row + s0)).intoArray(dvT, row + s0);
+                        }
+                        dq[qOff + i] = sumLanes(acc);
                     }
                 }
+            for (int s = 0; s < T; s++) {
+                int kOff = (b * T + s) * kvDim + kvh * headDim;
+                for (int i = 0; i < headDim; i++) {
+                    dk[kOff + i] = dkT[i * tPadded + s];
+                    dv[kOff + i] = dvT[i * tPadded + s];
+                }
+            }
         });
     }
 
@@ -1106,13 +1121,6 @@ public final class VectorBackend implements Backend {
         return s;
     }
 
-    /** y[yo + i] += a·x[xo + i], i &lt; n */
-    private static void axpy(float[] y, int yo, float a, float[] x, int xo, int n) {
-        int i = 0;
-        for (int upper = n - n % L; i < upper; i += L)
-            FloatVector.fromArray(F, x, xo + i).fma(FloatVector.broadcast(F, a), FloatVector.fromArray(F, y, yo + i)).intoArray(y, yo + i);
-        for (; i < n; i++) y[yo + i] += a * x[xo + i];
-    }
 
     @Override
     public void swigluBackward(float[] dGate, float[] dUp, float[] dOut, float[] gate, float[] up, int n) {

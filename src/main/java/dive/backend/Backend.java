@@ -182,4 +182,21 @@ public interface Backend {
      * expertWeights (N, k) → y (N, d), overwritten.
      */
     void combineExperts(float[] y, float[] expertOut, int[] slotRow, float[] expertWeights, int n, int k, int d);
+
+    // ---------------------------------------------------------------- Mixture of Experts: training
+
+    /**
+     * Gradient of {@link #combineExperts}: for every token t and slot s, with r = slotRow[t, s],
+     * dExpertOut[r, :] = expertWeights[t, s] · dy[t, :] and dWeights[t, s] = Σ_i dy[t, i] · expertOut[r, i].
+     * dy (N, d), expertOut (N·k, d), slotRow, expertWeights (N, k) → dExpertOut (N·k, d), dWeights (N, k), both
+     * overwritten (slotRow is a permutation, so every row of dExpertOut is written once).
+     */
+    void combineExpertsBackward(float[] dExpertOut, float[] dWeights, float[] dy, float[] expertOut, int[] slotRow,
+                                float[] expertWeights, int n, int k, int d);
+
+    /**
+     * Gradient of {@link #gather}, accumulated: x[rows[r], :] += src[r, :] for r = 0, 1, ..., count − 1 in that order
+     * (a fixed order per destination row: deterministic). src (count, width) → x (·, width).
+     */
+    void scatterAddRows(float[] x, float[] src, int[] rows, int count, int width);
 }

@@ -312,4 +312,26 @@ public class ScalarBackend implements Backend {
             }
         }
     }
+
+    @Override
+    public void combineExpertsBackward(float[] dExpertOut, float[] dWeights, float[] dy, float[] expertOut, int[] slotRow,
+                                       float[] expertWeights, int n, int k, int d) {
+        for (int t = 0; t < n; t++) {
+            for (int s = 0; s < k; s++) {
+                int r = slotRow[t * k + s];
+                float g = expertWeights[t * k + s], dot = 0f;
+                for (int i = 0; i < d; i++) {
+                    dExpertOut[r * d + i] = g * dy[t * d + i];
+                    dot += dy[t * d + i] * expertOut[r * d + i];
+                }
+                dWeights[t * k + s] = dot;
+            }
+        }
+    }
+
+    @Override
+    public void scatterAddRows(float[] x, float[] src, int[] rows, int count, int width) {
+        for (int r = 0; r < count; r++)
+            for (int i = 0; i < width; i++) x[rows[r] * width + i] += src[r * width + i];
+    }
 }

@@ -1451,4 +1451,37 @@ public final class VectorBackend implements Backend {
             }
         });
     }
+
+    /** tokens cut into chunks (by shape only); each (token, slot) owns its row of dExpertOut, so no two tasks write the same place */
+    @Override
+    public void combineExpertsBackward(float[] dExpertOut, float[] dWeights, float[] dy, float[] expertOut, int[] slotRow,
+                                       float[] expertWeights, int n, int k, int d) {
+        int tasks = (n + MOE_TOKENS_PER_TASK - 1) / MOE_TOKENS_PER_TASK;
+        int upper = d - d % L;
+        parallelFor(tasks, (long) n * k * d >= PARALLEL_MIN_FMAS, task -> {
+            for (int t = task * MOE_TOKENS_PER_TASK, end = Math.min(n, t + MOE_TOKENS_PER_TASK); t < end; t++) {
+                for (int s = 0; s < k; s++) {
+                    int r = slotRow[t * k + s], yo = t * d, ro = r * d, i = 0;
+                    FloatVector g = FloatVector.broadcast(F, expertWeights[t * k + s]), dot = FloatVector.zero(F);
+                    for (; i < upper; i += L) {
+                        FloatVector dyv = FloatVector.fromArray(F, dy, yo + i);
+                        dyv.mul(g).intoArray(dExpertOut, ro + i);
+                        dot = dyv.fma(FloatVector.fromArray(F, expertOut, ro + i), dot);
+                    }
+                    float acc = dot.reduceLanes(VectorOperators.ADD), gs = expertWeights[t * k + s];
+                    for (; i < d; i++) {
+                        dExpertOut[ro + i] = gs * dy[yo + i];
+                        acc += dy[yo + i] * expertOut[ro + i];
+                    }
+                    dWeights[t * k + s] = acc;
+                }
+            }
+        });
+    }
+
+    /** rows in order (several may add into the same destination row), each row's add vectorized: the scalar reference's roundings */
+    @Override
+    public void scatterAddRows(float[] x, float[] src, int[] rows, int count, int width) {
+        for (int r = 0; r < count; r++) addScaled(x, rows[r] * width, src, r * width, 1f, width);
+    }
 }

@@ -8,6 +8,7 @@ import dive.io.Checkpoint;
 import dive.io.SafetensorsWriter;
 import dive.model.LlamaConfig;
 import dive.model.LlamaModel;
+import dive.model.MixtralExport;
 import dive.model.RopeFrequencies;
 import dive.tensor.DType;
 import dive.tensor.Tensor;
@@ -55,10 +56,12 @@ public final class TrainableLlama implements TrainableModel {
     /**
      * LoRA adapters as PEFT's LoraConfig: rank r, alpha (scale α/r), dropout p on the adapter's input
      * (training only, mask drawn from {@code seed} and the step number), target module names
-     * (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj).
+     * (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; w1, w2, w3 for the experts of MoE layers).
      */
     public record LoraConfig(int rank, double alpha, double dropout, Set<String> targetModules, long seed) {
-        public static final Set<String> MODULES = Set.of("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj");
+        /** the Llama projections, and Mixtral's expert linears w1 (gate), w3 (up), w2 (down) of every expert */
+        public static final Set<String> MODULES = Set.of("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+                "w1", "w2", "w3");
 
         public LoraConfig {
             if (rank < 1) throw new IllegalArgumentException("LoRA rank must be ≥ 1, got " + rank);
@@ -71,7 +74,8 @@ public final class TrainableLlama implements TrainableModel {
     }
 
     /** y (N, out) = x (N, in) · Wᵀ [+ (α/r)·(dropout(x)·Aᵀ)·Bᵀ] */
-    private final class Linear {
+    static final class Linear {
+        final Backend backend;
         final String module;  // "q_proj"
         final String path;    // "model.layers.0.self_attn.q_proj"
         final Parameter weight;
@@ -80,7 +84,8 @@ public final class TrainableLlama implements TrainableModel {
         float loraScale;
         double dropout;
 
-        Linear(String module, String path, Parameter weight) {
+        Linear(Backend backend, String module, String path, Parameter weight) {
+            this.backend = backend;
             this.module = module;
             this.path = path;
             this.weight = weight;
@@ -140,15 +145,22 @@ public final class TrainableLlama implements TrainableModel {
         }
     }
 
+    /** a decoder layer; its FFN is dense (gate, up, down) or an MoE block (moe; gate, up, down null) */
     private record Layer(Parameter inputNorm, Linear q, Linear k, Linear v, Linear o,
-                         Parameter postAttentionNorm, Linear gate, Linear up, Linear down) {
-        List<Linear> linears() { return List.of(q, k, v, o, gate, up, down); }
+                         Parameter postAttentionNorm, Linear gate, Linear up, Linear down, MoeBlock moe) {
+        List<Linear> linears() {
+            List<Linear> all = new ArrayList<>(List.of(q, k, v, o));
+            if (moe == null) all.addAll(List.of(gate, up, down));
+            else all.addAll(moe.linears());
+            return all;
+        }
     }
 
     /** the activations of one layer kept for the backward, all (N, ·) */
     private static final class LayerActivations {
         float[] xIn, xn1, q, k, v, att, xMid, xn2, gate, up, h;
         Linear.Saved sq, sk, sv, so, sGate, sUp, sDown;
+        MoeBlock.Saved moe;
     }
 
     private final LlamaConfig config;
@@ -164,9 +176,16 @@ public final class TrainableLlama implements TrainableModel {
     private LoraConfig lora;
     private Map<Parameter, Boolean> trainableBeforeLora;
     private long trainingSteps;      // counts lossAndGradients calls (dropout masks)
+    private RoutingMode routing = RoutingMode.TOP_K;
+    private double auxLossCoef;      // 0: no load-balancing loss
+    private int[][] lastExpertLoad;  // (layers, E) top-k assignments of the last training batch; null rows for dense layers
+    private double lastAuxLoss = Double.NaN, lastLmLoss = Double.NaN;
 
     private TrainableLlama(LlamaConfig config, Backend backend, double initStd, Function<String, Tensor> source) {
-        if (!config.modelType().equals("llama")) throw new IllegalArgumentException("model_type '" + config.modelType() + "' is not a dense Llama model");
+        boolean mixtral = config.modelType().equals("mixtral");
+        if (!config.modelType().equals("llama") && !mixtral)
+            throw new IllegalArgumentException("model_type '" + config.modelType() + "' is not a Llama or Mixtral model");
+        if (mixtral && config.moe() == null) throw new IllegalArgumentException("model_type mixtral without its expert fields (num_local_experts, num_experts_per_tok)");
         this.config = config;
         this.backend = backend;
         this.initStd = initStd;
@@ -179,11 +198,19 @@ public final class TrainableLlama implements TrainableModel {
             // named_parameters() order of transformers: attention, MLP, then the two norms
             Linear q = linear("q_proj", p + "self_attn.q_proj", source), k = linear("k_proj", p + "self_attn.k_proj", source);
             Linear v = linear("v_proj", p + "self_attn.v_proj", source), o = linear("o_proj", p + "self_attn.o_proj", source);
-            Linear gate = linear("gate_proj", p + "mlp.gate_proj", source), up = linear("up_proj", p + "mlp.up_proj", source);
-            Linear down = linear("down_proj", p + "mlp.down_proj", source);
-            layers[l] = new Layer(param(p + "input_layernorm.weight", source), q, k, v, o,
-                    param(p + "post_attention_layernorm.weight", source), gate, up, down);
-            for (Linear lin : layers[l].linears()) layerParams.add(lin.weight);
+            if (mixtral) {
+                MoeBlock moe = moeBlock(p + "block_sparse_moe", source);
+                layers[l] = new Layer(param(p + "input_layernorm.weight", source), q, k, v, o,
+                        param(p + "post_attention_layernorm.weight", source), null, null, null, moe);
+                for (Linear lin : List.of(q, k, v, o)) layerParams.add(lin.weight);
+                layerParams.addAll(moe.parameters());
+            } else {
+                Linear gate = linear("gate_proj", p + "mlp.gate_proj", source), up = linear("up_proj", p + "mlp.up_proj", source);
+                Linear down = linear("down_proj", p + "mlp.down_proj", source);
+                layers[l] = new Layer(param(p + "input_layernorm.weight", source), q, k, v, o,
+                        param(p + "post_attention_layernorm.weight", source), gate, up, down, null);
+                for (Linear lin : layers[l].linears()) layerParams.add(lin.weight);
+            }
             layerParams.add(layers[l].inputNorm);
             layerParams.add(layers[l].postAttentionNorm);
         }
@@ -196,7 +223,23 @@ public final class TrainableLlama implements TrainableModel {
     }
 
     private Linear linear(String module, String path, Function<String, Tensor> source) {
-        return new Linear(module, path, param(path + ".weight", source));
+        return new Linear(backend, module, path, param(path + ".weight", source));
+    }
+
+    /** Mixtral's block_sparse_moe: gate.weight (E, d), experts.{e}.w1/w3 (I_e, d), w2 (d, I_e), bias (d) when declared */
+    private MoeBlock moeBlock(String path, Function<String, Tensor> source) {
+        int experts = config.moe().numLocalExperts();
+        Parameter router = param(path + ".gate.weight", source);
+        Linear[] w1 = new Linear[experts], w3 = new Linear[experts], w2 = new Linear[experts];
+        Parameter[] bias = config.moe().expertBias() ? new Parameter[experts] : null;
+        for (int e = 0; e < experts; e++) {
+            String ep = path + ".experts." + e + ".";
+            w1[e] = linear("w1", ep + "w1", source);
+            w2[e] = linear("w2", ep + "w2", source);
+            w3[e] = linear("w3", ep + "w3", source);
+            if (bias != null) bias[e] = param(ep + "bias", source);
+        }
+        return new MoeBlock(backend, path, router, w1, w3, w2, bias, config.moe().numExpertsPerTok());
     }
 
     private Parameter param(String name, Function<String, Tensor> source) {
@@ -213,6 +256,7 @@ public final class TrainableLlama implements TrainableModel {
             long[] shape = expectedShape(config, name);
             float[] values = new float[Math.toIntExact(Tensor.numel(shape))];
             if (name.endsWith("norm.weight")) Arrays.fill(values, 1f);
+            else if (name.endsWith(".bias")) Arrays.fill(values, 0f); // expert output biases start at zero
             else for (int i = 0; i < values.length; i++) values[i] = (float) (random.nextGaussian() * initStd);
             return Tensor.ofFloats(name, values, shape);
         });
@@ -233,7 +277,10 @@ public final class TrainableLlama implements TrainableModel {
         return new TrainableLlama(config, backend, DEFAULT_INIT_STD, weights);
     }
 
-    /** copies a Hugging Face Llama folder ({@code config.json} + safetensors) into trainable F32 parameters */
+    /**
+     * copies a Hugging Face Llama or Mixtral folder ({@code config.json} + safetensors; Mixtral expert biases when
+     * config.json declares {@code dive_expert_bias}) into trainable F32 parameters
+     */
     public static TrainableLlama fromCheckpoint(Path dir, Backend backend) throws IOException {
         LlamaConfig config = LlamaConfig.load(dir);
         try (Checkpoint checkpoint = Checkpoint.open(dir)) {
@@ -250,6 +297,10 @@ public final class TrainableLlama implements TrainableModel {
         if (name.endsWith("o_proj.weight")) return new long[] {d, c.queryDim()};
         if (name.endsWith("gate_proj.weight") || name.endsWith("up_proj.weight")) return new long[] {f, d};
         if (name.endsWith("down_proj.weight")) return new long[] {d, f};
+        if (name.endsWith("block_sparse_moe.gate.weight") && c.moe() != null) return new long[] {c.moe().numLocalExperts(), d};
+        if (name.endsWith(".w1.weight") || name.endsWith(".w3.weight")) return new long[] {f, d};
+        if (name.endsWith(".w2.weight")) return new long[] {d, f};
+        if (name.endsWith(".bias")) return new long[] {d};
         throw new IllegalArgumentException("no shape known for parameter '" + name + "'");
     }
 
@@ -326,6 +377,83 @@ public final class TrainableLlama implements TrainableModel {
         trainableBeforeLora = null;
     }
 
+    // ---------------------------------------------------------------- Mixture of Experts
+
+    /** true when the layers' FFNs are MoE blocks (a Mixtral config) */
+    public boolean isMoe() { return config.moe() != null; }
+
+    /** how MoE layers route while training and evaluating ({@link RoutingMode#TOP_K} by default); ignored by dense models */
+    public void setRouting(RoutingMode routing) {
+        if (routing == null) throw new IllegalArgumentException("routing mode: expected TOP_K or a Soft(temperature), got null");
+        this.routing = routing;
+    }
+
+    public RoutingMode routing() { return routing; }
+
+    /**
+     * Mixtral's auxiliary load-balancing loss, added to the training loss as transformers does with
+     * {@code output_router_logits}: {@code coef · E · Σ_e f_e · P_e}, pooled over the rows of ALL MoE layers
+     * (L·N rows): f_e = top-k assignments of expert e / (L·N) (so Σ f = k), P_e = mean over the L·N rows of
+     * softmax(z)_e over all E experts (temperature 1, whatever the routing mode). f is a constant for the gradient.
+     * 0 (the default, and the paper's choice) turns it off.
+     */
+    public void setAuxLossCoef(double coef) {
+        if (!(coef >= 0) || Double.isInfinite(coef)) throw new IllegalArgumentException("aux loss coefficient must be ≥ 0 and finite, got " + coef);
+        this.auxLossCoef = coef;
+    }
+
+    public double auxLossCoef() { return auxLossCoef; }
+
+    /** tokens routed to each expert (top-k assignments) per layer in the last training batch: (layers, E); null before */
+    public int[][] lastExpertLoad() { return lastExpertLoad == null ? null : Arrays.stream(lastExpertLoad).map(r -> r == null ? null : r.clone()).toArray(int[][]::new); }
+
+    /** the auxiliary loss (before the coefficient) of the last training batch, NaN without one */
+    public double lastAuxLoss() { return lastAuxLoss; }
+
+    /** the cross-entropy part of the last training loss */
+    public double lastLmLoss() { return lastLmLoss; }
+
+    /**
+     * the load-balancing loss E·Σ f_e·P_e of the forward f (without coef) and, when dLogits is not null, its gradient
+     * times {@code scale} on each MoE layer's router logits (dLogits[l] (N, E), created here)
+     */
+    private double auxLoss(Forward f, float[][] dLogits, double scale) {
+        int e = config.moe().numLocalExperts(), n = f.N, moeLayers = 0;
+        double[] counts = new double[e], probSum = new double[e];
+        float[][] probs = new float[layers.length][];
+        for (int l = 0; l < layers.length; l++) {
+            MoeBlock.Saved s = f.acts[l].moe;
+            if (s == null) continue;
+            moeLayers++;
+            for (int x = 0; x < e; x++) counts[x] += s.topKCounts[x];
+            probs[l] = s.logits.clone();
+            for (int t = 0; t < n; t++) {
+                backend.softmax(probs[l], t * e, e);
+                for (int x = 0; x < e; x++) probSum[x] += probs[l][t * e + x];
+            }
+        }
+        double rows = (double) moeLayers * n, aux = 0;
+        double[] fraction = new double[e];
+        for (int x = 0; x < e; x++) {
+            fraction[x] = counts[x] / rows;
+            aux += fraction[x] * probSum[x] / rows;
+        }
+        aux *= e;
+        if (dLogits != null) {
+            // ∂aux/∂z_row = (E / (L·N)) · p ⊙ (f − p·f)
+            for (int l = 0; l < layers.length; l++) {
+                if (probs[l] == null) continue;
+                float[] p = probs[l], dz = dLogits[l] = new float[n * e];
+                for (int t = 0; t < n; t++) {
+                    double pf = 0;
+                    for (int x = 0; x < e; x++) pf += p[t * e + x] * fraction[x];
+                    for (int x = 0; x < e; x++) dz[t * e + x] = (float) (scale * e / rows * p[t * e + x] * (fraction[x] - pf));
+                }
+            }
+        }
+        return aux;
+    }
+
     // ---------------------------------------------------------------- forward and backward
 
     /** what one forward kept */
@@ -335,6 +463,7 @@ public final class TrainableLlama implements TrainableModel {
         LayerActivations[] acts;
         float[] xFinal, xnFinal;            // (N, D)
         float[] logits;                     // (N, vocab)
+        float[][] dRouterLogitsAux;         // per MoE layer (N, E): the aux loss's gradient; null without
     }
 
     @Override
@@ -343,6 +472,17 @@ public final class TrainableLlama implements TrainableModel {
         trainingSteps++;
         Forward f = forward(batch, dropout);
         double loss = backend.crossEntropy(f.logits, f.logits, f.targets, f.N, config.vocabSize(), gradScale);
+        lastLmLoss = loss;
+        lastAuxLoss = Double.NaN;
+        if (isMoe()) {
+            lastExpertLoad = new int[layers.length][];
+            for (int l = 0; l < layers.length; l++) if (f.acts[l].moe != null) lastExpertLoad[l] = f.acts[l].moe.topKCounts.clone();
+            if (auxLossCoef > 0) {
+                f.dRouterLogitsAux = new float[layers.length][];
+                lastAuxLoss = auxLoss(f, f.dRouterLogitsAux, (double) gradScale * auxLossCoef);
+                loss += auxLossCoef * lastAuxLoss;
+            }
+        }
         backward(f, f.logits);
         return loss;
     }
@@ -350,6 +490,7 @@ public final class TrainableLlama implements TrainableModel {
     @Override
     public void restoreTrainingCalls(long calls) { trainingSteps = calls; }
 
+    /** the mean cross-entropy on {@code batch} (no auxiliary loss, no dropout), with the current routing mode */
     @Override
     public double loss(int[][] batch) {
         Forward f = forward(batch, null);
@@ -372,6 +513,9 @@ public final class TrainableLlama implements TrainableModel {
         f.B = batch.length;
         f.T = batch[0].length - 1;
         if (f.T < 1) throw new IllegalArgumentException("batch sequences have " + batch[0].length + " tokens, expected T + 1 ≥ 2");
+        if (config.slidingWindow() > 0 && f.T > config.slidingWindow())
+            throw new IllegalArgumentException("batch sequences have " + f.T + " positions but the model's sliding_window is "
+                    + config.slidingWindow() + " (training attends to the whole prefix): use sequences of at most that length");
         f.N = Math.multiplyExact(f.B, f.T);
         int B = f.B, T = f.T, N = f.N;
         f.inputs = new int[N];
@@ -425,6 +569,12 @@ public final class TrainableLlama implements TrainableModel {
             backend.add(a.xMid, proj, N * d);
             a.xn2 = new float[N * d];
             backend.rmsNorm(a.xn2, a.xMid, layer.postAttentionNorm.value(), N, eps);
+            if (layer.moe != null) {
+                a.moe = layer.moe.forward(proj, a.xn2, N, routing, dropout);
+                x = a.xMid.clone();
+                backend.add(x, proj, N * d);
+                continue;
+            }
             a.gate = new float[N * ffn];
             a.up = new float[N * ffn];
             a.sGate = layer.gate.forward(a.gate, a.xn2, N, dropout);
@@ -455,16 +605,22 @@ public final class TrainableLlama implements TrainableModel {
         backend.matmulBackwardInput(dxn, dLogits, N, lmHead.value());
         float[] dx = new float[N * d];  // ∂loss/∂(residual stream)
         backend.rmsNormBackward(dx, finalNorm.trainable() ? finalNorm.grad() : null, dxn, f.xFinal, finalNorm.value(), N, eps);
-        float[] dh = new float[N * ffn], dGate = new float[N * ffn], dUp = new float[N * ffn];
+        boolean dense = !isMoe();
+        float[] dh = dense ? new float[N * ffn] : null, dGate = dense ? new float[N * ffn] : null, dUp = dense ? new float[N * ffn] : null;
         float[] dAtt = new float[N * qDim], dq = new float[N * qDim], dk = new float[N * kvDim], dv = new float[N * kvDim];
         for (int l = layers.length - 1; l >= 0; l--) {
             Layer layer = layers[l];
             LayerActivations a = f.acts[l];
-            // MLP block: xOut = xMid + down(swiglu(gate(xn2), up(xn2)))
-            layer.down.backward(dh, false, dx, a.h, N, a.sDown);
-            backend.swigluBackward(dGate, dUp, dh, a.gate, a.up, N * ffn);
-            layer.gate.backward(dxn, false, dGate, a.xn2, N, a.sGate);
-            layer.up.backward(dxn, true, dUp, a.xn2, N, a.sUp);
+            if (layer.moe != null) {
+                // MoE block: xOut = xMid + moe(xn2)
+                layer.moe.backward(dxn, dx, a.moe, f.dRouterLogitsAux == null ? null : f.dRouterLogitsAux[l]);
+            } else {
+                // MLP block: xOut = xMid + down(swiglu(gate(xn2), up(xn2)))
+                layer.down.backward(dh, false, dx, a.h, N, a.sDown);
+                backend.swigluBackward(dGate, dUp, dh, a.gate, a.up, N * ffn);
+                layer.gate.backward(dxn, false, dGate, a.xn2, N, a.sGate);
+                layer.up.backward(dxn, true, dUp, a.xn2, N, a.sUp);
+            }
             backend.rmsNormBackward(dxn, layer.postAttentionNorm.trainable() ? layer.postAttentionNorm.grad() : null, dxn, a.xMid,
                     layer.postAttentionNorm.value(), N, eps);
             backend.add(dx, dxn, N * d);
@@ -490,10 +646,22 @@ public final class TrainableLlama implements TrainableModel {
      * {@code dtype}, F32 or BF16; without {@code lm_head.weight} when tied, as transformers saves),
      * {@code config.json} in transformers 5 form, and {@code tokenizer.json} copied from {@code tokenizerJson}
      * when it is not null. Every file is written atomically; config.json comes after the weights.
+     * <p>An MoE model is written as a Mixtral checkpoint by {@link MixtralExport} into {@code dir}, which must then be
+     * new or empty (the whole folder appears at once); expert biases that are not all zero are written as this
+     * engine's {@code dive_expert_bias} extension, all-zero ones are left out (a stock Mixtral checkpoint).
      */
     public void saveCheckpoint(Path dir, Path tokenizerJson, DType dtype) throws IOException {
         if (lora != null) throw new IllegalStateException("LoRA adapters are attached: call mergeLora() before saving a checkpoint");
         if (dtype != DType.F32 && dtype != DType.BF16) throw new IllegalArgumentException("checkpoint dtype " + dtype + ": expected F32 or BF16");
+        if (isMoe()) {
+            try (Arena temp = Arena.ofConfined()) {
+                Map<String, Tensor> weights = new LinkedHashMap<>();
+                for (Parameter p : parameters) weights.put(p.name(), dtype == DType.BF16 ? toBf16(p.value(), temp) : p.value());
+                MixtralExport.write(dir, config, weights, MixtralExport.Options.defaults().withExpertBias(true));
+            }
+            if (tokenizerJson != null) AtomicFiles.writeString(dir.resolve("tokenizer.json"), Files.readString(tokenizerJson));
+            return;
+        }
         Files.createDirectories(dir);
         List<Tensor> tensors = new ArrayList<>();
         try (Arena temp = Arena.ofConfined()) {
@@ -510,6 +678,12 @@ public final class TrainableLlama implements TrainableModel {
         }
         if (tokenizerJson != null) AtomicFiles.writeString(dir.resolve("tokenizer.json"), Files.readString(tokenizerJson));
         AtomicFiles.writeString(dir.resolve("config.json"), configJson(dtype));
+    }
+
+    private static Tensor toBf16(Tensor v, Arena arena) {
+        MemorySegment seg = arena.allocate(v.numel() * 2, 2);
+        for (long i = 0; i < v.numel(); i++) seg.setAtIndex(Tensor.I16, i, DType.floatToBf16(v.getFloat(i)));
+        return new Tensor(v.name(), DType.BF16, v.shape(), seg);
     }
 
     /** config.json as transformers 5 writes it for LlamaForCausalLM */

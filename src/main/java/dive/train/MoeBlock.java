@@ -196,4 +196,50 @@ final class MoeBlock {
         backend.matmulBackwardInput(dxRouter, dLogits, rows, router.value());
         backend.add(dxn, dxRouter, rows * d);
     }
+
+    /**
+     * Mixtral's load-balancing loss over the forwards of several MoE layers (null entries are dense layers, skipped),
+     * as transformers' {@code load_balancing_loss_func} without attention mask: the rows of all layers pooled (L·N rows),
+     * f_e = top-k assignments of e / (L·N) (Σ f = k), P_e = mean over the rows of softmax(z)_e over all E experts,
+     * aux = E · Σ_e f_e · P_e. When {@code dLogits} is not null, dLogits[l] (N, E) receives {@code scale} · ∂aux/∂z
+     * of layer l = scale · (E / (L·N)) · p ⊙ (f − p·f) per row (f held constant).
+     */
+    static double auxLoss(Backend backend, Saved[] layers, float[][] dLogits, double scale) {
+        int e = -1, moeLayers = 0;
+        double rows = 0;
+        for (Saved s : layers) if (s != null) { e = s.logits.length / s.rows; moeLayers++; rows += s.rows; }
+        if (moeLayers == 0) throw new IllegalArgumentException("aux loss: no MoE layer");
+        double[] counts = new double[e], probSum = new double[e];
+        float[][] probs = new float[layers.length][];
+        for (int l = 0; l < layers.length; l++) {
+            Saved s = layers[l];
+            if (s == null) continue;
+            for (int x = 0; x < e; x++) counts[x] += s.topKCounts[x];
+            probs[l] = s.logits.clone();
+            for (int t = 0; t < s.rows; t++) {
+                backend.softmax(probs[l], t * e, e);
+                for (int x = 0; x < e; x++) probSum[x] += probs[l][t * e + x];
+            }
+        }
+        double aux = 0;
+        double[] fraction = new double[e];
+        for (int x = 0; x < e; x++) {
+            fraction[x] = counts[x] / rows;
+            aux += fraction[x] * probSum[x] / rows;
+        }
+        aux *= e;
+        if (dLogits != null) {
+            for (int l = 0; l < layers.length; l++) {
+                if (probs[l] == null) continue;
+                int n = layers[l].rows;
+                float[] p = probs[l], dz = dLogits[l] = new float[n * e];
+                for (int t = 0; t < n; t++) {
+                    double pf = 0;
+                    for (int x = 0; x < e; x++) pf += p[t * e + x] * fraction[x];
+                    for (int x = 0; x < e; x++) dz[t * e + x] = (float) (scale * e / rows * p[t * e + x] * (fraction[x] - pf));
+                }
+            }
+        }
+        return aux;
+    }
 }

@@ -413,47 +413,6 @@ public final class TrainableLlama implements TrainableModel {
     /** the cross-entropy part of the last training loss */
     public double lastLmLoss() { return lastLmLoss; }
 
-    /**
-     * the load-balancing loss E·Σ f_e·P_e of the forward f (without coef) and, when dLogits is not null, its gradient
-     * times {@code scale} on each MoE layer's router logits (dLogits[l] (N, E), created here)
-     */
-    private double auxLoss(Forward f, float[][] dLogits, double scale) {
-        int e = config.moe().numLocalExperts(), n = f.N, moeLayers = 0;
-        double[] counts = new double[e], probSum = new double[e];
-        float[][] probs = new float[layers.length][];
-        for (int l = 0; l < layers.length; l++) {
-            MoeBlock.Saved s = f.acts[l].moe;
-            if (s == null) continue;
-            moeLayers++;
-            for (int x = 0; x < e; x++) counts[x] += s.topKCounts[x];
-            probs[l] = s.logits.clone();
-            for (int t = 0; t < n; t++) {
-                backend.softmax(probs[l], t * e, e);
-                for (int x = 0; x < e; x++) probSum[x] += probs[l][t * e + x];
-            }
-        }
-        double rows = (double) moeLayers * n, aux = 0;
-        double[] fraction = new double[e];
-        for (int x = 0; x < e; x++) {
-            fraction[x] = counts[x] / rows;
-            aux += fraction[x] * probSum[x] / rows;
-        }
-        aux *= e;
-        if (dLogits != null) {
-            // ∂aux/∂z_row = (E / (L·N)) · p ⊙ (f − p·f)
-            for (int l = 0; l < layers.length; l++) {
-                if (probs[l] == null) continue;
-                float[] p = probs[l], dz = dLogits[l] = new float[n * e];
-                for (int t = 0; t < n; t++) {
-                    double pf = 0;
-                    for (int x = 0; x < e; x++) pf += p[t * e + x] * fraction[x];
-                    for (int x = 0; x < e; x++) dz[t * e + x] = (float) (scale * e / rows * p[t * e + x] * (fraction[x] - pf));
-                }
-            }
-        }
-        return aux;
-    }
-
     // ---------------------------------------------------------------- forward and backward
 
     /** what one forward kept */
@@ -478,8 +437,10 @@ public final class TrainableLlama implements TrainableModel {
             lastExpertLoad = new int[layers.length][];
             for (int l = 0; l < layers.length; l++) if (f.acts[l].moe != null) lastExpertLoad[l] = f.acts[l].moe.topKCounts.clone();
             if (auxLossCoef > 0) {
+                MoeBlock.Saved[] saved = new MoeBlock.Saved[layers.length];
+                for (int l = 0; l < layers.length; l++) saved[l] = f.acts[l].moe;
                 f.dRouterLogitsAux = new float[layers.length][];
-                lastAuxLoss = auxLoss(f, f.dRouterLogitsAux, (double) gradScale * auxLossCoef);
+                lastAuxLoss = MoeBlock.auxLoss(backend, saved, f.dRouterLogitsAux, (double) gradScale * auxLossCoef);
                 loss += auxLossCoef * lastAuxLoss;
             }
         }

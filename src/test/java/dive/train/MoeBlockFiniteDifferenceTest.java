@@ -1,0 +1,210 @@
+package dive.train;
+
+import dive.backend.Backend;
+import dive.backend.ScalarBackend;
+import dive.backend.VectorBackend;
+import dive.tensor.Tensor;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.lang.foreign.Arena;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Random;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * {@link MoeBlock}'s backward against central finite differences of an independent double-precision implementation
+ * of the block written here from the definition (router logits, top-k with distinct logits or soft softmax(z/t),
+ * SwiGLU experts with output biases, weighted sum), on the scalar loss L = Σ y ⊙ r + c · aux with a fixed random r
+ * and Mixtral's load-balancing loss aux (f constant). Every element of the router, of every expert's w1, w3, w2 and
+ * bias, and of the input x is checked (h = 1e-5 in double); per tensor max|ours − fd| ≤ 2e-4 · max|fd|. The forward
+ * output is checked against the same reference. Top-k cases need a margin between the k-th and (k+1)-th logit of
+ * every token far above the perturbation, asserted first.
+ */
+class MoeBlockFiniteDifferenceTest {
+    static final int E = 3, D = 6, I = 5, N = 5;
+
+    record Case(String name, int k, RoutingMode mode, double auxCoef, Backend backend) {
+        @Override public String toString() { return name + " on " + backend.name(); }
+    }
+
+    static Stream<Arguments> cases() {
+        List<Arguments> cases = new ArrayList<>();
+        for (Backend b : new Backend[] {new ScalarBackend(), new VectorBackend(2)}) {
+            cases.add(Arguments.of(new Case("top-2", 2, RoutingMode.TOP_K, 0, b)));
+            cases.add(Arguments.of(new Case("top-1", 1, RoutingMode.TOP_K, 0, b)));
+            cases.add(Arguments.of(new Case("top-2 + aux 0.7", 2, RoutingMode.TOP_K, 0.7, b)));
+            cases.add(Arguments.of(new Case("soft t=0.5", 2, RoutingMode.soft(0.5), 0, b)));
+            cases.add(Arguments.of(new Case("soft t=0.05 + aux 0.7", 1, RoutingMode.soft(0.05), 0.7, b)));
+        }
+        return cases.stream();
+    }
+
+    /** all the block's numbers in double: router (E·D), then per expert w1 (I·D), w3 (I·D), w2 (D·I), bias (D), then x (N·D) */
+    static final int ROUTER = 0, EXPERTS = E * D, PER_EXPERT = 3 * I * D + D, X = EXPERTS + E * PER_EXPERT, TOTAL = X + N * D;
+
+    static int w1(int e) { return EXPERTS + e * PER_EXPERT; }
+    static int w3(int e) { return w1(e) + I * D; }
+    static int w2(int e) { return w3(e) + I * D; }
+    static int bias(int e) { return w2(e) + D * I; }
+
+    /** y (N, D) of the reference block; logits (N, E) written when not null */
+    static double[] reference(double[] v, int k, RoutingMode mode, double[] logits) {
+        double[] y = new double[N * D];
+        for (int t = 0; t < N; t++) {
+            double[] z = new double[E];
+            for (int e = 0; e < E; e++) for (int i = 0; i < D; i++) z[e] += v[ROUTER + e * D + i] * v[X + t * D + i];
+            if (logits != null) System.arraycopy(z, 0, logits, t * E, E);
+            double[] g = new double[E]; // weight per expert, 0 when not selected
+            if (mode instanceof RoutingMode.Soft soft) {
+                double max = Arrays.stream(z).max().orElseThrow(), sum = 0;
+                for (int e = 0; e < E; e++) sum += g[e] = Math.exp((z[e] - max) / soft.temperature());
+                for (int e = 0; e < E; e++) g[e] /= sum;
+            } else {
+                Integer[] order = {0, 1, 2};
+                Arrays.sort(order, (a, b) -> Double.compare(z[b], z[a]));
+                double sum = 0;
+                for (int s = 0; s < k; s++) sum += g[order[s]] = Math.exp(z[order[s]] - z[order[0]]);
+                for (int s = 0; s < k; s++) g[order[s]] /= sum;
+            }
+            for (int e = 0; e < E; e++) {
+                if (g[e] == 0) continue;
+                double[] h = new double[I];
+                for (int j = 0; j < I; j++) {
+                    double a = 0, b = 0;
+                    for (int i = 0; i < D; i++) {
+                        a += v[w1(e) + j * D + i] * v[X + t * D + i];
+                        b += v[w3(e) + j * D + i] * v[X + t * D + i];
+                    }
+                    h[j] = a / (1 + Math.exp(-a)) * b;
+                }
+                for (int i = 0; i < D; i++) {
+                    double o = v[bias(e) + i];
+                    for (int j = 0; j < I; j++) o += v[w2(e) + i * I + j] * h[j];
+                    y[t * D + i] += g[e] * o;
+                }
+            }
+        }
+        return y;
+    }
+
+    /** L = Σ y·r + c · E · Σ_e f_e · P_e, with the top-k counts f fixed at the unperturbed point */
+    static double loss(double[] v, int k, RoutingMode mode, double[] r, double auxCoef, double[] fraction) {
+        double[] logits = new double[N * E];
+        double[] y = reference(v, k, mode, logits);
+        double l = 0;
+        for (int i = 0; i < y.length; i++) l += y[i] * r[i];
+        if (auxCoef > 0) {
+            double[] p = new double[E];
+            for (int t = 0; t < N; t++) {
+                double max = Double.NEGATIVE_INFINITY, sum = 0;
+                for (int e = 0; e < E; e++) max = Math.max(max, logits[t * E + e]);
+                for (int e = 0; e < E; e++) sum += Math.exp(logits[t * E + e] - max);
+                for (int e = 0; e < E; e++) p[e] += Math.exp(logits[t * E + e] - max) / sum / N;
+            }
+            double aux = 0;
+            for (int e = 0; e < E; e++) aux += fraction[e] * p[e];
+            l += auxCoef * E * aux;
+        }
+        return l;
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void backwardMatchesFiniteDifferences(Case c) {
+        Random random = new Random(c.k() * 31 + c.name().length());
+        double[] v = new double[TOTAL];
+        for (int i = 0; i < TOTAL; i++) v[i] = (float) (random.nextGaussian() * 0.7); // float-representable
+        double[] r = new double[N * D];
+        for (int i = 0; i < r.length; i++) r[i] = (float) random.nextGaussian();
+
+        // distinct logits: the k-th and (k+1)-th of every token far apart (for top-k selection and for the aux counts)
+        double[] logits = new double[N * E];
+        reference(v, c.k(), c.mode(), logits);
+        double[] fraction = new double[E];
+        for (int t = 0; t < N; t++) {
+            double[] z = Arrays.copyOfRange(logits, t * E, t * E + E), sorted = z.clone();
+            Arrays.sort(sorted);
+            for (int j = 0; j + 1 < E; j++) assertTrue(sorted[j + 1] - sorted[j] > 1e-3, "token " + t + " logits too close: " + Arrays.toString(z));
+            for (int e = 0; e < E; e++) if (z[e] >= sorted[E - c.k()]) fraction[e] += 1.0 / N;
+        }
+
+        Arena arena = Arena.ofAuto();
+        Backend b = c.backend();
+        Parameter router = param("router", v, ROUTER, E, D, arena);
+        TrainableLlama.Linear[] w1 = new TrainableLlama.Linear[E], w3 = new TrainableLlama.Linear[E], w2 = new TrainableLlama.Linear[E];
+        Parameter[] bias = new Parameter[E];
+        for (int e = 0; e < E; e++) {
+            w1[e] = new TrainableLlama.Linear(b, "w1", "experts." + e + ".w1", param("w1", v, w1(e), I, D, arena));
+            w3[e] = new TrainableLlama.Linear(b, "w3", "experts." + e + ".w3", param("w3", v, w3(e), I, D, arena));
+            w2[e] = new TrainableLlama.Linear(b, "w2", "experts." + e + ".w2", param("w2", v, w2(e), D, I, arena));
+            bias[e] = param("bias", v, bias(e), 1, D, arena);
+        }
+        MoeBlock block = new MoeBlock(b, "block", router, w1, w3, w2, bias, c.k());
+        float[] x = new float[N * D];
+        for (int i = 0; i < x.length; i++) x[i] = (float) v[X + i];
+        float[] y = new float[N * D];
+        MoeBlock.Saved saved = block.forward(y, x, N, c.mode(), null);
+        double[] yRef = reference(v, c.k(), c.mode(), null);
+        for (int i = 0; i < y.length; i++) assertEquals(yRef[i], y[i], 1e-5 * (1 + Math.abs(yRef[i])), "forward y[" + i + "]");
+
+        float[][] dAux = null;
+        if (c.auxCoef() > 0) {
+            dAux = new float[1][];
+            double aux = MoeBlock.auxLoss(b, new MoeBlock.Saved[] {saved}, dAux, c.auxCoef());
+            double auxRef = (loss(v, c.k(), c.mode(), new double[N * D], 1, fraction));
+            assertEquals(auxRef, aux, 1e-6 * auxRef, "aux loss");
+        }
+        float[] dy = new float[N * D];
+        for (int i = 0; i < dy.length; i++) dy[i] = (float) r[i];
+        float[] dx = new float[N * D];
+        block.backward(dx, dy, saved, dAux == null ? null : dAux[0]);
+
+        double h = 1e-5;
+        double[] fd = new double[TOTAL];
+        for (int i = 0; i < TOTAL; i++) {
+            double keep = v[i];
+            v[i] = keep + h;
+            double plus = loss(v, c.k(), c.mode(), r, c.auxCoef(), fraction);
+            v[i] = keep - h;
+            double minus = loss(v, c.k(), c.mode(), r, c.auxCoef(), fraction);
+            v[i] = keep;
+            fd[i] = (plus - minus) / (2 * h);
+        }
+        check("router", router.grad(), fd, ROUTER);
+        for (int e = 0; e < E; e++) {
+            check("w1[" + e + "]", w1[e].weight.grad(), fd, w1(e));
+            check("w3[" + e + "]", w3[e].weight.grad(), fd, w3(e));
+            check("w2[" + e + "]", w2[e].weight.grad(), fd, w2(e));
+            check("bias[" + e + "]", bias[e].grad(), fd, bias(e));
+        }
+        check("x", dx, fd, X);
+        if (c.mode() == RoutingMode.TOP_K && c.auxCoef() == 0 && c.k() == 1)
+            for (float g : router.grad()) assertEquals(0f, g, "top-1 without aux: the weight is softmax of one logit = 1");
+    }
+
+    static Parameter param(String name, double[] v, int at, int rows, int cols, Arena arena) {
+        float[] f = new float[rows * cols];
+        for (int i = 0; i < f.length; i++) f[i] = (float) v[at + i];
+        Tensor t = rows == 1 ? Tensor.ofFloats(name, f, cols) : Tensor.ofFloats(name, f, rows, cols);
+        return Parameter.copyOf(name, t, arena);
+    }
+
+    static void check(String what, float[] ours, double[] fd, int at) {
+        double maxDiff = 0, maxRef = 0;
+        for (int i = 0; i < ours.length; i++) {
+            maxDiff = Math.max(maxDiff, Math.abs(ours[i] - fd[at + i]));
+            maxRef = Math.max(maxRef, Math.abs(fd[at + i]));
+        }
+        if (maxRef == 0) {
+            assertEquals(0.0, maxDiff, what + ": finite differences are 0 (an expert without tokens), ours are not");
+            return;
+        }
+        assertTrue(maxDiff <= 2e-4 * maxRef, what + ": max|ours − fd| = " + maxDiff + " vs max|fd| = " + maxRef);
+    }
+}

@@ -21,8 +21,8 @@ import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * The one place where a recipe's {@code model} becomes a {@link TrainableModel} and its exporter.
- * Kinds: {@code config} (a fresh Llama from config fields or config.json, initialised from the recipe seed),
- * {@code checkpoint} (a Llama model folder to continue from), and kinds registered with {@link #register}
+ * Kinds: {@code config} (a fresh Llama or Mixtral from config fields or config.json, initialised from the recipe seed),
+ * {@code checkpoint} (a Llama or Mixtral model folder to continue from; a Mixtral one is exported as Mixtral), and kinds registered with {@link #register}
  * (an extension point; the tests register a toy model).
  */
 public final class ModelFactory {
@@ -76,6 +76,16 @@ public final class ModelFactory {
             TrainableLlama llama = kind.equals("checkpoint")
                     ? TrainableLlama.fromCheckpoint(recipe.model().path(), backend)
                     : TrainableLlama.initialize(config, backend, recipe.seed());
+            if (llama.isMoe()) {
+                LlamaConfig.Moe moe = llama.config().moe();
+                Recipe.Moe m = recipe.moe();
+                double aux = m != null && !Double.isNaN(m.auxLossCoef()) ? m.auxLossCoef() : moe.outputRouterLogits() ? moe.routerAuxLossCoef() : 0;
+                llama.setAuxLossCoef(aux);
+                if (m != null && m.soft())
+                    llama.setRouting(Double.isNaN(m.temperature()) ? RoutingMode.paperSoft(moe.numExpertsPerTok()) : RoutingMode.soft(m.temperature()));
+            } else if (recipe.moe() != null) {
+                throw new IllegalArgumentException(recipe.source() + ": moe: the model is not a Mixtral (MoE) model");
+            }
             if (recipe.lora() != null) {
                 Recipe.Lora l = recipe.lora();
                 llama.addLora(new TrainableLlama.LoraConfig(l.r(), l.alpha(), l.dropout(), Set.copyOf(l.targets()), recipe.seed()));
@@ -86,6 +96,7 @@ public final class ModelFactory {
             };
             return new Built(llama, export);
         }
+        if (recipe.moe() != null) throw new IllegalArgumentException(recipe.source() + ": moe: only Mixtral models (model.config / model.checkpoint) have MoE layers");
         if (recipe.lora() != null) throw new IllegalArgumentException(recipe.source() + ": lora: only Llama models (model.config / model.checkpoint) take LoRA adapters");
         return KINDS.get(kind).build(recipe, tokenizer, tokenizerJson);
     }

@@ -28,13 +28,18 @@ import java.util.Set;
  * optimizer:  {betas: [[0.9, 0.95]], eps: [1e-8], weight_decay: [0.1], decay_norms: [false], clip: [1.0] (0 = none)}
  * batch_size, seq_len, grad_accum [1], max_steps | max_tokens, eval_every [0 = at the end], checkpoint_every [0 = at the end],
  * keep_checkpoints [2], seed [0], freeze: [globs], train: [globs], lora: {r, alpha, dropout [0], targets}, output: F32 | BF16 [F32]
+ * moe:        {routing: top_k | soft [top_k], temperature: [0.05 for k = 1, else 0.5] (soft only), aux_loss_coef: [the
+ *              checkpoint's router_aux_loss_coef when its output_router_logits is true, else 0]}   (Mixtral models only)
  * </pre>
+ * DIVE's stages (docs in {@link TrainableLlama}): stage 0 = {@code train: ["*.block_sparse_moe.gate.weight"]},
+ * {@code moe: {routing: soft}}; stage 1/2 = {@code lora: {r: 8, alpha: 16, dropout: 0.1, targets: [w1, w2, w3]}},
+ * {@code train: ["*.lora_*", "*.block_sparse_moe.gate.weight", "*norm.weight"]}.
  */
 public record Recipe(Path source, Path baseDir, String sha256, Model model, TokenizerSpec tokenizer, Data data,
                      LrSchedule.Kind scheduleKind, double lr, long warmupSteps, double minLr,
                      AdamW.Options optimizer, double clip,
                      int batchSize, int seqLen, int gradAccum, long maxSteps, int evalEvery, int checkpointEvery,
-                     int keepCheckpoints, long seed, List<String> freeze, List<String> train, Lora lora, DType outputDtype) {
+                     int keepCheckpoints, long seed, List<String> freeze, List<String> train, Lora lora, DType outputDtype, Moe moe) {
 
     /** exactly one of the model kinds: {@code kind} = config | checkpoint | a registered kind; {@code spec} = its value */
     public record Model(String kind, JsonNode spec, Path path) {}
@@ -43,10 +48,12 @@ public record Recipe(Path source, Path baseDir, String sha256, Model model, Toke
     /** weights: dataset → mix weight, or null for "proportional to size" */
     public record Data(String corpus, List<String> datasets, double[] weights, int evalWindows) {}
     public record Lora(int r, double alpha, double dropout, List<String> targets) {}
+    /** soft: stage-0 routing over all experts at {@code temperature} (NaN = the paper's default for k); auxLossCoef NaN = from the config */
+    public record Moe(boolean soft, double temperature, double auxLossCoef) {}
 
     public static final Set<String> KEYS = Set.of("model", "tokenizer", "data", "schedule", "optimizer", "batch_size", "seq_len",
             "grad_accum", "max_tokens", "max_steps", "eval_every", "checkpoint_every", "keep_checkpoints", "seed", "freeze",
-            "train", "lora", "output");
+            "train", "lora", "output", "moe");
 
     public static Recipe load(Path file) throws IOException {
         String name = file.getFileName().toString().toLowerCase(java.util.Locale.ROOT);
@@ -178,6 +185,19 @@ public record Recipe(Path source, Path baseDir, String sha256, Model model, Toke
             if (targets.isEmpty()) throw r.error("lora.targets", "expected the projections to adapt, e.g. [q_proj, v_proj]");
             lora = new Lora(rank, alpha, dropout, targets);
         }
+        Moe moe = null;
+        if (root.has("moe")) {
+            Node mo = r.child("moe").requireObject().allowOnly(Set.of("routing", "temperature", "aux_loss_coef"));
+            String routing = mo.text("routing", "top_k");
+            if (!routing.equals("top_k") && !routing.equals("soft")) throw r.error("moe.routing", "expected top_k or soft, found '" + routing + "'");
+            double temperature = mo.number("temperature", Double.NaN);
+            if (!Double.isNaN(temperature) && !(temperature > 0 && temperature < Double.POSITIVE_INFINITY))
+                throw r.error("moe.temperature", temperature + ": expected a positive number");
+            if (!Double.isNaN(temperature) && routing.equals("top_k")) throw r.error("moe.temperature", "only for routing: soft");
+            double aux = mo.number("aux_loss_coef", Double.NaN);
+            if (!Double.isNaN(aux) && !(aux >= 0 && aux < Double.POSITIVE_INFINITY)) throw r.error("moe.aux_loss_coef", aux + ": expected ≥ 0");
+            moe = new Moe(routing.equals("soft"), temperature, aux);
+        }
         String output = r.text("output", "F32");
         DType outputDtype = switch (output.toUpperCase(java.util.Locale.ROOT)) {
             case "F32" -> DType.F32;
@@ -185,7 +205,7 @@ public record Recipe(Path source, Path baseDir, String sha256, Model model, Toke
             default -> throw r.error("output", "expected F32 or BF16, found '" + output + "'");
         };
         return new Recipe(Path.of(source), baseDir, canonicalSha256(root), model, tokenizer, data, scheduleKind, lr, warmup, minLr,
-                options, clip, batch, seqLen, accum, maxSteps, evalEvery, checkpointEvery, keep, seed, freeze, train, lora, outputDtype);
+                options, clip, batch, seqLen, accum, maxSteps, evalEvery, checkpointEvery, keep, seed, freeze, train, lora, outputDtype, moe);
     }
 
     public LrSchedule schedule() { return new LrSchedule(scheduleKind, lr, warmupSteps, minLr, maxSteps); }

@@ -379,6 +379,30 @@ public final class TrainableLlama implements TrainableModel {
 
     // ---------------------------------------------------------------- Mixture of Experts
 
+    /** DIVE stage 0 (recipe {@code train:} patterns): the routers only, with {@link RoutingMode#paperSoft} routing */
+    public static final List<String> STAGE0_TRAIN = List.of("*.block_sparse_moe.gate.weight");
+    /** DIVE stages 1 and 2: LoRA on the experts' w1/w2/w3 ({@link #STAGE1_LORA_TARGETS}), routers and every RMSNorm; top-k routing */
+    public static final List<String> STAGE1_TRAIN = List.of("*.lora_*", "*.block_sparse_moe.gate.weight", "*norm.weight");
+    public static final Set<String> STAGE1_LORA_TARGETS = Set.of("w1", "w2", "w3");
+
+    /** stage 0: routers trainable, everything else frozen; soft routing at the paper's temperature for k */
+    public void prepareStage0() {
+        if (!isMoe()) throw new IllegalStateException("stage 0 trains routers: the model has no MoE layer");
+        ParameterPatterns.apply(parameters, STAGE0_TRAIN, List.of());
+        setRouting(RoutingMode.paperSoft(config.moe().numExpertsPerTok()));
+    }
+
+    /**
+     * stage 1 (and 2): LoRA of rank r (α, dropout, seed) on every expert's w1/w2/w3, plus routers and all RMSNorms in
+     * full; attention, embeddings and LM head frozen; top-k routing
+     */
+    public void prepareStage1(int rank, double alpha, double dropout, long seed) {
+        if (!isMoe()) throw new IllegalStateException("stage 1 adapts experts: the model has no MoE layer");
+        addLora(new LoraConfig(rank, alpha, dropout, STAGE1_LORA_TARGETS, seed));
+        ParameterPatterns.apply(parameters, STAGE1_TRAIN, List.of());
+        setRouting(RoutingMode.TOP_K);
+    }
+
     /** true when the layers' FFNs are MoE blocks (a Mixtral config) */
     public boolean isMoe() { return config.moe() != null; }
 

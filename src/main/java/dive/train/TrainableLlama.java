@@ -45,6 +45,11 @@ import java.util.function.Function;
  * </pre>
  * Tied embeddings ({@code tie_word_embeddings}) are one Parameter serving as embedding and LM head; both
  * gradients add into it. LoRA ({@link #addLora}) puts y += (α/r)·(dropout(x)·Aᵀ)·Bᵀ on chosen linear modules.
+ * <p>A Mixtral config ({@code model_type mixtral}) makes every layer's FFN a sparse MoE block ({@link MoeBlock}:
+ * router {@code block_sparse_moe.gate.weight} (E, d), experts {@code experts.{e}.w1/w3} (I_e, d), {@code w2} (d, I_e),
+ * optional {@code experts.{e}.bias} (d)), routed top-k or soft ({@link #setRouting}), with Mixtral's optional
+ * load-balancing loss ({@link #setAuxLossCoef}); LoRA may target the experts' w1/w2/w3; {@link #saveCheckpoint} then
+ * writes a Mixtral folder. DIVE stages: {@link #prepareStage0}, {@link #prepareStage1}.
  *
  * <p>Not thread-safe: one training step at a time (the backend parallelizes inside each op).
  */

@@ -1,5 +1,6 @@
 package dive.convert;
 
+import dive.backend.Backend;
 import dive.model.KVCache;
 import dive.model.LlamaModel;
 
@@ -10,7 +11,8 @@ import java.util.function.IntConsumer;
 /**
  * Perplexity of several groups of windows (e.g. one group per dataset) with every window of every group batched
  * through the same forwards. Each window is scored from an empty context with labels = its ids (its first token is
- * not predicted), as {@link dive.model.Perplexity} does; a group's perplexity = exp(Σ NLL / predicted tokens).
+ * not predicted), as {@link dive.model.Perplexity} does; a group's perplexity = exp(Σ NLL / predicted tokens). The NLL
+ * of a window comes from the backend's (vectorised) cross-entropy.
  */
 public final class WindowPerplexity {
     private WindowPerplexity() {}
@@ -36,10 +38,12 @@ public final class WindowPerplexity {
             for (int b = 0; b < batch.size(); b++, next++) {
                 int[] w = batch.get(b);
                 int g = groupOf.get(next);
-                for (int t = 0; t + 1 < w.length; t++) {
-                    nll[g] += logSumExp(logits[b], t * vocab, vocab) - logits[b][t * vocab + w[t + 1]];
-                    predicted[g]++;
-                }
+                int[] targets = new int[w.length];  // row t predicts w[t+1]; the last row predicts nothing
+                System.arraycopy(w, 1, targets, 0, w.length - 1);
+                targets[w.length - 1] = Backend.IGNORE_INDEX;
+                double meanNll = model.backend().crossEntropy(null, logits[b], targets, w.length, vocab, 1f);
+                nll[g] += meanNll * (w.length - 1);
+                predicted[g] += w.length - 1;
             }
             windowsDone.accept(batch.size());
         }
@@ -51,12 +55,4 @@ public final class WindowPerplexity {
         return ppl;
     }
 
-    /** log Σ exp(x[off .. off+n)) in double, max-subtracted */
-    static double logSumExp(float[] x, int off, int n) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int i = 0; i < n; i++) max = Math.max(max, x[off + i]);
-        double sum = 0;
-        for (int i = 0; i < n; i++) sum += Math.exp(x[off + i] - max);
-        return max + Math.log(sum);
-    }
 }

@@ -83,6 +83,7 @@ public final class AffinityMining {
         return options.datasets();
     }
 
+    /** @param progress advanced by one per window run ({@link #progressUnits} in all); may be null */
     public static AffinityResult run(LlamaModel dense, Tokenizer tokenizer, Corpus corpus, Options options, Path outDir, Progress progress) throws IOException {
         List<String> names = datasetNames(corpus, options);
         if (names.size() < options.experts())
@@ -104,8 +105,9 @@ public final class AffinityMining {
                     + " datasets (--experts must be ≤ the number of datasets)");
         Pruning.keptWidth(dense.config().intermediateSize(), options.ratio());
         List<String> names = windows.stream().map(DatasetWindows::dataset).toList();
+        java.util.function.IntConsumer step = progress == null ? n -> {} : progress::step;
         List<CalibrationStatistics> statistics = new ArrayList<>();
-        for (DatasetWindows w : windows) statistics.add(CalibrationStatistics.collect(dense, w.calibration(), progress::step));
+        for (DatasetWindows w : windows) statistics.add(CalibrationStatistics.collect(dense, w.calibration(), step));
 
         List<List<int[]>> evalGroups = windows.stream().map(DatasetWindows::affinityEval).toList();
         double[][] perplexity = new double[count][];
@@ -114,7 +116,7 @@ public final class AffinityMining {
                     ? TaylorScore.compute(dense, windows.get(i).calibration()) : ChannelScore.parse(options.score(), "--score");
             LlamaModel pruned = Pruning.prunedModel(dense, statistics.get(i), score, options.ratio(), options.biasCompensation(),
                     dense.source() + " pruned with " + names.get(i));
-            perplexity[i] = WindowPerplexity.perGroup(pruned, evalGroups, progress::step);
+            perplexity[i] = WindowPerplexity.perGroup(pruned, evalGroups, step);
         }
         double[][] normalized = Affinity.normalizeColumns(perplexity);
         double[][] correlation = Affinity.rowCorrelation(normalized);

@@ -154,6 +154,34 @@ public final class LlamaModel implements AutoCloseable {
 
     public LlamaConfig config() { return config; }
 
+    /**
+     * This dense model with every layer's feed-forward block replaced ({@code ffns[l]} for layer l): attention,
+     * embeddings, norms and lm_head are this model's own tensors (shared, not copied), so the new model is valid
+     * while this one is open; closing it closes nothing. Used for pruned models (narrower FFNs, optional bias).
+     *
+     * @param config this config with {@code intermediate_size} = every block's width (everything else equal)
+     * @throws ModelException naming the layer whose block does not fit the config
+     */
+    public LlamaModel withFeedForwards(LlamaConfig config, FeedForward[] ffns, String source) {
+        if (isMoe() || config.moe() != null) throw new ModelException(source + ": replacing feed-forward blocks is for dense (llama) models");
+        if (ffns.length != layers.length) throw new ModelException(source + ": " + ffns.length + " feed-forward blocks for " + layers.length + " layers");
+        if (config.hiddenSize() != this.config.hiddenSize() || config.numHiddenLayers() != this.config.numHiddenLayers()
+                || config.vocabSize() != this.config.vocabSize() || config.queryDim() != this.config.queryDim() || config.kvDim() != this.config.kvDim())
+            throw new ModelException(source + ": config " + config + " differs from " + this.config + " in more than intermediate_size");
+        int d = config.hiddenSize(), ffn = config.intermediateSize();
+        Layer[] out = new Layer[layers.length];
+        for (int l = 0; l < layers.length; l++) {
+            if (!(ffns[l] instanceof DenseFfn dense) || dense.gate().rows() != ffn || dense.gate().cols() != d
+                    || dense.up().rows() != ffn || dense.up().cols() != d || dense.down().rows() != d || dense.down().cols() != ffn)
+                throw new ModelException(source + ": layer " + l + " feed-forward block " + ffns[l]
+                        + " is not a dense block of intermediate_size " + ffn + " and hidden_size " + d);
+            Layer layer = layers[l];
+            out[l] = new Layer(layer.inputNorm, layer.wq, layer.wk, layer.wv, layer.wo, layer.postAttentionNorm, ffns[l]);
+        }
+        return new LlamaModel(config, backend, source, tokenEmbedding, out, finalNorm, lmHead, null);
+    }
+
+
     /** true for a Mixtral (sparse MoE) model */
     public boolean isMoe() { return config.moe() != null; }
 

@@ -1,0 +1,80 @@
+package dive.convert;
+
+import dive.model.DenseFfn;
+import dive.model.KVCache;
+import dive.model.LlamaModel;
+import dive.model.RoutingObserver;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.IntConsumer;
+
+/**
+ * The per-layer {@link ChannelStatistics} of a dense model's FFN intermediate activations over a set of calibration
+ * windows. Gathered by running the dense model itself (so layer ℓ+1 sees the dense outputs of layer ℓ) with an
+ * observer on every {@link DenseFfn}: one batched forward per group of windows, all layers observed at once.
+ *
+ * @param layers per decoder layer, statistics over every token of every window
+ */
+public record CalibrationStatistics(ChannelStatistics[] layers) {
+
+    /** windows per batched forward: about this many tokens */
+    static final int TOKENS_PER_BATCH = 2048;
+
+    public long tokens() { return layers[0].count(); }
+
+    /** layer-wise merge (neither input changes) */
+    public static CalibrationStatistics merge(CalibrationStatistics a, CalibrationStatistics b) {
+        if (a.layers.length != b.layers.length) throw new IllegalArgumentException("statistics of " + a.layers.length + " and " + b.layers.length + " layers");
+        ChannelStatistics[] out = new ChannelStatistics[a.layers.length];
+        for (int l = 0; l < out.length; l++) out[l] = ChannelStatistics.merge(a.layers[l], b.layers[l]);
+        return new CalibrationStatistics(out);
+    }
+
+    public static CalibrationStatistics collect(LlamaModel dense, List<int[]> windows) {
+        return collect(dense, windows, done -> {});
+    }
+
+    /**
+     * Runs {@code windows} (each from an empty context) through {@code dense}; {@code windowsDone} hears how many
+     * windows each batch finished.
+     */
+    public static CalibrationStatistics collect(LlamaModel dense, List<int[]> windows, IntConsumer windowsDone) {
+        if (dense.isMoe()) throw new IllegalArgumentException(dense.source() + ": calibration statistics need a dense (llama) model");
+        if (windows.isEmpty()) throw new IllegalArgumentException("no calibration windows");
+        int numLayers = dense.config().numHiddenLayers();
+        ChannelStatistics[] stats = new ChannelStatistics[numLayers];
+        for (int l = 0; l < numLayers; l++) stats[l] = new ChannelStatistics(((DenseFfn) dense.feedForward(l)).intermediateSize());
+        RoutingObserver observer = new RoutingObserver() {
+            @Override public void onRouting(int layer, int tokens, float[] routerLogits, int[] expertIds, float[] expertWeights) {}
+            @Override public void onDenseIntermediate(int layer, int tokens, int width, float[] intermediate) {
+                stats[layer].add(intermediate, tokens);
+            }
+        };
+        for (List<int[]> batch : batches(windows, TOKENS_PER_BATCH)) {
+            KVCache[] caches = new KVCache[batch.size()];
+            for (int b = 0; b < caches.length; b++) caches[b] = dense.newCache(batch.get(b).length);
+            dense.forwardBatch(batch.toArray(int[][]::new), caches, false, observer);
+            windowsDone.accept(batch.size());
+        }
+        return new CalibrationStatistics(stats);
+    }
+
+    /** consecutive groups of windows of about {@code tokensPerBatch} tokens (at least one window each) */
+    static List<List<int[]>> batches(List<int[]> windows, int tokensPerBatch) {
+        List<List<int[]>> out = new ArrayList<>();
+        List<int[]> current = new ArrayList<>();
+        int tokens = 0;
+        for (int[] w : windows) {
+            if (!current.isEmpty() && tokens + w.length > tokensPerBatch) {
+                out.add(current);
+                current = new ArrayList<>();
+                tokens = 0;
+            }
+            current.add(w);
+            tokens += w.length;
+        }
+        if (!current.isEmpty()) out.add(current);
+        return out;
+    }
+}

@@ -1,0 +1,61 @@
+package dive.convert;
+
+import dive.model.LlamaModel;
+import dive.tensor.Tensor;
+import dive.train.Parameter;
+import dive.train.TrainableLlama;
+
+import java.util.List;
+
+/**
+ * LLM-Pruner's first-order Taylor importance of each coupled FFN channel j (gate row j, up row j, down column j):
+ * <pre>
+ * I_j = | Σ_k gate[j,k]·∂L/∂gate[j,k] + Σ_k up[j,k]·∂L/∂up[j,k] + Σ_i down[i,j]·∂L/∂down[i,j] |
+ * </pre>
+ * L = the mean causal-LM cross-entropy over all calibration windows (every window's last token is only a target).
+ * Gradients come from an F32 {@link TrainableLlama} copy of the dense model, accumulated over batches of windows
+ * (each batch's gradient scaled by its share of the windows, so the sum is the gradient of the overall mean).
+ * Ignores the activation statistics it is given.
+ */
+public final class TaylorScore implements ChannelScore {
+    private final double[][] importance;  // (L, F)
+
+    private TaylorScore(double[][] importance) { this.importance = importance; }
+
+    /** importance from {@code windows} (each of the same length ≥ 2) through a trainable copy of {@code dense} */
+    public static TaylorScore compute(LlamaModel dense, List<int[]> windows) {
+        if (windows.isEmpty()) throw new IllegalArgumentException("Taylor importance: no calibration windows");
+        var weights = dense.namedWeights();
+        TrainableLlama model = TrainableLlama.copyOf(dense.config(), weights::get, dense.source(), dense.backend());
+        for (Parameter p : model.parameters()) p.zeroGrad();
+        List<List<int[]>> batches = CalibrationStatistics.batches(windows, CalibrationStatistics.TOKENS_PER_BATCH);
+        for (List<int[]> batch : batches)
+            model.lossAndGradients(batch.toArray(int[][]::new), (float) batch.size() / windows.size());
+        int layers = dense.config().numHiddenLayers();
+        double[][] importance = new double[layers][];
+        for (int l = 0; l < layers; l++) {
+            String p = "model.layers." + l + ".mlp.";
+            Parameter gate = model.parameter(p + "gate_proj.weight"), up = model.parameter(p + "up_proj.weight"), down = model.parameter(p + "down_proj.weight");
+            int ffn = gate.value().rows(), d = gate.value().cols();
+            float[] gw = gate.value().toFloatArray(), uw = up.value().toFloatArray(), dw = down.value().toFloatArray();
+            float[] gg = gate.grad(), ug = up.grad(), dg = down.grad();
+            double[] sum = new double[ffn];
+            for (int j = 0; j < ffn; j++)
+                for (int k = 0; k < d; k++) sum[j] += (double) gw[j * d + k] * gg[j * d + k] + (double) uw[j * d + k] * ug[j * d + k];
+            for (int i = 0; i < d; i++)
+                for (int j = 0; j < ffn; j++) sum[j] += (double) dw[i * ffn + j] * dg[i * ffn + j];
+            for (int j = 0; j < ffn; j++) sum[j] = Math.abs(sum[j]);
+            importance[l] = sum;
+        }
+        return new TaylorScore(importance);
+    }
+
+    @Override public String name() { return "taylor"; }
+
+    @Override public double[] score(int layer, ChannelStatistics stats, Tensor down) {
+        if (layer < 0 || layer >= importance.length) throw new IllegalArgumentException("Taylor importance has " + importance.length + " layers, asked for layer " + layer);
+        return importance[layer].clone();
+    }
+
+    @Override public String toString() { return "taylor"; }
+}

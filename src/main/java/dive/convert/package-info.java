@@ -1,0 +1,18 @@
+/**
+ * DIVE's conversion steps on a dense Llama model (see DIVE-METHOD.md sections 1–3).
+ *
+ * <pre>
+ * DatasetWindows         per dataset: seeded calibration windows (CALIB split), affinity-evaluation windows (first half
+ *                        of EVAL) and final-evaluation windows (second half of EVAL) — three disjoint sources
+ * CalibrationStatistics  one dense forward per batch of windows, every layer's FFN intermediate h observed
+ *                        (RoutingObserver.onDenseIntermediate) → per layer ChannelStatistics (count, mean, M2, Σh²;
+ *                        Chan-mergeable across batches and datasets)
+ * ChannelScore           WIFV (default), IFV, WIFN, Wanda-style; TaylorScore (LLM-Pruner, from gradients)
+ * Pruning                uniform per-layer top channels (ties → lower index), narrowed DenseFfn (+ bias compensation),
+ *                        pruned LlamaModel sharing the dense model's other tensors
+ * WindowPerplexity       perplexity of many window groups, all batched through the same forwards
+ * Affinity, Clustering   P → A (column-normalised) → Pearson of rows → agglomerative clustering on 1 − corr → E groups
+ * AffinityMining         the whole of section 3 in one call; writes affinity.json and affinity.png
+ * </pre>
+ */
+package dive.convert;

@@ -112,7 +112,7 @@ public final class MixtralExport {
             }
         }
         Files.createDirectories(target.getParent());
-        Path temp = Files.createTempDirectory(target.getParent(), "." + target.getFileName() + ".tmp-");
+        Path temp = dive.util.AtomicFiles.tempDirectoryBeside(target);
         boolean done = false;
         try {
             SafetensorsWriter.writeSharded(temp, tensors, options.maxShardBytes(), Map.of());

@@ -100,7 +100,7 @@ public final class TrainingRun {
         Path target = dir.toAbsolutePath();
         if (Files.exists(target)) throw new java.nio.file.FileAlreadyExistsException(target + " (--export-latest: choose a folder that does not exist yet)");
         Files.createDirectories(target.getParent());
-        Path temp = Files.createTempDirectory(target.getParent(), "." + target.getFileName() + ".");
+        Path temp = dive.util.AtomicFiles.tempDirectoryBeside(target);
         try {
             built.export().save(temp);
             Files.move(temp, target, java.nio.file.StandardCopyOption.ATOMIC_MOVE);

@@ -37,6 +37,18 @@ public final class AtomicFiles {
         }
     }
 
+    /**
+     * A new, empty temp folder beside {@code target} (for writing a whole output folder, then renaming it into
+     * place), with the usual rwxr-xr-x rather than the owner-only mode temp folders get.
+     */
+    public static Path tempDirectoryBeside(Path target) throws IOException {
+        Path absolute = target.toAbsolutePath();
+        Path dir = Files.createTempDirectory(absolute.getParent(), "." + absolute.getFileName() + ".tmp-");
+        if (dir.getFileSystem().supportedFileAttributeViews().contains("posix"))
+            Files.setPosixFilePermissions(dir, java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
+        return dir;
+    }
+
     /** temp files are created owner-only (0600); a finished output gets the usual rw-r--r-- */
     private static void readableByAll(Path file) throws IOException {
         if (file.getFileSystem().supportedFileAttributeViews().contains("posix"))

@@ -14,7 +14,7 @@ import java.util.logging.Logger;
 @Command(name = "dive", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "Dense Llama checkpoints in, Mixture-of-Experts (DIVE) out: inspect, tokenize, run, measure.",
         subcommands = {InspectCommand.class, TokenizeCommand.class, GenerateCommand.class, PplCommand.class,
-                LogitsCommand.class, BenchCommand.class, TrainCommand.class, DemoCommand.class, CorpusCommand.class,
+                LogitsCommand.class, EvalCommand.class, BenchCommand.class, TrainCommand.class, DemoCommand.class, CorpusCommand.class,
                 AffinityCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 

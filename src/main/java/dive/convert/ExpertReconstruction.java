@@ -34,6 +34,7 @@ public final class ExpertReconstruction {
     public static final double DEFAULT_ROUTER_INIT_STD = 0.02;
 
     /**
+     * @param score            channel score of every group (see the per-group overload of reconstruct for Taylor)
      * @param nsamples         windows per expert (0 = all pooled windows of the group)
      * @param seed             the pooled windows of group g are shuffled with seed + g
      * @param routerInitStd    routers ~ normal(0, routerInitStd)
@@ -112,6 +113,11 @@ public final class ExpertReconstruction {
      * @param groupStatistics per group g, the calibration statistics of expert g ({@link #groupStatistics})
      */
     public static Result reconstruct(LlamaModel dense, List<CalibrationStatistics> groupStatistics, Options options) {
+        return reconstruct(dense, groupStatistics, java.util.Collections.nCopies(groupStatistics.size(), options.score()), options);
+    }
+
+    /** as {@link #reconstruct(LlamaModel, List, Options)} with a score per group (Taylor scores depend on the group's windows) */
+    public static Result reconstruct(LlamaModel dense, List<CalibrationStatistics> groupStatistics, List<ChannelScore> groupScores, Options options) {
         LlamaConfig dc = dense.config();
         int experts = options.experts();
         if (groupStatistics.size() != experts)
@@ -124,7 +130,7 @@ public final class ExpertReconstruction {
         for (Map.Entry<String, Tensor> e : dense.namedWeights().entrySet())
             if (!e.getKey().contains(".mlp.")) weights.put(e.getKey(), e.getValue());
         int[][][] kept = new int[experts][][];
-        for (int g = 0; g < experts; g++) kept[g] = Pruning.keptChannels(dense, groupStatistics.get(g), options.score(), options.ratio());
+        for (int g = 0; g < experts; g++) kept[g] = Pruning.keptChannels(dense, groupStatistics.get(g), groupScores.get(g), options.ratio());
         for (int l = 0; l < layers; l++) {
             String p = "model.layers." + l + ".block_sparse_moe.";
             Random random = new Random(options.routerSeed() + l);

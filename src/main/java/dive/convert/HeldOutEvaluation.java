@@ -31,6 +31,7 @@ public final class HeldOutEvaluation {
             }
         int vocab = model.config().vocabSize();
         int experts = model.isMoe() ? model.config().moe().numLocalExperts() : 0;
+        int k = model.isMoe() ? model.config().moe().numExpertsPerTok() : 0;
         double[] nll = new double[groups.size()];
         long[] predicted = new long[groups.size()];
         long[][] counts = new long[groups.size()][experts];
@@ -41,7 +42,7 @@ public final class HeldOutEvaluation {
             for (int b = 0; b < batch.size(); b++)
                 for (int t = 0; t < batch.get(b).length; t++) rowGroup[row++] = groupOf.get(next + b);
             RoutingObserver observer = !model.isMoe() ? null : (layer, tokens, routerLogits, expertIds, expertWeights) -> {
-                int k = expertIds.length / tokens;  // expertIds (N, k)
+                // expertIds (N, k); the array may be longer (model scratch)
                 for (int n = 0; n < tokens; n++)
                     for (int j = 0; j < k; j++) counts[rowGroup[n]][expertIds[n * k + j]]++;
             };

@@ -213,4 +213,34 @@ class ExpertReconstructionTest {
         long router = 3 * 64, expert = 3 * 24 * 64;
         assertArrayEquals(new long[] {shared + 2 * (router + 3 * expert), shared + 2 * (router + expert)}, ExpertReconstruction.parameterCounts(moe));
     }
+
+    @Test
+    void heldOutEvaluationCountsEveryTopKAssignmentPerGroup() {
+        List<CalibrationStatistics> stats = windows.stream().map(w -> CalibrationStatistics.collect(dense, w.calibration())).toList();
+        LlamaModel moe = ExpertReconstruction.reconstruct(dense, stats, options(3, 2, 0.5, false, 0)).model(dense.backend(), "m");
+        // groups of unequal sizes, so batches of different row counts reuse the model's scratch buffers
+        List<List<int[]>> groups = List.of(windows.get(0).calibration(), List.of(windows.get(1).finalEval().get(0)), windows.get(2).affinityEval());
+        HeldOutEvaluation.Result r = HeldOutEvaluation.run(moe, groups, null);
+        double[] ppl = WindowPerplexity.perGroup(moe, groups, n -> {});
+        for (int g = 0; g < 3; g++) {
+            assertEquals(ppl[g], r.perplexity()[g], 1e-9 * ppl[g]);
+            long[] counts = new long[3];
+            for (int[] w : groups.get(g))  // one window per forward; the first k ids of each row are its choices
+                moe.forward(w, moe.newCache(w.length), (layer, tokens, logits, ids, weights) -> {
+                    for (int n = 0; n < tokens; n++) {
+                        float[] z = Arrays.copyOfRange(logits, n * 3, n * 3 + 3);
+                        int best = 0;
+                        for (int e = 1; e < 3; e++) if (z[e] > z[best]) best = e;
+                        int second = best == 0 ? 1 : 0;
+                        for (int e = 0; e < 3; e++) if (e != best && z[e] > z[second]) second = e;
+                        counts[best]++;
+                        counts[second]++;
+                    }
+                });
+            long total = counts[0] + counts[1] + counts[2];
+            assertEquals(2L * 2 * groups.get(g).size() * 32, total, "2 layers × k = 2 per token");
+            for (int e = 0; e < 3; e++) assertEquals((double) counts[e] / total, r.routingShare()[g][e], 1e-12, "group " + g + " expert " + e);
+        }
+        assertNull(HeldOutEvaluation.run(dense, groups, null).routingShare());
+    }
 }

@@ -235,7 +235,7 @@ public final class DiveConversion {
         dive.put("export_format", recipe.biasCompensation() ? "mixtral with dive_expert_bias (this engine's extension) unless all biases are zero" : "stock Mixtral");
         report.put("methods", Map.of("dive", dive));
         AtomicFiles.writeString(out.resolve("report.json"), JSON.writeValueAsString(report) + "\n");
-        writePictures(out, names, q.experts(), denseEval, beforeEval, afterEval);
+        writePictures(out, names, groups, q.experts(), denseEval, beforeEval, afterEval);
         return report;
     }
 
@@ -349,7 +349,7 @@ public final class DiveConversion {
         timings.put(phase, seconds(start));
     }
 
-    static void writePictures(Path out, List<String> names, int experts, JsonNode dense, JsonNode before, JsonNode after) throws IOException {
+    static void writePictures(Path out, List<String> names, int[] groups, int experts, JsonNode dense, JsonNode before, JsonNode after) throws IOException {
         double[][] ppl = new double[3][names.size()];
         JsonNode[] evals = {dense, before, after};
         for (int s = 0; s < 3; s++) for (int i = 0; i < names.size(); i++) ppl[s][i] = evals[s].get("ppl").get(names.get(i)).asDouble();
@@ -359,7 +359,10 @@ public final class DiveConversion {
         for (int i = 0; i < names.size(); i++) for (int e = 0; e < experts; e++) share[i][e] = after.get("routing_share").get(names.get(i)).get(e).asDouble();
         List<String> columns = new ArrayList<>();
         for (int e = 0; e < experts; e++) columns.add("e" + e);
-        Charts.writePng(Charts.matrix("Routing share per dataset (rows) and expert (columns), all layers, after retraining", names, columns, share),
+        List<String> rows = new ArrayList<>();  // each dataset with the expert built from its group
+        for (int i = 0; i < names.size(); i++) rows.add(names.get(i) + "  (e" + groups[i] + ")");
+        Charts.writePng(Charts.matrix("Routing share per dataset (rows; its group's expert in brackets) and expert (columns), all layers, after retraining",
+                        rows, columns, share),
                 out.resolve("routing.png"));
     }
 

@@ -13,6 +13,12 @@
  * WindowPerplexity       perplexity of many window groups, all batched through the same forwards
  * Affinity, Clustering   P → A (column-normalised) → Pearson of rows → agglomerative clustering on 1 − corr → E groups
  * AffinityMining         the whole of section 3 in one call; writes affinity.json and affinity.png
+ * ExpertReconstruction   section 4: per group, pooled seeded windows → statistics (a merge of the per-dataset ones when
+ *                        the sample is the whole pool) → pruned FFN = expert; routers normal(0, 0.02); (E, k, r) checks
+ * HeldOutEvaluation      per-dataset perplexity and routing share (dataset × expert) from the same forwards
+ * ConvertRecipe          the strict YAML/JSON settings of ./dive convert (windows, score, grouping, stage budgets)
+ * DiveConversion         the whole pipeline, resumable step by step: groups → experts → stage 0/1/2 (TrainingRun with a
+ *                        recipe written into each stage folder, a done marker at the end) → Mixtral export → report.json
  * </pre>
  */
 package dive.convert;

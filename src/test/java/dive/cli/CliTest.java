@@ -103,7 +103,7 @@ class CliTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"inspect", "tokenize", "generate", "ppl", "logits", "eval", "bench", "demo", "train", "corpus", "affinity"})
+    @ValueSource(strings = {"inspect", "tokenize", "generate", "ppl", "logits", "eval", "bench", "demo", "train", "corpus", "affinity", "convert"})
     void everyCommandHasHelp(String command) {
         Run r = run(command, "--help");
         assertEquals(0, r.code);

@@ -12,7 +12,8 @@ import java.util.List;
 import java.util.concurrent.Callable;
 
 @Command(name = "affinity", mixinStandardHelpOptions = true,
-        description = {"DIVE domain affinity mining: prune the dense model with each dataset's calibration windows, measure every",
+        description = {"DIVE domain-affinity mining: which datasets prune alike, clustered into --experts groups.",
+                "Prunes the dense model with each dataset's calibration windows, measures every",
                 "pruned model's perplexity on every dataset, correlate, cluster into --experts groups.",
                 "Writes OUT/affinity.json (P, A, correlation, dendrogram, groups, sampling seeds) and OUT/affinity.png."})
 final class AffinityCommand implements Callable<Integer> {

@@ -11,7 +11,8 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 
 @Command(name = "convert", mixinStandardHelpOptions = true,
-        description = {"DIVE: a dense Llama model → a retrained Mixtral. Windows → groups (affinity mining, random or a file) →",
+        description = {"DIVE: a dense Llama model → a retrained Mixtral (HF checkpoint + report).",
+                "Windows → groups (affinity mining, random or a file) →",
                 "experts (each group's pooled calibration windows prune the dense FFN) → retraining (stage 0: routers, soft routing;",
                 "stage 1: LoRA on experts + routers + norms, top-k; optional stage 2) → OUT/model (HF Mixtral) and OUT/report.json.",
                 "Resumable: run the same command again and it continues where it stopped."})

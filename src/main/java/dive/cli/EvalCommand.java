@@ -15,7 +15,8 @@ import java.util.*;
 import java.util.concurrent.Callable;
 
 @Command(name = "eval", mixinStandardHelpOptions = true,
-        description = {"Held-out perplexity per dataset: each dataset's EVAL split (never trained on) tokenized as the",
+        description = {"Held-out perplexity per dataset on the corpus's EVAL splits.",
+                "Each split (never trained on) is tokenized as the",
                 "trainer does, cut into consecutive windows, every window scored on its own (the first token of a window",
                 "is not predicted)."})
 final class EvalCommand implements Callable<Integer> {

@@ -10,7 +10,8 @@ import java.nio.file.Path;
 import java.util.concurrent.Callable;
 
 @Command(name = "train", mixinStandardHelpOptions = true,
-        description = {"Train (or fine-tune) a model from a recipe (YAML or JSON): AdamW, warm-up + cosine/constant schedule,",
+        description = {"Train or fine-tune a model from a recipe (YAML or JSON).",
+                "AdamW, warm-up + cosine/constant schedule,",
                 "clipping, gradient accumulation, held-out eval per dataset, atomic checkpoints, exact resume.",
                 "Writes RUN_DIR/{train-log.jsonl, loss.png, checkpoints/, final/}."})
 final class TrainCommand implements Callable<Integer> {

@@ -218,10 +218,32 @@ public final class Trainer {
         AtomicFiles.writeString(file, kept.toString());
     }
 
+    /** more eval datasets than this: the picture shows their mean and range, the log keeps each one */
+    static final int MAX_EVAL_CURVES = 6;
+
     private void writePlot() throws IOException {
         Plot plot = new Plot("loss", "tokens", "loss (nats per token)");
         plot.add("train", column(trainCurve, 0), column(trainCurve, 1));
-        evalCurves.forEach((name, points) -> plot.add("eval " + name, column(points, 0), column(points, 1)));
+        if (evalCurves.size() <= MAX_EVAL_CURVES) {
+            evalCurves.forEach((name, points) -> plot.add("eval " + name, column(points, 0), column(points, 1)));
+        } else {
+            // every dataset is evaluated at the same steps: mean, min and max over datasets at each of them
+            int n = evalCurves.values().stream().mapToInt(List::size).min().orElse(0);
+            double[] x = new double[n], mean = new double[n], lo = new double[n], hi = new double[n];
+            java.util.Arrays.fill(lo, Double.POSITIVE_INFINITY);
+            java.util.Arrays.fill(hi, Double.NEGATIVE_INFINITY);
+            for (List<double[]> points : evalCurves.values())
+                for (int i = 0; i < n; i++) {
+                    double loss = points.get(i)[1];
+                    x[i] = points.get(i)[0];
+                    mean[i] += loss / evalCurves.size();
+                    lo[i] = Math.min(lo[i], loss);
+                    hi[i] = Math.max(hi[i], loss);
+                }
+            plot.add("eval, mean of " + evalCurves.size() + " datasets", x, mean);
+            plot.add("eval, lowest dataset", x, lo);
+            plot.add("eval, highest dataset", x, hi);
+        }
         plot.writePng(runDir.resolve(PLOT_FILE));
     }
 

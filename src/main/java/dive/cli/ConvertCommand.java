@@ -42,6 +42,15 @@ final class ConvertCommand implements Callable<Integer> {
             System.out.printf(Locale.ROOT, "%-24s %10.2f %10.2f %10.2f%n", name, d.get(name).doubleValue(), b.get(name).doubleValue(), a.get(name).doubleValue());
         System.out.printf(Locale.ROOT, "params: dense %,d; DIVE %,d total, %,d active; %,d training tokens%n", ((Number) dense.get("params_total")).longValue(),
                 ((Number) dive.get("params_total")).longValue(), ((Number) dive.get("params_active")).longValue(), ((Number) dive.get("training_tokens")).longValue());
+        @SuppressWarnings("unchecked") Map<String, Object> methods = (Map<String, Object>) report.get("methods");
+        for (Map.Entry<String, Object> m : methods.entrySet()) {
+            if (m.getKey().equals("dive")) continue;
+            com.fasterxml.jackson.databind.JsonNode e = new com.fasterxml.jackson.databind.ObjectMapper().valueToTree(m.getValue());
+            StringBuilder ppl = new StringBuilder();
+            e.get("ppl_after_retraining").properties().forEach(kv -> ppl.append(String.format(Locale.ROOT, " %s %.2f", kv.getKey(), kv.getValue().asDouble())));
+            System.out.printf(Locale.ROOT, "%-20s after:%s; %,d active; %,d training tokens → %s%n", m.getKey(), ppl,
+                    e.get("params_active").asLong(), e.get("training_tokens").asLong(), e.get("export").asText());
+        }
         System.out.println("model → " + dive.get("export") + "\nreport → " + out.resolve("report.json"));
         return 0;
     }

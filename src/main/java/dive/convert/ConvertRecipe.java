@@ -38,12 +38,14 @@ import java.util.TreeSet;
  * stage0: {tokens: 100000, lr: 1.0e-4, batch_size: 8, seq_len: 256}          # + temperature (default 0.05 / 0.5 for k = 1 / 2)
  * stage1: {tokens: 200000, lr: 1.0e-4, batch_size: 8, seq_len: 256, warmup: 0.03, lora_r: 8, lora_alpha: 16, lora_dropout: 0.1}
  * stage2: {tokens: 0, lr: 1.0e-5, ...}                                        # optional; constant lr
+ * methods: [dive]              # dive plus any baselines of {@link BaselineConversion} (flap, llm_pruner,
+ *                              # llama_moe_random, llama_moe_kmeans, dive_random_groups), each in OUT/&lt;method&gt;/
  * </pre>
  */
 public record ConvertRecipe(List<String> datasets, String score, Clustering.Linkage linkage, int calibrationWindows, int evalWindows,
                             int finalEvalWindows, int seqlen, long seed, boolean biasCompensation, String grouping, Path groupsFile,
                             int nsamples, double routerInitStd, double auxLossCoef, int checkpointEvery, int trainEvalWindows,
-                            Stage stage0, Stage stage1, Stage stage2) {
+                            Stage stage0, Stage stage1, Stage stage2, List<String> methods) {
 
     /** one retraining stage; tokens 0 = skipped; temperature NaN = the paper's for k (stage 0 only) */
     public record Stage(long tokens, double lr, int batchSize, int seqLen, double warmup, double temperature, int loraR,
@@ -51,7 +53,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
 
     public static final Set<String> KEYS = Set.of("datasets", "score", "linkage", "calibration_windows", "eval_windows", "final_eval_windows",
             "seqlen", "seed", "bias_compensation", "grouping", "groups_file", "nsamples", "router_init_std", "aux_loss_coef",
-            "checkpoint_every", "train_eval_windows", "stage0", "stage1", "stage2");
+            "checkpoint_every", "train_eval_windows", "stage0", "stage1", "stage2", "methods");
     static final Set<String> STAGE_KEYS = Set.of("tokens", "lr", "batch_size", "seq_len", "warmup", "temperature", "lora_r", "lora_alpha", "lora_dropout");
 
     public static ConvertRecipe defaults() { return parse(new ObjectMapper().createObjectNode(), "(defaults)", Path.of(".")); }
@@ -95,9 +97,15 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
         Stage s0 = stage(r, "stage0", 100_000, 1e-4, true);
         Stage s1 = stage(r, "stage1", 200_000, 1e-4, false);
         Stage s2 = stage(r, "stage2", 0, 1e-5, false);
+        List<String> methods = r.has("methods") ? r.strings("methods") : List.of("dive");
+        if (new java.util.HashSet<>(methods).size() != methods.size()) throw r.error("methods", "a method is named twice: " + methods);
+        if (!methods.contains("dive")) throw r.error("methods", "must contain dive (the conversion itself; baselines run beside it): " + methods);
+        for (String m : methods)
+            if (!m.equals("dive") && !BaselineConversion.METHODS.contains(m))
+                throw r.error("methods", "unknown method '" + m + "' (expected dive or one of " + BaselineConversion.METHODS + ")");
         return new ConvertRecipe(datasets, score, linkage, calibration, eval, finalEval, seqlen, seed, bias, grouping,
                 groupsFile == null ? null : baseDir.resolve(groupsFile).toAbsolutePath().normalize(), nsamples, routerStd, aux,
-                checkpointEvery, trainEval, s0, s1, s2);
+                checkpointEvery, trainEval, s0, s1, s2, List.copyOf(methods));
     }
 
     private static Stage stage(Reader root, String key, long tokens, double lr, boolean stage0) {
@@ -120,6 +128,12 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
         double dropout = s.number("lora_dropout", 0.1);
         if (!(dropout >= 0 && dropout < 1)) throw s.error("lora_dropout", dropout + ": expected 0 ≤ dropout < 1");
         return new Stage(t, rate, batch, seqLen, warmup, temperature, loraR, alpha, dropout);
+    }
+
+    /** these settings with another grouping (no groups file) and only the method dive: the dive_random_groups ablation */
+    public ConvertRecipe withRandomGroupingOnly() {
+        return new ConvertRecipe(datasets, score, linkage, calibrationWindows, evalWindows, finalEvalWindows, seqlen, seed, biasCompensation,
+                "random", null, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, stage0, stage1, stage2, List.of("dive"));
     }
 
     /** the settings as a JSON tree (recorded in the output folder: a rerun must use the same) */
@@ -153,6 +167,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
             else { sm.put("lora_r", s.loraR()); sm.put("lora_alpha", s.loraAlpha()); sm.put("lora_dropout", s.loraDropout()); }
             m.put("stage" + i, sm);
         }
+        if (!methods.equals(List.of("dive"))) m.put("methods", methods);  // absent for dive alone: earlier runs' settings stay valid
         return m;
     }
 

@@ -78,6 +78,7 @@ public final class DiveConversion {
         int width = ExpertReconstruction.validate(q.experts(), q.topK(), q.ratio(), dc.intermediateSize(), names.size());
         for (ConvertRecipe.Stage s : List.of(recipe.stage0(), recipe.stage1(), recipe.stage2()))
             if (s.seqLen() > dc.maxPositionEmbeddings()) throw new IllegalArgumentException("recipe stage seq_len " + s.seqLen() + " exceeds the model's max_position_embeddings " + dc.maxPositionEmbeddings());
+        BaselineConversion.validate(recipe);
         if (recipe.seqlen() > dc.maxPositionEmbeddings()) throw new IllegalArgumentException("recipe seqlen " + recipe.seqlen() + " exceeds the model's max_position_embeddings " + dc.maxPositionEmbeddings());
         Map<String, Object> settings = new LinkedHashMap<>();
         settings.put("model", modelDir.toString());
@@ -233,7 +234,14 @@ public final class DiveConversion {
         dive.put("routing_share", JSON.convertValue(afterEval.get("routing_share"), Map.class));
         dive.put("export", export.toString());
         dive.put("export_format", recipe.biasCompensation() ? "mixtral with dive_expert_bias (this engine's extension) unless all biases are zero" : "stock Mixtral");
-        report.put("methods", Map.of("dive", dive));
+        Map<String, Object> methods = new LinkedHashMap<>();
+        methods.put("dive", dive);
+        for (String m : recipe.methods()) {
+            if (m.equals("dive")) continue;
+            methods.put(m, BaselineConversion.run(m, q, modelDir, tokenizerJson, names, windows, out.resolve(m), backend, timings));
+            writeTimings(out, timings);
+        }
+        report.put("methods", methods);
         AtomicFiles.writeString(out.resolve("report.json"), JSON.writeValueAsString(report) + "\n");
         writePictures(out, names, groups, q.experts(), denseEval, beforeEval, afterEval);
         return report;
@@ -267,6 +275,12 @@ public final class DiveConversion {
     /** one stage: skipped when its done marker exists, resumed from its latest checkpoint, else started; returns its tokens */
     static long runStage(int s, ConvertRecipe.Stage stage, Request q, ConvertRecipe recipe, Path from, Path tokenizerJson,
                          List<String> names, Path dir, Map<String, Double> timings) throws IOException {
+        return runStage(s, stage, q, recipe, from, tokenizerJson, names, dir, timings, false);
+    }
+
+    /** as above; {@code dense}: a Llama model (flap, llm_pruner) gets LoRA on gate/up/down and trains every RMSNorm */
+    static long runStage(int s, ConvertRecipe.Stage stage, Request q, ConvertRecipe recipe, Path from, Path tokenizerJson,
+                         List<String> names, Path dir, Map<String, Double> timings, boolean dense) throws IOException {
         Path done = dir.resolve(DONE_FILE);
         if (Files.isRegularFile(done)) return JSON.readTree(done.toFile()).path("tokens").asLong();
         long start = System.nanoTime();
@@ -293,7 +307,11 @@ public final class DiveConversion {
         r.put("keep_checkpoints", 1);
         r.put("seed", recipe.seed() + s);
         Map<String, Object> moe = new LinkedHashMap<>();
-        if (s == 0) {
+        if (dense) {
+            r.put("train", List.of("*.lora_*", "*norm.weight"));
+            r.put("lora", Map.of("r", stage.loraR(), "alpha", stage.loraAlpha(), "dropout", stage.loraDropout(),
+                    "targets", List.of("down_proj", "gate_proj", "up_proj")));
+        } else if (s == 0) {
             r.put("train", TrainableLlama.STAGE0_TRAIN);
             moe.put("routing", "soft");
             if (!Double.isNaN(stage.temperature())) moe.put("temperature", stage.temperature());
@@ -304,7 +322,7 @@ public final class DiveConversion {
             moe.put("routing", "top_k");
         }
         moe.put("aux_loss_coef", recipe.auxLossCoef());
-        r.put("moe", moe);
+        if (!dense) r.put("moe", moe);
         r.put("output", "F32");
         Files.createDirectories(dir);
         Path recipeFile = dir.resolve("recipe.json");
@@ -320,7 +338,8 @@ public final class DiveConversion {
         marker.put("tokens", result.tokensSeen());
         marker.put("last_loss", result.lastLoss());
         AtomicFiles.writeString(done, JSON.writeValueAsString(marker) + "\n");
-        timings.put("stage" + s, seconds(start) + timings.getOrDefault("stage" + s, 0.0));
+        String phase = (dense ? dir.getParent().getFileName() + "_" : "") + "stage" + s;
+        timings.put(phase, seconds(start) + timings.getOrDefault(phase, 0.0));
         return result.tokensSeen();
     }
 

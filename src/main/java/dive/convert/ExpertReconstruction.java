@@ -122,15 +122,31 @@ public final class ExpertReconstruction {
         int experts = options.experts();
         if (groupStatistics.size() != experts)
             throw new IllegalArgumentException(groupStatistics.size() + " groups of statistics for --experts " + experts);
+        int[][][] kept = new int[experts][][];
+        for (int g = 0; g < experts; g++) kept[g] = Pruning.keptChannels(dense, groupStatistics.get(g), groupScores.get(g), options.ratio());
+        return fromKeptChannels(dense, kept, groupStatistics, options);
+    }
+
+    /**
+     * The Mixtral model whose expert e of layer l keeps the dense channels {@code kept[e][l]} (ascending, each of the
+     * expert width round(I·(1 − r))); routers as {@link #reconstruct}. With bias compensation, expert e's bias uses
+     * the channel means of {@code biasStatistics.get(e)} (may be null without bias compensation). Used by the
+     * data-free baselines ({@link BaselineConversion}) with channel sets of their own.
+     */
+    public static Result fromKeptChannels(LlamaModel dense, int[][][] kept, List<CalibrationStatistics> biasStatistics, Options options) {
+        LlamaConfig dc = dense.config();
+        int experts = options.experts();
+        if (kept.length != experts) throw new IllegalArgumentException(kept.length + " channel sets for --experts " + experts);
         int width = validate(experts, options.topK(), options.ratio(), dc.intermediateSize(), experts);
+        for (int[][] perLayer : kept)
+            for (int[] k : perLayer)
+                if (k.length != width) throw new IllegalArgumentException("an expert keeps " + k.length + " channels, expected the expert width " + width);
         LlamaConfig config = dc.toMixtral(width, new LlamaConfig.Moe(experts, options.topK(), options.auxLossCoef(),
                 options.auxLossCoef() > 0, options.biasCompensation()));
         int layers = dc.numHiddenLayers(), d = dc.hiddenSize();
         Map<String, Tensor> weights = new LinkedHashMap<>();
         for (Map.Entry<String, Tensor> e : dense.namedWeights().entrySet())
             if (!e.getKey().contains(".mlp.")) weights.put(e.getKey(), e.getValue());
-        int[][][] kept = new int[experts][][];
-        for (int g = 0; g < experts; g++) kept[g] = Pruning.keptChannels(dense, groupStatistics.get(g), groupScores.get(g), options.ratio());
         for (int l = 0; l < layers; l++) {
             String p = "model.layers." + l + ".block_sparse_moe.";
             Random random = new Random(options.routerSeed() + l);
@@ -140,7 +156,7 @@ public final class ExpertReconstruction {
             DenseFfn ffn = Pruning.denseBlock(dense, l);
             for (int g = 0; g < experts; g++) {
                 float[] bias = options.biasCompensation()
-                        ? Pruning.biasCompensation(ffn.down(), kept[g][l], groupStatistics.get(g).layers()[l].mean()) : null;
+                        ? Pruning.biasCompensation(ffn.down(), kept[g][l], biasStatistics.get(g).layers()[l].mean()) : null;
                 DenseFfn expert = Pruning.prune(ffn, kept[g][l], bias);
                 String ep = p + "experts." + g + ".";
                 weights.put(ep + "w1.weight", renamed(expert.gate(), ep + "w1.weight"));

@@ -19,6 +19,9 @@
  * ConvertRecipe          the strict YAML/JSON settings of ./dive convert (windows, score, grouping, stage budgets)
  * DiveConversion         the whole pipeline, resumable step by step: groups → experts → stage 0/1/2 (TrainingRun with a
  *                        recipe written into each stage folder, a done marker at the end) → Mixtral export → report.json
+ * BaselineConversion     section 6 beside DIVE (recipe methods): flap, llm_pruner (dense, pruned to the active width,
+ *                        LoRA on gate/up/down), llama_moe_random, llama_moe_kmeans (data-free experts), dive_random_groups;
+ *                        each in OUT/&lt;method&gt;/ with the same stage budgets, one report.json entry per method
  * </pre>
  */
 package dive.convert;

@@ -157,19 +157,10 @@ public class ScalarBackend implements Backend {
 
     @Override
     public void ropeBackward(float[] dx, int rows, int heads, int headDim, int[] positions, float[] invFreq) {
-        int half = headDim / 2;
-        for (int r = 0; r < rows; r++) {
-            for (int i = 0; i < half; i++) {
-                float angle = positions[r] * invFreq[i];
-                float cos = (float) Math.cos(angle), sin = (float) Math.sin(angle);
-                for (int h = 0; h < heads; h++) {
-                    int base = (r * heads + h) * headDim;
-                    float da = dx[base + i], db = dx[base + i + half];
-                    dx[base + i] = da * cos + db * sin;
-                    dx[base + i + half] = db * cos - da * sin;
-                }
-            }
-        }
+        // the transpose of a rotation is the rotation by −angle: rope at negated positions
+        int[] negated = new int[rows];
+        for (int r = 0; r < rows; r++) negated[r] = -positions[r];
+        rope(dx, rows, heads, headDim, negated, invFreq);
     }
 
     @Override

@@ -10,10 +10,10 @@ import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * One GPU context for the engine: device 0, one stream, one cuBLAS handle bound to that stream, launch helpers
- * ({@link #kernels()}), a grow-only device workspace and host staging memory carved per operation. The handle and
- * the workspace are not safe for concurrent use: callers hold {@link #lock()} around each operation (the
- * {@code CudaBackend} does). Host staging is ordinary off-heap memory allocated from an {@link Arena} (not pinned:
- * the driver stages each copy; the honest cost of per-op transfers).
+ * ({@link #kernels()}), copies, GemmEx, and a grow-only device workspace carved per operation. The handle and the
+ * workspace are not safe for concurrent use: callers hold {@link #lock()} around each operation (the
+ * {@code CudaBackend} does). Host memory for copies is ordinary off-heap memory from an {@link Arena} (not pinned:
+ * the driver stages each copy — the honest cost of per-op transfers); heap arrays cannot be passed to native code.
  */
 public final class CudaDevice implements AutoCloseable {
     private static final int ALIGN = 256;
@@ -25,9 +25,8 @@ public final class CudaDevice implements AutoCloseable {
     private final ReentrantLock lock = new ReentrantLock();
     private final DeviceArena workspaceArena = new DeviceArena("workspace");
     private final CudaKernels kernels;
-    private DeviceBuffer workspace = DeviceBuffer.NULL;
-    private Arena stagingArena = Arena.ofShared();
-    private MemorySegment staging = MemorySegment.NULL;
+    /** slot 0: an operation's activations; slot 1: weights uploaded for one operation */
+    private final DeviceBuffer[] workspaces = {DeviceBuffer.NULL, DeviceBuffer.NULL};
     private int mathMode = -1;
     private boolean closed;
 
@@ -90,42 +89,25 @@ public final class CudaDevice implements AutoCloseable {
      * Device scratch for one operation: views of the given sizes (256-byte aligned) in one grow-only allocation. The
      * views of the previous call become invalid (the stream is synchronised before the allocation grows).
      */
-    public DeviceBuffer[] workspace(long... bytes) {
+    public DeviceBuffer[] workspace(long... bytes) { return workspace(0, bytes); }
+
+    /** {@link #workspace(long...)} in one of two independent slots (0 or 1), so two parts of an operation can each carve once */
+    public DeviceBuffer[] workspace(int slot, long... bytes) {
         requireLocked();
         long total = 0;
         for (long b : bytes) total += aligned(b);
-        if (total > workspace.bytes()) {
+        DeviceBuffer current = workspaces[slot];
+        if (total > current.bytes()) {
             sync();
-            long grown = Math.max(total, workspace.bytes() + workspace.bytes() / 2);
-            if (workspace.bytes() > 0) workspaceArena.free(workspace);
-            workspace = DeviceBuffer.NULL;
-            workspace = workspaceArena.allocate(grown);
+            long grown = Math.max(total, current.bytes() + current.bytes() / 2);
+            if (current.bytes() > 0) workspaceArena.free(current);
+            workspaces[slot] = DeviceBuffer.NULL;
+            workspaces[slot] = current = workspaceArena.allocate(grown);
         }
         DeviceBuffer[] views = new DeviceBuffer[bytes.length];
         long offset = 0;
         for (int i = 0; i < bytes.length; i++) {
-            views[i] = bytes[i] == 0 ? DeviceBuffer.NULL : workspace.slice(offset, bytes[i]);
-            offset += aligned(bytes[i]);
-        }
-        return views;
-    }
-
-    /** host staging for one operation, like {@link #workspace}: off-heap views that stay valid until the next call */
-    public MemorySegment[] staging(long... bytes) {
-        requireLocked();
-        long total = 0;
-        for (long b : bytes) total += aligned(b);
-        if (total > staging.byteSize()) {
-            sync();
-            long grown = Math.max(total, staging.byteSize() + staging.byteSize() / 2);
-            stagingArena.close();
-            stagingArena = Arena.ofShared();
-            staging = stagingArena.allocate(grown, ALIGN);
-        }
-        MemorySegment[] views = new MemorySegment[bytes.length];
-        long offset = 0;
-        for (int i = 0; i < bytes.length; i++) {
-            views[i] = staging.asSlice(offset, bytes[i]);
+            views[i] = bytes[i] == 0 ? DeviceBuffer.NULL : current.slice(offset, bytes[i]);
             offset += aligned(bytes[i]);
         }
         return views;
@@ -179,7 +161,6 @@ public final class CudaDevice implements AutoCloseable {
             closed = true;
             dive_h.dive_stream_sync(stream);
             workspaceArena.close();
-            stagingArena.close();
             int cublasStatus = cublas_h.cublasDestroy_v2(cublas);
             CudaException.check(dive_h.dive_stream_destroy(stream), "dive_stream_destroy");
             CudaException.checkCublas(cublasStatus, "cublasDestroy_v2");

@@ -9,8 +9,12 @@ import java.nio.file.Path;
 
 /** Options every model command takes. */
 final class CommonOptions {
+    @Option(names = "--device", paramLabel = "auto|cuda|cpu", defaultValue = "${sys:dive.device:-auto}",
+            description = "where to compute: auto (default: the GPU when one works, else the CPU, saying why once), cuda, cpu")
+    String device;
+
     @Option(names = "--backend", paramLabel = "NAME", defaultValue = "auto",
-            description = "compute backend: auto (default: the fastest that works here), vector (Vector API), scalar (plain reference)")
+            description = "CPU backend: auto (default: the fastest that works here), vector (Vector API), scalar (plain reference)")
     String backend;
 
     @Option(names = "--threads", paramLabel = "N", description = "CPU threads for the kernels (default: all cores)")
@@ -25,7 +29,27 @@ final class CommonOptions {
             System.setProperty("dive.threads", Integer.toString(threads));
         }
         Main.quietLogs(quiet);
-        return Backends.create(backend);
+        return Backends.create(device, backend);
+    }
+
+    /**
+     * Runs {@code body} with the flags as the system properties that Backends.select() reads (for training and conversion
+     * code), restoring the properties afterwards.
+     */
+    <T> T withSelection(java.util.concurrent.Callable<T> body) throws Exception {
+        String device0 = System.getProperty("dive.device"), backend0 = System.getProperty("dive.backend");
+        System.setProperty("dive.device", device);
+        System.setProperty("dive.backend", backend);
+        try {
+            return body.call();
+        } finally {
+            restore("dive.device", device0);
+            restore("dive.backend", backend0);
+        }
+    }
+
+    private static void restore(String key, String value) {
+        if (value == null) System.clearProperty(key); else System.setProperty(key, value);
     }
 
     Engine load(Path modelDir) throws Exception {

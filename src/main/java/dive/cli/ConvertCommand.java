@@ -29,9 +29,9 @@ final class ConvertCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         ConvertRecipe r = recipe == null ? ConvertRecipe.defaults() : ConvertRecipe.load(recipe);
-        if (!common.backend.equals("auto")) System.setProperty("dive.backend", common.backend);  // the training code uses Backends.select()
-        common.backend();  // applies --threads and --quiet, checks the backend name
-        Map<String, Object> report = DiveConversion.run(new DiveConversion.Request(modelDir, data, experts, topK, ratio, r, out, !common.quiet));
+        common.backend();  // applies --threads and --quiet, checks the device and backend names
+        Map<String, Object> report = common.withSelection(  // the conversion code uses Backends.select()
+                () -> DiveConversion.run(new DiveConversion.Request(modelDir, data, experts, topK, ratio, r, out, !common.quiet)));
         @SuppressWarnings("unchecked") Map<String, Object> dense = (Map<String, Object>) report.get("dense");
         @SuppressWarnings("unchecked") Map<String, Object> dive = (Map<String, Object>) ((Map<String, Object>) report.get("methods")).get("dive");
         @SuppressWarnings("unchecked") Map<String, Number> d = (Map<String, Number>) dense.get("ppl");

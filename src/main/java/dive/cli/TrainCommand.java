@@ -21,10 +21,23 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--export-latest", paramLabel = "DIR",
             description = "do not train: export the model of RUN_DIR's latest checkpoint as a Hugging Face folder DIR (must not exist)") Path exportLatest;
     @Option(names = {"-q", "--quiet"}, description = "no progress bar or log lines") boolean quiet;
+    @Option(names = "--device", paramLabel = "auto|cuda|cpu", defaultValue = "${sys:dive.device:-auto}",
+            description = "where to compute: auto (default: the GPU when one works, else the CPU, saying why once), cuda, cpu") String device;
 
     @Override
     public Integer call() throws Exception {
         Main.quietLogs(quiet);
+        dive.backend.Backends.create(device, System.getProperty("dive.backend", "auto"));  // checks --device (cuda without a GPU: the reason)
+        String before = System.getProperty("dive.device");
+        System.setProperty("dive.device", device);  // the training code uses Backends.select()
+        try {
+            return train();
+        } finally {
+            if (before == null) System.clearProperty("dive.device"); else System.setProperty("dive.device", before);
+        }
+    }
+
+    private int train() throws Exception {
         Recipe recipe = Recipe.load(recipeFile);
         Path runDir = out != null ? out : Path.of("runs", stem(recipeFile));
         if (exportLatest != null) {

@@ -278,7 +278,7 @@ public final class BaselineConversion {
             ConvertRecipe.Stage stage = stages.get(s);
             if (stage == null || stage.tokens() == 0) continue;
             Path stageDir = dir.resolve("stage" + s);
-            trainingTokens += DiveConversion.runStage(s, stage, q, recipe, previous, tokenizerJson, names, stageDir, timings, denseMethod);
+            trainingTokens += DiveConversion.runStage(s, stage, q, recipe, previous, tokenizerJson, names, stageDir, timings, denseMethod, method + "_");
             previous = stageDir.resolve(Trainer.FINAL_DIR);
         }
         // ---- export

@@ -275,12 +275,15 @@ public final class DiveConversion {
     /** one stage: skipped when its done marker exists, resumed from its latest checkpoint, else started; returns its tokens */
     static long runStage(int s, ConvertRecipe.Stage stage, Request q, ConvertRecipe recipe, Path from, Path tokenizerJson,
                          List<String> names, Path dir, Map<String, Double> timings) throws IOException {
-        return runStage(s, stage, q, recipe, from, tokenizerJson, names, dir, timings, false);
+        return runStage(s, stage, q, recipe, from, tokenizerJson, names, dir, timings, false, "");
     }
 
-    /** as above; {@code dense}: a Llama model (flap, llm_pruner) gets LoRA on gate/up/down and trains every RMSNorm */
+    /**
+     * as above; {@code dense}: a Llama model (flap, llm_pruner) gets LoRA on gate/up/down and trains every RMSNorm;
+     * {@code phasePrefix} names the method in timings.json ("" for DIVE, "flap_" …)
+     */
     static long runStage(int s, ConvertRecipe.Stage stage, Request q, ConvertRecipe recipe, Path from, Path tokenizerJson,
-                         List<String> names, Path dir, Map<String, Double> timings, boolean dense) throws IOException {
+                         List<String> names, Path dir, Map<String, Double> timings, boolean dense, String phasePrefix) throws IOException {
         Path done = dir.resolve(DONE_FILE);
         if (Files.isRegularFile(done)) return JSON.readTree(done.toFile()).path("tokens").asLong();
         long start = System.nanoTime();
@@ -302,7 +305,7 @@ public final class DiveConversion {
         r.put("batch_size", stage.batchSize());
         r.put("seq_len", stage.seqLen());
         r.put("max_steps", steps);
-        r.put("eval_every", recipe.trainEvalWindows() > 0 ? Math.max(1, steps / 4) : 0);
+        r.put("eval_every", recipe.trainEvalWindows() > 0 ? Math.max(1, (steps + 3) / 4) : 0);  // at most 4 evals after step 0, the last at the end
         r.put("checkpoint_every", recipe.checkpointEvery());
         r.put("keep_checkpoints", 1);
         r.put("seed", recipe.seed() + s);
@@ -338,8 +341,8 @@ public final class DiveConversion {
         marker.put("tokens", result.tokensSeen());
         marker.put("last_loss", result.lastLoss());
         AtomicFiles.writeString(done, JSON.writeValueAsString(marker) + "\n");
-        String phase = (dense ? dir.getParent().getFileName() + "_" : "") + "stage" + s;
-        timings.put(phase, seconds(start) + timings.getOrDefault(phase, 0.0));
+        String phase = phasePrefix + "stage" + s;
+        timings.put(phase, seconds(start));  // this run's part of the stage (a resumed stage: since the restart)
         return result.tokensSeen();
     }
 

@@ -222,4 +222,45 @@ class TrainableMoeTest {
             assertEquals(p.trainable(), changed, p.name());
         }
     }
+    /**
+     * Stage 0 stops the backward at the lowest MoE block and skips its frozen experts: the routers' gradients of both
+     * layers still match central finite differences of the (soft-routed) loss along a random direction, and equal those
+     * of the full backward (embedding made trainable, so every layer's input gradient is computed).
+     */
+    @Test
+    void stageZeroRouterGradientsMatchFiniteDifferences() throws Exception {
+        int[][] batch = batch(6, 2, 10, 128);
+        TrainableLlama model = TrainableLlama.fromCheckpoint(K2, new VectorBackend(2));
+        model.prepareStage0();
+        model.lossAndGradients(batch, 1f);
+        TrainableLlama full = TrainableLlama.fromCheckpoint(K2, new VectorBackend(2));
+        full.prepareStage0();
+        full.parameter("model.embed_tokens.weight").setTrainable(true);
+        full.lossAndGradients(batch, 1f);
+        Random r = new Random(4);
+        for (int l = 0; l < 2; l++) {
+            String name = "model.layers." + l + ".block_sparse_moe.gate.weight";
+            Parameter p = model.parameter(name);
+            assertArrayEquals(full.parameter(name).grad(), p.grad(), name + ": truncated and full backward");
+            float[] original = p.value().toFloatArray();
+            double[] u = new double[original.length];
+            double analytic = 0, magnitude = 0;
+            for (int i = 0; i < u.length; i++) {
+                u[i] = r.nextDouble() * 2 - 1;
+                analytic += p.grad()[i] * u[i];
+                magnitude += Math.abs(p.grad()[i] * u[i]);
+            }
+            double eps = 1e-2;
+            double[] losses = new double[2];
+            for (int side = 0; side < 2; side++) {
+                for (int i = 0; i < original.length; i++)
+                    p.value().data().setAtIndex(dive.tensor.Tensor.F32, i, (float) (original[i] + (side == 0 ? eps : -eps) * u[i]));
+                losses[side] = model.loss(batch);
+            }
+            for (int i = 0; i < original.length; i++) p.value().data().setAtIndex(dive.tensor.Tensor.F32, i, original[i]);
+            double numeric = (losses[0] - losses[1]) / (2 * eps);
+            assertTrue(magnitude > 1e-4, name + ": gradient (almost) zero");
+            assertEquals(numeric, analytic, 1e-2 * magnitude, name + ": analytic " + analytic + " vs finite differences " + numeric);
+        }
+    }
 }

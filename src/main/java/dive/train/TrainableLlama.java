@@ -438,8 +438,19 @@ public final class TrainableLlama implements TrainableModel {
 
     public double auxLossCoef() { return auxLossCoef; }
 
-    /** tokens routed to each expert (top-k assignments) per layer in the last training batch: (layers, E); null before */
+    /**
+     * tokens routed to each expert (top-k assignments; in soft mode the ones top-k routing would make) per layer in the
+     * last forward (training batch or evaluation): (layers, E); null before the first
+     */
     public int[][] lastExpertLoad() { return lastExpertLoad == null ? null : Arrays.stream(lastExpertLoad).map(r -> r == null ? null : r.clone()).toArray(int[][]::new); }
+
+    @Override
+    public long[] lastExpertCounts() {
+        if (lastExpertLoad == null) return null;
+        long[] counts = new long[config.moe().numLocalExperts()];
+        for (int[] layer : lastExpertLoad) if (layer != null) for (int e = 0; e < counts.length; e++) counts[e] += layer[e];
+        return counts;
+    }
 
     /** the auxiliary loss (before the coefficient) of the last training batch, NaN without one */
     public double lastAuxLoss() { return lastAuxLoss; }
@@ -468,8 +479,6 @@ public final class TrainableLlama implements TrainableModel {
         lastLmLoss = loss;
         lastAuxLoss = Double.NaN;
         if (isMoe()) {
-            lastExpertLoad = new int[layers.length][];
-            for (int l = 0; l < layers.length; l++) if (f.acts[l].moe != null) lastExpertLoad[l] = f.acts[l].moe.topKCounts.clone();
             if (auxLossCoef > 0) {
                 MoeBlock.Saved[] saved = new MoeBlock.Saved[layers.length];
                 for (int l = 0; l < layers.length; l++) saved[l] = f.acts[l].moe;
@@ -579,6 +588,10 @@ public final class TrainableLlama implements TrainableModel {
             a.sDown = layer.down.forward(proj, a.h, N, dropout);
             x = a.xMid.clone();
             backend.add(x, proj, N * d);
+        }
+        if (isMoe()) {
+            lastExpertLoad = new int[layers.length][];
+            for (int l = 0; l < layers.length; l++) if (f.acts[l].moe != null) lastExpertLoad[l] = f.acts[l].moe.topKCounts.clone();
         }
         f.xFinal = x;
         f.xnFinal = new float[N * d];

@@ -263,4 +263,30 @@ class TrainableMoeTest {
             assertEquals(numeric, analytic, 1e-2 * magnitude, name + ": analytic " + analytic + " vs finite differences " + numeric);
         }
     }
+    /** the eval's expert load (share of top-k assignments, MoE layers pooled) against the inference engine's own routing */
+    @Test
+    void evalExpertLoadMatchesTheInferenceEnginesRouting() throws Exception {
+        TrainableLlama model = TrainableLlama.fromCheckpoint(K2, new VectorBackend(2));
+        int[][] first = batch(11, 2, 9, 128), second = batch(12, 1, 9, 128);
+        EvalSet set = new EvalSet("toy", List.of(first, second), 3);
+        EvalSet.Result r = set.evaluate(model);
+        int experts = model.config().moe().numLocalExperts(), k = model.config().moe().numExpertsPerTok();
+        long[] counts = new long[experts];
+        try (LlamaModel engine = LlamaModel.load(K2, new ScalarBackend())) {
+            dive.model.RoutingObserver observer = (layer, tokens, logits, ids, weights) -> {
+                for (int n = 0; n < tokens; n++) for (int j = 0; j < k; j++) counts[ids[n * k + j]]++;
+            };
+            for (int[][] b : List.of(first, second))
+                for (int[] row : b) {
+                    int[] inputs = java.util.Arrays.copyOf(row, row.length - 1);  // the eval predicts row[1..] from row[..T)
+                    engine.forward(inputs, engine.newCache(inputs.length), observer);
+                }
+        }
+        long total = java.util.Arrays.stream(counts).sum();
+        assertEquals(3L * 9 * k * model.config().numHiddenLayers(), total, "every token, every layer, k assignments");
+        for (int e = 0; e < experts; e++) assertEquals((double) counts[e] / total, r.expertShare()[e], 1e-12, "expert " + e);
+        double mean = 0;
+        for (int[][] b : List.of(first, second)) mean += model.loss(b) * b.length;
+        assertEquals(mean / 3, r.loss(), 1e-12);
+    }
 }

@@ -28,6 +28,12 @@ final class CommonOptions {
         return Backends.create(backend);
     }
 
+    /** for commands whose training code picks its backend itself ({@code Backends.select()}): --backend, --threads, -q for all */
+    Backend applyGlobally() {
+        if (!backend.equals("auto")) System.setProperty("dive.backend", backend);
+        return backend();
+    }
+
     Engine load(Path modelDir) throws Exception {
         return Engine.load(modelDir, backend());
     }

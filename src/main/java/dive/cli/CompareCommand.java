@@ -24,9 +24,8 @@ final class CompareCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         if (!Files.isRegularFile(plan)) throw new java.nio.file.NoSuchFileException(plan + " (--plan)");
         Comparison.Plan p = Comparison.Plan.load(plan);
-        if (!common.backend.equals("auto")) System.setProperty("dive.backend", common.backend);  // the training code uses Backends.select()
-        common.backend();  // applies --threads and --quiet, checks the backend name
-        if (!summaryOnly) Comparison.run(modelDir, data, p, out, !common.quiet);
+        common.backend();  // applies --threads and --quiet, checks the device and backend names
+        if (!summaryOnly) common.withSelection(() -> Comparison.run(modelDir, data, p, out, !common.quiet));  // the conversion code uses Backends.select()
         Comparison.summarise(p, out);
         System.out.print(Files.readString(out.resolve("comparison.md")));
         System.out.println("\nsummary → " + out.resolve("comparison.md"));

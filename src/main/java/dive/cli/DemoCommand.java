@@ -1,42 +1,61 @@
 package dive.cli;
 
-import dive.api.Bench;
 import dive.api.DefaultModel;
 import dive.api.Engine;
+import dive.convert.ConversionReport;
+import dive.convert.ConvertRecipe;
+import dive.convert.DiveConversion;
 import dive.model.GenerateOptions;
 import dive.model.Perplexity;
-import dive.util.Progress;
 import picocli.CommandLine.*;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.Callable;
 
 @Command(name = "demo", mixinStandardHelpOptions = true,
-        description = "The main job on the embedded default model and sample text: load, perplexity, generation, throughput.")
+        description = {"The whole DIVE pipeline and its baselines on the embedded default model and data.",
+                "DIVE, FLAP, LLM-Pruner (Taylor), LLaMA-MoE random and k-means, DIVE with random",
+                "groups and the dense model, on the bundled corpus sample; one seed, small budgets",
+                "(the bundled demo recipe). Prints the results table; writes OUT/report.json,",
+                "report.md, ppl.png, routing.png, loss.png, affinity/affinity.png. Rerun to resume."})
 final class DemoCommand implements Callable<Integer> {
+    @Option(names = "--out", defaultValue = "demo-out", paramLabel = "DIR",
+            description = "output folder: new, empty, or an earlier demo run to resume (default: ${DEFAULT-VALUE})") Path out;
+    @Option(names = "--recipe", paramLabel = "FILE", description = "YAML or JSON convert recipe instead of the bundled demo recipe") Path recipe;
+    @Option(names = "--experts", defaultValue = "8", paramLabel = "E", description = "number of experts (default: ${DEFAULT-VALUE})") int experts;
+    @Option(names = "--top-k", defaultValue = "1", paramLabel = "K", description = "experts per token (default: ${DEFAULT-VALUE})") int topK;
+    @Option(names = "--ratio", defaultValue = "0.5", paramLabel = "R",
+            description = "share of FFN channels each expert removes (default: ${DEFAULT-VALUE})") double ratio;
     @Mixin CommonOptions common;
 
     @Override
     public Integer call() throws Exception {
+        long start = System.nanoTime();
+        ConvertRecipe r = recipe == null ? ConvertRecipe.bundled(ConvertRecipe.DEMO_RESOURCE) : ConvertRecipe.load(recipe);
+        common.backend();  // applies --threads and --quiet, checks the device and backend names
         Path dir = DefaultModel.extract();
-        String text = Files.readString(dir.resolve(DefaultModel.SAMPLE_TEXT));
-        try (Engine engine = common.load(dir)) {
+        try (Engine engine = common.load(dir)) {  // the dense model at a glance: a second or two
             var c = engine.config();
-            System.out.printf("model    embedded default (%s): hidden %d, %d layers, %d heads / %d KV heads, FFN %d, vocab %d%n",
+            System.out.printf(Locale.ROOT, "model    embedded default (%s): hidden %d, %d layers, %d heads / %d KV heads, FFN %d, vocab %d%n",
                     dir, c.hiddenSize(), c.numHiddenLayers(), c.numAttentionHeads(), c.numKeyValueHeads(), c.intermediateSize(), c.vocabSize());
-            System.out.println("backend  " + engine.model().backend().name());
-            Perplexity.Result r = engine.perplexity(text, 128);
-            System.out.printf("ppl      %.3f over %d predicted tokens of sample.txt (window 128)%n", r.perplexity(), r.predictedTokens());
+            String text = Files.readString(dir.resolve(DefaultModel.SAMPLE_TEXT));
+            Perplexity.Result p = engine.perplexity(text, 128);
+            System.out.printf(Locale.ROOT, "ppl      %.3f over %d predicted tokens of sample.txt (window 128)%n", p.perplexity(), p.predictedTokens());
             String prompt = text.substring(0, Math.min(40, text.length()));
-            System.out.println("generate " + (prompt + engine.generate(prompt, GenerateOptions.greedy(32))).replace('\n', ' '));
-            Bench.Result b;
-            try (Progress p = new Progress("bench", 3, "repeats", !common.quiet)) {
-                b = Bench.run(engine.model(), 1, 128, 32, 3, () -> p.step(1));
-            }
-            System.out.printf("speed    prefill %.0f tokens/s, decode %.0f tokens/s (batch 1, prompt 128, 32 new)%n",
-                    b.prefillTokensPerSecond(), b.decodeTokensPerSecond());
+            System.out.println("generate " + (prompt + engine.generate(prompt, GenerateOptions.greedy(24))).replace('\n', ' '));
         }
+        Path outDir = out.toAbsolutePath().normalize();
+        System.out.printf(Locale.ROOT, "convert  %d experts, top-%d, ratio %s, methods %s → %s%n", experts, topK, ratio, r.methods(), outDir);
+        String command = "./dive demo --out " + out + (recipe == null ? "" : " --recipe " + recipe)
+                + (experts == 8 && topK == 1 && ratio == 0.5 ? "" : " --experts " + experts + " --top-k " + topK + " --ratio " + ratio);
+        Map<String, Object> report = common.withSelection(  // the conversion code uses Backends.select()
+                () -> DiveConversion.run(new DiveConversion.Request(dir, "bundled", experts, topK, ratio, r, outDir, !common.quiet, command)));
+        System.out.print(ConversionReport.textTables(report, outDir));
+        System.out.println("report → " + outDir.resolve("report.md") + " (report.json, ppl.png, routing.png, loss.png, affinity/affinity.png beside it)");
+        System.out.printf(Locale.ROOT, "done in %.1f min%n", (System.nanoTime() - start) / 6e10);
         return 0;
     }
 }

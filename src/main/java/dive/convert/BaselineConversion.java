@@ -41,9 +41,9 @@ import java.util.stream.Stream;
  * <li><b>dive_random_groups</b>: the whole DIVE pipeline with {@code grouping: random} (the ablation "DIVE without
  *     affinity mining") in its own folder.
  * </ul>
- * With bias compensation the MoE baselines' experts get the output bias of the channels they drop (channel means of
- * all calibration windows pooled). A Llama folder cannot hold an FFN output bias, so flap and llm_pruner refuse
- * {@code bias_compensation: true} before any work.
+ * With bias compensation every baseline gets the output bias of the channels it drops (channel means of all calibration
+ * windows pooled): the MoE baselines per expert; flap and llm_pruner, whose Llama folder cannot hold an FFN output bias,
+ * become a one-expert Mixtral with {@code dive_expert_bias} ({@link #compensatedDense}), trained like the plain ones.
  */
 public final class BaselineConversion {
     private BaselineConversion() {}
@@ -55,13 +55,6 @@ public final class BaselineConversion {
 
     static boolean isDense(String method) { return method.equals("flap") || method.equals("llm_pruner"); }
 
-    /** checks before any work */
-    static void validate(ConvertRecipe recipe) {
-        for (String m : recipe.methods())
-            if (isDense(m) && recipe.biasCompensation())
-                throw new IllegalArgumentException("recipe methods: " + m + " exports a dense Llama folder, which cannot hold the FFN output bias "
-                        + "of bias_compensation: true (set bias_compensation: false or drop " + m + ")");
-    }
 
     /** the active FFN width of the dense baselines: k experts of width round(I·(1 − r)), at most I */
     public static int activeWidth(int intermediateSize, int topK, double ratio) {
@@ -171,14 +164,13 @@ public final class BaselineConversion {
         return pool;
     }
 
-    /** kept channels (L × active width) of a dense baseline: WIFV (flap) or Taylor (llm_pruner) on the pooled windows */
-    public static int[][] denseKeptChannels(LlamaModel dense, String method, List<int[]> pooled, int activeWidth) {
-        ChannelScore score;
-        CalibrationStatistics stats = null;
-        if (method.equals("flap")) {
-            score = ChannelScore.parse("wifv", "flap score");
-            stats = CalibrationStatistics.collect(dense, pooled);
-        } else score = TaylorScore.compute(dense, pooled);
+    /**
+     * kept channels (L × active width) of a dense baseline: WIFV (flap; {@code stats} = the pooled windows' statistics)
+     * or Taylor (llm_pruner; {@code stats} unused, may be null) on the pooled windows
+     */
+    public static int[][] denseKeptChannels(LlamaModel dense, String method, List<int[]> pooled, CalibrationStatistics stats, int activeWidth) {
+        ChannelScore score = method.equals("flap") ? ChannelScore.parse("wifv", "flap score") : TaylorScore.compute(dense, pooled);
+        if (method.equals("flap") && stats == null) throw new IllegalArgumentException("flap needs the pooled calibration statistics");
         int layers = dense.config().numHiddenLayers();
         int[][] kept = new int[layers][];
         for (int l = 0; l < layers; l++) {
@@ -186,6 +178,20 @@ public final class BaselineConversion {
             kept[l] = Pruning.topChannels(score.score(l, stats == null ? null : stats.layers()[l], ffn.down()), activeWidth);
         }
         return kept;
+    }
+
+    /**
+     * A dense baseline with bias compensation (DIVE-METHOD.md section 2): the dense FFN of every layer narrowed to
+     * {@code kept[l]} plus the output bias b = W_down[:, removed] · mean(h_removed) over the pooled windows
+     * ({@code stats}), held as a Mixtral with ONE expert (top-1: its routing weight is softmax of one logit = 1, so the
+     * block is exactly the pruned FFN + b) and this engine's {@code dive_expert_bias}; the router (1, d) adds d
+     * parameters per layer and gets no gradient.
+     */
+    static ExpertReconstruction.Result compensatedDense(LlamaModel dense, int[][] kept, CalibrationStatistics stats, ConvertRecipe recipe) {
+        int intermediate = dense.config().intermediateSize(), active = kept[0].length;
+        ExpertReconstruction.Options options = new ExpertReconstruction.Options(1, 1, 1.0 - (double) active / intermediate, null, true, 0,
+                recipe.seed(), recipe.routerInitStd(), recipe.seed(), recipe.auxLossCoef());
+        return ExpertReconstruction.fromKeptChannels(dense, new int[][][] {kept}, List.of(stats), options);
     }
 
     /** kept[e][l] of a MoE baseline */
@@ -212,20 +218,40 @@ public final class BaselineConversion {
             return entry;
         }
         boolean denseMethod = isDense(method);
+        LlamaConfig modelConfig = LlamaConfig.load(modelDir);
+        // dense + bias compensation: a one-expert Mixtral carrying the bias (a Llama folder has no FFN output bias); when the
+        // active width is the whole FFN nothing is removed and the bias would be 0: the plain Llama path
+        boolean compensated = denseMethod && recipe.biasCompensation()
+                && activeWidth(modelConfig.intermediateSize(), q.topK(), q.ratio()) < modelConfig.intermediateSize();
+        boolean llamaFolder = denseMethod && !compensated;
         Files.createDirectories(dir);
         Path build = dir.resolve("build");
         String variant;
-        int width = Pruning.keptWidth(LlamaConfig.load(modelDir).intermediateSize(), q.ratio());
+        int width = Pruning.keptWidth(modelConfig.intermediateSize(), q.ratio());
         try (LlamaModel dense = LlamaModel.load(modelDir, backend)) {
             LlamaConfig dc = dense.config();
             List<int[]> pooled = pooledCalibration(windows);
-            if (denseMethod) {
-                int active = activeWidth(dc.intermediateSize(), q.topK(), q.ratio());
+            int active = activeWidth(dc.intermediateSize(), q.topK(), q.ratio());
+            if (denseMethod && compensated) {
+                variant = (method.equals("flap") ? "WIFV" : "first-order Taylor") + " on all calibration windows pooled, uniform width "
+                        + active + " of " + dc.intermediateSize() + " per layer, with bias compensation: a one-expert Mixtral with "
+                        + "dive_expert_bias (= the pruned FFN + b = W_down[:, removed]·mean(h_removed)); LoRA on w1/w2/w3 + RMSNorms";
+                if (!Files.isDirectory(build)) {
+                    long t = System.nanoTime();
+                    CalibrationStatistics stats = CalibrationStatistics.collect(dense, pooled);
+                    int[][] kept = denseKeptChannels(dense, method, pooled, stats, active);
+                    writeKept(dir.resolve("kept_channels.json"), new int[][][] {kept});
+                    ExpertReconstruction.Result built = compensatedDense(dense, kept, stats, recipe);
+                    MixtralExport.write(build, built.config(), built.weights(),
+                            MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true));
+                    timings.put(method + "_build", seconds(t));
+                }
+            } else if (denseMethod) {
                 variant = (method.equals("flap") ? "WIFV" : "first-order Taylor") + " on all calibration windows pooled, uniform width "
                         + active + " of " + dc.intermediateSize() + " per layer, no bias; LoRA on gate/up/down + RMSNorms";
                 if (!Files.isRegularFile(build.resolve("config.json"))) {
                     long t = System.nanoTime();
-                    int[][] kept = denseKeptChannels(dense, method, pooled, active);
+                    int[][] kept = denseKeptChannels(dense, method, pooled, method.equals("flap") ? CalibrationStatistics.collect(dense, pooled) : null, active);
                     Map<String, Tensor> weights = new LinkedHashMap<>();
                     for (Map.Entry<String, Tensor> e : dense.namedWeights().entrySet())
                         if (!e.getKey().contains(".mlp.")) weights.put(e.getKey(), e.getValue());
@@ -278,13 +304,13 @@ public final class BaselineConversion {
             ConvertRecipe.Stage stage = stages.get(s);
             if (stage == null || stage.tokens() == 0) continue;
             Path stageDir = dir.resolve("stage" + s);
-            trainingTokens += DiveConversion.runStage(s, stage, q, recipe, previous, tokenizerJson, names, stageDir, timings, denseMethod);
+            trainingTokens += DiveConversion.runStage(s, stage, q, recipe, previous, tokenizerJson, names, stageDir, timings, llamaFolder, method + "_");
             previous = stageDir.resolve(Trainer.FINAL_DIR);
         }
         // ---- export
         Path export = dir.resolve("model");
         if (!Files.isDirectory(export)) {
-            if (denseMethod) copyFolder(previous, export, modelDir);
+            if (llamaFolder) copyFolder(previous, export, modelDir);
             else try (LlamaModel last = LlamaModel.load(previous, backend)) {
                 MixtralExport.write(export, last, MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true));
             }
@@ -304,7 +330,8 @@ public final class BaselineConversion {
         entry.put("training_tokens", trainingTokens);
         if (!after.get("routing_share").isNull()) entry.put("routing_share", after.get("routing_share"));
         entry.put("export", export.toString());
-        entry.put("export_format", denseMethod ? "llama" : recipe.biasCompensation()
+        entry.put("export_format", llamaFolder ? "llama" : compensated ? "one-expert mixtral with dive_expert_bias (this engine's extension; "
+                + "equal to the pruned dense model with an FFN output bias)" : recipe.biasCompensation()
                 ? "mixtral with dive_expert_bias (this engine's extension) unless all biases are zero" : "stock Mixtral");
         return entry;
     }

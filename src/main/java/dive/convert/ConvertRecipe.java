@@ -34,7 +34,8 @@ import java.util.TreeSet;
  * router_init_std: 0.02
  * aux_loss_coef: 0             # Mixtral load-balancing loss coefficient during retraining
  * checkpoint_every: 20         # training steps between checkpoints
- * train_eval_windows: 4        # windows per dataset the trainer evaluates (loss curves)
+ * train_eval_windows: 4        # windows per dataset the trainer evaluates (loss curves, expert load)
+ * train_evals: 4               # trainer evaluations per stage after the one at step 0 (the last at the stage's end)
  * stage0: {tokens: 100000, lr: 1.0e-4, batch_size: 8, seq_len: 256}          # + temperature (default 0.05 / 0.5 for k = 1 / 2)
  * stage1: {tokens: 200000, lr: 1.0e-4, batch_size: 8, seq_len: 256, warmup: 0.03, lora_r: 8, lora_alpha: 16, lora_dropout: 0.1}
  * stage2: {tokens: 0, lr: 1.0e-5, ...}                                        # optional; constant lr
@@ -45,7 +46,7 @@ import java.util.TreeSet;
 public record ConvertRecipe(List<String> datasets, String score, Clustering.Linkage linkage, int calibrationWindows, int evalWindows,
                             int finalEvalWindows, int seqlen, long seed, boolean biasCompensation, String grouping, Path groupsFile,
                             int nsamples, double routerInitStd, double auxLossCoef, int checkpointEvery, int trainEvalWindows,
-                            Stage stage0, Stage stage1, Stage stage2, List<String> methods) {
+                            int trainEvals, Stage stage0, Stage stage1, Stage stage2, List<String> methods) {
 
     /** one retraining stage; tokens 0 = skipped; temperature NaN = the paper's for k (stage 0 only) */
     public record Stage(long tokens, double lr, int batchSize, int seqLen, double warmup, double temperature, int loraR,
@@ -53,7 +54,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
 
     public static final Set<String> KEYS = Set.of("datasets", "score", "linkage", "calibration_windows", "eval_windows", "final_eval_windows",
             "seqlen", "seed", "bias_compensation", "grouping", "groups_file", "nsamples", "router_init_std", "aux_loss_coef",
-            "checkpoint_every", "train_eval_windows", "stage0", "stage1", "stage2", "methods");
+            "checkpoint_every", "train_eval_windows", "train_evals", "stage0", "stage1", "stage2", "methods");
     static final Set<String> STAGE_KEYS = Set.of("tokens", "lr", "batch_size", "seq_len", "warmup", "temperature", "lora_r", "lora_alpha", "lora_dropout");
 
     public static ConvertRecipe defaults() { return parse(new ObjectMapper().createObjectNode(), "(defaults)", Path.of(".")); }
@@ -66,6 +67,18 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
         catch (com.fasterxml.jackson.core.JacksonException e) { throw new IllegalArgumentException(file + ": not valid " + (mapper instanceof YAMLMapper ? "YAML" : "JSON") + ": " + e.getOriginalMessage()); }
         if (root == null || root.isMissingNode() || root.isNull()) root = new ObjectMapper().createObjectNode();
         return parse(root, file.toString(), file.toAbsolutePath().getParent());
+    }
+
+    /** the recipe {@code ./dive demo} uses, bundled in the jar */
+    public static final String DEMO_RESOURCE = "/dive/demo-recipe.yaml";
+
+    /** a recipe bundled in the jar (YAML), e.g. {@link #DEMO_RESOURCE} */
+    public static ConvertRecipe bundled(String resource) throws IOException {
+        try (var in = ConvertRecipe.class.getResourceAsStream(resource)) {
+            if (in == null) throw new IOException("the jar has no bundled recipe " + resource + " (rebuild with ./dive build)");
+            JsonNode root = new YAMLMapper().readTree(in);
+            return parse(root == null ? new ObjectMapper().createObjectNode() : root, resource + " (bundled)", Path.of("."));
+        }
     }
 
     public static ConvertRecipe parse(JsonNode root, String source, Path baseDir) {
@@ -94,6 +107,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
         if (!(aux >= 0) || Double.isInfinite(aux)) throw r.error("aux_loss_coef", aux + ": expected a finite value ≥ 0");
         int checkpointEvery = (int) r.integer("checkpoint_every", 20, 1, Integer.MAX_VALUE);
         int trainEval = (int) r.integer("train_eval_windows", 4, 0, 1 << 20);
+        int trainEvals = (int) r.integer("train_evals", 4, 1, 1 << 20);
         Stage s0 = stage(r, "stage0", 100_000, 1e-4, true);
         Stage s1 = stage(r, "stage1", 200_000, 1e-4, false);
         Stage s2 = stage(r, "stage2", 0, 1e-5, false);
@@ -105,7 +119,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
                 throw r.error("methods", "unknown method '" + m + "' (expected dive or one of " + BaselineConversion.METHODS + ")");
         return new ConvertRecipe(datasets, score, linkage, calibration, eval, finalEval, seqlen, seed, bias, grouping,
                 groupsFile == null ? null : baseDir.resolve(groupsFile).toAbsolutePath().normalize(), nsamples, routerStd, aux,
-                checkpointEvery, trainEval, s0, s1, s2, List.copyOf(methods));
+                checkpointEvery, trainEval, trainEvals, s0, s1, s2, List.copyOf(methods));
     }
 
     private static Stage stage(Reader root, String key, long tokens, double lr, boolean stage0) {
@@ -133,13 +147,13 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
     /** these settings with another grouping (no groups file) and only the method dive: the dive_random_groups ablation */
     public ConvertRecipe withRandomGroupingOnly() {
         return new ConvertRecipe(datasets, score, linkage, calibrationWindows, evalWindows, finalEvalWindows, seqlen, seed, biasCompensation,
-                "random", null, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, stage0, stage1, stage2, List.of("dive"));
+                "random", null, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, List.of("dive"));
     }
 
     /** these settings with another seed (the multi-seed comparison) */
     public ConvertRecipe withSeed(long newSeed) {
         return new ConvertRecipe(datasets, score, linkage, calibrationWindows, evalWindows, finalEvalWindows, seqlen, newSeed, biasCompensation,
-                grouping, groupsFile, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, stage0, stage1, stage2, methods);
+                grouping, groupsFile, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, methods);
     }
 
     /** the settings as a JSON tree (recorded in the output folder: a rerun must use the same) */
@@ -161,6 +175,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
         m.put("aux_loss_coef", auxLossCoef);
         m.put("checkpoint_every", checkpointEvery);
         m.put("train_eval_windows", trainEvalWindows);
+        if (trainEvals != 4) m.put("train_evals", trainEvals);  // absent at the default: earlier runs' settings stay valid
         for (int i = 0; i < 3; i++) {
             Stage s = List.of(stage0, stage1, stage2).get(i);
             Map<String, Object> sm = new LinkedHashMap<>();

@@ -10,7 +10,6 @@ import dive.data.Manifest;
 import dive.model.LlamaConfig;
 import dive.model.LlamaModel;
 import dive.model.MixtralExport;
-import dive.report.Charts;
 import dive.tokenizer.Tokenizer;
 import dive.train.Recipe;
 import dive.train.TrainState;
@@ -44,7 +43,8 @@ import java.util.stream.Stream;
  * stage0/ stage1/ stage2/   training runs (recipe.json, checkpoints/, train-log.jsonl, loss.png, final/, done)
  * model/              the exported Mixtral (tokenizer files of MODEL_DIR copied)
  * eval/               dense.json, before.json, after.json: per-dataset perplexity on the final-evaluation windows, routing share
- * report.json, ppl.png, routing.png   results; timings.json  seconds per phase (kept apart: they differ between runs)
+ * report.json, report.md, ppl.png, routing.png, loss.png   results ({@link ConversionReport}); timings.json  seconds per
+ *                     phase (kept apart: they differ between runs)
  * </pre>
  */
 public final class DiveConversion {
@@ -54,8 +54,16 @@ public final class DiveConversion {
 
     private DiveConversion() {}
 
-    /** @param data "bundled" or a corpus folder */
-    public record Request(Path modelDir, String data, int experts, int topK, double ratio, ConvertRecipe recipe, Path outDir, boolean progress) {}
+    /**
+     * @param data    "bundled" or a corpus folder
+     * @param command the command line that asked for it, for report.md (null: a library call)
+     */
+    public record Request(Path modelDir, String data, int experts, int topK, double ratio, ConvertRecipe recipe, Path outDir, boolean progress,
+                          String command) {
+        public Request(Path modelDir, String data, int experts, int topK, double ratio, ConvertRecipe recipe, Path outDir, boolean progress) {
+            this(modelDir, data, experts, topK, ratio, recipe, outDir, progress, null);
+        }
+    }
 
     /** the report's numbers for one method */
     public record MethodResult(Map<String, Double> pplBefore, Map<String, Double> pplAfter, long paramsTotal, long paramsActive,
@@ -78,7 +86,6 @@ public final class DiveConversion {
         int width = ExpertReconstruction.validate(q.experts(), q.topK(), q.ratio(), dc.intermediateSize(), names.size());
         for (ConvertRecipe.Stage s : List.of(recipe.stage0(), recipe.stage1(), recipe.stage2()))
             if (s.seqLen() > dc.maxPositionEmbeddings()) throw new IllegalArgumentException("recipe stage seq_len " + s.seqLen() + " exceeds the model's max_position_embeddings " + dc.maxPositionEmbeddings());
-        BaselineConversion.validate(recipe);
         if (recipe.seqlen() > dc.maxPositionEmbeddings()) throw new IllegalArgumentException("recipe seqlen " + recipe.seqlen() + " exceeds the model's max_position_embeddings " + dc.maxPositionEmbeddings());
         Map<String, Object> settings = new LinkedHashMap<>();
         settings.put("model", modelDir.toString());
@@ -241,9 +248,17 @@ public final class DiveConversion {
             methods.put(m, BaselineConversion.run(m, q, modelDir, tokenizerJson, names, windows, out.resolve(m), backend, timings));
             writeTimings(out, timings);
         }
+        // every model's geometric-mean perplexity; the MoE methods' expert load while training (last eval of each stage)
+        denseEntry.put("ppl_geomean", ConversionReport.geomean(denseEval.get("ppl")));
+        for (Map.Entry<String, Object> m : methods.entrySet()) {
+            @SuppressWarnings("unchecked") Map<String, Object> entry = (Map<String, Object>) m.getValue();
+            entry.put("ppl_geomean", ConversionReport.geomean(JSON.valueToTree(entry.get("ppl_after_retraining"))));
+            if (entry.get("routing_share") != null)
+                entry.put("expert_load_during_training", ConversionReport.trainingExpertLoad(ConversionReport.methodDir(out, m.getKey())));
+        }
         report.put("methods", methods);
         AtomicFiles.writeString(out.resolve("report.json"), JSON.writeValueAsString(report) + "\n");
-        writePictures(out, names, groups, q.experts(), denseEval, beforeEval, afterEval);
+        ConversionReport.write(out, report, q.command());
         return report;
     }
 
@@ -275,12 +290,15 @@ public final class DiveConversion {
     /** one stage: skipped when its done marker exists, resumed from its latest checkpoint, else started; returns its tokens */
     static long runStage(int s, ConvertRecipe.Stage stage, Request q, ConvertRecipe recipe, Path from, Path tokenizerJson,
                          List<String> names, Path dir, Map<String, Double> timings) throws IOException {
-        return runStage(s, stage, q, recipe, from, tokenizerJson, names, dir, timings, false);
+        return runStage(s, stage, q, recipe, from, tokenizerJson, names, dir, timings, false, "");
     }
 
-    /** as above; {@code dense}: a Llama model (flap, llm_pruner) gets LoRA on gate/up/down and trains every RMSNorm */
+    /**
+     * as above; {@code dense}: a Llama model (flap, llm_pruner) gets LoRA on gate/up/down and trains every RMSNorm;
+     * {@code phasePrefix} names the method in timings.json ("" for DIVE, "flap_" …)
+     */
     static long runStage(int s, ConvertRecipe.Stage stage, Request q, ConvertRecipe recipe, Path from, Path tokenizerJson,
-                         List<String> names, Path dir, Map<String, Double> timings, boolean dense) throws IOException {
+                         List<String> names, Path dir, Map<String, Double> timings, boolean dense, String phasePrefix) throws IOException {
         Path done = dir.resolve(DONE_FILE);
         if (Files.isRegularFile(done)) return JSON.readTree(done.toFile()).path("tokens").asLong();
         long start = System.nanoTime();
@@ -302,7 +320,8 @@ public final class DiveConversion {
         r.put("batch_size", stage.batchSize());
         r.put("seq_len", stage.seqLen());
         r.put("max_steps", steps);
-        r.put("eval_every", recipe.trainEvalWindows() > 0 ? Math.max(1, steps / 4) : 0);
+        int evals = recipe.trainEvals();  // at most that many evals after step 0, the last at the end
+        r.put("eval_every", recipe.trainEvalWindows() > 0 ? Math.max(1, (steps + evals - 1) / evals) : 0);
         r.put("checkpoint_every", recipe.checkpointEvery());
         r.put("keep_checkpoints", 1);
         r.put("seed", recipe.seed() + s);
@@ -338,8 +357,8 @@ public final class DiveConversion {
         marker.put("tokens", result.tokensSeen());
         marker.put("last_loss", result.lastLoss());
         AtomicFiles.writeString(done, JSON.writeValueAsString(marker) + "\n");
-        String phase = (dense ? dir.getParent().getFileName() + "_" : "") + "stage" + s;
-        timings.put(phase, seconds(start) + timings.getOrDefault(phase, 0.0));
+        String phase = phasePrefix + "stage" + s;
+        timings.put(phase, seconds(start));  // this run's part of the stage (a resumed stage: since the restart)
         return result.tokensSeen();
     }
 
@@ -366,23 +385,6 @@ public final class DiveConversion {
         Files.createDirectories(file.getParent());
         AtomicFiles.writeString(file, JSON.writeValueAsString(json) + "\n");
         timings.put(phase, seconds(start));
-    }
-
-    static void writePictures(Path out, List<String> names, int[] groups, int experts, JsonNode dense, JsonNode before, JsonNode after) throws IOException {
-        double[][] ppl = new double[3][names.size()];
-        JsonNode[] evals = {dense, before, after};
-        for (int s = 0; s < 3; s++) for (int i = 0; i < names.size(); i++) ppl[s][i] = evals[s].get("ppl").get(names.get(i)).asDouble();
-        Charts.writePng(Charts.bars("Held-out perplexity per dataset (final-evaluation windows)", "perplexity", names,
-                List.of("dense", "DIVE before retraining", "DIVE after retraining"), ppl), out.resolve("ppl.png"));
-        double[][] share = new double[names.size()][experts];
-        for (int i = 0; i < names.size(); i++) for (int e = 0; e < experts; e++) share[i][e] = after.get("routing_share").get(names.get(i)).get(e).asDouble();
-        List<String> columns = new ArrayList<>();
-        for (int e = 0; e < experts; e++) columns.add("e" + e);
-        List<String> rows = new ArrayList<>();  // each dataset with the expert built from its group
-        for (int i = 0; i < names.size(); i++) rows.add(names.get(i) + "  (e" + groups[i] + ")");
-        Charts.writePng(Charts.matrix("Routing share per dataset (rows; its group's expert in brackets) and expert (columns), all layers, after retraining",
-                        rows, columns, share),
-                out.resolve("routing.png"));
     }
 
     /** a groups file: {"groups": [["dataset", ...], ...]} (affinity.json and groups.json have this key) */

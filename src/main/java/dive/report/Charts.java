@@ -20,7 +20,7 @@ import java.util.Locale;
 /**
  * Two more dependency-free PNG charts (headless java.awt): grouped bars (one group per category, one bar per
  * series, e.g. perplexity per dataset of several models) and a rectangular matrix heatmap with its values written
- * in the cells (e.g. routing share per dataset × expert).
+ * in the cells (e.g. routing share per dataset × expert); and a grid that puts several pictures into one.
  */
 public final class Charts {
     private Charts() {}
@@ -134,6 +134,19 @@ public final class Charts {
                 g.drawString(label, left + c * cellW + (cellW - fm.stringWidth(label)) / 2, top + r * cellH + cellH - 6);
             }
         }
+        g.dispose();
+        return image;
+    }
+
+    /** pictures side by side, {@code columns} per row, each in a cell as large as the largest (white around) */
+    public static BufferedImage grid(List<BufferedImage> panels, int columns) {
+        if (panels.isEmpty() || columns < 1) throw new IllegalArgumentException("grid: " + panels.size() + " panels in " + columns + " columns");
+        int cellW = 0, cellH = 0;
+        for (BufferedImage p : panels) { cellW = Math.max(cellW, p.getWidth()); cellH = Math.max(cellH, p.getHeight()); }
+        int cols = Math.min(columns, panels.size()), rows = (panels.size() + cols - 1) / cols;
+        BufferedImage image = new BufferedImage(cols * cellW, rows * cellH, BufferedImage.TYPE_INT_RGB);
+        Graphics2D g = start(image, new Font(Font.SANS_SERIF, Font.PLAIN, 11));
+        for (int i = 0; i < panels.size(); i++) g.drawImage(panels.get(i), (i % cols) * cellW, (i / cols) * cellH, null);
         g.dispose();
         return image;
     }

@@ -30,9 +30,31 @@ public record EvalSet(String dataset, List<int[][]> batches, int windows) {
     }
 
     /** mean loss per predicted token over all windows (each batch's mean weighted by its rows) */
-    public double meanLoss(TrainableModel model) {
+    public double meanLoss(TrainableModel model) { return evaluate(model).loss(); }
+
+    /**
+     * @param loss        mean loss per predicted token
+     * @param expertShare an MoE model's expert load on these windows: each expert's share of the top-k assignments,
+     *                    all MoE layers pooled (sums to 1) → (E); null for a dense model
+     */
+    public record Result(double loss, double[] expertShare) {}
+
+    public Result evaluate(TrainableModel model) {
         double sum = 0;
-        for (int[][] batch : batches) sum += model.loss(batch) * batch.length;
-        return sum / windows;
+        long[] counts = null;
+        for (int[][] batch : batches) {
+            sum += model.loss(batch) * batch.length;
+            long[] c = model.lastExpertCounts();
+            if (c == null) continue;
+            if (counts == null) counts = new long[c.length];
+            for (int e = 0; e < c.length; e++) counts[e] += c[e];
+        }
+        double[] share = null;
+        if (counts != null) {
+            long total = java.util.Arrays.stream(counts).sum();
+            share = new double[counts.length];
+            for (int e = 0; e < counts.length; e++) share[e] = total == 0 ? 0 : (double) counts[e] / total;
+        }
+        return new Result(sum / windows, share);
     }
 }

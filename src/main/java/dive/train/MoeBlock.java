@@ -157,14 +157,21 @@ final class MoeBlock {
      * dxn (N, d) = ∂/∂xn, overwritten, given dy (N, d); gradients added into the trainable parameters.
      * {@code dLogitsExtra} (N, E) or null: a gradient on the router logits from elsewhere (the auxiliary loss).
      */
-    void backward(float[] dxn, float[] dy, Saved s, float[] dLogitsExtra) {
+    void backward(float[] dxn, float[] dy, Saved s, float[] dLogitsExtra) { backward(dxn, dy, s, dLogitsExtra, true); }
+
+    /**
+     * As above; {@code inputGradient} false: nothing below the block needs ∂/∂xn (every parameter under it is frozen),
+     * so dxn is left untouched (it may be null), the router's input gradient is skipped, and so is the backward of every
+     * expert with nothing trainable (stage 0: the routers' gradients come from dg = dy · expert output alone).
+     */
+    void backward(float[] dxn, float[] dy, Saved s, float[] dLogitsExtra, boolean inputGradient) {
         int e = numExperts, rows = s.rows, slots = s.slots, assigned = rows * slots;
         float[] dExpertOut = new float[assigned * d], dWeights = new float[assigned];
         backend.combineExpertsBackward(dExpertOut, dWeights, dy, s.expertOut, s.slotRow, s.weights, rows, slots, d);
-        float[] dxs = new float[assigned * d]; // (R, d) input gradients of the permuted rows
+        float[] dxs = inputGradient ? new float[assigned * d] : null; // (R, d) input gradients of the permuted rows
         for (int x = 0; x < e; x++) {
             int first = s.offsets[x], count = s.offsets[x + 1] - first;
-            if (count == 0) continue;
+            if (count == 0 || !inputGradient && !expertTrainable(x)) continue;
             float[] dOut = Arrays.copyOfRange(dExpertOut, first * d, (first + count) * d);
             if (bias != null && bias[x].trainable()) {
                 float[] db = bias[x].grad();
@@ -176,10 +183,12 @@ final class MoeBlock {
             float[] dx = new float[count * d];
             w1[x].backward(dx, false, dGate, s.xs[x], count, s.s1[x]);
             w3[x].backward(dx, true, dUp, s.xs[x], count, s.s3[x]);
-            System.arraycopy(dx, 0, dxs, first * d, count * d);
+            if (inputGradient) System.arraycopy(dx, 0, dxs, first * d, count * d);
         }
-        Arrays.fill(dxn, 0, rows * d, 0f);
-        backend.scatterAddRows(dxn, dxs, s.rowToken, assigned, d);
+        if (inputGradient) {
+            Arrays.fill(dxn, 0, rows * d, 0f);
+            backend.scatterAddRows(dxn, dxs, s.rowToken, assigned, d);
+        }
 
         // routing weights → logits: dz_e = g_e (dg_e − Σ_s g_s dg_s) / t over the slots, 0 for unselected experts
         float[] dLogits = dLogitsExtra != null ? dLogitsExtra.clone() : new float[rows * e];
@@ -192,9 +201,17 @@ final class MoeBlock {
             }
         }
         if (router.trainable()) backend.matmulBackwardWeight(router.grad(), dLogits, s.xn, rows, e, d);
+        if (!inputGradient) return;
         float[] dxRouter = new float[rows * d];
         backend.matmulBackwardInput(dxRouter, dLogits, rows, router.value());
         backend.add(dxn, dxRouter, rows * d);
+    }
+
+    /** true when expert x has a trainable weight, LoRA adapter or bias (its backward adds gradients) */
+    boolean expertTrainable(int x) {
+        for (TrainableLlama.Linear lin : new TrainableLlama.Linear[] {w1[x], w3[x], w2[x]})
+            if (lin.hasTrainable()) return true;
+        return bias != null && bias[x].trainable();
     }
 
     /**

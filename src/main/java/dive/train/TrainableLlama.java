@@ -129,6 +129,11 @@ public final class TrainableLlama implements TrainableModel {
             return s;
         }
 
+        /** true when the weight or a LoRA adapter is trainable */
+        boolean hasTrainable() {
+            return weight.trainable() || loraA != null && (loraA.trainable() || loraB.trainable());
+        }
+
         /** dx (N, in) = (or +=, when accumulate) ∂/∂x; weight gradients added into trainable parameters */
         void backward(float[] dx, boolean accumulate, float[] dy, float[] x, int rows, Saved s) {
             if (weight.trainable()) backend.matmulBackwardWeight(weight.grad(), dy, x, rows, out, in);
@@ -433,8 +438,19 @@ public final class TrainableLlama implements TrainableModel {
 
     public double auxLossCoef() { return auxLossCoef; }
 
-    /** tokens routed to each expert (top-k assignments) per layer in the last training batch: (layers, E); null before */
+    /**
+     * tokens routed to each expert (top-k assignments; in soft mode the ones top-k routing would make) per layer in the
+     * last forward (training batch or evaluation): (layers, E); null before the first
+     */
     public int[][] lastExpertLoad() { return lastExpertLoad == null ? null : Arrays.stream(lastExpertLoad).map(r -> r == null ? null : r.clone()).toArray(int[][]::new); }
+
+    @Override
+    public long[] lastExpertCounts() {
+        if (lastExpertLoad == null) return null;
+        long[] counts = new long[config.moe().numLocalExperts()];
+        for (int[] layer : lastExpertLoad) if (layer != null) for (int e = 0; e < counts.length; e++) counts[e] += layer[e];
+        return counts;
+    }
 
     /** the auxiliary loss (before the coefficient) of the last training batch, NaN without one */
     public double lastAuxLoss() { return lastAuxLoss; }
@@ -463,8 +479,6 @@ public final class TrainableLlama implements TrainableModel {
         lastLmLoss = loss;
         lastAuxLoss = Double.NaN;
         if (isMoe()) {
-            lastExpertLoad = new int[layers.length][];
-            for (int l = 0; l < layers.length; l++) if (f.acts[l].moe != null) lastExpertLoad[l] = f.acts[l].moe.topKCounts.clone();
             if (auxLossCoef > 0) {
                 MoeBlock.Saved[] saved = new MoeBlock.Saved[layers.length];
                 for (int l = 0; l < layers.length; l++) saved[l] = f.acts[l].moe;
@@ -575,6 +589,10 @@ public final class TrainableLlama implements TrainableModel {
             x = a.xMid.clone();
             backend.add(x, proj, N * d);
         }
+        if (isMoe()) {
+            lastExpertLoad = new int[layers.length][];
+            for (int l = 0; l < layers.length; l++) if (f.acts[l].moe != null) lastExpertLoad[l] = f.acts[l].moe.topKCounts.clone();
+        }
         f.xFinal = x;
         f.xnFinal = new float[N * d];
         backend.rmsNorm(f.xnFinal, x, finalNorm.value(), N, eps);
@@ -598,12 +616,14 @@ public final class TrainableLlama implements TrainableModel {
         boolean dense = !isMoe();
         float[] dh = dense ? new float[N * ffn] : null, dGate = dense ? new float[N * ffn] : null, dUp = dense ? new float[N * ffn] : null;
         float[] dAtt = new float[N * qDim], dq = new float[N * qDim], dk = new float[N * kvDim], dv = new float[N * kvDim];
-        for (int l = layers.length - 1; l >= 0; l--) {
+        int lowest = lowestTrainableLayer();  // below it (and below its FFN block, when only that trains) nothing needs a gradient
+        for (int l = layers.length - 1; l >= Math.max(0, lowest); l--) {
             Layer layer = layers[l];
             LayerActivations a = f.acts[l];
+            boolean belowBlock = l > lowest || attentionHalfTrainable(layer);  // does anything under the FFN block train?
             if (layer.moe != null) {
                 // MoE block: xOut = xMid + moe(xn2)
-                layer.moe.backward(dxn, dx, a.moe, f.dRouterLogitsAux == null ? null : f.dRouterLogitsAux[l]);
+                layer.moe.backward(dxn, dx, a.moe, f.dRouterLogitsAux == null ? null : f.dRouterLogitsAux[l], belowBlock);
             } else {
                 // MLP block: xOut = xMid + down(swiglu(gate(xn2), up(xn2)))
                 layer.down.backward(dh, false, dx, a.h, N, a.sDown);
@@ -611,6 +631,7 @@ public final class TrainableLlama implements TrainableModel {
                 layer.gate.backward(dxn, false, dGate, a.xn2, N, a.sGate);
                 layer.up.backward(dxn, true, dUp, a.xn2, N, a.sUp);
             }
+            if (!belowBlock) break;
             backend.rmsNormBackward(dxn, layer.postAttentionNorm.trainable() ? layer.postAttentionNorm.grad() : null, dxn, a.xMid,
                     layer.postAttentionNorm.value(), N, eps);
             backend.add(dx, dxn, N * d);
@@ -627,6 +648,29 @@ public final class TrainableLlama implements TrainableModel {
             backend.add(dx, dxn, N * d);
         }
         if (embed.trainable()) backend.embeddingBackward(embed.grad(), dx, f.inputs, d);
+    }
+
+    /**
+     * the lowest layer with a trainable parameter; −1 when the embedding trains (the backward goes all the way down),
+     * layers.length when nothing below the final norm trains
+     */
+    private int lowestTrainableLayer() {
+        if (embed.trainable()) return -1;
+        for (int l = 0; l < layers.length; l++) {
+            Layer layer = layers[l];
+            if (attentionHalfTrainable(layer)) return l;
+            if (layer.moe != null) {
+                if (layer.moe.router.trainable()) return l;
+                for (int e = 0; e < layer.moe.numExperts; e++) if (layer.moe.expertTrainable(e)) return l;
+            } else if (layer.gate.hasTrainable() || layer.up.hasTrainable() || layer.down.hasTrainable()) return l;
+        }
+        return layers.length;
+    }
+
+    /** the parameters under a layer's FFN block: input norm, q/k/v/o (with LoRA), post-attention norm */
+    private static boolean attentionHalfTrainable(Layer layer) {
+        return layer.inputNorm.trainable() || layer.postAttentionNorm.trainable() || layer.q.hasTrainable() || layer.k.hasTrainable()
+                || layer.v.hasTrainable() || layer.o.hasTrainable();
     }
 
     // ---------------------------------------------------------------- export

@@ -27,4 +27,10 @@ public interface TrainableModel {
      * model whose randomness follows that count (LoRA dropout masks) continues the same stream.
      */
     default void restoreTrainingCalls(long calls) {}
+
+    /**
+     * An MoE model: top-k assignments per expert in its last forward ({@link #loss} or {@link #lossAndGradients}),
+     * summed over its MoE layers → (E); null for a dense model or before the first forward
+     */
+    default long[] lastExpertCounts() { return null; }
 }

@@ -26,7 +26,8 @@ import java.util.logging.Logger;
  * from the schedule and AdamW applied. Every {@code evalEvery} steps the fixed eval windows of each dataset are
  * scored; every {@code checkpointEvery} steps (and at the end) a checkpoint is written ({@link TrainState}).
  * <p>Run folder: {@code train-log.jsonl} (one JSON object per step: step, tokens, lr, loss, grad_norm,
- * tokens_per_second, and eval = {dataset: {loss, ppl}} on eval steps), {@code loss.png} (train and eval loss
+ * tokens_per_second, and eval = {dataset: {loss, ppl, expert_load}} on eval steps; expert_load, for an MoE model: each
+ * expert's share of the dataset's top-k assignments, all MoE layers pooled), {@code loss.png} (train and eval loss
  * against tokens, rewritten at each eval and checkpoint), {@code checkpoints/}, and {@code final/} (the export).
  * <p>Resuming from a checkpoint restores parameters, moments, step count and data-loader state, so a resumed run
  * computes exactly the same bytes as one that never stopped (given a deterministic model).
@@ -62,6 +63,7 @@ public final class Trainer {
     private long step, tokensSeen;
     private final List<double[]> trainCurve = new ArrayList<>();              // {tokens, loss}
     private final Map<String, List<double[]>> evalCurves = new LinkedHashMap<>(); // dataset → {tokens, loss}
+    private final Map<String, double[]> lastExpertShare = new LinkedHashMap<>();    // MoE: dataset → share of top-k assignments per expert (last eval)
 
     public Trainer(TrainableModel model, DataLoader loader, List<EvalSet> evalSets, Path runDir, Settings settings) throws IOException {
         this.model = model;
@@ -168,8 +170,11 @@ public final class Trainer {
     /** mean eval loss per dataset, in the order of the eval sets */
     public Map<String, Double> evaluate() {
         Map<String, Double> out = new LinkedHashMap<>();
+        lastExpertShare.clear();
         for (EvalSet set : evalSets) {
-            double loss = set.meanLoss(model);
+            EvalSet.Result r = set.evaluate(model);
+            double loss = r.loss();
+            if (r.expertShare() != null) lastExpertShare.put(set.dataset(), r.expertShare());
             out.put(set.dataset(), loss);
             evalCurves.computeIfAbsent(set.dataset(), k -> new ArrayList<>()).add(new double[] {tokensSeen, loss});
         }
@@ -188,7 +193,11 @@ public final class Trainer {
         }
         if (!eval.isEmpty()) {
             ObjectNode e = line.putObject("eval");
-            eval.forEach((name, l) -> e.putObject(name).put("loss", l).put("ppl", Math.exp(l)));
+            eval.forEach((name, l) -> {
+                ObjectNode d = e.putObject(name).put("loss", l).put("ppl", Math.exp(l));
+                double[] share = lastExpertShare.get(name);
+                if (share != null) for (double v : share) d.withArray("expert_load").add(Math.round(v * 1e6) / 1e6);
+            });
         }
         return line;
     }

@@ -127,14 +127,114 @@ class BaselineConversionTest {
         assertEquals("llama", JSON.readTree(out.resolve("flap/model/config.json").toFile()).get("model_type").asText());
     }
 
+    /**
+     * FLAP with bias compensation (DIVE-METHOD.md section 2): b = W_down[:, removed]·mean(h_removed) makes the pruned FFN
+     * match the dense one in expectation. Layer 0 sees the same input in both models, so over the calibration tokens the
+     * compensated layer-0 output's mean must equal the dense FFN's mean output (linear in h), computed here in double
+     * from h observed in the dense model. And the one-expert Mixtral that holds the result gives the logits of the dense
+     * model pruned to the same channels with that bias (its routing weight is softmax of one logit = 1).
+     */
     @Test
-    void denseBaselinesRefuseBiasCompensation() throws Exception {
+    void compensatedFlapMatchesTheDenseFfnInExpectation() throws Exception {
+        Tokenizer tokenizer = Tokenizer.load(MODEL.resolve("tokenizer.json"));
+        List<int[]> pooled = new ArrayList<>();
+        List<String> names = List.of("bible-nt", "man2", "python-core");
+        for (int i = 0; i < 3; i++)
+            pooled.addAll(DatasetWindows.of(Corpus.bundled(), names.get(i), tokenizer, 3, 2, 32, AffinityMining.datasetSeed(4, i)).calibration());
+        ConvertRecipe recipe = ConvertRecipe.parse(JSON.readTree("{\"bias_compensation\": true}"), "test", tmp);
+        try (LlamaModel dense = LlamaModel.load(MODEL, Backends.create("scalar"))) {
+            int d = dense.config().hiddenSize(), width = dense.config().intermediateSize();
+            CalibrationStatistics stats = CalibrationStatistics.collect(dense, pooled);
+            int[][] kept = BaselineConversion.denseKeptChannels(dense, "flap", pooled, stats, 24);
+            ExpertReconstruction.Result built = BaselineConversion.compensatedDense(dense, kept, stats, recipe);
+            assertEquals(1, built.config().moe().numLocalExperts());
+            assertTrue(built.config().moe().expertBias());
+
+            // layer 0 sees the same input in both models: mean over all calibration tokens of h (observed), then
+            // dense mean output = W_down · mean(h) and compensated mean output = w2 · mean(h[kept]) + b
+            double[] meanH = new double[width];
+            long[] tokens = {0};
+            dive.model.RoutingObserver observer = new dive.model.RoutingObserver() {
+                @Override public void onRouting(int layer, int n, float[] logits, int[] ids, float[] weights) {}
+                @Override public void onDenseIntermediate(int layer, int n, int w, float[] h) {
+                    if (layer != 0) return;
+                    for (int t = 0; t < n; t++) for (int j = 0; j < w; j++) meanH[j] += h[t * w + j];
+                    tokens[0] += n;
+                }
+            };
+            for (int[] w : pooled) dense.forward(w, dense.newCache(w.length), observer);
+            for (int j = 0; j < width; j++) meanH[j] /= tokens[0];
+            float[] down = ((DenseFfn) dense.feedForward(0)).down().toFloatArray();  // (d, I)
+            float[] w2 = built.weights().get("model.layers.0.block_sparse_moe.experts.0.w2.weight").toFloatArray();  // (d, 24)
+            float[] bias = built.weights().get("model.layers.0.block_sparse_moe.experts.0.bias").toFloatArray();
+            double biasNorm = 0;
+            for (int i = 0; i < d; i++) {
+                double denseMean = 0, compensatedMean = bias[i], uncompensatedMean = 0;
+                for (int j = 0; j < width; j++) denseMean += down[i * width + j] * meanH[j];
+                for (int c = 0; c < 24; c++) compensatedMean += w2[i * 24 + c] * meanH[kept[0][c]];
+                for (int c = 0; c < 24; c++) uncompensatedMean += w2[i * 24 + c] * meanH[kept[0][c]];
+                assertEquals(denseMean, compensatedMean, 1e-4 * (1 + Math.abs(denseMean)), "mean output " + i);
+                biasNorm += Math.abs(denseMean - uncompensatedMean);
+            }
+            assertTrue(biasNorm > 1e-3, "the removed channels' mean contribution is not negligible (" + biasNorm + "): the case tests something");
+
+            // the one-expert Mixtral is the dense model pruned to kept with that bias: same logits
+            Path folder = tmp.resolve("flap-bias");
+            dive.model.MixtralExport.write(folder, built.config(), built.weights(), dive.model.MixtralExport.Options.defaults().withExpertBias(true));
+            float[][] biases = new float[kept.length][];
+            for (int l = 0; l < kept.length; l++)
+                biases[l] = Pruning.biasCompensation(((DenseFfn) dense.feedForward(l)).down(), kept[l], stats.layers()[l].mean());
+            try (LlamaModel moe = LlamaModel.load(folder, Backends.create("scalar"));
+                 LlamaModel reference = Pruning.prunedModel(dense, kept, biases, "reference")) {
+                int[] ids = pooled.getFirst();
+                float[] a = moe.forward(ids, moe.newCache(ids.length)), b = reference.forward(ids, reference.newCache(ids.length));
+                for (int i = 0; i < a.length; i++) assertEquals(b[i], a[i], 1e-4 * (1 + Math.abs(b[i])), "logit " + i);
+            }
+        }
+    }
+
+    /**
+     * A stopped baseline conversion resumes and ends with the same bytes: flap with bias compensation (a one-expert
+     * Mixtral) beside DIVE; then (1) flap stopped after its stage-1 checkpoint, before its done marker, export and
+     * evaluation; (2) flap stopped before stage 1 wrote anything. Each rerun redoes only what is missing, and report.json
+     * and the exported weights equal the first run's, byte for byte.
+     */
+    @Test
+    void stoppedBaselineConversionResumesToTheSameBytes() throws Exception {
         Path recipe = tmp.resolve("recipe.yaml");
         Files.writeString(recipe, ConvertCommandTest.RECIPE + "methods: [dive, flap]\n");
-        Path out = tmp.resolve("bad");
-        assertEquals(1, Main.run("convert", MODEL.toString(), "--data", "bundled", "--experts", "2", "--top-k", "1", "--ratio", "0.5",
-                "--out", out.toString(), "--recipe", recipe.toString(), "-q"));
-        assertFalse(Files.exists(out));
+        Path out = tmp.resolve("out");
+        String[] args = {"convert", MODEL.toString(), "--data", "bundled", "--experts", "2", "--top-k", "1", "--ratio", "0.5",
+                "--out", out.toString(), "--recipe", recipe.toString(), "-q"};
+        assertEquals(0, Main.run(args));
+        JsonNode flap = JSON.readTree(out.resolve("report.json").toFile()).get("methods").get("flap");
+        assertTrue(flap.get("export_format").asText().startsWith("one-expert mixtral"), flap.get("export_format").asText());
+        JsonNode config = JSON.readTree(out.resolve("flap/model/config.json").toFile());
+        assertEquals(1, config.get("num_local_experts").asInt());
+        assertTrue(config.get("dive_expert_bias").asBoolean());
+        byte[] report = Files.readAllBytes(out.resolve("report.json")), weights = Files.readAllBytes(out.resolve("flap/model/model.safetensors"));
+        java.nio.file.attribute.FileTime diveStage1 = Files.getLastModifiedTime(out.resolve("stage1/done"));
+
+        for (boolean wholeStage : new boolean[] {false, true}) {
+            Files.delete(out.resolve("report.json"));
+            Files.delete(out.resolve("flap/eval/after.json"));
+            ConvertCommandTest.deleteTree(out.resolve("flap/model"));
+            if (wholeStage) ConvertCommandTest.deleteTree(out.resolve("flap/stage1"));
+            else {
+                Files.delete(out.resolve("flap/stage1/done"));
+                ConvertCommandTest.deleteTree(out.resolve("flap/stage1/final"));
+                assertTrue(Files.isDirectory(out.resolve("flap/stage1/checkpoints")), "the checkpoint the rerun resumes from");
+            }
+            assertEquals(0, Main.run(args));
+            assertArrayEquals(report, Files.readAllBytes(out.resolve("report.json")), "report.json after resuming (whole stage: " + wholeStage + ")");
+            assertArrayEquals(weights, Files.readAllBytes(out.resolve("flap/model/model.safetensors")), "flap weights (whole stage: " + wholeStage + ")");
+            assertEquals(diveStage1, Files.getLastModifiedTime(out.resolve("stage1/done")), "DIVE's finished stage is not redone");
+        }
+    }
+
+    @Test
+    void recipeMethodsAreChecked() throws Exception {
+        Path recipe = tmp.resolve("recipe.yaml");
         Files.writeString(recipe, "methods: [flap]\n");
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ConvertRecipe.load(recipe));
         assertTrue(e.getMessage().contains("methods"), e.getMessage());

@@ -98,6 +98,14 @@ class ConvertCommandTest {
         for (String png : List.of("ppl.png", "routing.png", "affinity/affinity.png", "stage0/loss.png", "stage1/loss.png"))
             assertNotNull(ImageIO.read(out.resolve(png).toFile()), png);
         assertTrue(Files.isRegularFile(out.resolve("stage0/done")) && Files.isRegularFile(out.resolve("stage1/done")));
+        // the training log's evals carry each dataset's expert load (2 experts, shares summing to 1)
+        List<String> log = Files.readAllLines(out.resolve("stage1/train-log.jsonl"));
+        JsonNode lastEval = JSON.readTree(log.getLast()).get("eval");
+        for (String name : names) {
+            JsonNode load = lastEval.get(name).get("expert_load");
+            assertEquals(2, load.size(), name);
+            assertEquals(1.0, load.get(0).asDouble() + load.get(1).asDouble(), 1e-5, name);
+        }
 
         // a rerun redoes nothing and changes no byte
         byte[] modelBytes = Files.readAllBytes(export.resolve("model.safetensors")), reportBytes = Files.readAllBytes(out.resolve("report.json"));

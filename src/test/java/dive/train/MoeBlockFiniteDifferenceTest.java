@@ -116,7 +116,17 @@ class MoeBlockFiniteDifferenceTest {
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("cases")
-    void backwardMatchesFiniteDifferences(Case c) {
+    void backwardMatchesFiniteDifferences(Case c) { checkAgainstFiniteDifferences(c, false); }
+
+    /**
+     * Stage 0's case: experts frozen and nothing below the block trainable, so the backward skips the experts and the
+     * input gradient; the router's gradient must still match finite differences, and the experts get no gradient.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void frozenExpertsWithoutInputGradientStillGiveTheRouterGradient(Case c) { checkAgainstFiniteDifferences(c, true); }
+
+    private void checkAgainstFiniteDifferences(Case c, boolean frozenExperts) {
         Random random = new Random(c.k() * 31 + c.name().length());
         double[] v = new double[TOTAL];
         for (int i = 0; i < TOTAL; i++) v[i] = (float) (random.nextGaussian() * 0.7); // float-representable
@@ -146,6 +156,11 @@ class MoeBlockFiniteDifferenceTest {
             bias[e] = param("bias", v, bias(e), 1, D, arena);
         }
         MoeBlock block = new MoeBlock(b, "block", router, w1, w3, w2, bias, c.k());
+        if (frozenExperts) for (int e = 0; e < E; e++) {
+            for (TrainableLlama.Linear lin : List.of(w1[e], w3[e], w2[e])) lin.weight.setTrainable(false);
+            bias[e].setTrainable(false);
+            assertFalse(block.expertTrainable(e));
+        }
         float[] x = new float[N * D];
         for (int i = 0; i < x.length; i++) x[i] = (float) v[X + i];
         float[] y = new float[N * D];
@@ -162,8 +177,8 @@ class MoeBlockFiniteDifferenceTest {
         }
         float[] dy = new float[N * D];
         for (int i = 0; i < dy.length; i++) dy[i] = (float) r[i];
-        float[] dx = new float[N * D];
-        block.backward(dx, dy, saved, dAux == null ? null : dAux[0]);
+        float[] dx = frozenExperts ? null : new float[N * D];
+        block.backward(dx, dy, saved, dAux == null ? null : dAux[0], !frozenExperts);
 
         double h = 1e-5;
         double[] fd = new double[TOTAL];
@@ -177,6 +192,12 @@ class MoeBlockFiniteDifferenceTest {
             fd[i] = (plus - minus) / (2 * h);
         }
         check("router", router.grad(), fd, ROUTER);
+        if (frozenExperts) {
+            for (int e = 0; e < E; e++)
+                for (Parameter p : List.of(w1[e].weight, w3[e].weight, w2[e].weight, bias[e]))
+                    for (float g : p.grad()) assertEquals(0f, g, "a frozen expert gets no gradient");
+            return;
+        }
         for (int e = 0; e < E; e++) {
             check("w1[" + e + "]", w1[e].weight.grad(), fd, w1(e));
             check("w3[" + e + "]", w3[e].weight.grad(), fd, w3(e));

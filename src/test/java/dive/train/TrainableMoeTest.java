@@ -222,4 +222,71 @@ class TrainableMoeTest {
             assertEquals(p.trainable(), changed, p.name());
         }
     }
+    /**
+     * Stage 0 stops the backward at the lowest MoE block and skips its frozen experts: the routers' gradients of both
+     * layers still match central finite differences of the (soft-routed) loss along a random direction, and equal those
+     * of the full backward (embedding made trainable, so every layer's input gradient is computed).
+     */
+    @Test
+    void stageZeroRouterGradientsMatchFiniteDifferences() throws Exception {
+        int[][] batch = batch(6, 2, 10, 128);
+        TrainableLlama model = TrainableLlama.fromCheckpoint(K2, new VectorBackend(2));
+        model.prepareStage0();
+        model.lossAndGradients(batch, 1f);
+        TrainableLlama full = TrainableLlama.fromCheckpoint(K2, new VectorBackend(2));
+        full.prepareStage0();
+        full.parameter("model.embed_tokens.weight").setTrainable(true);
+        full.lossAndGradients(batch, 1f);
+        Random r = new Random(4);
+        for (int l = 0; l < 2; l++) {
+            String name = "model.layers." + l + ".block_sparse_moe.gate.weight";
+            Parameter p = model.parameter(name);
+            assertArrayEquals(full.parameter(name).grad(), p.grad(), name + ": truncated and full backward");
+            float[] original = p.value().toFloatArray();
+            double[] u = new double[original.length];
+            double analytic = 0, magnitude = 0;
+            for (int i = 0; i < u.length; i++) {
+                u[i] = r.nextDouble() * 2 - 1;
+                analytic += p.grad()[i] * u[i];
+                magnitude += Math.abs(p.grad()[i] * u[i]);
+            }
+            double eps = 1e-2;
+            double[] losses = new double[2];
+            for (int side = 0; side < 2; side++) {
+                for (int i = 0; i < original.length; i++)
+                    p.value().data().setAtIndex(dive.tensor.Tensor.F32, i, (float) (original[i] + (side == 0 ? eps : -eps) * u[i]));
+                losses[side] = model.loss(batch);
+            }
+            for (int i = 0; i < original.length; i++) p.value().data().setAtIndex(dive.tensor.Tensor.F32, i, original[i]);
+            double numeric = (losses[0] - losses[1]) / (2 * eps);
+            assertTrue(magnitude > 1e-4, name + ": gradient (almost) zero");
+            assertEquals(numeric, analytic, 1e-2 * magnitude, name + ": analytic " + analytic + " vs finite differences " + numeric);
+        }
+    }
+    /** the eval's expert load (share of top-k assignments, MoE layers pooled) against the inference engine's own routing */
+    @Test
+    void evalExpertLoadMatchesTheInferenceEnginesRouting() throws Exception {
+        TrainableLlama model = TrainableLlama.fromCheckpoint(K2, new VectorBackend(2));
+        int[][] first = batch(11, 2, 9, 128), second = batch(12, 1, 9, 128);
+        EvalSet set = new EvalSet("toy", List.of(first, second), 3);
+        EvalSet.Result r = set.evaluate(model);
+        int experts = model.config().moe().numLocalExperts(), k = model.config().moe().numExpertsPerTok();
+        long[] counts = new long[experts];
+        try (LlamaModel engine = LlamaModel.load(K2, new ScalarBackend())) {
+            dive.model.RoutingObserver observer = (layer, tokens, logits, ids, weights) -> {
+                for (int n = 0; n < tokens; n++) for (int j = 0; j < k; j++) counts[ids[n * k + j]]++;
+            };
+            for (int[][] b : List.of(first, second))
+                for (int[] row : b) {
+                    int[] inputs = java.util.Arrays.copyOf(row, row.length - 1);  // the eval predicts row[1..] from row[..T)
+                    engine.forward(inputs, engine.newCache(inputs.length), observer);
+                }
+        }
+        long total = java.util.Arrays.stream(counts).sum();
+        assertEquals(3L * 9 * k * model.config().numHiddenLayers(), total, "every token, every layer, k assignments");
+        for (int e = 0; e < experts; e++) assertEquals((double) counts[e] / total, r.expertShare()[e], 1e-12, "expert " + e);
+        double mean = 0;
+        for (int[][] b : List.of(first, second)) mean += model.loss(b) * b.length;
+        assertEquals(mean / 3, r.loss(), 1e-12);
+    }
 }

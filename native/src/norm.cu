@@ -2,7 +2,7 @@
 #include "common.cuh"
 
 #define NORM_THREADS 256
-#define DW_CHUNK_ROWS 64 // rows per partial dWeight sum (backward)
+#define DW_CHUNK_ROWS 64 // rows per partial dWeight sum (backward), more when rows > 64·65535
 
 // out[r, :] = x[r, :] · inv · weight, inv = (float) (1 / sqrt(Σx²/d + eps)) with Σx² in double
 __global__ void rmsnorm_kernel(float* out, const float* x, const float* weight, int d, float eps) {
@@ -28,10 +28,10 @@ __global__ void rms_inv_kernel(float* inv, const float* x, int d, float eps) {
 
 // partial[c, i] = Σ_{r in chunk c, in order} dOut[r, i]·x[r, i]·inv[r]
 __global__ void dweight_partial_kernel(float* partial, const float* dOut, const float* x, const float* inv, int rows,
-                                       int d) {
+                                       int d, int chunkRows) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= d) return;
-    int r0 = blockIdx.y * DW_CHUNK_ROWS, r1 = min(rows, r0 + DW_CHUNK_ROWS);
+    int r0 = blockIdx.y * chunkRows, r1 = min(rows, r0 + chunkRows);
     float acc = 0.0f;
     for (int r = r0; r < r1; r++) acc += dOut[(long) r * d + i] * x[(long) r * d + i] * inv[r];
     partial[(long) blockIdx.y * d + i] = acc;
@@ -81,14 +81,15 @@ extern "C" int dive_rmsnorm_backward(float* d_dx, float* d_dWeight, const float*
     DIVE_REQUIRE(d_dx && d_dOut && d_x && d_weight);
     cudaStream_t s = dive_stream(stream);
     if (d_dWeight) { // first, while dOut is intact (dx may be dOut): inv per row, partial sums per chunk, then in order
-        int chunks = (rows + DW_CHUNK_ROWS - 1) / DW_CHUNK_ROWS;
+        int chunkRows = max(DW_CHUNK_ROWS, (rows + 65534) / 65535); // grid.y ≤ 65535
+        int chunks = (rows + chunkRows - 1) / chunkRows;
         void* scratch = nullptr;
         cudaError_t err = cudaMallocAsync(&scratch, ((size_t) rows + (size_t) chunks * d) * sizeof(float), s);
         if (err != cudaSuccess) return (int) err;
         float* inv = (float*) scratch;
         float* partial = inv + rows;
         rms_inv_kernel<<<rows, NORM_THREADS, 0, s>>>(inv, d_x, d, eps);
-        dweight_partial_kernel<<<dim3((d + 127) / 128, chunks), 128, 0, s>>>(partial, d_dOut, d_x, inv, rows, d);
+        dweight_partial_kernel<<<dim3((d + 127) / 128, chunks), 128, 0, s>>>(partial, d_dOut, d_x, inv, rows, d, chunkRows);
         dweight_final_kernel<<<(d + 127) / 128, 128, 0, s>>>(d_dWeight, partial, chunks, d);
         err = cudaGetLastError();
         cudaError_t freeErr = cudaFreeAsync(scratch, s);

@@ -9,10 +9,10 @@
 //   - Block tile 128 (rows) × 128 (out columns), K step 32, 8 warps as 2 × 4, each warp 64 × 32 = 4 × 2 WMMA
 //     16×16×16 BF16 fragments with F32 accumulators.
 //   - Shared-memory tiles of x (128 × 32) and w[e] (128 × 32; w is (N, K) row-major, i.e. the K × N operand in
-//     column-major order), rows padded to 40 bf16 (80 bytes) against bank conflicts, in a 3-stage cp.async pipeline
-//     (16-byte copies; out-of-range chunks zero-filled by the copy itself) when K % 8 == 0 and x, w are 16-byte
-//     aligned; otherwise a guarded element-by-element path fills the same tiles (zero fill past N, K and the expert's
-//     last row).
+//     column-major order), rows padded to 40 bf16 (80 bytes) against bank conflicts, in a 4-stage cp.async pipeline
+//     (80 KiB of shared memory, 2 blocks per SM; 16-byte copies, out-of-range chunks zero-filled by the copy itself)
+//     when K % 8 == 0 and x, w are 16-byte aligned; otherwise a guarded element-by-element path fills the same tiles
+//     (zero fill past N, K and the expert's last row).
 //   - Epilogue: each warp stages one 16×16 accumulator at a time in shared memory and writes the rows that belong to
 //     its expert (r < offsets[e+1]) and columns < N, adding bias[e, :] when given.
 #include "common.cuh"
@@ -61,7 +61,7 @@ __device__ void locate_tile(const int* offsets, int E, int rowsBound, long tile,
 #define GM_BN 128
 #define GM_BK 32
 #define GM_LD (GM_BK + 8)
-#define GM_STAGES 3
+#define GM_STAGES 4
 #define GM_THREADS 256
 #define GM_SMEM_BYTES (GM_STAGES * (GM_BM + GM_BN) * GM_LD * 2)
 

@@ -136,6 +136,12 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
                 "random", null, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, stage0, stage1, stage2, List.of("dive"));
     }
 
+    /** these settings with another seed (the multi-seed comparison) */
+    public ConvertRecipe withSeed(long newSeed) {
+        return new ConvertRecipe(datasets, score, linkage, calibrationWindows, evalWindows, finalEvalWindows, seqlen, newSeed, biasCompensation,
+                grouping, groupsFile, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, stage0, stage1, stage2, methods);
+    }
+
     /** the settings as a JSON tree (recorded in the output folder: a rerun must use the same) */
     public Map<String, Object> toJson() {
         Map<String, Object> m = new LinkedHashMap<>();

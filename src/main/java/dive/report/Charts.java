@@ -31,6 +31,16 @@ public final class Charts {
      * @param values     (series, categories), each ≥ 0
      */
     public static BufferedImage bars(String title, String yLabel, List<String> categories, List<String> series, double[][] values) {
+        return bars(title, yLabel, categories, series, values, null, null);
+    }
+
+    /**
+     * Bars with whiskers from {@code low} to {@code high} (e.g. the minimum and maximum over seeds); both null for none.
+     * values, low, high (series, categories).
+     */
+    public static BufferedImage bars(String title, String yLabel, List<String> categories, List<String> series, double[][] values,
+                                     double[][] low, double[][] high) {
+        if ((low == null) != (high == null)) throw new IllegalArgumentException("bars: give both whisker ends or neither");
         if (values.length != series.size()) throw new IllegalArgumentException("bars: " + values.length + " rows for " + series.size() + " series");
         for (double[] row : values) if (row.length != categories.size()) throw new IllegalArgumentException("bars: a row of " + row.length + " values for " + categories.size() + " categories");
         int groupWidth = Math.max(24, 10 * series.size() + 10), plotLeft = 70, top = 60;
@@ -42,6 +52,7 @@ public final class Charts {
         int width = plotLeft + plotWidth + 30, height = top + plotHeight + nameWidth + 20;
         double max = 0;
         for (double[] row : values) for (double v : row) if (Double.isFinite(v)) max = Math.max(max, v);
+        if (high != null) for (double[] row : high) for (double v : row) if (Double.isFinite(v)) max = Math.max(max, v);
         double[] ticks = Plot.niceTicks(0, max > 0 ? max : 1, 6);
         double yMax = ticks[ticks.length - 1];
         BufferedImage image = new BufferedImage(width, height, BufferedImage.TYPE_INT_RGB);
@@ -72,6 +83,15 @@ public final class Charts {
                 int h = (int) Math.round(Math.min(v, yMax) / yMax * plotHeight);
                 g.setColor(Plot.PALETTE.get(s % Plot.PALETTE.size()));
                 g.fillRect(x0 + s * barWidth, top + plotHeight - h, barWidth - 1, h);
+                if (low != null && Double.isFinite(low[s][c]) && Double.isFinite(high[s][c])) {
+                    int yLow = top + plotHeight - (int) Math.round(Math.min(low[s][c], yMax) / yMax * plotHeight);
+                    int yHigh = top + plotHeight - (int) Math.round(Math.min(high[s][c], yMax) / yMax * plotHeight);
+                    int xMid = x0 + s * barWidth + (barWidth - 1) / 2;
+                    g.setColor(Color.BLACK);
+                    g.drawLine(xMid, yLow, xMid, yHigh);
+                    g.drawLine(xMid - 2, yLow, xMid + 2, yLow);
+                    g.drawLine(xMid - 2, yHigh, xMid + 2, yHigh);
+                }
             }
             g.setColor(Color.BLACK);
             drawRotated(g, categories.get(c), x0 + groupWidth / 2 + 4, top + plotHeight + 8 + fm.stringWidth(categories.get(c)));

@@ -1,0 +1,35 @@
+package dive.cli;
+
+import dive.convert.Comparison;
+import picocli.CommandLine.*;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+
+@Command(name = "compare", mixinStandardHelpOptions = true,
+        description = {"The multi-seed comparison of DIVE and its baselines: every (E, k, r) setting × every seed of the plan is one",
+                "'convert' run in OUT/<setting>/seed-<s>/; then OUT/comparison.md, comparison.json and comparison.png give, per",
+                "setting and method, the geometric-mean held-out perplexity (mean ± spread over seeds) and the paired gap to DIVE.",
+                "Resumable: run the same command again and it continues where it stopped."})
+final class CompareCommand implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "MODEL_DIR", description = "dense Hugging Face Llama folder with tokenizer.json") Path modelDir;
+    @Option(names = "--plan", required = true, paramLabel = "FILE", description = "settings, seeds and the convert recipe (e.g. src/main/recipes/comparison.yaml)") Path plan;
+    @Option(names = "--data", defaultValue = "bundled", paramLabel = "bundled|CORPUS_DIR", description = "corpus (default: the bundled sample)") String data;
+    @Option(names = "--out", required = true, paramLabel = "OUT_DIR", description = "output folder (new, or an earlier run of the same plan)") Path out;
+    @Option(names = "--summary-only", description = "only summarise the finished runs (no training)") boolean summaryOnly;
+    @Mixin CommonOptions common;
+
+    @Override
+    public Integer call() throws Exception {
+        if (!Files.isRegularFile(plan)) throw new java.nio.file.NoSuchFileException(plan + " (--plan)");
+        Comparison.Plan p = Comparison.Plan.load(plan);
+        if (!common.backend.equals("auto")) System.setProperty("dive.backend", common.backend);  // the training code uses Backends.select()
+        common.backend();  // applies --threads and --quiet, checks the backend name
+        if (!summaryOnly) Comparison.run(modelDir, data, p, out, !common.quiet);
+        Comparison.summarise(p, out);
+        System.out.print(Files.readString(out.resolve("comparison.md")));
+        System.out.println("\nsummary → " + out.resolve("comparison.md"));
+        return 0;
+    }
+}

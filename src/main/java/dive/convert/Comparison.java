@@ -1,0 +1,275 @@
+package dive.convert;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
+import dive.report.Charts;
+import dive.util.AtomicFiles;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * The multi-seed comparison of DIVE and its baselines (issue 4, item 9): every (E, k, r) setting × every seed is one
+ * {@link DiveConversion} run in {@code OUT/<setting>/seed-<s>/} (each resumable on its own, so the whole comparison
+ * resumes), then the runs' {@code report.json} files are summarised: per setting and method the geometric-mean held-out
+ * perplexity over the datasets for every seed, its mean, sample standard deviation, minimum and maximum, and the paired
+ * per-seed gap of each method to DIVE (same seed = same calibration and evaluation windows). Written to
+ * {@code comparison.json}, {@code comparison.md} and {@code comparison.png}.
+ *
+ * <p>Plan file (YAML or JSON):
+ * <pre>
+ * settings:                       # (E, k, r) of each comparison
+ *   - {experts: 8, top_k: 1, ratio: 0.5}
+ *   - {experts: 8, top_k: 2, ratio: 0.75}
+ * seeds: [0, 1, 2]
+ * convert: { ...the keys of ConvertRecipe, without seed... }   # or convert_recipe: path/to/recipe.yaml
+ * </pre>
+ */
+public final class Comparison {
+    private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+
+    private Comparison() {}
+
+    /** one (E, k, r) setting */
+    public record Setting(int experts, int topK, double ratio) {
+        public String folder() { return String.format(Locale.ROOT, "e%d-k%d-r%.2f", experts, topK, ratio); }
+        public String label() { return String.format(Locale.ROOT, "E=%d, top-%d, r=%.2f", experts, topK, ratio); }
+    }
+
+    /** what to run: settings × seeds, each with the same conversion recipe */
+    public record Plan(List<Setting> settings, List<Long> seeds, ConvertRecipe convert) {
+        public Plan {
+            if (settings.isEmpty()) throw new IllegalArgumentException("comparison plan: settings is empty");
+            if (seeds.isEmpty()) throw new IllegalArgumentException("comparison plan: seeds is empty");
+            if (Set.copyOf(seeds).size() != seeds.size()) throw new IllegalArgumentException("comparison plan: a seed is named twice: " + seeds);
+            if (Set.copyOf(settings).size() != settings.size()) throw new IllegalArgumentException("comparison plan: a setting is named twice: " + settings);
+        }
+
+        public static Plan load(Path file) throws IOException {
+            String name = file.getFileName().toString().toLowerCase(Locale.ROOT);
+            ObjectMapper mapper = name.endsWith(".yaml") || name.endsWith(".yml") ? new YAMLMapper() : new ObjectMapper();
+            JsonNode root;
+            try { root = mapper.readTree(Files.readAllBytes(file)); }
+            catch (com.fasterxml.jackson.core.JacksonException e) { throw new IllegalArgumentException(file + ": not valid YAML/JSON: " + e.getOriginalMessage()); }
+            if (root == null || !root.isObject()) throw new IllegalArgumentException(file + ": expected a mapping with settings, seeds and convert");
+            Set<String> keys = Set.of("settings", "seeds", "convert", "convert_recipe");
+            root.fieldNames().forEachRemaining(k -> {
+                if (!keys.contains(k)) throw new IllegalArgumentException(file + ": unknown key '" + k + "' (allowed: " + keys + ")");
+            });
+            List<Setting> settings = new ArrayList<>();
+            JsonNode s = root.path("settings");
+            if (!s.isArray() || s.isEmpty()) throw new IllegalArgumentException(file + ": settings: expected a non-empty list of {experts, top_k, ratio}");
+            for (JsonNode e : s) {
+                for (String k : List.of("experts", "top_k", "ratio"))
+                    if (!e.path(k).isNumber()) throw new IllegalArgumentException(file + ": settings: each entry needs a number '" + k + "', found " + e);
+                e.fieldNames().forEachRemaining(k -> {
+                    if (!Set.of("experts", "top_k", "ratio").contains(k)) throw new IllegalArgumentException(file + ": settings: unknown key '" + k + "'");
+                });
+                settings.add(new Setting(e.get("experts").asInt(), e.get("top_k").asInt(), e.get("ratio").asDouble()));
+            }
+            List<Long> seeds = new ArrayList<>();
+            JsonNode sd = root.path("seeds");
+            if (!sd.isArray() || sd.isEmpty()) throw new IllegalArgumentException(file + ": seeds: expected a non-empty list of integers");
+            for (JsonNode e : sd) {
+                if (!e.canConvertToLong() || !e.isIntegralNumber()) throw new IllegalArgumentException(file + ": seeds: '" + e + "' is not an integer");
+                seeds.add(e.asLong());
+            }
+            if (root.has("convert") == root.has("convert_recipe"))
+                throw new IllegalArgumentException(file + ": give exactly one of convert (inline settings) or convert_recipe (a file)");
+            ConvertRecipe recipe;
+            if (root.has("convert")) {
+                if (root.get("convert").has("seed")) throw new IllegalArgumentException(file + ": convert: seed is set per run by 'seeds'; remove it");
+                recipe = ConvertRecipe.parse(root.get("convert"), file + ": convert", file.toAbsolutePath().getParent());
+            } else {
+                recipe = ConvertRecipe.load(file.toAbsolutePath().getParent().resolve(root.get("convert_recipe").asText()));
+            }
+            return new Plan(settings, seeds, recipe);
+        }
+    }
+
+    /** mean, sample standard deviation (0 for one value), minimum and maximum */
+    public record Spread(double mean, double std, double min, double max, int n) {
+        public static Spread of(double[] v) {
+            if (v.length == 0) throw new IllegalArgumentException("spread of no values");
+            double sum = 0, min = Double.POSITIVE_INFINITY, max = Double.NEGATIVE_INFINITY;
+            for (double x : v) { sum += x; min = Math.min(min, x); max = Math.max(max, x); }
+            double mean = sum / v.length, ss = 0;
+            for (double x : v) ss += (x - mean) * (x - mean);
+            return new Spread(mean, v.length > 1 ? Math.sqrt(ss / (v.length - 1)) : 0, min, max, v.length);
+        }
+    }
+
+    /** exp(mean(log ppl)) over the datasets */
+    public static double geometricMean(Map<String, Double> ppl) {
+        if (ppl.isEmpty()) throw new IllegalArgumentException("geometric mean of no datasets");
+        double s = 0;
+        for (double p : ppl.values()) s += Math.log(p);
+        return Math.exp(s / ppl.size());
+    }
+
+    /** runs every (setting, seed) that is not finished yet, then summarises; returns the summary written to comparison.json */
+    public static Map<String, Object> run(Path modelDir, String data, Plan plan, Path out, boolean progress) throws Exception {
+        Files.createDirectories(out);
+        int total = plan.settings().size() * plan.seeds().size(), done = 0;
+        for (Setting s : plan.settings()) {
+            for (long seed : plan.seeds()) {
+                done++;
+                if (progress) System.err.printf(Locale.ROOT, "compare: run %d of %d — %s, seed %d%n", done, total, s.label(), seed);
+                DiveConversion.run(new DiveConversion.Request(modelDir, data, s.experts(), s.topK(), s.ratio(), plan.convert().withSeed(seed),
+                        runFolder(out, s, seed), progress));
+            }
+        }
+        return summarise(plan, out);
+    }
+
+    static Path runFolder(Path out, Setting s, long seed) { return out.resolve(s.folder()).resolve("seed-" + seed); }
+
+    /** reads every run's report.json and writes comparison.json, comparison.md and comparison.png */
+    public static Map<String, Object> summarise(Plan plan, Path out) throws IOException {
+        Map<String, Object> summary = new LinkedHashMap<>();
+        summary.put("seeds", plan.seeds());
+        summary.put("measure", "geometric mean over the datasets of the held-out perplexity (final-evaluation windows, never used for "
+                + "calibration, affinity mining or training); gap = method / DIVE − 1 on the same seed");
+        List<Map<String, Object>> settings = new ArrayList<>();
+        for (Setting s : plan.settings()) {
+            List<JsonNode> reports = new ArrayList<>();
+            for (long seed : plan.seeds()) {
+                Path report = runFolder(out, s, seed).resolve("report.json");
+                if (!Files.isRegularFile(report)) throw new IOException(report + " is missing: that run has not finished (rerun the same command)");
+                reports.add(JSON.readTree(report.toFile()));
+            }
+            settings.add(summariseSetting(s, plan.seeds(), reports));
+        }
+        summary.put("settings", settings);
+        AtomicFiles.writeString(out.resolve("comparison.json"), JSON.writeValueAsString(summary));
+        AtomicFiles.writeString(out.resolve("comparison.md"), markdown(summary));
+        Charts.writePng(chart(settings), out.resolve("comparison.png"));
+        return summary;
+    }
+
+    /** one setting's table: methods in report order after the dense reference; gaps paired by seed */
+    static Map<String, Object> summariseSetting(Setting s, List<Long> seeds, List<JsonNode> reports) {
+        Map<String, double[]> geo = new LinkedHashMap<>();
+        Map<String, Long> active = new LinkedHashMap<>(), total = new LinkedHashMap<>(), tokens = new LinkedHashMap<>();
+        for (int i = 0; i < reports.size(); i++) {
+            JsonNode r = reports.get(i);
+            put(geo, "dense", i, reports.size(), geometricMean(ppl(r.path("dense").path("ppl"), "dense", seeds.get(i))));
+            active.put("dense", r.path("dense").path("params_active").asLong());
+            total.put("dense", r.path("dense").path("params_total").asLong());
+            tokens.put("dense", 0L);
+            var methods = r.path("methods").properties();
+            for (var m : methods) {
+                put(geo, m.getKey(), i, reports.size(), geometricMean(ppl(m.getValue().path("ppl_after_retraining"), m.getKey(), seeds.get(i))));
+                active.put(m.getKey(), m.getValue().path("params_active").asLong());
+                total.put(m.getKey(), m.getValue().path("params_total").asLong());
+                tokens.put(m.getKey(), m.getValue().path("training_tokens").asLong());
+            }
+        }
+        if (!geo.containsKey("dive")) throw new IllegalArgumentException(s.label() + ": the runs have no dive entry");
+        List<Map<String, Object>> rows = new ArrayList<>();
+        double[] dive = geo.get("dive");
+        for (var e : geo.entrySet()) {
+            double[] v = e.getValue();
+            for (int i = 0; i < v.length; i++)
+                if (Double.isNaN(v[i])) throw new IllegalArgumentException(s.label() + ": method " + e.getKey() + " is missing from the run of seed " + seeds.get(i));
+            Map<String, Object> row = new LinkedHashMap<>();
+            row.put("method", e.getKey());
+            row.put("per_seed", v);
+            row.put("ppl", spreadJson(Spread.of(v)));
+            if (!e.getKey().equals("dive")) {
+                double[] gap = new double[v.length];
+                boolean worse = true, better = true;
+                for (int i = 0; i < v.length; i++) {
+                    gap[i] = v[i] / dive[i] - 1;
+                    worse &= gap[i] > 0;
+                    better &= gap[i] < 0;
+                }
+                row.put("gap_to_dive", spreadJson(Spread.of(gap)));
+                row.put("verdict", worse ? "DIVE better on every seed" : better ? "DIVE worse on every seed" : "within seed spread");
+            }
+            row.put("params_active", active.get(e.getKey()));
+            row.put("params_total", total.get(e.getKey()));
+            row.put("training_tokens", tokens.get(e.getKey()));
+            rows.add(row);
+        }
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("experts", s.experts());
+        m.put("top_k", s.topK());
+        m.put("ratio", s.ratio());
+        m.put("label", s.label());
+        m.put("methods", rows);
+        return m;
+    }
+
+    private static void put(Map<String, double[]> geo, String method, int run, int runs, double value) {
+        geo.computeIfAbsent(method, k -> { double[] a = new double[runs]; java.util.Arrays.fill(a, Double.NaN); return a; })[run] = value;
+    }
+
+    private static Map<String, Double> ppl(JsonNode node, String method, long seed) {
+        if (!node.isObject() || node.isEmpty()) throw new IllegalArgumentException("report of seed " + seed + ": method " + method + " has no per-dataset perplexity");
+        Map<String, Double> m = new LinkedHashMap<>();
+        node.properties().forEach(e -> m.put(e.getKey(), e.getValue().asDouble()));
+        return m;
+    }
+
+    private static Map<String, Object> spreadJson(Spread s) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("mean", s.mean());
+        m.put("std", s.std());
+        m.put("min", s.min());
+        m.put("max", s.max());
+        return m;
+    }
+
+    @SuppressWarnings("unchecked")
+    static String markdown(Map<String, Object> summary) {
+        StringBuilder b = new StringBuilder("# DIVE vs baselines: held-out perplexity over seeds " + summary.get("seeds") + "\n\n");
+        b.append(summary.get("measure")).append(". Mean ± sample standard deviation over the seeds, [min, max] in brackets.\n\n![comparison](comparison.png)\n");
+        for (Map<String, Object> s : (List<Map<String, Object>>) summary.get("settings")) {
+            b.append("\n## ").append(s.get("label")).append("\n\n| method | geo-mean ppl | per seed | gap to DIVE | verdict | active params | training tokens |\n|---|---:|---|---:|---|---:|---:|\n");
+            for (Map<String, Object> row : (List<Map<String, Object>>) s.get("methods")) {
+                Map<String, Double> p = (Map<String, Double>) row.get("ppl");
+                double[] per = (double[]) row.get("per_seed");
+                StringBuilder seeds = new StringBuilder();
+                for (double v : per) seeds.append(seeds.isEmpty() ? "" : ", ").append(String.format(Locale.ROOT, "%.2f", v));
+                Map<String, Double> g = (Map<String, Double>) row.get("gap_to_dive");
+                b.append(String.format(Locale.ROOT, "| %s | %.2f ± %.2f [%.2f, %.2f] | %s | %s | %s | %,d | %,d |%n", row.get("method"),
+                        p.get("mean"), p.get("std"), p.get("min"), p.get("max"), seeds,
+                        g == null ? "—" : String.format(Locale.ROOT, "%+.1f%% ± %.1f%%", 100 * g.get("mean"), 100 * g.get("std")),
+                        row.getOrDefault("verdict", "reference"), (Long) row.get("params_active"), (Long) row.get("training_tokens")));
+            }
+        }
+        return b.toString();
+    }
+
+    @SuppressWarnings("unchecked")
+    private static java.awt.image.BufferedImage chart(List<Map<String, Object>> settings) {
+        List<String> methods = new ArrayList<>();
+        for (Map<String, Object> s : settings)
+            for (Map<String, Object> row : (List<Map<String, Object>>) s.get("methods"))
+                if (!methods.contains((String) row.get("method"))) methods.add((String) row.get("method"));
+        List<String> labels = settings.stream().map(s -> (String) s.get("label")).toList();
+        double[][] mean = new double[labels.size()][methods.size()], low = new double[labels.size()][methods.size()], high = new double[labels.size()][methods.size()];
+        for (int i = 0; i < settings.size(); i++) {
+            java.util.Arrays.fill(mean[i], Double.NaN);
+            for (Map<String, Object> row : (List<Map<String, Object>>) settings.get(i).get("methods")) {
+                int j = methods.indexOf((String) row.get("method"));
+                Map<String, Double> p = (Map<String, Double>) row.get("ppl");
+                mean[i][j] = p.get("mean");
+                low[i][j] = p.get("min");
+                high[i][j] = p.get("max");
+            }
+        }
+        return Charts.bars("Held-out perplexity (geometric mean over datasets; bar = mean over seeds, whisker = min..max)",
+                "perplexity", methods, labels, mean, low, high);
+    }
+}

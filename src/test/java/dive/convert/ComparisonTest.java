@@ -1,0 +1,112 @@
+package dive.convert;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The comparison's arithmetic against hand computations on made-up reports, and its plan file's errors. */
+class ComparisonTest {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    @Test
+    void spreadIsMeanSampleStdMinMax() {
+        Comparison.Spread s = Comparison.Spread.of(new double[]{1, 2, 3, 4});
+        assertEquals(2.5, s.mean(), 1e-15);
+        assertEquals(Math.sqrt(5.0 / 3.0), s.std(), 1e-15);  // Σ(x − 2.5)² = 5, n − 1 = 3
+        assertEquals(1, s.min());
+        assertEquals(4, s.max());
+        assertEquals(0, Comparison.Spread.of(new double[]{7}).std());
+    }
+
+    @Test
+    void geometricMeanOverDatasets() {
+        assertEquals(4, Comparison.geometricMean(Map.of("a", 2.0, "b", 8.0)), 1e-12);
+        assertEquals(6, Comparison.geometricMean(Map.of("a", 4.0, "b", 9.0)), 1e-12);
+    }
+
+    /** a report.json as DiveConversion writes it, with the fields the comparison reads */
+    private static JsonNode report(double[] dense, double[] dive, double[] flap) throws Exception {
+        String ppl = "{\"a\": %s, \"b\": %s}";
+        return JSON.readTree("""
+                {"dense": {"ppl": %s, "params_total": 100, "params_active": 100},
+                 "methods": {
+                   "dive": {"ppl_after_retraining": %s, "params_total": 300, "params_active": 60, "training_tokens": 1000},
+                   "flap": {"ppl_after_retraining": %s, "params_total": 60, "params_active": 60, "training_tokens": 1000}}}
+                """.formatted(ppl.formatted(dense[0], dense[1]), ppl.formatted(dive[0], dive[1]), ppl.formatted(flap[0], flap[1])));
+    }
+
+    @Test
+    @SuppressWarnings("unchecked")
+    void gapsArePairedBySeed() throws Exception {
+        // geometric means: dense 6, 6, 6; dive 4, 4, 4; flap 6, 5, 3 → gaps +50 %, +25 %, −25 %
+        List<JsonNode> reports = List.of(
+                report(new double[]{4, 9}, new double[]{2, 8}, new double[]{6, 6}),
+                report(new double[]{4, 9}, new double[]{4, 4}, new double[]{5, 5}),
+                report(new double[]{9, 4}, new double[]{1, 16}, new double[]{3, 3}));
+        Map<String, Object> s = Comparison.summariseSetting(new Comparison.Setting(2, 1, 0.5), List.of(0L, 1L, 2L), reports);
+        List<Map<String, Object>> rows = (List<Map<String, Object>>) s.get("methods");
+        assertEquals(List.of("dense", "dive", "flap"), rows.stream().map(r -> r.get("method")).toList());
+        Map<String, Object> flap = rows.get(2);
+        assertArrayEquals(new double[]{6, 5, 3}, (double[]) flap.get("per_seed"), 1e-12);
+        Map<String, Double> gap = (Map<String, Double>) flap.get("gap_to_dive");
+        assertEquals((0.5 + 0.25 - 0.25) / 3, gap.get("mean"), 1e-12);
+        assertEquals(-0.25, gap.get("min"), 1e-12);
+        assertEquals("within seed spread", flap.get("verdict"));
+        Map<String, Double> p = (Map<String, Double>) flap.get("ppl");
+        assertEquals(14.0 / 3, p.get("mean"), 1e-12);
+        assertEquals(Math.sqrt(((6 - 14.0 / 3) * (6 - 14.0 / 3) + (5 - 14.0 / 3) * (5 - 14.0 / 3) + (3 - 14.0 / 3) * (3 - 14.0 / 3)) / 2), p.get("std"), 1e-12);
+        assertEquals(60L, flap.get("params_active"));
+        assertNull(rows.get(1).get("verdict"), "DIVE is not compared with itself");
+
+        // every seed worse than DIVE → the verdict says so
+        List<JsonNode> worse = List.of(reports.get(0), reports.get(1));
+        Map<String, Object> w = Comparison.summariseSetting(new Comparison.Setting(2, 1, 0.5), List.of(0L, 1L), worse);
+        assertEquals("DIVE better on every seed", ((List<Map<String, Object>>) w.get("methods")).get(2).get("verdict"));
+    }
+
+    @Test
+    void summaryFilesAndMissingRuns(@TempDir Path out) throws Exception {
+        Path plan = out.resolve("plan.yaml");
+        Files.writeString(plan, "settings: [{experts: 2, top_k: 1, ratio: 0.5}]\nseeds: [3, 4]\nconvert: {methods: [dive, flap]}\n");
+        Comparison.Plan p = Comparison.Plan.load(plan);
+        assertEquals(List.of(3L, 4L), p.seeds());
+        assertEquals(List.of("dive", "flap"), p.convert().methods());
+        assertEquals(7, p.convert().withSeed(7).seed());
+        Path missing = Comparison.runFolder(out, p.settings().get(0), 4).resolve("report.json");
+        Files.createDirectories(Comparison.runFolder(out, p.settings().get(0), 3));
+        Files.writeString(Comparison.runFolder(out, p.settings().get(0), 3).resolve("report.json"),
+                report(new double[]{4, 9}, new double[]{2, 8}, new double[]{6, 6}).toString());
+        var e = assertThrows(java.io.IOException.class, () -> Comparison.summarise(p, out));
+        assertTrue(e.getMessage().contains(missing.toString()), e.getMessage());
+        Files.createDirectories(missing.getParent());
+        Files.writeString(missing, report(new double[]{4, 9}, new double[]{4, 4}, new double[]{5, 5}).toString());
+        Comparison.summarise(p, out);
+        String md = Files.readString(out.resolve("comparison.md"));
+        assertTrue(md.contains("| flap | 5.50 ± 0.71 [5.00, 6.00] | 6.00, 5.00 | +37.5% ± 17.7% | DIVE better on every seed |"), md);
+        assertTrue(Files.size(out.resolve("comparison.png")) > 1000);
+        assertEquals(2, JSON.readTree(out.resolve("comparison.json").toFile()).path("settings").get(0).path("methods").get(2).path("per_seed").size());
+    }
+
+    @Test
+    void planErrorsNameTheKey(@TempDir Path dir) throws Exception {
+        Path plan = dir.resolve("plan.yaml");
+        Files.writeString(plan, "settings: [{experts: 2, top_k: 1, ratio: 0.5}]\nseeds: [0]\nconvert: {seed: 3}\n");
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> Comparison.Plan.load(plan)).getMessage().contains("seed is set per run"));
+        Files.writeString(plan, "settings: [{experts: 2, top_k: 1, ratio: 0.5}]\nseeds: [0, 0]\nconvert: {}\n");
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> Comparison.Plan.load(plan)).getMessage().contains("seed is named twice"));
+        Files.writeString(plan, "settings: [{experts: 2, top_k: 1}]\nseeds: [0]\nconvert: {}\n");
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> Comparison.Plan.load(plan)).getMessage().contains("'ratio'"));
+        Files.writeString(plan, "settings: [{experts: 2, top_k: 1, ratio: 0.5}]\nseeds: [0]\nconvert: {}\nrepeats: 2\n");
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> Comparison.Plan.load(plan)).getMessage().contains("unknown key 'repeats'"));
+        Files.writeString(plan, "settings: [{experts: 2, top_k: 1, ratio: 0.5}]\nseeds: [0]\nconvert: {stage1: {lr: -1}}\n");
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> Comparison.Plan.load(plan)).getMessage().contains("lr"));
+    }
+}

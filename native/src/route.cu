@@ -47,9 +47,9 @@ __global__ void route_topk_kernel(int* expertIds, float* expertWeights, const fl
 
 // One block. (1) histogram (integer shared atomics: order-free), bad ids recorded (the smallest flat index wins) and
 // sorted as expert 0 so the permutation stays one; (2) prefix sum by one thread (E ≤ 256); (3) stable positions, tile
-// by tile of SORT_THREADS assignments in index order: a thread's rank among equal ids of its tile is the count in
-// the warps before it (per-warp counts from __match_any_sync) plus its rank inside its warp; then the running start
-// of every expert advances by the tile's count.
+// by tile of SORT_THREADS assignments in index order: each warp counts its lanes per id (__match_any_sync), one thread
+// per expert turns the per-warp counts into each warp's first row (warps in order, from the expert's next free row)
+// and advances that row; a lane's row is its warp's first row plus its rank among equal ids inside the warp.
 __global__ void __launch_bounds__(SORT_THREADS) sort_by_expert_kernel(int* offsets, int* rowToken, int* slotRow,
                                                                       int* badAssignment, const int* ids, int n, int k,
                                                                       int E) {
@@ -90,22 +90,24 @@ __global__ void __launch_bounds__(SORT_THREADS) sort_by_expert_kernel(int* offse
         }
         unsigned peers = __match_any_sync(0xffffffffu, e);
         int rankInWarp = __popc(peers & ((1u << lane) - 1u));
-        if (valid && rankInWarp == 0) warpCount[warp * E + e] = __popc(peers);
+        if (valid && rankInWarp == 0) warpCount[warp * E + e] = __popc(peers); // the first lane of each id group
+        __syncthreads();
+        for (int x = tid; x < E; x += blockDim.x) { // per expert: the first row of each warp's group, warps in order
+            int row = next[x];
+            for (int w = 0; w < SORT_WARPS; w++) {
+                int c = warpCount[w * E + x];
+                warpCount[w * E + x] = row;
+                row += c;
+            }
+            next[x] = row;
+        }
         __syncthreads();
         if (valid) {
-            int rank = rankInWarp;
-            for (int w = 0; w < warp; w++) rank += warpCount[w * E + e];
-            int row = next[e] + rank;
+            int row = warpCount[warp * E + e] + rankInWarp;
             rowToken[row] = i / k;
             slotRow[i] = row;
         }
-        __syncthreads();
-        for (int x = tid; x < E; x += blockDim.x) {
-            int c = 0;
-            for (int w = 0; w < SORT_WARPS; w++) c += warpCount[w * E + x];
-            next[x] += c;
-        }
-        __syncthreads(); // the advance has read warpCount before the next tile clears it
+        __syncthreads(); // every row is read before the next tile clears warpCount
     }
 }
 

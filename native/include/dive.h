@@ -89,7 +89,9 @@ int dive_bf16_to_f32(float* d_out, const void* d_in, long n, void* stream);
  * Merges one batch h (rows, width) F32 into running per-channel statistics held in double on the device:
  * count (host-known, passed as countBefore), mean (width), m2 (width) = Σ (h − mean)², sumSquares (width) = Σ h².
  * The batch is reduced exactly (its mean, then M2 about that mean, in double) and merged with Chan et al.'s
- * update: n = na + nb, δ = mean_b − mean_a, mean += δ·nb/n, M2 = M2_a + M2_b + δ²·na·nb/n. rows ≥ 1.
+ * update: n = na + nb, δ = mean_b − mean_a, mean += δ·nb/n, M2 = M2_a + M2_b + δ²·na·nb/n. rows ≥ 1 (rows = 0 changes
+ * nothing). Rows are summed in order and every double operation is rounded on its own (no FMA), as Java's
+ * ChannelStatistics.add evaluates it, so the result is bitwise the CPU's.
  */
 int dive_channel_stats_update(double* d_mean, double* d_m2, double* d_sumSquares, long countBefore,
                               const float* d_h, long rows, int width, void* stream);
@@ -125,6 +127,8 @@ int dive_route_topk(int* d_expertIds, float* d_expertWeights, const float* d_rou
  * offsets[numExperts] = n·k; rowToken (n·k): the token of each permuted row, in token order within an expert;
  * slotRow (n, k): the permuted row of (token, slot). An id outside [0, numExperts) sets *d_badAssignment to the
  * first such flat index (token·k + slot); it is −1 otherwise (read it back whenever convenient: no sync here).
+ * A bad id is sorted as expert 0, so the outputs remain a permutation and later kernels stay in bounds.
+ * k ≥ 1, 1 ≤ numExperts ≤ 256, n·k < 2^31; n = 0 only zeroes offsets and sets *d_badAssignment = −1.
  */
 int dive_sort_by_expert(int* d_offsets, int* d_rowToken, int* d_slotRow, int* d_badAssignment,
                         const int* d_expertIds, int n, int k, int numExperts, void* stream);
@@ -136,13 +140,15 @@ int dive_sort_by_expert(int* d_offsets, int* d_rowToken, int* d_slotRow, int* d_
  * r in [offsets[e], offsets[e+1]): out[r, :] = x[r, :] · w[e]ᵀ (+ bias[e, :]).
  * x (rows, K) bf16; w (numExperts, N, K) bf16, experts contiguous; bias null or (numExperts, N) F32;
  * out (rows, N) F32. offsets (numExperts + 1) are read ON THE DEVICE (no host sync); `rows` is an upper
- * bound of offsets[numExperts] (n·k), used only to size the launch. Experts without rows read nothing.
+ * bound of offsets[numExperts] (n·k), used only to size the launch. Experts without rows read nothing; rows past
+ * offsets[numExperts] are not written. numExperts ≥ 1.
  */
 int dive_grouped_matmul_bf16(float* d_out, const void* d_x, const int* d_offsets, const void* d_w, const float* d_bias,
                              int numExperts, int rows, int N, int K, void* stream);
 
 /*
- * The same product with F32 operands (CUDA cores, F32 throughout): the exact twin of the CPU's groupedMatmul.
+ * The same product with F32 operands (CUDA cores, F32 throughout): the exact twin of the CPU's groupedMatmul (each
+ * output summed over K in order, products and sums rounded separately, no FMA: bitwise ScalarBackend's loop).
  * x (rows, K) F32, w (numExperts, N, K) F32, bias null or (numExperts, N) F32 → out (rows, N) F32.
  */
 int dive_grouped_matmul_f32(float* d_out, const float* d_x, const int* d_offsets, const float* d_w,
@@ -179,7 +185,8 @@ int dive_swiglu_backward(float* d_dGate, float* d_dUp, const float* d_dOut, cons
 int dive_add_scaled(float* d_x, const float* d_y, float a, long n, void* stream);
 
 /* out[t, :] = table[ids[t], :] as F32; table (vocab, d) of elementBytes 2 (bf16) or 4 (f32); ids checked against
- * vocab: an id outside [0, vocab) sets *d_badIndex to t (else it stays −1) and writes zeros for that row */
+ * vocab: an id outside [0, vocab) sets *d_badIndex to t (the smallest such t; else it stays −1: the caller sets −1
+ * before) and writes zeros for that row. d_badIndex is required. */
 int dive_embedding(float* d_out, const void* d_table, int elementBytes, const int* d_ids, int T, int vocab, int d,
                    int* d_badIndex, void* stream);
 
@@ -194,7 +201,8 @@ int dive_rmsnorm(float* d_out, const float* d_x, const float* d_weight, int rows
 /*
  * inv = 1/sqrt(mean(x²) + eps) per row, g = weight:
  * dx[r, i] = inv·g[i]·dOut[r, i] − inv³/d · x[r, i] · Σ_j g[j]·dOut[r, j]·x[r, j]  (overwritten; dx may be dOut);
- * dWeight[i] += Σ_r dOut[r, i]·x[r, i]·inv_r in row order (skipped when dWeight is null).
+ * dWeight[i] += Σ_r dOut[r, i]·x[r, i]·inv_r in row order (skipped when dWeight is null): partial sums over fixed
+ * chunks of rows, then the chunks in order, with a temporary from the stream-ordered allocator (cudaMallocAsync).
  */
 int dive_rmsnorm_backward(float* d_dx, float* d_dWeight, const float* d_dOut, const float* d_x, const float* d_weight,
                           int rows, int d, float eps, void* stream);
@@ -203,7 +211,8 @@ int dive_rmsnorm_backward(float* d_dx, float* d_dWeight, const float* d_dOut, co
 
 /*
  * Rotary embedding in place, HF rotate_half layout: pair (i, i + hd/2) of each head, angle = positions[r]·invFreq[i];
- * (a, b) → (a·cos − b·sin, b·cos + a·sin); with inverse ≠ 0 the inverse rotation (the backward pass).
+ * (a, b) → (a·cos − b·sin, b·cos + a·sin); with inverse ≠ 0 the inverse rotation (the backward pass). headDim even;
+ * cos and sin of the F32 angle are taken in double and rounded to F32, as the CPU does.
  * x (rows, heads, headDim), positions (rows), invFreq (headDim/2).
  */
 int dive_rope(float* d_x, int rows, int heads, int headDim, const int* d_positions, const float* d_invFreq,
@@ -223,7 +232,8 @@ int dive_attention(float* d_out, const float* d_q, const float* d_kCache, const 
 /*
  * Backward of causal GQA over B sequences of T positions from position 0 (training); probabilities recomputed:
  * p = softmax(scale·q·kᵀ) (causal), dP = dOut·vᵀ, dS = p ⊙ (dP − Σ_s p·dP): dq = scale·dS·k, dk = scale·dSᵀ·q,
- * dv = pᵀ·dOut, dk and dv summed over the query heads sharing a KV head in a fixed order.
+ * dv = pᵀ·dOut, dk and dv summed over the query heads sharing a KV head in a fixed order. headDim ≤ 256.
+ * Takes a temporary (B·T·nHeads·8 bytes) from the stream-ordered allocator (cudaMallocAsync), freed on the stream.
  * q, dOut (B, T, nHeads, hd); k, v (B, T, nKvHeads, hd) → dq, dk, dv, all overwritten.
  */
 int dive_attention_backward(float* d_dq, float* d_dk, float* d_dv, const float* d_dOut, const float* d_q,
@@ -237,7 +247,8 @@ int dive_attention_backward(float* d_dq, float* d_dk, float* d_dv, const float* 
  * 0 for rows with targets[r] == −100 (ignored). When dLogits is not null:
  * dLogits[r] = gradScale · (softmax(logits[r]) − onehot(targets[r])), zeros on ignored rows (the caller folds
  * 1/count into gradScale). logits (rows, vocab), targets (rows) → loss (rows), dLogits (rows, vocab);
- * dLogits may be logits. A target outside [0, vocab) other than −100 sets *d_badIndex to its row.
+ * dLogits may be logits. A target outside [0, vocab) other than −100 sets *d_badIndex to its row (the smallest such
+ * row; the caller sets −1 before); that row's loss is NaN and its dLogits zeros. vocab ≥ 1; d_badIndex is required.
  */
 int dive_cross_entropy(float* d_loss, float* d_dLogits, const float* d_logits, const int* d_targets, int rows,
                        int vocab, float gradScale, int* d_badIndex, void* stream);
@@ -251,6 +262,10 @@ int dive_cross_entropy(float* d_loss, float* d_dLogits, const float* d_logits, c
  * param −= (lr / biasCorrection1) · m / (sqrt(v) / sqrt(biasCorrection2) + eps)  — each product rounded in F32 as
  * dive.train.AdamW does.
  * biasCorrection1 = 1 − β1^step, biasCorrection2 = 1 − β2^step, computed by the caller in double.
+ * The per-step scalars lr/biasCorrection1, sqrt(biasCorrection2), 1 − β1, 1 − β2 and 1 − lr·weightDecay are formed in
+ * double from these F32 arguments and rounded to F32 once; the element loop is then AdamW.step's, operation for
+ * operation. AdamW.step forms the scalars from its double β, lr, so they can differ in the last bit (e.g. 1 − β1 from
+ * β1 = 0.9f is 0.10000002f, from 0.9 it is 0.1f). weightDecay = 0 skips the decay multiply.
  */
 int dive_adamw(float* d_param, const float* d_grad, float* d_m, float* d_v, long n, float lr, float beta1, float beta2,
                float eps, float weightDecay, float biasCorrection1, float biasCorrection2, void* stream);

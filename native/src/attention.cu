@@ -355,7 +355,7 @@ static int launch_attention(float* out, const float* q, const float* kc, const f
                             int nHeads, int nKvHeads, int hd, float scale, cudaStream_t s) {
     size_t smem = ((size_t) ATT_QTILE * hd + (size_t) ATT_KTILE * (hd + 1) + (size_t) ATT_KTILE * hd) * sizeof(float);
     cudaError_t err = allow_smem(attention_kernel<DPL>, smem);
-    if (err != cudaSuccess) return (int) err;
+    if (err != cudaSuccess) { (void) cudaGetLastError(); return (int) err; } // clear the pending error: returned here
     dim3 grid((unsigned) ((T + ATT_QTILE - 1) / ATT_QTILE), (unsigned) nHeads);
     attention_kernel<DPL><<<grid, ATT_WARPS * 32, smem, s>>>(out, q, kc, vc, T, startPos, nHeads, nKvHeads, hd, scale);
     return dive_launch_status();

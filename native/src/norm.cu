@@ -85,7 +85,7 @@ extern "C" int dive_rmsnorm_backward(float* d_dx, float* d_dWeight, const float*
         int chunks = (rows + chunkRows - 1) / chunkRows;
         void* scratch = nullptr;
         cudaError_t err = cudaMallocAsync(&scratch, ((size_t) rows + (size_t) chunks * d) * sizeof(float), s);
-        if (err != cudaSuccess) return (int) err;
+        if (err != cudaSuccess) { (void) cudaGetLastError(); return (int) err; } // clear the pending error: returned here
         float* inv = (float*) scratch;
         float* partial = inv + rows;
         rms_inv_kernel<<<rows, NORM_THREADS, 0, s>>>(inv, d_x, d, eps);

@@ -71,7 +71,11 @@ extern "C" int dive_malloc(void** d_ptr, long bytes) {
     DIVE_REQUIRE(d_ptr && bytes >= 0);
     *d_ptr = nullptr;
     if (bytes == 0) return 0;
-    return (int) cudaMalloc(d_ptr, (size_t) bytes);
+    cudaError_t err = cudaMalloc(d_ptr, (size_t) bytes);
+    // a failed allocation leaves its error pending, and the next launch's cudaGetLastError would report it: clear it,
+    // the caller gets it from this return value
+    if (err != cudaSuccess) (void) cudaGetLastError();
+    return (int) err;
 }
 
 extern "C" int dive_free(void* d_ptr) {

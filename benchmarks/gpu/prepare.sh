@@ -12,12 +12,21 @@
 # 25 MB for zip-9 inside + xz, because xz cannot squeeze already-zipped resources. The working tree plus the carried
 # bundle must stay under the run tool's 64 MiB: this script measures both and fails when they do not.
 # DIVE_GPU_EXTRA_MODULES=java.desktop adds modules (java.desktop is only needed by the report charts, +6 MB).
+# --reuse-jdk keeps the jdk.tar.xz of the existing bundle when it has the same modules (refreshes only classes and
+# jars: seconds instead of minutes after a code change).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 BUNDLE="$ROOT/target/gpu-bundle"
 STAGE="$ROOT/target/gpu-bundle.tmp"
 LIMIT_BYTES=$((64 * 1024 * 1024))
+REUSE_JDK=0
+for a in "$@"; do
+  case "$a" in
+    --reuse-jdk) REUSE_JDK=1 ;;
+    *) echo "prepare.sh: unknown argument '$a' (expected --reuse-jdk)" >&2; exit 2 ;;
+  esac
+done
 
 die() { echo "prepare.sh: $*" >&2; exit 1; }
 
@@ -56,18 +65,24 @@ echo "prepare.sh: class files (resources stay in src/*/resources of the tree)"
   | xargs -0 cp --parents -t "$STAGE/classes")
 (cd target/test-classes && find . -name '*.class' -print0 | xargs -0 cp --parents -t "$STAGE/test-classes")
 
-echo "prepare.sh: jlink ($MODULES) and xz"
-JL="$(mktemp -d)"
-trap 'rm -rf "$JL"' EXIT
-jlink --add-modules "$MODULES" --strip-debug --no-header-files --no-man-pages --compress zip-0 --output "$JL/jdk"
-"$JL/jdk/bin/java" --add-modules jdk.incubator.vector -version 2>&1 | grep -q 'version "25' || die "the jlink image does not start"
-tar -C "$JL" -cf - jdk | xz -6 -T2 > "$STAGE/jdk.tar.xz"
+if [ "$REUSE_JDK" = 1 ] && [ -f "$BUNDLE/jdk.tar.xz" ] && grep -qxF "jlink modules: $MODULES" "$BUNDLE/BUNDLE.txt" 2>/dev/null; then
+  echo "prepare.sh: reusing $BUNDLE/jdk.tar.xz ($MODULES)"
+  cp "$BUNDLE/jdk.tar.xz" "$STAGE/jdk.tar.xz"
+else
+  echo "prepare.sh: jlink ($MODULES) and xz"
+  JL="$(mktemp -d)"
+  trap 'rm -rf "$JL"' EXIT
+  jlink --add-modules "$MODULES" --strip-debug --no-header-files --no-man-pages --compress zip-0 --output "$JL/jdk"
+  "$JL/jdk/bin/java" --add-modules jdk.incubator.vector -version 2>&1 | grep -q 'version "25' || die "the jlink image does not start"
+  tar -C "$JL" -cf - jdk | xz -6 -T2 > "$STAGE/jdk.tar.xz"
+fi
 
 COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 DIRTY="$(git status --porcelain 2>/dev/null | grep -qv '^??' && echo " (with uncommitted changes)" || true)"
 {
   echo "dive GPU bundle, made $(date -u +%Y-%m-%dT%H:%M:%SZ) from commit $COMMIT$DIRTY"
-  echo "JDK: $("$JDK/bin/java" -version 2>&1 | head -1), jlink modules: $MODULES"
+  echo "JDK: $("$JDK/bin/java" -version 2>&1 | head -1)"
+  echo "jlink modules: $MODULES"
   echo "JUnit Platform console: $PLATFORM_VERSION"
   echo "jars: $(cd "$STAGE/lib" && ls | tr '\n' ' ')"
 } > "$STAGE/BUNDLE.txt"

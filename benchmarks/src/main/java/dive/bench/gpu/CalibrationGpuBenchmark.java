@@ -34,7 +34,7 @@ public class CalibrationGpuBenchmark {
     public void setup() {
         String reason = Gpu.unavailableReason("dive_swiglu", "dive_channel_stats_update");
         if (reason != null) {
-            System.out.println(Gpu.skipMessage("CalibrationGpuBenchmark", reason));
+            System.out.println(System.lineSeparator() + Gpu.skipMessage("CalibrationGpuBenchmark", reason));
             return;
         }
         gpu = Gpu.open();

@@ -34,7 +34,7 @@ public class CublasGemmGpuBenchmark {
     public void setup() {
         String reason = Gpu.unavailableReason();
         if (reason != null) {
-            System.out.println(Gpu.skipMessage("CublasGemmGpuBenchmark", reason));
+            System.out.println(System.lineSeparator() + Gpu.skipMessage("CublasGemmGpuBenchmark", reason));
             return;
         }
         gpu = Gpu.open();

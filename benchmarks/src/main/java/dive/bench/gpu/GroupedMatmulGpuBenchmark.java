@@ -54,7 +54,7 @@ public class GroupedMatmulGpuBenchmark {
     public void setup() {
         String reason = Gpu.unavailableReason("dive_grouped_matmul_bf16");
         if (reason != null) {
-            System.out.println(Gpu.skipMessage("GroupedMatmulGpuBenchmark", reason));
+            System.out.println(System.lineSeparator() + Gpu.skipMessage("GroupedMatmulGpuBenchmark", reason));
             return;
         }
         gpu = Gpu.open();

@@ -45,7 +45,7 @@ public class MoeLayerGpuBenchmark {
     public void setup() {
         String reason = Gpu.unavailableReason(DeviceMoeLayer.KERNELS);
         if (reason != null) {
-            System.out.println(Gpu.skipMessage("MoeLayerGpuBenchmark", reason));
+            System.out.println(System.lineSeparator() + Gpu.skipMessage("MoeLayerGpuBenchmark", reason));
             return;
         }
         gpu = Gpu.open();

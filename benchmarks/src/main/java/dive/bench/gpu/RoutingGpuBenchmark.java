@@ -48,7 +48,7 @@ public class RoutingGpuBenchmark {
     public void setup() {
         String reason = Gpu.unavailableReason("dive_route_topk", "dive_sort_by_expert", "dive_gather_rows", "dive_memcpy_d2d");
         if (reason != null) {
-            System.out.println(Gpu.skipMessage("RoutingGpuBenchmark", reason));
+            System.out.println(System.lineSeparator() + Gpu.skipMessage("RoutingGpuBenchmark", reason));
             return;
         }
         gpu = Gpu.open();

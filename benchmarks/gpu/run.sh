@@ -170,9 +170,9 @@ REPORT="$WORK/gpu-results.md"
   echo
   if grep -q 'tests successful\|tests found' "$JUNIT_LOG" 2>/dev/null; then
     echo '```'
-    grep -E '^=====|tests (found|successful|failed|aborted|skipped)|containers failed' "$JUNIT_LOG"
+    grep -E '^=====|tests (found|successful|failed|aborted|skipped)|containers (failed|aborted)' "$JUNIT_LOG"
     echo '```'
-    grep -E '✘|MethodSource|=> ' "$JUNIT_LOG" | head -40 | sed 's/^/    /'
+    grep -E '✘|■|=> ' "$JUNIT_LOG" | head -40 | sed 's/^/    /'
   else
     echo "No JUnit summary (see junit.log)."
   fi

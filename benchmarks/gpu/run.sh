@@ -14,7 +14,7 @@
 # DIVE_GPU_DRY_RUN=1 proves the plumbing on a machine without a GPU: the bundle's java -version, the native build
 # (nvcc only) and the test targets listed, the tests and benchmarks listed, every GPU benchmark run once for a moment
 # (each prints its SKIPPED line), and a results file that says "no GPU".
-# DIVE_GPU_BUDGET_S (default 465) is the whole run's time budget; DIVE_GPU_JMH (a regex) picks benchmarks.
+# DIVE_GPU_BUDGET_S (default 465) is the whole run's time budget; DIVE_GPU_JMH (a regex) runs only those benchmarks.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -22,7 +22,6 @@ BUNDLE="${DIVE_GPU_BUNDLE:-$ROOT/target/gpu-bundle}"
 OUT="${OUT:-$ROOT/target/gpu-out}"
 DRY="${DIVE_GPU_DRY_RUN:-0}"
 BUDGET_S="${DIVE_GPU_BUDGET_S:-465}"
-JMH_REGEX="${DIVE_GPU_JMH:-dive.bench.gpu.}"
 START_S=$(date +%s)
 mkdir -p "$OUT"
 WORK="$(mktemp -d /tmp/dive-gpu.XXXXXX)"
@@ -92,12 +91,12 @@ NATIVE_LOG="$OUT/native.log"
 ARCH_FLAGS="${DIVE_GPU_ARCH:--gencode=arch=compute_90,code=sm_90}"   # the H200 only: a third of the full build's time
 if command -v nvcc >/dev/null; then
   make -C native clean >> "$NATIVE_LOG" 2>&1
-  run_phase "native build (make -C native)" "$NATIVE_LOG" 180 250 make -C native -j16 "ARCH=$ARCH_FLAGS"
+  run_phase "native build (make -C native)" "$NATIVE_LOG" 150 300 make -C native -j16 "ARCH=$ARCH_FLAGS"
   if make -C native -n test >/dev/null 2>&1; then
     if [ "$DRY" = 1 ]; then
-      run_phase "native test (dry run: make -n test)" "$NATIVE_LOG" 30 230 make -C native -n test
+      run_phase "native test (dry run: make -n test)" "$NATIVE_LOG" 30 280 make -C native -n test
     else
-      run_phase "native test (make -C native test)" "$NATIVE_LOG" 90 230 make -C native test "ARCH=$ARCH_FLAGS"
+      run_phase "native test (make -C native test)" "$NATIVE_LOG" 60 280 make -C native test "ARCH=$ARCH_FLAGS"
     fi
   else
     record "native test" "not run" 0 "native/Makefile has no 'test' target"
@@ -113,14 +112,14 @@ JUNIT_LOG="$OUT/junit.log"
 if [ -n "$JAVA" ]; then
   LAUNCH=("$JAVA" "${JVM_FLAGS[@]}" -cp "$TEST_CP" org.junit.platform.console.ConsoleLauncher)
   if [ "$DRY" = 1 ]; then
-    run_phase "JUnit: list gpu-tagged tests" "$JUNIT_LOG" 60 170 "${LAUNCH[@]}" discover --disable-banner --details tree \
+    run_phase "JUnit: list gpu-tagged tests" "$JUNIT_LOG" 60 250 "${LAUNCH[@]}" discover --disable-banner --details tree \
       --disable-ansi-colors --scan-class-path "$BUNDLE/test-classes" --include-tag gpu
-    run_phase "JUnit: list dive.bindings tests" "$JUNIT_LOG" 60 150 "${LAUNCH[@]}" discover --disable-banner --details tree \
+    run_phase "JUnit: list dive.bindings tests" "$JUNIT_LOG" 60 230 "${LAUNCH[@]}" discover --disable-banner --details tree \
       --disable-ansi-colors --select-package dive.bindings
   else
-    run_phase "JUnit: tests tagged gpu" "$JUNIT_LOG" 150 150 "${LAUNCH[@]}" execute --disable-banner --details tree \
+    run_phase "JUnit: tests tagged gpu" "$JUNIT_LOG" 120 250 "${LAUNCH[@]}" execute --disable-banner --details tree \
       --disable-ansi-colors --scan-class-path "$BUNDLE/test-classes" --include-tag gpu
-    run_phase "JUnit: dive.bindings tests" "$JUNIT_LOG" 60 140 "${LAUNCH[@]}" execute --disable-banner --details tree \
+    run_phase "JUnit: dive.bindings tests" "$JUNIT_LOG" 40 230 "${LAUNCH[@]}" execute --disable-banner --details tree \
       --disable-ansi-colors --select-package dive.bindings
   fi
 else
@@ -128,22 +127,41 @@ else
 fi
 
 # ---------------------------------------------------------------- 4. benchmarks
+# In groups, most important first, each under its own timeout and with its own JSON (JMH writes JSON only at the
+# end of a run): when time runs short the later groups are cut, not the results already measured.
 JMH_LOG="$OUT/jmh.log"
 JMH_JSON="$OUT/jmh-results.json"
 : > "$JMH_LOG"
 rm -f "$JMH_JSON"
+if [ -n "${DIVE_GPU_JMH:-}" ]; then
+  JMH_GROUPS=("$DIVE_GPU_JMH 330 25")
+else
+  #       regex                                                     max s  reserve s (for the groups after it)
+  JMH_GROUPS=("dive.bench.gpu.(GroupedMatmul|CublasGemm)GpuBenchmark    120    100"
+          "dive.bench.gpu.MoeLayerGpuBenchmark                       50     60"
+          "dive.bench.gpu.RoutingGpuBenchmark                        60     30"
+          "dive.bench.gpu.CalibrationGpuBenchmark                    30     10")
+fi
+JSONS=()
 if [ -n "$JAVA" ]; then
   JMH=("$JAVA" "${JVM_FLAGS[@]}" -cp "$CP" org.openjdk.jmh.Main)
-  run_phase "JMH: list" "$JMH_LOG" 30 120 "${JMH[@]}" -l "$JMH_REGEX"
-  if [ "$DRY" = 1 ]; then
-    # one short fork per benchmark (first parameter values only): each must print SKIPPED and exit cleanly
-    run_phase "JMH: GPU benchmarks (dry run, one moment each)" "$JMH_LOG" 240 25 "${JMH[@]}" "$JMH_REGEX" -f 1 -wi 0 -i 1 -r 100ms \
-      -p rows=8192 -p expertWidth=1024 -p routing=balanced -p tokens=8192 -foe true -jvm "$JAVA" -rf json -rff "$JMH_JSON"
-  else
-    # failures of one benchmark must not stop the others (-foe false); JSON holds every result that completed
-    run_phase "JMH: GPU benchmarks" "$JMH_LOG" 330 25 "${JMH[@]}" "$JMH_REGEX" -f 1 -wi 2 -w 500ms -i 3 -r 500ms \
-      -foe false -jvm "$JAVA" -rf json -rff "$JMH_JSON"
-  fi
+  run_phase "JMH: list" "$JMH_LOG" 20 200 "${JMH[@]}" -l "dive.bench.gpu."
+  g=0
+  for group in "${JMH_GROUPS[@]}"; do
+    read -r regex max reserve <<< "$group"
+    g=$((g + 1))
+    json="$WORK/jmh-$g.json"
+    if [ "$DRY" = 1 ]; then
+      # one short fork per benchmark (first parameter values only): each must print SKIPPED and exit cleanly
+      run_phase "JMH dry run: $regex" "$JMH_LOG" "$max" "$reserve" "${JMH[@]}" "$regex" -f 1 -wi 0 -i 1 -r 100ms \
+        -p rows=8192 -p expertWidth=1024 -p routing=balanced -p tokens=8192 -foe true -jvm "$JAVA" -rf json -rff "$json"
+    else
+      # a failing benchmark must not stop the others (-foe false): the JSON holds every result that completed
+      run_phase "JMH: $regex" "$JMH_LOG" "$max" "$reserve" "${JMH[@]}" "$regex" -f 1 -wi 2 -w 500ms -i 3 -r 500ms \
+        -foe false -jvm "$JAVA" -rf json -rff "$json"
+    fi
+    [ -s "$json" ] && JSONS+=("$json")
+  done
   grep -ho 'SKIPPED [A-Za-z]*: .*' "$JMH_LOG" | sort -u | head -8 | while read -r line; do note "$line"; done
 else
   record "JMH" "not run" 0 "no JDK"
@@ -186,8 +204,9 @@ REPORT="$WORK/gpu-results.md"
   grep -ho 'SKIPPED [A-Za-z]*: .*' "$JMH_LOG" 2>/dev/null | sort -u | sed 's/^/- /'
   grep -h '^MoE routing: ' "$JMH_LOG" 2>/dev/null | sort -u | sed 's/^/- /'
   echo
-  if [ -n "$JAVA" ] && [ -s "$JMH_JSON" ]; then
-    if timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -cp "$CP" dive.bench.gpu.GpuBenchReport "$JMH_JSON" "$WORK/bench.md" 2>"$WORK/report.err"; then
+  if [ -n "$JAVA" ] && [ "${#JSONS[@]}" -gt 0 ]; then
+    if timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -cp "$CP" dive.bench.gpu.GpuBenchReport --out "$WORK/bench.md" \
+         --merged "$JMH_JSON" "${JSONS[@]}" 2>"$WORK/report.err"; then
       cat "$WORK/bench.md"
     else
       echo "The report generator failed: $(tail -3 "$WORK/report.err")"

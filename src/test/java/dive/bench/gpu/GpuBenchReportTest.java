@@ -39,6 +39,12 @@ class GpuBenchReportTest {
                 result("CalibrationGpuBenchmark.calibrationBatch", "\"batchTokens\": \"8192\"", 50, "tokens", 409600)) + "]";
         Path file = dir.resolve("jmh.json");
         Files.writeString(file, json);
+        // the same results split over two files, as run.sh's benchmark groups write them, merged by main
+        int cut = json.indexOf(",{\"benchmark\": \"dive.bench.gpu.RoutingGpuBenchmark");
+        assertTrue(cut > 0);
+        Path first = dir.resolve("a.json"), second = dir.resolve("b.json");
+        Files.writeString(first, json.substring(0, cut) + "]");
+        Files.writeString(second, "[" + json.substring(cut + 1));
 
         List<GpuBenchReport.Target> targets = GpuBenchReport.targets(GpuBenchReport.parse(file));
         assertEquals(4, targets.size(), targets.toString());
@@ -53,8 +59,10 @@ class GpuBenchReportTest {
         assertEquals(1.25, moe.ratio(), 1e-12);
         assertTrue(moe.met());
 
-        Path md = dir.resolve("report.md");
-        GpuBenchReport.main(new String[]{file.toString(), md.toString()});
+        Path md = dir.resolve("report.md"), merged = dir.resolve("all.json");
+        GpuBenchReport.main(new String[]{"--out", md.toString(), "--merged", merged.toString(), first.toString(), second.toString()});
+        assertEquals(9, GpuBenchReport.parse(merged).size());
+        assertEquals(targets, GpuBenchReport.targets(GpuBenchReport.parse(merged)));
         String text = Files.readString(md);
         assertTrue(text.contains("| 0.600 | ≥ 0.60 | yes |"), text);
         assertTrue(text.contains("| 0.375 | ≥ 0.50 | **no** |"), text);

@@ -24,8 +24,7 @@ import java.util.TreeMap;
  * (d) calibration tokens/s (no target).
  * A benchmark that was skipped for want of a GPU has a zero secondary result; its rows say "skipped".
  *
- * <p>{@code java dive.bench.gpu.GpuBenchReport jmh-results.json [out.md]} (stdout without out.md; the file is
- * written atomically).
+ * <p>{@code java dive.bench.gpu.GpuBenchReport [--out report.md] [--merged all.json] results.json...}
  */
 public final class GpuBenchReport {
     private GpuBenchReport() {}
@@ -136,18 +135,46 @@ public final class GpuBenchReport {
         return md.toString();
     }
 
+    /**
+     * {@code GpuBenchReport [--out report.md] [--merged all.json] results.json...}: the markdown of all the JMH result
+     * files together (stdout without --out); --merged also writes their results as one JSON array. Files are written
+     * atomically (temp + rename).
+     */
     public static void main(String[] args) throws IOException {
-        if (args.length < 1 || args.length > 2) {
-            System.err.println("usage: GpuBenchReport jmh-results.json [out.md]");
+        Path out = null, merged = null;
+        List<Path> inputs = new ArrayList<>();
+        for (int i = 0; i < args.length; i++) {
+            switch (args[i]) {
+                case "--out" -> out = Path.of(value(args, ++i, "--out"));
+                case "--merged" -> merged = Path.of(value(args, ++i, "--merged"));
+                default -> inputs.add(Path.of(args[i]));
+            }
+        }
+        if (inputs.isEmpty()) {
+            System.err.println("usage: GpuBenchReport [--out report.md] [--merged all.json] results.json...");
             System.exit(2);
         }
-        String md = markdown(parse(Path.of(args[0])));
-        if (args.length == 1) {
-            System.out.print(md);
-        } else {
-            Path out = Path.of(args[1]), tmp = out.resolveSibling(out.getFileName() + ".tmp");
-            Files.writeString(tmp, md, StandardCharsets.UTF_8);
-            Files.move(tmp, out, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        List<Result> results = new ArrayList<>();
+        ObjectMapper json = new ObjectMapper();
+        var all = json.createArrayNode();
+        for (Path p : inputs) {
+            results.addAll(parse(p));
+            json.readTree(p.toFile()).forEach(all::add);
         }
+        if (merged != null) writeAtomically(merged, json.writerWithDefaultPrettyPrinter().writeValueAsString(all));
+        String md = markdown(results);
+        if (out == null) System.out.print(md);
+        else writeAtomically(out, md);
+    }
+
+    private static String value(String[] args, int i, String flag) {
+        if (i >= args.length) throw new IllegalArgumentException(flag + ": expected a file name after it");
+        return args[i];
+    }
+
+    static void writeAtomically(Path file, String text) throws IOException {
+        Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
+        Files.writeString(tmp, text, StandardCharsets.UTF_8);
+        Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 }

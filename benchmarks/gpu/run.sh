@@ -33,7 +33,7 @@ left() { echo $(( START_S + BUDGET_S - $(date +%s) )); }
 # phase_timeout MAX RESERVE: at most MAX seconds, leaving RESERVE seconds for the phases after this one (≥ 5)
 phase_timeout() { local t; t=$(( $(left) - $2 )); [ "$t" -gt "$1" ] && t=$1; [ "$t" -lt 5 ] && t=5; echo "$t"; }
 # record NAME STATUS SECONDS DETAIL
-record() { PHASES+=("| $1 | $2 | $3 | $4 |"); note "$1: $2 ($3 s) $4"; }
+record() { PHASES+=("| ${1//|/\\|} | $2 | $3 | ${4//|/\\|} |"); note "$1: $2 ($3 s) $4"; }
 # run_phase NAME LOG MAX RESERVE CMD...: runs CMD under timeout, appending to LOG; prints its exit status
 run_phase() {
   local name="$1" log="$2" max="$3" reserve="$4"; shift 4
@@ -203,6 +203,14 @@ REPORT="$WORK/gpu-results.md"
   fi
   grep -ho 'SKIPPED [A-Za-z]*: .*' "$JMH_LOG" 2>/dev/null | sort -u | sed 's/^/- /'
   grep -h '^MoE routing: ' "$JMH_LOG" 2>/dev/null | sort -u | sed 's/^/- /'
+  # with -foe false JMH goes on after a failing benchmark and exits 0: list the failures here
+  if grep -q '<failure>' "$JMH_LOG" 2>/dev/null; then
+    echo
+    echo "**Benchmark failures** (details in jmh.log):"
+    echo
+    grep -h -B1 -A4 '<failure>\|^# Benchmark: ' "$JMH_LOG" | grep -E '^# Benchmark: |^# Parameters: |Exception|Error' \
+      | grep -B2 -E 'Exception|Error' | grep -v '^--$' | head -30 | sed 's/^/    /'
+  fi
   echo
   if [ -n "$JAVA" ] && [ "${#JSONS[@]}" -gt 0 ]; then
     if timeout 60 "$JAVA" "${JVM_FLAGS[@]}" -cp "$CP" dive.bench.gpu.GpuBenchReport --out "$WORK/bench.md" \

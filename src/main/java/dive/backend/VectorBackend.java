@@ -171,7 +171,22 @@ public final class VectorBackend implements Backend {
         if ((long) m * k > x.length) throw new IllegalArgumentException("matmul with '" + w.name() + "': x has " + x.length + " floats, expected ≥ m·K = " + m + "·" + k);
         if ((long) m * n > out.length) throw new IllegalArgumentException("matmul with '" + w.name() + "': out has " + out.length + " floats, expected ≥ m·N = " + m + "·" + n);
         if (m < GEMM_MIN_ROWS) gemv(out, x, m, w, n, k);
+        else if (n <= NR / 2) skinny(out, x, m, w, n, k);
         else gemm(out, x, m, w, n, k);
+    }
+
+    /**
+     * out (m, N) for few output columns (a router: N = experts), where a GEMM would pad N to a whole NR panel:
+     * w widened once, then one dot product per output, tasks over rows of x (by shape only)
+     */
+    private void skinny(float[] out, float[] x, int m, Tensor w, int n, int k) {
+        float[] wf = new float[n * k];
+        widen(w, 0, wf, 0, n * k);
+        int rowsPerTask = 64, tasks = (m + rowsPerTask - 1) / rowsPerTask;
+        parallelFor(tasks, (long) m * n * k >= PARALLEL_MIN_FMAS, t -> {
+            for (int r = t * rowsPerTask, end = Math.min(m, r + rowsPerTask); r < end; r++)
+                for (int j = 0; j < n; j++) out[r * n + j] = dotHeap(wf, j * k, x, r * k, k);
+        });
     }
 
     private static void checkWeight(Tensor w) {
@@ -807,13 +822,19 @@ public final class VectorBackend implements Backend {
 
     @Override
     public void swiglu(float[] out, float[] gate, float[] up, int n) {
-        int upper = n - n % L, i = 0;
+        int chunk = 1 << 14, tasks = (n + chunk - 1) / chunk;
+        parallelFor(tasks, n >= PARALLEL_MIN_FMAS / 4, t -> swigluRange(out, gate, up, t * chunk, Math.min(n, t * chunk + chunk)));
+    }
+
+    /** out[i] = SiLU(gate[i])·up[i] for i in [start, end); start a multiple of L */
+    private static void swigluRange(float[] out, float[] gate, float[] up, int start, int end) {
+        int upper = end - (end - start) % L, i = start;
         FloatVector one = FloatVector.broadcast(F, 1f);
         for (; i < upper; i += L) {
             FloatVector g = FloatVector.fromArray(F, gate, i);
             g.div(one.add(exp(g.neg()))).mul(FloatVector.fromArray(F, up, i)).intoArray(out, i);
         }
-        for (; i < n; i++) {
+        for (; i < end; i++) {
             float g = gate[i];
             out[i] = g / (1f + (float) Math.exp(-g)) * up[i];
         }
@@ -1307,7 +1328,11 @@ public final class VectorBackend implements Backend {
 
     @Override
     public void gather(float[] out, float[] x, int[] rows, int count, int width) {
-        for (int r = 0; r < count; r++) System.arraycopy(x, rows[r] * width, out, r * width, width);
+        int rowsPerTask = Math.max(1, (1 << 14) / Math.max(1, width)), tasks = (count + rowsPerTask - 1) / rowsPerTask;
+        parallelFor(tasks, (long) count * width >= PARALLEL_MIN_FMAS, t -> {
+            for (int r = t * rowsPerTask, end = Math.min(count, r + rowsPerTask); r < end; r++)
+                System.arraycopy(x, rows[r] * width, out, r * width, width);
+        });
     }
 
     /**
@@ -1338,8 +1363,8 @@ public final class VectorBackend implements Backend {
         }
     }
 
-    /** rows of x per grouped-GEMM task (64 micro-kernel panels) */
-    static final int GROUPED_TILE_ROWS = 64 * MR;
+    /** rows of x per grouped-GEMM task (32 micro-kernel panels) */
+    static final int GROUPED_TILE_ROWS = 32 * MR;
 
     /**
      * The GEMM experts (≥ {@value #GEMM_MIN_ROWS} rows) of a grouped matmul in one go. x's rows are packed expert after
@@ -1388,8 +1413,20 @@ public final class VectorBackend implements Backend {
             int mTiles = base[e + 1] == base[e] ? 0 : (m + GROUPED_TILE_ROWS - 1) / GROUPED_TILE_ROWS;
             taskStart[e + 1] = taskStart[e] + mTiles * nTiles;
         }
-        parallelFor(taskStart[experts], parallel, task -> {
-            int e = 0;
+        // largest tiles first (longest-processing-time order), so no thread is left with a big tile at the end;
+        // the order changes only which thread computes a tile, never the tile's bits
+        int tasks = taskStart[experts];
+        Integer[] bySize = new Integer[tasks];
+        long[] tileRows = new long[tasks];
+        for (int e = 0; e < experts; e++)
+            for (int task = taskStart[e]; task < taskStart[e + 1]; task++) {
+                int mt = (task - taskStart[e]) / nTiles, m = offsets[e + 1] - offsets[e];
+                tileRows[task] = Math.min(m, (mt + 1) * GROUPED_TILE_ROWS) - mt * GROUPED_TILE_ROWS;
+                bySize[task] = task;
+            }
+        Arrays.sort(bySize, (a, b) -> tileRows[a] != tileRows[b] ? Long.compare(tileRows[b], tileRows[a]) : Integer.compare(a, b));
+        parallelFor(tasks, parallel, i -> {
+            int task = bySize[i], e = 0;
             while (taskStart[e + 1] <= task) e++;
             int local = task - taskStart[e], mt = local / nTiles, nt = local % nTiles;
             int m = offsets[e + 1] - offsets[e];
@@ -1465,12 +1502,15 @@ public final class VectorBackend implements Backend {
     }
 
     /** Σ_i row[i]·x[xo + i] with lanes summed by the fixed tree */
-    private static float dotHeap(float[] row, float[] x, int xo, int k) {
+    private static float dotHeap(float[] row, float[] x, int xo, int k) { return dotHeap(row, 0, x, xo, k); }
+
+    /** Σ_i row[ro + i]·x[xo + i] with lanes summed by the fixed tree */
+    private static float dotHeap(float[] row, int ro, float[] x, int xo, int k) {
         FloatVector acc = FloatVector.zero(F);
         int upper = k - k % L, i = 0;
-        for (; i < upper; i += L) acc = FloatVector.fromArray(F, row, i).fma(FloatVector.fromArray(F, x, xo + i), acc);
+        for (; i < upper; i += L) acc = FloatVector.fromArray(F, row, ro + i).fma(FloatVector.fromArray(F, x, xo + i), acc);
         float s = sumLanes(acc);
-        for (; i < k; i++) s += row[i] * x[xo + i];
+        for (; i < k; i++) s += row[ro + i] * x[xo + i];
         return s;
     }
 

@@ -171,7 +171,22 @@ public final class VectorBackend implements Backend {
         if ((long) m * k > x.length) throw new IllegalArgumentException("matmul with '" + w.name() + "': x has " + x.length + " floats, expected ≥ m·K = " + m + "·" + k);
         if ((long) m * n > out.length) throw new IllegalArgumentException("matmul with '" + w.name() + "': out has " + out.length + " floats, expected ≥ m·N = " + m + "·" + n);
         if (m < GEMM_MIN_ROWS) gemv(out, x, m, w, n, k);
+        else if (n <= NR / 2) skinny(out, x, m, w, n, k);
         else gemm(out, x, m, w, n, k);
+    }
+
+    /**
+     * out (m, N) for few output columns (a router: N = experts), where a GEMM would pad N to a whole NR panel:
+     * w widened once, then one dot product per output, tasks over rows of x (by shape only)
+     */
+    private void skinny(float[] out, float[] x, int m, Tensor w, int n, int k) {
+        float[] wf = new float[n * k];
+        widen(w, 0, wf, 0, n * k);
+        int rowsPerTask = 64, tasks = (m + rowsPerTask - 1) / rowsPerTask;
+        parallelFor(tasks, (long) m * n * k >= PARALLEL_MIN_FMAS, t -> {
+            for (int r = t * rowsPerTask, end = Math.min(m, r + rowsPerTask); r < end; r++)
+                for (int j = 0; j < n; j++) out[r * n + j] = dotHeap(wf, j * k, x, r * k, k);
+        });
     }
 
     private static void checkWeight(Tensor w) {
@@ -674,7 +689,7 @@ public final class VectorBackend implements Backend {
             // interleaved so that long (late) and short (early) causal rows mix in every task
             for (int u = task; u < blockUnits; u += blockTasks) {
                 int t0 = (u / nHeads) * 4, h = u % nHeads, kvh = h / group, queries = Math.min(4, T - t0);
-                attentionScores4(scores, lenPadded, q, t0, queries, h, nHeads, keysT, kvh * headDim * lenPadded,
+                attentionScores4(scores, 0, lenPadded, q, h * headDim, nHeads * headDim, t0, queries, keysT, kvh * headDim * lenPadded,
                         lenPadded, startPos + t0 + queries, headDim, scale);
                 int visibleMax = startPos + t0 + queries;
                 for (int j = 0; j < 4; j++) {
@@ -707,16 +722,16 @@ public final class VectorBackend implements Backend {
     }
 
     /**
-     * scores[j·scoreStride + s] = scale · Σ_i q[t0+j, h, i]·keysT[kOff + i·stride + s] for queries j &lt; 4
-     * (missing ones repeat the last; results unused) and s &lt; visible (rounded up to L lanes)
+     * scores[scoreOff + j·scoreStride + s] = scale · Σ_i q[qBase + (t0+j)·qRowStride + i]·keysT[kOff + i·stride + s] for
+     * queries j &lt; 4 (missing ones repeat the last; results unused) and s &lt; visible (rounded up to L lanes)
      */
-    private static void attentionScores4(float[] scores, int scoreStride, float[] q, int t0, int queries, int h,
-                                         int nHeads, float[] keysT, int kOff, int stride, int visible, int headDim,
+    private static void attentionScores4(float[] scores, int scoreOff, int scoreStride, float[] q, int qBase, int qRowStride,
+                                         int t0, int queries, float[] keysT, int kOff, int stride, int visible, int headDim,
                                          float scale) {
-        int q0 = (t0 * nHeads + h) * headDim;
-        int q1 = ((t0 + Math.min(1, queries - 1)) * nHeads + h) * headDim;
-        int q2 = ((t0 + Math.min(2, queries - 1)) * nHeads + h) * headDim;
-        int q3 = ((t0 + Math.min(3, queries - 1)) * nHeads + h) * headDim;
+        int q0 = qBase + t0 * qRowStride;
+        int q1 = qBase + (t0 + Math.min(1, queries - 1)) * qRowStride;
+        int q2 = qBase + (t0 + Math.min(2, queries - 1)) * qRowStride;
+        int q3 = qBase + (t0 + Math.min(3, queries - 1)) * qRowStride;
         for (int s = 0; s < visible; s += L) {
             FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
             for (int i = 0, row = kOff + s; i < headDim; i++, row += stride) {
@@ -726,10 +741,10 @@ public final class VectorBackend implements Backend {
                 a2 = FloatVector.broadcast(F, q[q2 + i]).fma(key, a2);
                 a3 = FloatVector.broadcast(F, q[q3 + i]).fma(key, a3);
             }
-            a0.mul(scale).intoArray(scores, s);
-            a1.mul(scale).intoArray(scores, scoreStride + s);
-            a2.mul(scale).intoArray(scores, 2 * scoreStride + s);
-            a3.mul(scale).intoArray(scores, 3 * scoreStride + s);
+            a0.mul(scale).intoArray(scores, scoreOff + s);
+            a1.mul(scale).intoArray(scores, scoreOff + scoreStride + s);
+            a2.mul(scale).intoArray(scores, scoreOff + 2 * scoreStride + s);
+            a3.mul(scale).intoArray(scores, scoreOff + 3 * scoreStride + s);
         }
     }
 
@@ -807,20 +822,29 @@ public final class VectorBackend implements Backend {
 
     @Override
     public void swiglu(float[] out, float[] gate, float[] up, int n) {
-        int upper = n - n % L, i = 0;
+        int chunk = 1 << 14, tasks = (n + chunk - 1) / chunk;
+        parallelFor(tasks, n >= PARALLEL_MIN_FMAS / 4, t -> swigluRange(out, gate, up, t * chunk, Math.min(n, t * chunk + chunk)));
+    }
+
+    /** out[i] = SiLU(gate[i])·up[i] for i in [start, end); start a multiple of L */
+    private static void swigluRange(float[] out, float[] gate, float[] up, int start, int end) {
+        int upper = end - (end - start) % L, i = start;
         FloatVector one = FloatVector.broadcast(F, 1f);
         for (; i < upper; i += L) {
             FloatVector g = FloatVector.fromArray(F, gate, i);
             g.div(one.add(exp(g.neg()))).mul(FloatVector.fromArray(F, up, i)).intoArray(out, i);
         }
-        for (; i < n; i++) {
+        for (; i < end; i++) {
             float g = gate[i];
             out[i] = g / (1f + (float) Math.exp(-g)) * up[i];
         }
     }
 
     @Override
-    public void softmax(float[] x, int off, int n) {
+    public void softmax(float[] x, int off, int n) { softmaxInPlace(x, off, n); }
+
+    /** x[off .. off+n) ← softmax, max-subtracted, lanes summed by the fixed tree */
+    static void softmaxInPlace(float[] x, int off, int n) {
         int upper = n - n % L, i = 0;
         float max = Float.NEGATIVE_INFINITY;
         if (upper > 0) {
@@ -1043,71 +1067,113 @@ public final class VectorBackend implements Backend {
     }
 
     /**
-     * One task per (sequence, KV head): it owns that slice of dk and dv and the dq of the query heads
-     * sharing it, and runs them in a fixed order, so the sums are deterministic without locks.
+     * One task per (sequence, KV head): it owns that slice of dk and dv and the dq of the query heads sharing it,
+     * and runs them in a fixed order, so the sums are deterministic without locks. Per query head, blocks of 4
+     * queries at a time: the rows of P = softmax(scale·q·kᵀ) and of dP = dOut·vᵀ come from vertical FMAs over the
+     * transposed keys and values (as in {@link #attention}), then dS row by row; dq = dS·k, dk += dSᵀ·q and
+     * dv += Pᵀ·dOut are register-tiled row combinations (4 output rows share each loaded input row).
      */
     @Override
     public void attentionBackward(float[] dq, float[] dk, float[] dv, float[] dOut, float[] q, float[] k, float[] v,
                                   int B, int T, int nHeads, int nKvHeads, int headDim, float scale) {
         if (nKvHeads < 1 || nHeads % nKvHeads != 0)
             throw new IllegalArgumentException("attentionBackward: nHeads " + nHeads + " is not a multiple of nKvHeads " + nKvHeads);
-        int group = nHeads / nKvHeads, qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
         long work = (long) B * nHeads * T * T * headDim * 2;
-        parallelFor(B * nKvHeads, work >= PARALLEL_MIN_FMAS, task -> {
-            int b = task / nKvHeads, kvh = task % nKvHeads;
-            int tPadded = roundUp(T, L);
-            float[] p = new float[tPadded], dp = new float[tPadded], ds = new float[tPadded];
-            // keysT, valuesT (headDim, tPadded): scores and dOut·v of L positions are vertical FMAs, no lane sums;
-            // dkT, dvT (headDim, tPadded) accumulate dk and dv the same way, transposed back at the end
-            float[] keysT = new float[headDim * tPadded], valuesT = new float[headDim * tPadded];
-            float[] dkT = new float[headDim * tPadded], dvT = new float[headDim * tPadded];
-            for (int s = 0; s < T; s++) {
-                int kOff = (b * T + s) * kvDim + kvh * headDim;
-                for (int i = 0; i < headDim; i++) {
-                    keysT[i * tPadded + s] = k[kOff + i];
-                    valuesT[i * tPadded + s] = v[kOff + i];
+        parallelFor(B * nKvHeads, work >= PARALLEL_MIN_FMAS, task ->
+                attentionBackwardTask(dq, dk, dv, dOut, q, k, v, task / nKvHeads, task % nKvHeads, T, nHeads, nKvHeads, headDim, scale));
+    }
+
+    /** {@link #attentionBackward} of sequence b, KV head kvh and the query heads reading it */
+    private static void attentionBackwardTask(float[] dq, float[] dk, float[] dv, float[] dOut, float[] q, float[] k, float[] v,
+                                              int b, int kvh, int T, int nHeads, int nKvHeads, int headDim, float scale) {
+        int group = nHeads / nKvHeads, qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
+        int tPadded = roundUp(T, L), blocksPadded = roundUp(T, 4);
+        // keysT, valuesT (headDim, tPadded): scores and dOut·vᵀ of L positions are vertical FMAs; zero past T
+        float[] keysT = new float[headDim * tPadded], valuesT = new float[headDim * tPadded];
+        for (int s = 0; s < T; s++) {
+            int kOff = (b * T + s) * kvDim + kvh * headDim;
+            for (int i = 0; i < headDim; i++) {
+                keysT[i * tPadded + s] = k[kOff + i];
+                valuesT[i * tPadded + s] = v[kOff + i];
+            }
+        }
+        // p, ds (blocksPadded, tPadded): rows of one head; zero past each query's causal end
+        float[] p = new float[blocksPadded * tPadded], dp = new float[4 * tPadded], ds = new float[blocksPadded * tPadded];
+        int kv0 = b * T * kvDim + kvh * headDim;       // k[b, 0, kvh, 0]
+        for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+            int q0 = b * T * qDim + h * headDim;       // q[b, 0, h, 0]
+            for (int t0 = 0; t0 < T; t0 += 4) {
+                int queries = Math.min(4, T - t0), visibleMax = t0 + queries;
+                int sEnd = roundUp(visibleMax, L);
+                attentionScores4(p, t0 * tPadded, tPadded, q, q0, qDim, t0, queries, keysT, 0, tPadded, sEnd, headDim, scale);
+                attentionScores4(dp, 0, tPadded, dOut, q0, qDim, t0, queries, valuesT, 0, tPadded, sEnd, headDim, 1f);
+                for (int j = 0; j < queries; j++) {
+                    int t = t0 + j, row = t * tPadded;
+                    softmaxInPlace(p, row, t + 1);
+                    Arrays.fill(p, row + t + 1, row + tPadded, 0f);   // causal mask; padding adds nothing below
+                    float pdp = dot(p, row, dp, j * tPadded, t + 1);
+                    softmaxGradient(ds, row, p, dp, j * tPadded, pdp, scale, t + 1);
+                    Arrays.fill(ds, row + t + 1, row + tPadded, 0f);
                 }
             }
-            for (int h = kvh * group; h < (kvh + 1) * group; h++)
-                for (int t = 0; t < T; t++) {
-                    int qOff = (b * T + t) * qDim + h * headDim;
-                    int sEnd = roundUp(t + 1, L);   // positions 0 .. t, padded to whole vectors
-                    for (int s0 = 0; s0 < sEnd; s0 += L) {
-                        FloatVector score = FloatVector.zero(F), dpv = score;
-                        for (int i = 0, row = s0; i < headDim; i++, row += tPadded) {
-                            score = FloatVector.broadcast(F, q[qOff + i]).fma(FloatVector.fromArray(F, keysT, row), score);
-                            dpv = FloatVector.broadcast(F, dOut[qOff + i]).fma(FloatVector.fromArray(F, valuesT, row), dpv);
-                        }
-                        score.mul(scale).intoArray(p, s0);
-                        dpv.intoArray(dp, s0);
-                    }
-                    softmax(p, 0, t + 1);
-                    Arrays.fill(p, t + 1, sEnd, 0f);   // the padding must add nothing below
-                    float pdp = 0f;
-                    for (int s = 0; s <= t; s++) pdp += p[s] * dp[s];
-                    for (int s = 0; s <= t; s++) ds[s] = p[s] * (dp[s] - pdp) * scale;
-                    Arrays.fill(ds, t + 1, sEnd, 0f);
-                    // dq[i] = Σ_s ds[s]·k[s, i];  dk[s, i] += ds[s]·q[i];  dv[s, i] += p[s]·dOut[i]
-                    for (int i = 0, row = 0; i < headDim; i++, row += tPadded) {
-                        FloatVector acc = FloatVector.zero(F);
-                        FloatVector qi = FloatVector.broadcast(F, q[qOff + i]), gi = FloatVector.broadcast(F, dOut[qOff + i]);
-                        for (int s0 = 0; s0 < sEnd; s0 += L) {
-                            FloatVector dsv = FloatVector.fromArray(F, ds, s0);
-                            acc = dsv.fma(FloatVector.fromArray(F, keysT, row + s0), acc);
-                            dsv.fma(qi, FloatVector.fromArray(F, dkT, row + s0)).intoArray(dkT, row + s0);
-                            FloatVector.fromArray(F, p, s0).fma(gi, FloatVector.fromArray(F, dvT, row + s0)).intoArray(dvT, row + s0);
-                        }
-                        dq[qOff + i] = sumLanes(acc);
-                    }
-                }
-            for (int s = 0; s < T; s++) {
-                int kOff = (b * T + s) * kvDim + kvh * headDim;
-                for (int i = 0; i < headDim; i++) {
-                    dk[kOff + i] = dkT[i * tPadded + s];
-                    dv[kOff + i] = dvT[i * tPadded + s];
-                }
+            // dq[t] = Σ_{s ≤ t} ds[t, s]·k[s]  (overwritten)
+            for (int t0 = 0; t0 < T; t0 += 4)
+                combineRows4(dq, q0 + t0 * qDim, qDim, Math.min(4, T - t0), ds, t0 * tPadded, tPadded, 1,
+                        0, Math.min(T, t0 + 4), k, kv0, kvDim, headDim, false);
+            // dk[s] (+)= Σ_{t ≥ s} ds[t, s]·q[t], dv[s] (+)= Σ_{t ≥ s} p[t, s]·dOut[t]; the group's first head overwrites
+            boolean accumulate = h > kvh * group;
+            for (int s0 = 0; s0 < T; s0 += 4) {
+                int keys = Math.min(4, T - s0);
+                combineRows4(dk, kv0 + s0 * kvDim, kvDim, keys, ds, s0, 1, tPadded, s0, T, q, q0, qDim, headDim, accumulate);
+                combineRows4(dv, kv0 + s0 * kvDim, kvDim, keys, p, s0, 1, tPadded, s0, T, dOut, q0, qDim, headDim, accumulate);
             }
-        });
+        }
+    }
+
+    /** ds[row + s] = scale · p[row + s]·(dp[dpOff + s] − pdp) for s &lt; n */
+    private static void softmaxGradient(float[] ds, int row, float[] p, float[] dp, int dpOff, float pdp, float scale, int n) {
+        int s = 0;
+        for (int upper = n - n % L; s < upper; s += L)
+            FloatVector.fromArray(F, p, row + s).mul(FloatVector.fromArray(F, dp, dpOff + s).sub(pdp)).mul(scale).intoArray(ds, row + s);
+        for (; s < n; s++) ds[row + s] = p[row + s] * (dp[dpOff + s] - pdp) * scale;
+    }
+
+    /**
+     * dst[d0 + r·dStride + i] (+)= Σ_{j = j0 .. j1−1} coef[c0 + r·cStride + j·cStep] · src[s0 + j·sStride + i] for output
+     * rows r &lt; rows (≤ 4) and i &lt; width, j ascending. Each src row chunk is loaded once for the 4 rows (a missing row
+     * repeats the last one's coefficients; its result is dropped).
+     */
+    private static void combineRows4(float[] dst, int d0, int dStride, int rows, float[] coef, int c0, int cStride, int cStep,
+                                     int j0, int j1, float[] src, int s0, int sStride, int width, boolean accumulate) {
+        int c1 = c0 + Math.min(1, rows - 1) * cStride, c2 = c0 + Math.min(2, rows - 1) * cStride, c3 = c0 + Math.min(3, rows - 1) * cStride;
+        int i = 0;
+        for (; i + L <= width; i += L) {
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+            for (int j = j0, c = j0 * cStep, sr = s0 + j0 * sStride + i; j < j1; j++, c += cStep, sr += sStride) {
+                FloatVector row = FloatVector.fromArray(F, src, sr);
+                a0 = FloatVector.broadcast(F, coef[c0 + c]).fma(row, a0);
+                a1 = FloatVector.broadcast(F, coef[c1 + c]).fma(row, a1);
+                a2 = FloatVector.broadcast(F, coef[c2 + c]).fma(row, a2);
+                a3 = FloatVector.broadcast(F, coef[c3 + c]).fma(row, a3);
+            }
+            int o = d0 + i;
+            storeRow(dst, o, a0, accumulate);
+            if (rows > 1) storeRow(dst, o + dStride, a1, accumulate);
+            if (rows > 2) storeRow(dst, o + 2 * dStride, a2, accumulate);
+            if (rows > 3) storeRow(dst, o + 3 * dStride, a3, accumulate);
+        }
+        for (; i < width; i++) {
+            for (int r = 0; r < rows; r++) {
+                float acc = 0f;
+                for (int j = j0; j < j1; j++) acc = Math.fma(coef[c0 + r * cStride + j * cStep], src[s0 + j * sStride + i], acc);
+                int o = d0 + r * dStride + i;
+                dst[o] = accumulate ? dst[o] + acc : acc;
+            }
+        }
+    }
+
+    private static void storeRow(float[] dst, int o, FloatVector v, boolean accumulate) {
+        (accumulate ? v.add(FloatVector.fromArray(F, dst, o)) : v).intoArray(dst, o);
     }
 
     /** Σ a[ao + i]·b[bo + i], i &lt; n */
@@ -1262,7 +1328,11 @@ public final class VectorBackend implements Backend {
 
     @Override
     public void gather(float[] out, float[] x, int[] rows, int count, int width) {
-        for (int r = 0; r < count; r++) System.arraycopy(x, rows[r] * width, out, r * width, width);
+        int rowsPerTask = Math.max(1, (1 << 14) / Math.max(1, width)), tasks = (count + rowsPerTask - 1) / rowsPerTask;
+        parallelFor(tasks, (long) count * width >= PARALLEL_MIN_FMAS, t -> {
+            for (int r = t * rowsPerTask, end = Math.min(count, r + rowsPerTask); r < end; r++)
+                System.arraycopy(x, rows[r] * width, out, r * width, width);
+        });
     }
 
     /**
@@ -1293,8 +1363,8 @@ public final class VectorBackend implements Backend {
         }
     }
 
-    /** rows of x per grouped-GEMM task (64 micro-kernel panels) */
-    static final int GROUPED_TILE_ROWS = 64 * MR;
+    /** rows of x per grouped-GEMM task (32 micro-kernel panels) */
+    static final int GROUPED_TILE_ROWS = 32 * MR;
 
     /**
      * The GEMM experts (≥ {@value #GEMM_MIN_ROWS} rows) of a grouped matmul in one go. x's rows are packed expert after
@@ -1343,8 +1413,20 @@ public final class VectorBackend implements Backend {
             int mTiles = base[e + 1] == base[e] ? 0 : (m + GROUPED_TILE_ROWS - 1) / GROUPED_TILE_ROWS;
             taskStart[e + 1] = taskStart[e] + mTiles * nTiles;
         }
-        parallelFor(taskStart[experts], parallel, task -> {
-            int e = 0;
+        // largest tiles first (longest-processing-time order), so no thread is left with a big tile at the end;
+        // the order changes only which thread computes a tile, never the tile's bits
+        int tasks = taskStart[experts];
+        Integer[] bySize = new Integer[tasks];
+        long[] tileRows = new long[tasks];
+        for (int e = 0; e < experts; e++)
+            for (int task = taskStart[e]; task < taskStart[e + 1]; task++) {
+                int mt = (task - taskStart[e]) / nTiles, m = offsets[e + 1] - offsets[e];
+                tileRows[task] = Math.min(m, (mt + 1) * GROUPED_TILE_ROWS) - mt * GROUPED_TILE_ROWS;
+                bySize[task] = task;
+            }
+        Arrays.sort(bySize, (a, b) -> tileRows[a] != tileRows[b] ? Long.compare(tileRows[b], tileRows[a]) : Integer.compare(a, b));
+        parallelFor(tasks, parallel, i -> {
+            int task = bySize[i], e = 0;
             while (taskStart[e + 1] <= task) e++;
             int local = task - taskStart[e], mt = local / nTiles, nt = local % nTiles;
             int m = offsets[e + 1] - offsets[e];
@@ -1420,12 +1502,15 @@ public final class VectorBackend implements Backend {
     }
 
     /** Σ_i row[i]·x[xo + i] with lanes summed by the fixed tree */
-    private static float dotHeap(float[] row, float[] x, int xo, int k) {
+    private static float dotHeap(float[] row, float[] x, int xo, int k) { return dotHeap(row, 0, x, xo, k); }
+
+    /** Σ_i row[ro + i]·x[xo + i] with lanes summed by the fixed tree */
+    private static float dotHeap(float[] row, int ro, float[] x, int xo, int k) {
         FloatVector acc = FloatVector.zero(F);
         int upper = k - k % L, i = 0;
-        for (; i < upper; i += L) acc = FloatVector.fromArray(F, row, i).fma(FloatVector.fromArray(F, x, xo + i), acc);
+        for (; i < upper; i += L) acc = FloatVector.fromArray(F, row, ro + i).fma(FloatVector.fromArray(F, x, xo + i), acc);
         float s = sumLanes(acc);
-        for (; i < k; i++) s += row[i] * x[xo + i];
+        for (; i < k; i++) s += row[ro + i] * x[xo + i];
         return s;
     }
 

@@ -91,6 +91,8 @@ public final class TrainableLlama implements TrainableModel {
         float loraScale;
         double dropout;
 
+        Linear(Backend backend, String module, String path, Parameter weight) { this(backend, module, path, weight, null); }
+
         Linear(Backend backend, String module, String path, Parameter weight, Parameter bias) {
             this.backend = backend;
             this.module = module;

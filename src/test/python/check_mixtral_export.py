@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Interop check: a Mixtral checkpoint exported by dive (dive.model.MixtralExport) loads in Hugging Face transformers
-as MixtralForCausalLM and gives the logits the dive engine computed for it.
+as MixtralForCausalLM and gives the logits the dive engine computed for it. A Llama folder (config.json model_type
+"llama", e.g. a FLAP / LLM-Pruner baseline with mlp_bias) is loaded as LlamaForCausalLM and checked the same way.
 
 Usage:
     OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 python check_mixtral_export.py MODEL_DIR LOGITS.npy IDS [TOL]
@@ -18,11 +19,12 @@ and through the CLI (vector backend) on the transformers-saved fixture itself:
     ./dive logits src/test/resources/mixtral/k2_i40 --ids <input_ids> --out /tmp/moe_l.npy
     ok: relative error 1e-06 (max abs diff 6.9e-06), 9 tokens x 128 vocab, no missing/unexpected weights
 """
+import json
 import sys
 
 import numpy as np
 import torch
-from transformers import MixtralForCausalLM
+from transformers import LlamaForCausalLM, MixtralForCausalLM
 
 
 def main():
@@ -32,8 +34,13 @@ def main():
     model_dir, logits_file, ids = sys.argv[1], sys.argv[2], [int(i) for i in sys.argv[3].split(",")]
     tol = float(sys.argv[4]) if len(sys.argv) == 5 else 1e-4
     try:
-        model, info = MixtralForCausalLM.from_pretrained(model_dir, dtype=torch.float32, experts_implementation="eager",
-                                                         output_loading_info=True)
+        with open(f"{model_dir}/config.json") as f:
+            model_type = json.load(f)["model_type"]
+        if model_type == "llama":
+            model, info = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32, output_loading_info=True)
+        else:
+            model, info = MixtralForCausalLM.from_pretrained(model_dir, dtype=torch.float32, experts_implementation="eager",
+                                                             output_loading_info=True)
     except Exception as e:  # noqa: BLE001 - report any loading failure as such
         print(f"error: transformers cannot load {model_dir}: {e}", file=sys.stderr)
         return 2
@@ -52,7 +59,7 @@ def main():
     rel = diff / float(np.abs(ref).max())
     status = "ok" if rel <= tol else "MISMATCH"
     print(f"{status}: relative error {rel:.2g} (max abs diff {diff:.2g}), {ref.shape[0]} tokens x {ref.shape[1]} vocab, "
-          f"no missing/unexpected weights")
+          f"no missing/unexpected weights ({type(model).__name__})")
     return 0 if rel <= tol else 1
 
 

@@ -2,7 +2,8 @@
 """Reference fixtures for dive.model: small random Llama models made and run by Hugging Face transformers.
 
 Run (from the repository root; needs torch, transformers 5, safetensors, tokenizers, numpy):
-    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 /work/pyref/bin/python src/test/python/make_llama_fixtures.py
+    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 /work/pyref/bin/python src/test/python/make_llama_fixtures.py [NAME ...]
+With NAMEs only those fixtures are (re)written; without, all of them.
 
 Writes src/test/resources/llama/<name>/ for each fixture:
     config.json, model.safetensors   transformers' save_pretrained(safe_serialization=True)
@@ -16,6 +17,9 @@ and computes in F32 (the engine reads bf16 weights and accumulates in F32 the sa
 Perplexity: the id sequence is cut into non-overlapping windows of `window` tokens (the last may be shorter);
 each window is scored independently with labels = input_ids (HF shifts them, so the first token of each window
 is not predicted); ppl = exp(sum of NLL over all predicted tokens / number of predicted tokens).
+
+The fixture "mlp_bias" has transformers' mlp_bias=True: gate_proj, up_proj and down_proj each carry a bias, drawn
+random (init gives zeros) so that a missing or misplaced bias changes the logits.
 
 The fixture "tiny_bpe" also holds a byte-level BPE tokenizer.json (tokenizers library, trained on the text
 below) and eval.txt with HF's perplexity of that text (ids = tokenizer.encode(text).ids, no special tokens added).
@@ -62,9 +66,9 @@ children on the bridge watched the leaves go toward the sea. The lake in the for
 """
 
 
-def make_model(seed, init_std=0.25, **config_kwargs):
+def make_model(seed, init_std=0.25, mlp_bias=False, **config_kwargs):
     torch.manual_seed(seed)
-    config = LlamaConfig(initializer_range=init_std, attention_bias=False, mlp_bias=False, hidden_act="silu",
+    config = LlamaConfig(initializer_range=init_std, attention_bias=False, mlp_bias=mlp_bias, hidden_act="silu",
                          rms_norm_eps=1e-5, max_position_embeddings=256, **config_kwargs)
     model = LlamaForCausalLM(config)
     # random RMSNorm weights (init gives ones) so a missing or misplaced norm weight changes the logits
@@ -72,6 +76,8 @@ def make_model(seed, init_std=0.25, **config_kwargs):
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
                 p.copy_(1.0 + 0.2 * torch.randn_like(p))
+            elif name.endswith(".bias"):  # random MLP biases (init gives zeros)
+                p.copy_(0.3 * torch.randn_like(p))
     return model.eval()
 
 
@@ -173,16 +179,47 @@ def to_transformers4_config(folder):
         json.dump(c, f, indent=2)
 
 
-def main():
+def main(only):
     os.makedirs(ROOT, exist_ok=True)
+
+    def wanted(name):
+        return not only or name in only
 
     # (a) grouped-query attention: 4 query heads share 2 KV heads; untied lm_head
     vocab = 300
+    if wanted("gqa"):
+        make_gqa(vocab)
+    if wanted("tiny_bpe"):
+        make_tiny_bpe()
+    if wanted("rope_llama3"):
+        make_rope_llama3(vocab)
+    if wanted("rope_linear_v4"):
+        make_rope_linear_v4(vocab)
+    if wanted("bf16"):
+        make_bf16(vocab)
+    if wanted("head_dim16"):
+        make_head_dim16(vocab)
+    if wanted("mlp_bias"):
+        make_mlp_bias(vocab)
+
+
+def make_mlp_bias(vocab):
+    # (f) mlp_bias: biases on gate_proj, up_proj and down_proj (transformers' LlamaMLP with bias=True); untied lm_head
+    m = make_model(7, mlp_bias=True, vocab_size=vocab, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, rope_theta=10000.0, bos_token_id=1, eos_token_id=2,
+                   tie_word_embeddings=False)
+    assert m.model.layers[0].mlp.down_proj.bias is not None
+    write_fixture("mlp_bias", m, **standard_inputs(700, vocab))
+
+
+def make_gqa(vocab):
     m = make_model(1, vocab_size=vocab, hidden_size=48, intermediate_size=80, num_hidden_layers=2,
                    num_attention_heads=4, num_key_value_heads=2, rope_theta=10000.0, bos_token_id=1, eos_token_id=2,
                    tie_word_embeddings=False)
     write_fixture("gqa", m, **standard_inputs(100, vocab))
 
+
+def make_tiny_bpe():
     # (b) tied embeddings (no lm_head.weight in the file) with a byte-level BPE tokenizer trained here
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     tok = Tokenizer(models.BPE())
@@ -212,6 +249,8 @@ def main():
     assert Tokenizer.from_file(os.path.join(out, "tokenizer.json")).decode(eval_ids) == EVAL_TEXT
     print(f"tiny_bpe: vocab {vocab}, eval.txt {len(eval_ids)} tokens, ppl {ppl_text:.4f} over {predicted_text}")
 
+
+def make_rope_llama3(vocab):
     # (c) llama3 rope scaling; original context 32 so some wavelengths are below, between and above the bands
     vocab = 300
     llama3 = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
@@ -223,6 +262,8 @@ def main():
     inputs["input_ids"] = ids_for(301, vocab, 24)  # long enough for positions past the smoothing band
     write_fixture("rope_llama3", m, **inputs)
 
+
+def make_rope_linear_v4(vocab):
     # (c') linear rope scaling, config.json rewritten in the transformers-4 form
     linear = {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}
     m = make_model(4, vocab_size=vocab, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
@@ -235,6 +276,8 @@ def main():
         again = reloaded(torch.tensor([standard_inputs(400, vocab)["input_ids"]])).logits[0].numpy()
     assert np.array_equal(again, np.load(os.path.join(out, "logits.npy"))), "transformers-4 config reads differently"
 
+
+def make_bf16(vocab):
     # (d) BF16 weights; reference = those bf16 weights upcast to F32, computed in F32
     m = make_model(5, vocab_size=vocab, hidden_size=64, intermediate_size=64, num_hidden_layers=2,
                    num_attention_heads=4, num_key_value_heads=2, rope_theta=10000.0, bos_token_id=1, eos_token_id=2,
@@ -243,6 +286,8 @@ def main():
     m_bf16.config.dtype = torch.bfloat16
     write_fixture("bf16", m_bf16, **standard_inputs(500, vocab), reload_as_f32=True)
 
+
+def make_head_dim16(vocab):
     # (e) head_dim (16) != hidden / heads (48 / 4 = 12)
     m = make_model(6, vocab_size=vocab, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
                    num_attention_heads=4, num_key_value_heads=2, head_dim=16, rope_theta=10000.0, bos_token_id=1,
@@ -251,4 +296,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+    main(set(sys.argv[1:]))

@@ -42,8 +42,9 @@ import java.util.stream.Stream;
  *     affinity mining") in its own folder.
  * </ul>
  * With bias compensation every baseline gets the output bias of the channels it drops (channel means of all calibration
- * windows pooled): the MoE baselines per expert; flap and llm_pruner, whose Llama folder cannot hold an FFN output bias,
- * become a one-expert Mixtral with {@code dive_expert_bias} ({@link #compensatedDense}), trained like the plain ones.
+ * windows pooled): the MoE baselines per expert ({@code dive_expert_bias}); flap and llm_pruner as a stock Llama with
+ * {@code mlp_bias: true} (transformers' LlamaMLP with biases): down_proj.bias = the compensation, gate_proj.bias and
+ * up_proj.bias zero, so {@code LlamaForCausalLM} loads it exactly; the biases stay frozen while LoRA retrains.
  */
 public final class BaselineConversion {
     private BaselineConversion() {}
@@ -181,17 +182,39 @@ public final class BaselineConversion {
     }
 
     /**
-     * A dense baseline with bias compensation (DIVE-METHOD.md section 2): the dense FFN of every layer narrowed to
-     * {@code kept[l]} plus the output bias b = W_down[:, removed] · mean(h_removed) over the pooled windows
-     * ({@code stats}), held as a Mixtral with ONE expert (top-1: its routing weight is softmax of one logit = 1, so the
-     * block is exactly the pruned FFN + b) and this engine's {@code dive_expert_bias}; the router (1, d) adds d
-     * parameters per layer and gets no gradient.
+     * The config of a dense baseline: {@code intermediate_size} = {@code activeWidth}, with {@code mlp_bias: true} when
+     * {@code biased} (bias compensation).
      */
-    static ExpertReconstruction.Result compensatedDense(LlamaModel dense, int[][] kept, CalibrationStatistics stats, ConvertRecipe recipe) {
-        int intermediate = dense.config().intermediateSize(), active = kept[0].length;
-        ExpertReconstruction.Options options = new ExpertReconstruction.Options(1, 1, 1.0 - (double) active / intermediate, null, true, 0,
-                recipe.seed(), recipe.routerInitStd(), recipe.seed(), recipe.auxLossCoef());
-        return ExpertReconstruction.fromKeptChannels(dense, new int[][][] {kept}, List.of(stats), options);
+    static LlamaConfig prunedDenseConfig(LlamaConfig dense, int activeWidth, boolean biased) {
+        return dense.withIntermediateSize(activeWidth).withMlpBias(biased);
+    }
+
+    /**
+     * The weights of a dense baseline under their Hugging Face names: the dense model's attention, norms, embeddings and
+     * lm_head, and every layer's FFN narrowed to {@code kept[l]}. With {@code stats} (bias compensation, the pooled windows'
+     * statistics) also the three MLP biases of {@code mlp_bias: true}: down_proj.bias (d) = W_down[:, removed]·mean(h_removed),
+     * gate_proj.bias and up_proj.bias (active width) = 0, so the block equals the pruned FFN plus b exactly.
+     */
+    static Map<String, Tensor> prunedDenseWeights(LlamaModel dense, int[][] kept, CalibrationStatistics stats) {
+        Map<String, Tensor> weights = new LinkedHashMap<>();
+        for (Map.Entry<String, Tensor> e : dense.namedWeights().entrySet())
+            if (!e.getKey().contains(".mlp.")) weights.put(e.getKey(), e.getValue());
+        for (int l = 0; l < kept.length; l++) {
+            DenseFfn block = Pruning.denseBlock(dense, l);
+            float[] bias = stats == null ? null : Pruning.biasCompensation(block.down(), kept[l], stats.layers()[l].mean());
+            DenseFfn pruned = Pruning.prune(block, kept[l], bias);
+            String p = "model.layers." + l + ".mlp.";
+            weights.put(p + "gate_proj.weight", pruned.gate());
+            weights.put(p + "up_proj.weight", pruned.up());
+            weights.put(p + "down_proj.weight", pruned.down());
+            if (bias != null) {
+                int width = kept[l].length;
+                weights.put(p + "gate_proj.bias", Tensor.ofFloats(p + "gate_proj.bias", new float[width], width));
+                weights.put(p + "up_proj.bias", Tensor.ofFloats(p + "up_proj.bias", new float[width], width));
+                weights.put(p + "down_proj.bias", pruned.downBias());
+            }
+        }
+        return weights;
     }
 
     /** kept[e][l] of a MoE baseline */
@@ -219,11 +242,10 @@ public final class BaselineConversion {
         }
         boolean denseMethod = isDense(method);
         LlamaConfig modelConfig = LlamaConfig.load(modelDir);
-        // dense + bias compensation: a one-expert Mixtral carrying the bias (a Llama folder has no FFN output bias); when the
-        // active width is the whole FFN nothing is removed and the bias would be 0: the plain Llama path
+        // dense + bias compensation: a Llama with mlp_bias (down_proj.bias = b, gate/up biases 0); when the active width is
+        // the whole FFN nothing is removed and b would be 0: the plain Llama path
         boolean compensated = denseMethod && recipe.biasCompensation()
                 && activeWidth(modelConfig.intermediateSize(), q.topK(), q.ratio()) < modelConfig.intermediateSize();
-        boolean llamaFolder = denseMethod && !compensated;
         Files.createDirectories(dir);
         Path build = dir.resolve("build");
         String variant;
@@ -232,41 +254,26 @@ public final class BaselineConversion {
             LlamaConfig dc = dense.config();
             List<int[]> pooled = pooledCalibration(windows);
             int active = activeWidth(dc.intermediateSize(), q.topK(), q.ratio());
-            if (denseMethod && compensated) {
+            if (denseMethod) {
                 variant = (method.equals("flap") ? "WIFV" : "first-order Taylor") + " on all calibration windows pooled, uniform width "
-                        + active + " of " + dc.intermediateSize() + " per layer, with bias compensation: a one-expert Mixtral with "
-                        + "dive_expert_bias (= the pruned FFN + b = W_down[:, removed]·mean(h_removed)); LoRA on w1/w2/w3 + RMSNorms";
-                if (!Files.isDirectory(build)) {
-                    long t = System.nanoTime();
-                    CalibrationStatistics stats = CalibrationStatistics.collect(dense, pooled);
-                    int[][] kept = denseKeptChannels(dense, method, pooled, stats, active);
-                    writeKept(dir.resolve("kept_channels.json"), new int[][][] {kept});
-                    ExpertReconstruction.Result built = compensatedDense(dense, kept, stats, recipe);
-                    MixtralExport.write(build, built.config(), built.weights(),
-                            MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true));
-                    timings.put(method + "_build", seconds(t));
-                }
-            } else if (denseMethod) {
-                variant = (method.equals("flap") ? "WIFV" : "first-order Taylor") + " on all calibration windows pooled, uniform width "
-                        + active + " of " + dc.intermediateSize() + " per layer, no bias; LoRA on gate/up/down + RMSNorms";
+                        + active + " of " + dc.intermediateSize() + " per layer, " + (compensated
+                        ? "with bias compensation: a Llama with mlp_bias, down_proj.bias = W_down[:, removed]·mean(h_removed), "
+                          + "gate/up biases 0; LoRA on gate/up/down + RMSNorms (biases frozen)"
+                        : "no bias; LoRA on gate/up/down + RMSNorms");
                 if (!Files.isRegularFile(build.resolve("config.json"))) {
                     long t = System.nanoTime();
-                    int[][] kept = denseKeptChannels(dense, method, pooled, method.equals("flap") ? CalibrationStatistics.collect(dense, pooled) : null, active);
-                    Map<String, Tensor> weights = new LinkedHashMap<>();
-                    for (Map.Entry<String, Tensor> e : dense.namedWeights().entrySet())
-                        if (!e.getKey().contains(".mlp.")) weights.put(e.getKey(), e.getValue());
-                    for (int l = 0; l < kept.length; l++) {
-                        DenseFfn pruned = Pruning.prune(Pruning.denseBlock(dense, l), kept[l], null);
-                        String p = "model.layers." + l + ".mlp.";
-                        weights.put(p + "gate_proj.weight", pruned.gate());
-                        weights.put(p + "up_proj.weight", pruned.up());
-                        weights.put(p + "down_proj.weight", pruned.down());
-                    }
+                    CalibrationStatistics stats = method.equals("flap") || compensated ? CalibrationStatistics.collect(dense, pooled) : null;
+                    int[][] kept = denseKeptChannels(dense, method, pooled, stats, active);
                     writeKept(dir.resolve("kept_channels.json"), new int[][][] {kept});
-                    TrainableLlama.copyOf(Pruning.withIntermediateSize(dc, active), weights::get, method, backend)
-                            .saveCheckpoint(build, tokenizerJson, DType.F32);
+                    TrainableLlama.copyOf(prunedDenseConfig(dc, active, compensated), prunedDenseWeights(dense, kept, compensated ? stats : null)::get,
+                            method, backend).saveCheckpoint(build, tokenizerJson, DType.F32);
                     timings.put(method + "_build", seconds(t));
                 }
+                LlamaConfig built = LlamaConfig.load(build);
+                if (built.moe() != null || built.mlpBias() != compensated)
+                    throw new IllegalStateException(build + " holds a " + built.modelType() + (built.mlpBias() ? " with mlp_bias" : "")
+                            + " model, but " + method + (compensated ? " with" : " without") + " bias compensation builds a llama"
+                            + (compensated ? " with mlp_bias" : "") + " (left by an older version or another recipe?): delete " + dir + " to rebuild it");
             } else {
                 variant = method.equals("llama_moe_random")
                         ? "an independent seeded random subset of " + width + " channels per expert and layer (overlapping)"
@@ -304,13 +311,13 @@ public final class BaselineConversion {
             ConvertRecipe.Stage stage = stages.get(s);
             if (stage == null || stage.tokens() == 0) continue;
             Path stageDir = dir.resolve("stage" + s);
-            trainingTokens += DiveConversion.runStage(s, stage, q, recipe, previous, tokenizerJson, names, stageDir, timings, llamaFolder, method + "_");
+            trainingTokens += DiveConversion.runStage(s, stage, q, recipe, previous, tokenizerJson, names, stageDir, timings, denseMethod, method + "_");
             previous = stageDir.resolve(Trainer.FINAL_DIR);
         }
         // ---- export
         Path export = dir.resolve("model");
         if (!Files.isDirectory(export)) {
-            if (llamaFolder) copyFolder(previous, export, modelDir);
+            if (denseMethod) copyFolder(previous, export, modelDir);
             else try (LlamaModel last = LlamaModel.load(previous, backend)) {
                 MixtralExport.write(export, last, MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true));
             }
@@ -330,8 +337,8 @@ public final class BaselineConversion {
         entry.put("training_tokens", trainingTokens);
         if (!after.get("routing_share").isNull()) entry.put("routing_share", after.get("routing_share"));
         entry.put("export", export.toString());
-        entry.put("export_format", llamaFolder ? "llama" : compensated ? "one-expert mixtral with dive_expert_bias (this engine's extension; "
-                + "equal to the pruned dense model with an FFN output bias)" : recipe.biasCompensation()
+        entry.put("export_format", compensated ? "llama with mlp_bias (stock LlamaForCausalLM; down_proj.bias = the bias compensation, "
+                + "gate_proj/up_proj biases zero)" : denseMethod ? "llama" : recipe.biasCompensation()
                 ? "mixtral with dive_expert_bias (this engine's extension) unless all biases are zero" : "stock Mixtral");
         return entry;
     }

@@ -151,8 +151,7 @@ public final class ConversionReport {
         Charts.writePng(Charts.bars("Held-out perplexity per dataset (final-evaluation windows), every method after retraining", "perplexity",
                 names, series, ppl), out.resolve("ppl.png"));
 
-        // routing.png: one panel per MoE method with more than one expert (its own expert count: flap and llm_pruner with
-        // bias compensation are one-expert Mixtrals)
+        // routing.png: one panel per MoE method with more than one expert (its own expert count; one expert routes nothing)
         List<BufferedImage> panels = new ArrayList<>();
         for (String m : methods) {
             JsonNode entry = tree.get("methods").get(m), share = entry.get("routing_share");

@@ -77,6 +77,9 @@ public final class DiveConversion {
         LlamaConfig dc = LlamaConfig.load(modelDir);
         if (dc.moe() != null || !dc.modelType().equals("llama"))
             throw new IllegalArgumentException(modelDir + ": convert needs a dense llama model, found model_type '" + dc.modelType() + "'");
+        if (dc.mlpBias())
+            throw new IllegalArgumentException(modelDir + ": config.json has mlp_bias: true; convert needs a bias-free Llama MLP "
+                    + "(Mixtral experts have no gate/up/down biases), expected mlp_bias false");
         Path tokenizerJson = modelDir.resolve("tokenizer.json");
         if (!Files.isRegularFile(tokenizerJson)) throw new java.nio.file.NoSuchFileException(tokenizerJson + " (MODEL_DIR needs its tokenizer.json)");
         Corpus corpus = q.data().equals("bundled") ? Corpus.bundled() : Corpus.open(Path.of(q.data()));

@@ -162,7 +162,7 @@ public final class ExpertReconstruction {
                 weights.put(ep + "w1.weight", renamed(expert.gate(), ep + "w1.weight"));
                 weights.put(ep + "w3.weight", renamed(expert.up(), ep + "w3.weight"));
                 weights.put(ep + "w2.weight", renamed(expert.down(), ep + "w2.weight"));
-                if (bias != null) weights.put(ep + "bias", renamed(expert.bias(), ep + "bias"));
+                if (bias != null) weights.put(ep + "bias", renamed(expert.downBias(), ep + "bias"));
             }
         }
         return new Result(config, weights, kept, width);

@@ -87,7 +87,7 @@ public final class Pruning {
             biasTensor = readOnly(dense.down().name().replace(".weight", ".bias"), bias, d);
         }
         return new DenseFfn(readOnly(dense.gate().name(), g, k, d), readOnly(dense.up().name(), u, k, d),
-                readOnly(dense.down().name(), w, d, k), biasTensor);
+                readOnly(dense.down().name(), w, d, k), null, null, biasTensor);
     }
 
     /**
@@ -119,14 +119,15 @@ public final class Pruning {
     }
 
     public static LlamaConfig withIntermediateSize(LlamaConfig c, int intermediateSize) {
-        return new LlamaConfig(c.modelType(), c.hiddenSize(), intermediateSize, c.numHiddenLayers(), c.numAttentionHeads(), c.numKeyValueHeads(),
-                c.headDim(), c.rmsNormEps(), c.rope(), c.maxPositionEmbeddings(), c.tieWordEmbeddings(), c.vocabSize(), c.bosTokenId(),
-                c.eosTokenIds(), c.dtype(), c.slidingWindow(), c.moe());
+        return c.withIntermediateSize(intermediateSize);
     }
 
     static DenseFfn denseBlock(LlamaModel model, int layer) {
         if (!(model.feedForward(layer) instanceof DenseFfn ffn))
             throw new IllegalArgumentException(model.source() + ": layer " + layer + " is not a dense FFN (pruning needs a llama model)");
+        if (ffn.hasBias())
+            throw new IllegalArgumentException(model.source() + ": layer " + layer + " has MLP biases (config.json mlp_bias: true); pruning and "
+                    + "expert construction need a bias-free Llama MLP (expected mlp_bias false)");
         return ffn;
     }
 

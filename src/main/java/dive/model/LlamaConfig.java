@@ -17,8 +17,9 @@ import java.util.List;
  * {@code rope_scaling: {rope_type|type, ...}}, {@code torch_dtype}) and transformers 5
  * ({@code rope_parameters: {rope_type, rope_theta, ...}}, {@code dtype}).
  *
- * <p>Keys that change the math are understood or rejected: {@code attention_bias} and {@code mlp_bias} must be
- * false; {@code hidden_act} must be {@code silu}; the rope type must be default, linear or llama3;
+ * <p>Keys that change the math are understood or rejected: {@code attention_bias} must be false; {@code mlp_bias}
+ * (Llama only; default false) gives gate_proj, up_proj and down_proj a bias each, as transformers' LlamaMLP has;
+ * {@code hidden_act} must be {@code silu}; the rope type must be default, linear or llama3;
  * {@code partial_rotary_factor} (top level or in the rope parameters) must be 1; {@code quantization_config}
  * is rejected (the weights would not be plain F32/BF16/F16). {@code sliding_window} is recorded for Mixtral
  * and ignored for Llama (transformers' Llama has no sliding window either); a Mixtral forward that reaches past the
@@ -34,12 +35,14 @@ import java.util.List;
  * @param eosTokenIds      end-of-sequence ids (the config may give one id or a list; empty when none)
  * @param dtype            the checkpoint's declared dtype ("float32", "bfloat16", ...) or null
  * @param slidingWindow    Mixtral's attention window, or 0 for none
+ * @param mlpBias          transformers' {@code mlp_bias}: {@code model.layers.{l}.mlp.{gate,up,down}_proj.bias} exist
+ *                         (intermediate_size, intermediate_size, hidden_size); Llama only
  * @param moe              the Mixtral expert fields, or null for a dense model
  */
 public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize, int numHiddenLayers,
                           int numAttentionHeads, int numKeyValueHeads, int headDim, double rmsNormEps,
                           Rope rope, int maxPositionEmbeddings, boolean tieWordEmbeddings, int vocabSize,
-                          int bosTokenId, int[] eosTokenIds, String dtype, int slidingWindow, Moe moe) {
+                          int bosTokenId, int[] eosTokenIds, String dtype, int slidingWindow, boolean mlpBias, Moe moe) {
 
     /** Rotary embedding: type "default", "linear" (frequencies / factor) or "llama3" (wavelength bands). */
     public record Rope(String type, double theta, double factor, double lowFreqFactor, double highFreqFactor,
@@ -64,11 +67,31 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
      * (attention, norms, rope, vocabulary and special tokens unchanged; no sliding window).
      */
     public LlamaConfig toMixtral(int expertIntermediateSize, Moe moe) {
+        if (mlpBias) throw new IllegalArgumentException("mlp_bias: true: Mixtral experts have no gate/up/down biases (expected a bias-free Llama MLP)");
         if (expertIntermediateSize <= 0) throw new IllegalArgumentException("expert intermediate size " + expertIntermediateSize + ", expected > 0");
         if (moe == null || moe.numExpertsPerTok() < 1 || moe.numExpertsPerTok() > moe.numLocalExperts())
             throw new IllegalArgumentException("MoE fields " + moe + ": expected 1 ≤ num_experts_per_tok ≤ num_local_experts");
         return new LlamaConfig("mixtral", hiddenSize, expertIntermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads,
-                headDim, rmsNormEps, rope, maxPositionEmbeddings, tieWordEmbeddings, vocabSize, bosTokenId, eosTokenIds, dtype, 0, moe);
+                headDim, rmsNormEps, rope, maxPositionEmbeddings, tieWordEmbeddings, vocabSize, bosTokenId, eosTokenIds, dtype, 0, false, moe);
+    }
+
+    /** this config with {@code intermediate_size} = {@code intermediateSize} (everything else equal) */
+    public LlamaConfig withIntermediateSize(int intermediateSize) {
+        return new LlamaConfig(modelType, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads, headDim,
+                rmsNormEps, rope, maxPositionEmbeddings, tieWordEmbeddings, vocabSize, bosTokenId, eosTokenIds, dtype, slidingWindow, mlpBias, moe);
+    }
+
+    /** this Llama config with {@code mlp_bias} = {@code mlpBias} (everything else equal) */
+    public LlamaConfig withMlpBias(boolean mlpBias) {
+        if (mlpBias && moe != null) throw new IllegalArgumentException("mlp_bias: true is for Llama models, not Mixtral");
+        return new LlamaConfig(modelType, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads, headDim,
+                rmsNormEps, rope, maxPositionEmbeddings, tieWordEmbeddings, vocabSize, bosTokenId, eosTokenIds, dtype, slidingWindow, mlpBias, moe);
+    }
+
+    /** this config with the Mixtral fields {@code moe} (a Mixtral config; everything else equal) */
+    public LlamaConfig withMoe(Moe moe) {
+        return new LlamaConfig(modelType, hiddenSize, intermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads, headDim,
+                rmsNormEps, rope, maxPositionEmbeddings, tieWordEmbeddings, vocabSize, bosTokenId, eosTokenIds, dtype, slidingWindow, mlpBias, moe);
     }
 
     private static final List<String> MODEL_TYPES = List.of("llama", "mixtral");
@@ -120,7 +143,9 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         int maxPos = root.has("max_position_embeddings") ? r.positiveInt("max_position_embeddings") : 2048;
 
         if (r.bool("attention_bias", false)) throw new ConfigException(source, "attention_bias", "true is not supported (expected false: no q/k/v/o biases)");
-        if (r.bool("mlp_bias", false)) throw new ConfigException(source, "mlp_bias", "true is not supported (expected false: no MLP biases)");
+        boolean mlpBias = r.bool("mlp_bias", false);
+        if (mlpBias && mixtral)
+            throw new ConfigException(source, "mlp_bias", "true is not supported for mixtral (its experts have no biases; expected false)");
         String act = r.string("hidden_act", "silu");
         if (!act.equals("silu")) throw new ConfigException(source, "hidden_act", "'" + act + "' is not supported (expected silu)");
         if (root.has("quantization_config") && !root.get("quantization_config").isNull())
@@ -146,7 +171,7 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
             moe = new Moe(experts, perTok, aux, r.bool("output_router_logits", false), r.bool("dive_expert_bias", false));
         }
         return new LlamaConfig(modelType, hidden, intermediate, layers, heads, kvHeads, headDim, eps, rope, maxPos,
-                tied, vocab, bos, eos, dtype, slidingWindow, moe);
+                tied, vocab, bos, eos, dtype, slidingWindow, mlpBias, moe);
     }
 
     private static Rope parseRope(JsonNode root, Reader r, String source, double defaultTheta, int maxPos) {
@@ -231,7 +256,7 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
     @Override public String toString() {
         return "LlamaConfig[" + modelType + " hidden=" + hiddenSize + " intermediate=" + intermediateSize + " layers=" + numHiddenLayers
                 + " heads=" + numAttentionHeads + "/" + numKeyValueHeads + " headDim=" + headDim + " vocab=" + vocabSize
-                + " rope=" + rope + " tied=" + tieWordEmbeddings + " eos=" + Arrays.toString(eosTokenIds) + " dtype=" + dtype
+                + " rope=" + rope + " tied=" + tieWordEmbeddings + (mlpBias ? " mlp_bias" : "") + " eos=" + Arrays.toString(eosTokenIds) + " dtype=" + dtype
                 + (moe == null ? "" : " moe=" + moe) + "]";
     }
 

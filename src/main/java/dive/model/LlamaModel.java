@@ -26,7 +26,7 @@ import java.util.function.Function;
  * x = embed(ids)                                           // (N, D)
  * per layer: x += o_proj(attention(rope(q_proj(n)), rope(k_proj(n)), v_proj(n)))  with n = rmsNorm(x, input_layernorm)
  *            x += ffn(n)                                                        with n = rmsNorm(x, post_attention_layernorm)
- *                 ffn = down_proj(silu(gate_proj(n)) · up_proj(n))     dense (Llama)
+ *                 ffn = down_proj(silu(gate_proj(n)) · up_proj(n))     dense (Llama; + biases with mlp_bias)
  *                 ffn = Σ_{e ∈ top-k} g_e · expert_e(n)                 sparse (Mixtral), see MoeFfn
  * logits = lm_head(rmsNorm(x, model.norm))                 // (N, vocab); lm_head = embed_tokens when tied
  * </pre>
@@ -80,7 +80,8 @@ public final class LlamaModel implements AutoCloseable {
 
     /**
      * Builds a model from named weights (Hugging Face names), checking every shape and dtype against the config.
-     * Llama: {@code model.layers.{l}.mlp.{gate,up,down}_proj.weight}. Mixtral:
+     * Llama: {@code model.layers.{l}.mlp.{gate,up,down}_proj.weight}, and with {@code "mlp_bias": true} also
+     * {@code ...mlp.{gate,up,down}_proj.bias} (intermediate_size, intermediate_size, hidden_size). Mixtral:
      * {@code model.layers.{l}.block_sparse_moe.gate.weight} (E, d) and {@code ...experts.{e}.w1/w3.weight} (I_e, d),
      * {@code w2.weight} (d, I_e); with {@code "dive_expert_bias": true} also {@code ...experts.{e}.bias} (d), which must
      * then be present for every expert (and are refused without the flag, so nothing is silently ignored).
@@ -111,10 +112,7 @@ public final class LlamaModel implements AutoCloseable {
                     w.get(p + "self_attn.v_proj.weight", "num_key_value_heads·head_dim, hidden_size", kvDim, d),
                     w.get(p + "self_attn.o_proj.weight", "hidden_size, num_attention_heads·head_dim", d, qDim),
                     w.get(p + "post_attention_layernorm.weight", "hidden_size", d),
-                    moe ? moeBlock(config, w, weights, source, p) : new DenseFfn(
-                            w.get(p + "mlp.gate_proj.weight", "intermediate_size, hidden_size", ffn, d),
-                            w.get(p + "mlp.up_proj.weight", "intermediate_size, hidden_size", ffn, d),
-                            w.get(p + "mlp.down_proj.weight", "hidden_size, intermediate_size", d, ffn)));
+                    moe ? moeBlock(config, w, weights, source, p) : denseBlock(config, w, weights, source, p));
         }
         Tensor norm = w.get("model.norm.weight", "hidden_size", d);
         Tensor head;
@@ -126,6 +124,29 @@ public final class LlamaModel implements AutoCloseable {
             head = w.get("lm_head.weight", "vocab_size, hidden_size", vocab, d);
         }
         return new LlamaModel(config, backend, source, embed, layers, norm, head, resource);
+    }
+
+    /**
+     * Llama's MLP of layer prefix {@code p}, shapes checked against the config; with {@code mlp_bias: true} the three
+     * projection biases must be present, without it they are refused (never silently ignored)
+     */
+    private static DenseFfn denseBlock(LlamaConfig config, WeightReader w, Function<String, Tensor> weights, String source, String p) {
+        int d = config.hiddenSize(), ffn = config.intermediateSize();
+        String m = p + "mlp.";
+        Tensor gate = w.get(m + "gate_proj.weight", "intermediate_size, hidden_size", ffn, d);
+        Tensor up = w.get(m + "up_proj.weight", "intermediate_size, hidden_size", ffn, d);
+        Tensor down = w.get(m + "down_proj.weight", "hidden_size, intermediate_size", d, ffn);
+        if (!config.mlpBias()) {
+            for (String name : new String[] {"gate_proj.bias", "up_proj.bias", "down_proj.bias"})
+                if (weights.apply(m + name) != null)
+                    throw new ModelException(source + ": tensor '" + m + name + "' is present but config.json does not set "
+                            + "\"mlp_bias\": true (refusing to ignore it)");
+            return new DenseFfn(gate, up, down);
+        }
+        return new DenseFfn(gate, up, down,
+                w.get(m + "gate_proj.bias", "intermediate_size (mlp_bias)", ffn),
+                w.get(m + "up_proj.bias", "intermediate_size (mlp_bias)", ffn),
+                w.get(m + "down_proj.bias", "hidden_size (mlp_bias)", d));
     }
 
     /** Mixtral's block_sparse_moe of layer prefix {@code p}, shapes checked against the config */

@@ -151,10 +151,7 @@ public final class MixtralExport {
 
     private static LlamaConfig withoutBias(LlamaConfig c) {
         LlamaConfig.Moe m = c.moe();
-        return new LlamaConfig(c.modelType(), c.hiddenSize(), c.intermediateSize(), c.numHiddenLayers(), c.numAttentionHeads(),
-                c.numKeyValueHeads(), c.headDim(), c.rmsNormEps(), c.rope(), c.maxPositionEmbeddings(), c.tieWordEmbeddings(),
-                c.vocabSize(), c.bosTokenId(), c.eosTokenIds(), c.dtype(), c.slidingWindow(),
-                new LlamaConfig.Moe(m.numLocalExperts(), m.numExpertsPerTok(), m.routerAuxLossCoef(), false, false));
+        return c.withMoe(new LlamaConfig.Moe(m.numLocalExperts(), m.numExpertsPerTok(), m.routerAuxLossCoef(), false, false));
     }
 
     /** config.json text of a Mixtral checkpoint whose weights have {@code dtype} */

@@ -41,6 +41,7 @@ import java.util.function.Function;
  * x = embed(ids)                                               // (N = B·T, D)
  * per layer: x += o_proj(attention(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1)))   n1 = rmsNorm(x, input_layernorm)
  *            x += down_proj(silu(gate_proj(n2)) · up_proj(n2))                     n2 = rmsNorm(x, post_attention_layernorm)
+ *                 (with mlp_bias each of the three adds its bias, a trainable Parameter {@code mlp.*_proj.bias})
  * logits = lm_head(rmsNorm(x, model.norm)); loss = mean cross-entropy against the next tokens
  * </pre>
  * Tied embeddings ({@code tie_word_embeddings}) are one Parameter serving as embedding and LM head; both
@@ -78,24 +79,30 @@ public final class TrainableLlama implements TrainableModel {
         }
     }
 
-    /** y (N, out) = x (N, in) · Wᵀ [+ (α/r)·(dropout(x)·Aᵀ)·Bᵀ] */
+    /** y (N, out) = x (N, in) · Wᵀ [+ bias] [+ (α/r)·(dropout(x)·Aᵀ)·Bᵀ] */
     static final class Linear {
         final Backend backend;
         final String module;  // "q_proj"
         final String path;    // "model.layers.0.self_attn.q_proj"
         final Parameter weight;
+        final Parameter bias;   // (out), or null (Llama's MLP with mlp_bias: true has one)
         final int in, out;
         Parameter loraA, loraB; // (r, in), (out, r); null without LoRA
         float loraScale;
         double dropout;
 
-        Linear(Backend backend, String module, String path, Parameter weight) {
+        Linear(Backend backend, String module, String path, Parameter weight) { this(backend, module, path, weight, null); }
+
+        Linear(Backend backend, String module, String path, Parameter weight, Parameter bias) {
             this.backend = backend;
             this.module = module;
             this.path = path;
             this.weight = weight;
+            this.bias = bias;
             this.out = weight.value().rows();
             this.in = weight.value().cols();
+            if (bias != null && bias.numel() != out)
+                throw new IllegalArgumentException("bias '" + bias.name() + "' has " + bias.numel() + " values, expected " + out);
         }
 
         /** what the backward needs of the adapter: its (dropped-out) input and (α/r)·x·Aᵀ */
@@ -107,6 +114,11 @@ public final class TrainableLlama implements TrainableModel {
 
         Saved forward(float[] y, float[] x, int rows, SplittableRandom dropoutRandom) {
             backend.matmul(y, x, rows, weight.value());
+            if (bias != null) {
+                float[] b = bias.value().toFloatArray();
+                for (int n = 0; n < rows; n++)
+                    for (int j = 0; j < out; j++) y[n * out + j] += b[j];
+            }
             if (loraA == null) return null;
             Saved s = new Saved();
             int r = loraA.value().rows();
@@ -129,14 +141,19 @@ public final class TrainableLlama implements TrainableModel {
             return s;
         }
 
-        /** true when the weight or a LoRA adapter is trainable */
+        /** true when the weight, the bias or a LoRA adapter is trainable */
         boolean hasTrainable() {
-            return weight.trainable() || loraA != null && (loraA.trainable() || loraB.trainable());
+            return weight.trainable() || bias != null && bias.trainable() || loraA != null && (loraA.trainable() || loraB.trainable());
         }
 
         /** dx (N, in) = (or +=, when accumulate) ∂/∂x; weight gradients added into trainable parameters */
         void backward(float[] dx, boolean accumulate, float[] dy, float[] x, int rows, Saved s) {
             if (weight.trainable()) backend.matmulBackwardWeight(weight.grad(), dy, x, rows, out, in);
+            if (bias != null && bias.trainable()) {  // dbias (out) += Σ_n dy[n]
+                float[] db = bias.grad();
+                for (int n = 0; n < rows; n++)
+                    for (int j = 0; j < out; j++) db[j] += dy[n * out + j];
+            }
             float[] dxPart = accumulate ? new float[rows * in] : dx;
             backend.matmulBackwardInput(dxPart, dy, rows, weight.value());
             if (loraA != null) {
@@ -215,11 +232,15 @@ public final class TrainableLlama implements TrainableModel {
                 for (Linear lin : List.of(q, k, v, o)) layerParams.add(lin.weight);
                 layerParams.addAll(moe.parameters());
             } else {
-                Linear gate = linear("gate_proj", p + "mlp.gate_proj", source), up = linear("up_proj", p + "mlp.up_proj", source);
-                Linear down = linear("down_proj", p + "mlp.down_proj", source);
+                boolean bias = config.mlpBias();
+                Linear gate = linear("gate_proj", p + "mlp.gate_proj", source, bias), up = linear("up_proj", p + "mlp.up_proj", source, bias);
+                Linear down = linear("down_proj", p + "mlp.down_proj", source, bias);
                 layers[l] = new Layer(param(p + "input_layernorm.weight", source), q, k, v, o,
                         param(p + "post_attention_layernorm.weight", source), gate, up, down, null);
-                for (Linear lin : layers[l].linears()) layerParams.add(lin.weight);
+                for (Linear lin : layers[l].linears()) {
+                    layerParams.add(lin.weight);
+                    if (lin.bias != null) layerParams.add(lin.bias);
+                }
             }
             layerParams.add(layers[l].inputNorm);
             layerParams.add(layers[l].postAttentionNorm);
@@ -233,7 +254,12 @@ public final class TrainableLlama implements TrainableModel {
     }
 
     private Linear linear(String module, String path, Function<String, Tensor> source) {
-        return new Linear(backend, module, path, param(path + ".weight", source));
+        return linear(module, path, source, false);
+    }
+
+    /** a Linear {@code path}.weight, with {@code path}.bias when {@code withBias} */
+    private Linear linear(String module, String path, Function<String, Tensor> source, boolean withBias) {
+        return new Linear(backend, module, path, param(path + ".weight", source), withBias ? param(path + ".bias", source) : null);
     }
 
     /** Mixtral's block_sparse_moe: gate.weight (E, d), experts.{e}.w1/w3 (I_e, d), w2 (d, I_e), bias (d) when declared */
@@ -266,7 +292,7 @@ public final class TrainableLlama implements TrainableModel {
             long[] shape = expectedShape(config, name);
             float[] values = new float[Math.toIntExact(Tensor.numel(shape))];
             if (name.endsWith("norm.weight")) Arrays.fill(values, 1f);
-            else if (name.endsWith(".bias")) Arrays.fill(values, 0f); // expert output biases start at zero
+            else if (name.endsWith(".bias")) Arrays.fill(values, 0f); // biases start at zero (expert output biases; MLP biases as transformers)
             else for (int i = 0; i < values.length; i++) values[i] = (float) (random.nextGaussian() * initStd);
             return Tensor.ofFloats(name, values, shape);
         });
@@ -307,6 +333,8 @@ public final class TrainableLlama implements TrainableModel {
         if (name.endsWith("o_proj.weight")) return new long[] {d, c.queryDim()};
         if (name.endsWith("gate_proj.weight") || name.endsWith("up_proj.weight")) return new long[] {f, d};
         if (name.endsWith("down_proj.weight")) return new long[] {d, f};
+        if (name.endsWith("gate_proj.bias") || name.endsWith("up_proj.bias")) return new long[] {f};
+        if (name.endsWith("down_proj.bias")) return new long[] {d};
         if (name.endsWith("block_sparse_moe.gate.weight") && c.moe() != null) return new long[] {c.moe().numLocalExperts(), d};
         if (name.endsWith(".w1.weight") || name.endsWith(".w3.weight")) return new long[] {f, d};
         if (name.endsWith(".w2.weight")) return new long[] {d, f};
@@ -741,7 +769,7 @@ public final class TrainableLlama implements TrainableModel {
         c.put("initializer_range", initStd);
         c.put("intermediate_size", config.intermediateSize());
         c.put("max_position_embeddings", config.maxPositionEmbeddings());
-        c.put("mlp_bias", false);
+        c.put("mlp_bias", config.mlpBias());
         c.put("model_type", "llama");
         c.put("num_attention_heads", config.numAttentionHeads());
         c.put("num_hidden_layers", config.numHiddenLayers());

@@ -131,8 +131,9 @@ class BaselineConversionTest {
      * FLAP with bias compensation (DIVE-METHOD.md section 2): b = W_down[:, removed]·mean(h_removed) makes the pruned FFN
      * match the dense one in expectation. Layer 0 sees the same input in both models, so over the calibration tokens the
      * compensated layer-0 output's mean must equal the dense FFN's mean output (linear in h), computed here in double
-     * from h observed in the dense model. And the one-expert Mixtral that holds the result gives the logits of the dense
-     * model pruned to the same channels with that bias (its routing weight is softmax of one logit = 1).
+     * from h observed in the dense model. The result is held as a Llama with mlp_bias (down_proj.bias = b, gate/up biases
+     * zero), written by TrainableLlama and read back by LlamaModel: the logits of the dense model pruned to the same
+     * channels with b added after down_proj (Pruning.prunedModel, independent of the mlp_bias path).
      */
     @Test
     void compensatedFlapMatchesTheDenseFfnInExpectation() throws Exception {
@@ -141,14 +142,19 @@ class BaselineConversionTest {
         List<String> names = List.of("bible-nt", "man2", "python-core");
         for (int i = 0; i < 3; i++)
             pooled.addAll(DatasetWindows.of(Corpus.bundled(), names.get(i), tokenizer, 3, 2, 32, AffinityMining.datasetSeed(4, i)).calibration());
-        ConvertRecipe recipe = ConvertRecipe.parse(JSON.readTree("{\"bias_compensation\": true}"), "test", tmp);
         try (LlamaModel dense = LlamaModel.load(MODEL, Backends.create("scalar"))) {
             int d = dense.config().hiddenSize(), width = dense.config().intermediateSize();
             CalibrationStatistics stats = CalibrationStatistics.collect(dense, pooled);
             int[][] kept = BaselineConversion.denseKeptChannels(dense, "flap", pooled, stats, 24);
-            ExpertReconstruction.Result built = BaselineConversion.compensatedDense(dense, kept, stats, recipe);
-            assertEquals(1, built.config().moe().numLocalExperts());
-            assertTrue(built.config().moe().expertBias());
+            dive.model.LlamaConfig config = BaselineConversion.prunedDenseConfig(dense.config(), 24, true);
+            java.util.Map<String, dive.tensor.Tensor> weights = BaselineConversion.prunedDenseWeights(dense, kept, stats);
+            assertTrue(config.mlpBias());
+            assertNull(config.moe());
+            for (int l = 0; l < kept.length; l++)
+                for (String b : new String[] {"gate_proj", "up_proj"}) {
+                    float[] zero = weights.get("model.layers." + l + ".mlp." + b + ".bias").toFloatArray();
+                    assertArrayEquals(new float[24], zero, "layer " + l + " " + b + " bias");
+                }
 
             // layer 0 sees the same input in both models: mean over all calibration tokens of h (observed), then
             // dense mean output = W_down · mean(h) and compensated mean output = w2 · mean(h[kept]) + b
@@ -165,8 +171,8 @@ class BaselineConversionTest {
             for (int[] w : pooled) dense.forward(w, dense.newCache(w.length), observer);
             for (int j = 0; j < width; j++) meanH[j] /= tokens[0];
             float[] down = ((DenseFfn) dense.feedForward(0)).down().toFloatArray();  // (d, I)
-            float[] w2 = built.weights().get("model.layers.0.block_sparse_moe.experts.0.w2.weight").toFloatArray();  // (d, 24)
-            float[] bias = built.weights().get("model.layers.0.block_sparse_moe.experts.0.bias").toFloatArray();
+            float[] w2 = weights.get("model.layers.0.mlp.down_proj.weight").toFloatArray();  // (d, 24)
+            float[] bias = weights.get("model.layers.0.mlp.down_proj.bias").toFloatArray();
             double biasNorm = 0;
             for (int i = 0; i < d; i++) {
                 double denseMean = 0, compensatedMean = bias[i], uncompensatedMean = 0;
@@ -178,24 +184,25 @@ class BaselineConversionTest {
             }
             assertTrue(biasNorm > 1e-3, "the removed channels' mean contribution is not negligible (" + biasNorm + "): the case tests something");
 
-            // the one-expert Mixtral is the dense model pruned to kept with that bias: same logits
+            // the mlp_bias Llama is the dense model pruned to kept with that bias: same logits
             Path folder = tmp.resolve("flap-bias");
-            dive.model.MixtralExport.write(folder, built.config(), built.weights(), dive.model.MixtralExport.Options.defaults().withExpertBias(true));
+            dive.train.TrainableLlama.copyOf(config, weights::get, "flap", Backends.create("scalar")).saveCheckpoint(folder, null, dive.tensor.DType.F32);
+            assertTrue(JSON.readTree(folder.resolve("config.json").toFile()).get("mlp_bias").asBoolean());
             float[][] biases = new float[kept.length][];
             for (int l = 0; l < kept.length; l++)
                 biases[l] = Pruning.biasCompensation(((DenseFfn) dense.feedForward(l)).down(), kept[l], stats.layers()[l].mean());
-            try (LlamaModel moe = LlamaModel.load(folder, Backends.create("scalar"));
+            try (LlamaModel biased = LlamaModel.load(folder, Backends.create("scalar"));
                  LlamaModel reference = Pruning.prunedModel(dense, kept, biases, "reference")) {
                 int[] ids = pooled.getFirst();
-                float[] a = moe.forward(ids, moe.newCache(ids.length)), b = reference.forward(ids, reference.newCache(ids.length));
+                float[] a = biased.forward(ids, biased.newCache(ids.length)), b = reference.forward(ids, reference.newCache(ids.length));
                 for (int i = 0; i < a.length; i++) assertEquals(b[i], a[i], 1e-4 * (1 + Math.abs(b[i])), "logit " + i);
             }
         }
     }
 
     /**
-     * A stopped baseline conversion resumes and ends with the same bytes: flap with bias compensation (a one-expert
-     * Mixtral) beside DIVE; then (1) flap stopped after its stage-1 checkpoint, before its done marker, export and
+     * A stopped baseline conversion resumes and ends with the same bytes: flap with bias compensation (a Llama with
+     * mlp_bias) beside DIVE; then (1) flap stopped after its stage-1 checkpoint, before its done marker, export and
      * evaluation; (2) flap stopped before stage 1 wrote anything. Each rerun redoes only what is missing, and report.json
      * and the exported weights equal the first run's, byte for byte.
      */
@@ -208,10 +215,12 @@ class BaselineConversionTest {
                 "--out", out.toString(), "--recipe", recipe.toString(), "-q"};
         assertEquals(0, Main.run(args));
         JsonNode flap = JSON.readTree(out.resolve("report.json").toFile()).get("methods").get("flap");
-        assertTrue(flap.get("export_format").asText().startsWith("one-expert mixtral"), flap.get("export_format").asText());
+        assertTrue(flap.get("export_format").asText().startsWith("llama with mlp_bias"), flap.get("export_format").asText());
         JsonNode config = JSON.readTree(out.resolve("flap/model/config.json").toFile());
-        assertEquals(1, config.get("num_local_experts").asInt());
-        assertTrue(config.get("dive_expert_bias").asBoolean());
+        assertEquals("llama", config.get("model_type").asText());
+        assertEquals("LlamaForCausalLM", config.get("architectures").get(0).asText());
+        assertTrue(config.get("mlp_bias").asBoolean());
+        assertFalse(config.has("dive_expert_bias"));
         byte[] report = Files.readAllBytes(out.resolve("report.json")), weights = Files.readAllBytes(out.resolve("flap/model/model.safetensors"));
         java.nio.file.attribute.FileTime diveStage1 = Files.getLastModifiedTime(out.resolve("stage1/done"));
 

@@ -142,6 +142,10 @@ class ConvertCommandTest {
         assertEquals(1, Main.run("convert", MODEL.toString(), "--experts", "2", "--top-k", "3", "--ratio", "0.5", "--out", out.toString(), "--recipe", recipe.toString(), "-q"));
         assertEquals(1, Main.run("convert", MODEL.toString(), "--experts", "4", "--top-k", "1", "--ratio", "0.5", "--out", out.toString(), "--recipe", recipe.toString(), "-q"));
         assertEquals(1, Main.run("convert", MODEL.toString(), "--experts", "2", "--top-k", "1", "--ratio", "1.2", "--out", out.toString(), "--recipe", recipe.toString(), "-q"));
+        // a Llama with MLP biases cannot become Mixtral experts: refused, naming mlp_bias
+        IllegalArgumentException biased = assertThrows(IllegalArgumentException.class, () -> DiveConversion.run(new DiveConversion.Request(
+                Path.of("src/test/resources/llama/mlp_bias"), "bundled", 2, 1, 0.5, ConvertRecipe.load(recipe), out, false)));
+        assertTrue(biased.getMessage().contains("mlp_bias"), biased.getMessage());
         assertFalse(Files.exists(out), "nothing written");
         Files.createDirectories(out);
         Files.writeString(out.resolve("other.txt"), "keep me");

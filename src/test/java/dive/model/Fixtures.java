@@ -24,7 +24,7 @@ import java.util.Map;
  */
 final class Fixtures {
     static final Path ROOT = Path.of("src/test/resources/llama");
-    static final String[] NAMES = {"gqa", "tiny_bpe", "rope_llama3", "rope_linear_v4", "bf16", "head_dim16"};
+    static final String[] NAMES = {"gqa", "tiny_bpe", "rope_llama3", "rope_linear_v4", "bf16", "head_dim16", "mlp_bias"};
     static final ObjectMapper JSON = new ObjectMapper();
 
     private Fixtures() {}

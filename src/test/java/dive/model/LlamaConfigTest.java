@@ -34,7 +34,15 @@ class LlamaConfigTest {
         assertEquals(1, c.bosTokenId());
         assertArrayEquals(new int[] {2}, c.eosTokenIds());
         assertEquals("float32", c.dtype());
+        assertFalse(c.mlpBias());
         assertNull(c.moe());
+    }
+
+    @Test
+    void readsMlpBias() throws IOException {
+        assertTrue(LlamaConfig.load(Fixtures.dir("mlp_bias")).mlpBias());  // the fixture script set mlp_bias=True
+        assertFalse(parse(o -> o.remove("mlp_bias")).mlpBias());         // transformers' default
+        assertTrue(parse(o -> o.put("mlp_bias", true)).mlpBias());
     }
 
     @Test
@@ -107,7 +115,9 @@ class LlamaConfigTest {
             o.putObject("rope_scaling").put("type", "dynamic").put("factor", 2.0);
         });
         assertRejected("attention_bias", "true is not supported", o -> o.put("attention_bias", true));
-        assertRejected("mlp_bias", "true is not supported", o -> o.put("mlp_bias", true));
+        assertRejected("mlp_bias", "true is not supported for mixtral",
+                o -> o.put("model_type", "mixtral").put("num_local_experts", 4).put("num_experts_per_tok", 2).put("mlp_bias", true));
+        assertRejected("mlp_bias", "expected true or false", o -> o.put("mlp_bias", "yes"));
         assertRejected("hidden_act", "'gelu' is not supported", o -> o.put("hidden_act", "gelu"));
         assertRejected("partial_rotary_factor", "expected 1.0", o -> o.put("partial_rotary_factor", 0.5));
         assertRejected("quantization_config", "quantized", o -> o.putObject("quantization_config").put("quant_method", "gptq"));

@@ -65,6 +65,35 @@ class LlamaModelErrorsTest {
     }
 
     @Test
+    void mlpBiasTensorsMustMatchTheConfig() throws IOException {
+        // mlp_bias: true but a bias is missing → named; a bias of the wrong length → named with both shapes
+        String name = "model.layers.1.mlp.gate_proj.bias";
+        String msg = loadError(brokenCopy("mlp_bias", t -> t.remove(name)));
+        assertTrue(msg.contains(name) && msg.contains("missing") && msg.contains("mlp_bias"), msg);
+        String down = "model.layers.0.mlp.down_proj.bias";
+        msg = assertThrows(ModelException.class, () -> Fixtures.load(brokenCopyInto(tmp.resolve("short"), "mlp_bias",
+                t -> t.put(down, Tensor.ofFloats(down, new float[80], 80))), new ScalarBackend())).getMessage();
+        assertTrue(msg.contains(down) && msg.contains("[80]") && msg.contains("expected [48]"), msg);
+        // bias tensors under a config without mlp_bias are refused, not ignored
+        Path dir = brokenCopyInto(tmp.resolve("unflagged"), "mlp_bias", t -> {});
+        ObjectNode c = (ObjectNode) Fixtures.JSON.readTree(dir.resolve("config.json").toFile());
+        c.put("mlp_bias", false);
+        Files.writeString(dir.resolve("config.json"), c.toPrettyString());
+        msg = assertThrows(ModelException.class, () -> Fixtures.load(dir, new ScalarBackend())).getMessage();
+        assertTrue(msg.contains("model.layers.0.mlp.gate_proj.bias") && msg.contains("mlp_bias"), msg);
+    }
+
+    private Path brokenCopyInto(Path dir, String fixture, Consumer<Map<String, Tensor>> edit) throws IOException {
+        Files.createDirectories(dir);
+        Path src = Fixtures.dir(fixture);
+        Files.copy(src.resolve("config.json"), dir.resolve("config.json"));
+        Map<String, Tensor> tensors = Fixtures.readSafetensors(src.resolve("model.safetensors"));
+        edit.accept(tensors);
+        Fixtures.writeSafetensors(dir.resolve("model.safetensors"), tensors);
+        return dir;
+    }
+
+    @Test
     void untiedConfigWithoutLmHead() throws IOException {
         // head_dim16 is tied (no lm_head.weight); claiming untied must name the missing tensor
         Path dir = brokenCopy("head_dim16", t -> {});

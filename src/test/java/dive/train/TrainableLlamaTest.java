@@ -25,6 +25,8 @@ import static org.junit.jupiter.api.Assertions.*;
  */
 class TrainableLlamaTest {
     static final Path GQA = Path.of("src/test/resources/llama/gqa"), TIED = Path.of("src/test/resources/llama/tiny_bpe");
+    /** transformers' LlamaForCausalLM with mlp_bias=True (random gate/up/down biases), hidden 48, intermediate 80 */
+    static final Path MLP_BIAS = Path.of("src/test/resources/llama/mlp_bias");
     private final ScalarBackend scalar = new ScalarBackend();
 
     static int[][] randomBatch(long seed, int B, int T1, int vocab) {
@@ -196,6 +198,88 @@ class TrainableLlamaTest {
             assertTrue(magnitude > 1e-3, name + ": gradient (almost) zero");
             assertEquals(numeric, analytic, 1e-2 * magnitude, name + ": analytic " + analytic + " vs finite differences " + numeric);
         }
+    }
+
+    /**
+     * mlp_bias (transformers' LlamaMLP with bias=True): the three MLP biases of every layer are Parameters in
+     * named_parameters() order; the forward equals LlamaModel's (itself checked against transformers' logits in
+     * LlamaFixtureTest); their gradients match central finite differences of the loss; the export keeps them.
+     */
+    @Test
+    void mlpBiasParametersTrainAndExport(@TempDir Path tmp) throws Exception {
+        TrainableLlama model = TrainableLlama.fromCheckpoint(MLP_BIAS, scalar);
+        assertTrue(model.config().mlpBias());
+        assertEquals(3 + 12 * 2, model.parameters().size(), "embed, final norm, lm_head; per layer 7 weights + 3 biases + 2 norms");
+        List<String> names = model.parameters().stream().map(Parameter::name).toList();
+        assertEquals(List.of("model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.gate_proj.bias", "model.layers.0.mlp.up_proj.weight",
+                "model.layers.0.mlp.up_proj.bias", "model.layers.0.mlp.down_proj.weight", "model.layers.0.mlp.down_proj.bias"),
+                names.subList(names.indexOf("model.layers.0.mlp.gate_proj.weight"), names.indexOf("model.layers.0.mlp.down_proj.bias") + 1));
+        int[] ids = {5, 250, 3, 77, 1, 0, 9, 12};
+        try (LlamaModel engine = LlamaModel.load(MLP_BIAS, scalar)) {
+            float[] expected = engine.logits(ids), got = model.logits(ids);
+            for (int i = 0; i < got.length; i++) assertEquals(expected[i], got[i], 1e-5 * (1 + Math.abs(expected[i])), "logit " + i);
+        }
+
+        int[][] batch = randomBatch(8, 2, 7, 300);
+        model.lossAndGradients(batch, 1f);
+        Random r = new Random(13);
+        for (String name : new String[] {"model.layers.0.mlp.gate_proj.bias", "model.layers.1.mlp.up_proj.bias",
+                "model.layers.0.mlp.down_proj.bias", "model.layers.1.mlp.down_proj.bias"}) {
+            Parameter p = model.parameter(name);
+            assertEquals(name.contains("down") ? 48 : 80, p.numel(), name);
+            float[] original = p.value().toFloatArray(), u = new float[original.length];
+            double analytic = 0, magnitude = 0;
+            for (int i = 0; i < u.length; i++) {
+                u[i] = r.nextFloat() * 2 - 1;
+                analytic += p.grad()[i] * u[i];
+                magnitude += Math.abs(p.grad()[i] * u[i]);
+            }
+            double eps = 1e-2;
+            set(p, original, u, eps);
+            double plus = model.loss(batch);
+            set(p, original, u, -eps);
+            double minus = model.loss(batch);
+            set(p, original, u, 0);
+            double numeric = (plus - minus) / (2 * eps);
+            assertTrue(magnitude > 1e-3, name + ": gradient (almost) zero");
+            assertEquals(numeric, analytic, 1e-2 * magnitude, name + ": analytic " + analytic + " vs finite differences " + numeric);
+        }
+
+        // export: config.json says mlp_bias, the biases are in the file, LlamaModel reads back the same logits
+        Path dir = tmp.resolve("export");
+        model.saveCheckpoint(dir, null, DType.F32);
+        assertTrue(dive.model.LlamaConfig.load(dir).mlpBias());
+        try (SafetensorsFile file = SafetensorsFile.open(dir.resolve("model.safetensors"))) {
+            assertArrayEquals(model.parameter("model.layers.1.mlp.up_proj.bias").value().toFloatArray(),
+                    file.tensor("model.layers.1.mlp.up_proj.bias").toFloatArray());
+        }
+        try (LlamaModel loaded = LlamaModel.load(dir, scalar); LlamaModel source = LlamaModel.load(MLP_BIAS, scalar)) {
+            assertArrayEquals(source.logits(ids), loaded.logits(ids), "F32 export is the same weights");
+        }
+    }
+
+    /** LoRA freezes the MLP biases like every other base parameter (the dense stages train LoRA + norms); merging restores them */
+    @Test
+    void loraKeepsMlpBiasesFrozen() throws Exception {
+        TrainableLlama model = TrainableLlama.fromCheckpoint(MLP_BIAS, scalar);
+        model.addLora(new TrainableLlama.LoraConfig(4, 8, 0, Set.of("gate_proj", "up_proj", "down_proj"), 9));
+        ParameterPatterns.apply(model.parameters(), List.of("*.lora_*", "*norm.weight"), List.of());
+        model.lossAndGradients(randomBatch(4, 2, 6, 300), 1f);
+        int biases = 0;
+        for (Parameter p : model.parameters()) {
+            if (!p.name().endsWith(".bias")) continue;
+            biases++;
+            assertFalse(p.trainable(), p.name());
+            for (float g : p.grad()) assertEquals(0f, g, p.name() + " is frozen but got a gradient");
+        }
+        assertEquals(6, biases);
+        assertTrue(model.parameter("model.layers.0.mlp.down_proj.lora_B.weight").trainable());
+        model.mergeLora();
+        assertTrue(model.parameter("model.layers.0.mlp.down_proj.bias").trainable(), "trainable flag restored");
+        // a fresh mlp_bias model: biases start at zero (transformers' init), weights as before
+        TrainableLlama fresh = TrainableLlama.initialize(model.config(), scalar, 5);
+        for (String b : new String[] {"model.layers.0.mlp.gate_proj.bias", "model.layers.1.mlp.down_proj.bias"})
+            for (float x : fresh.parameter(b).value().toFloatArray()) assertEquals(0f, x, b);
     }
 
     private static void set(Parameter p, float[] original, float[] u, double eps) {

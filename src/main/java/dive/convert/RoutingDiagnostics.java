@@ -1,0 +1,119 @@
+package dive.convert;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dive.backend.Backend;
+import dive.backend.Backends;
+import dive.data.Corpus;
+import dive.model.LlamaModel;
+import dive.tensor.Tensor;
+import dive.tokenizer.Tokenizer;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.function.Function;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * Diagnostics of a finished {@code ./dive convert} run (docs/routing-investigation.md): how much the learned routing
+ * leaves on the table. For every Mixtral folder given, on one split of every dataset's held-out windows:
+ * <ul>
+ * <li>learned: the model as it is (top-k routing by its routers) and the share of the dataset's top-k assignments
+ *     that go to the expert of its own group;</li>
+ * <li>expert g everywhere: every expert slot of every layer replaced by expert g (so any routing gives expert g
+ *     with weight 1 for k = 1): perplexity matrix P[g][dataset];</li>
+ * <li>oracle: P[group of the dataset][dataset] (the routing DIVE's routers are meant to learn); best: min_g P[g][dataset].</li>
+ * </ul>
+ * Usage: {@code java -cp dive.jar dive.convert.RoutingDiagnostics RUN_DIR affinity|final MODEL_DIR...}
+ * (MODEL_DIR relative to RUN_DIR, e.g. experts stage0/final model). The windows are rebuilt exactly as the run built
+ * them (its convert.json); "affinity" = the affinity-evaluation windows (first half of each EVAL split, fit for choosing
+ * settings), "final" = the final-evaluation windows (report only).
+ */
+public final class RoutingDiagnostics {
+    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final Pattern EXPERT = Pattern.compile("(model\\.layers\\.\\d+\\.block_sparse_moe\\.experts\\.)(\\d+)(\\..+)");
+
+    private RoutingDiagnostics() {}
+
+    public static void main(String[] args) throws Exception {
+        if (args.length < 3 || !(args[1].equals("affinity") || args[1].equals("final")))
+            throw new IllegalArgumentException("usage: RoutingDiagnostics RUN_DIR affinity|final MODEL_DIR... (MODEL_DIR relative to RUN_DIR)");
+        Path run = Path.of(args[0]);
+        JsonNode settings = JSON.readTree(run.resolve(DiveConversion.SETTINGS_FILE).toFile());
+        JsonNode groupsJson = JSON.readTree(run.resolve("groups.json").toFile());
+        JsonNode recipe = settings.get("recipe");
+        List<String> names = new ArrayList<>();
+        groupsJson.get("datasets").forEach(n -> names.add(n.asText()));
+        int[] group = new int[names.size()];
+        for (int i = 0; i < group.length; i++) group[i] = groupsJson.get("group_of_dataset").get(i).asInt();
+        Path modelDir = Path.of(settings.get("model").asText());
+        Tokenizer tokenizer = Tokenizer.load(modelDir.resolve("tokenizer.json"));
+        Corpus corpus = settings.get("data").asText().equals("bundled") ? Corpus.bundled() : Corpus.open(Path.of(settings.get("data").asText()));
+        int calib = recipe.get("calibration_windows").asInt(), evalW = recipe.get("eval_windows").asInt();
+        int finalW = recipe.get("final_eval_windows").asInt(), seqlen = recipe.get("seqlen").asInt();
+        long seed = recipe.get("seed").asLong();
+        List<List<int[]>> windows = new ArrayList<>();
+        for (int i = 0; i < names.size(); i++) {
+            DatasetWindows w = DatasetWindows.of(corpus, names.get(i), tokenizer, calib, Math.max(evalW, finalW), seqlen, AffinityMining.datasetSeed(seed, i));
+            windows.add(args[1].equals("affinity") ? w.affinityEval().subList(0, Math.min(evalW, w.affinityEval().size()))
+                    : w.finalEval().subList(0, Math.min(finalW, w.finalEval().size())));
+        }
+        Backend backend = Backends.select();
+        for (int m = 2; m < args.length; m++) {
+            Path dir = run.resolve(args[m]);
+            try (LlamaModel model = LlamaModel.load(dir, backend)) {
+                if (!model.isMoe()) {  // a dense model (the base model, FLAP): its perplexities only
+                    double[] ppl = HeldOutEvaluation.run(model, windows, null).perplexity();
+                    double log = 0;
+                    for (double v : ppl) log += Math.log(v) / ppl.length;
+                    System.out.printf(Locale.ROOT, "%n== %s  (%s windows, dense) GEOMEAN %.2f%n", dir, args[1], Math.exp(log));
+                    continue;
+                }
+                int experts = model.config().moe().numLocalExperts();
+                HeldOutEvaluation.Result learned = HeldOutEvaluation.run(model, windows, null);
+                double[][] p = new double[experts][];
+                for (int g = 0; g < experts; g++) {
+                    final int only = g;
+                    var weights = model.namedWeights();
+                    Function<String, Tensor> everywhere = name -> {
+                        Matcher x = EXPERT.matcher(name);
+                        if (!x.matches()) return weights.get(name);
+                        if (Integer.parseInt(x.group(2)) >= experts) return null;  // the loader probes for surplus experts
+                        Tensor t = weights.get(x.group(1) + only + x.group(3));
+                        return t == null ? null : new Tensor(name, t.dtype(), t.shape(), t.data());
+                    };
+                    LlamaModel forced = LlamaModel.fromWeights(model.config(), everywhere, dir + " (expert " + g + " everywhere)", backend, null);
+                    p[g] = HeldOutEvaluation.run(forced, windows, null).perplexity();
+                }
+                System.out.printf(Locale.ROOT, "%n== %s  (%s windows)%n", dir, args[1]);
+                System.out.printf(Locale.ROOT, "%-22s %5s %9s %9s %9s %9s %9s %6s  %s%n", "dataset", "group", "learned", "oracle", "best", "best_g",
+                        "others", "own%", "P[g] for g = 0..E-1");
+                double[] logs = new double[4];
+                double ownShare = 0;
+                for (int j = 0; j < names.size(); j++) {
+                    int best = 0;
+                    double others = 0;
+                    for (int g = 0; g < experts; g++) {
+                        if (p[g][j] < p[best][j]) best = g;
+                        if (g != group[j]) others += Math.log(p[g][j]) / (experts - 1);
+                    }
+                    double own = learned.routingShare()[j][group[j]];
+                    ownShare += own / names.size();
+                    StringBuilder row = new StringBuilder();
+                    for (int g = 0; g < experts; g++) row.append(String.format(Locale.ROOT, " %7.2f", p[g][j]));
+                    System.out.printf(Locale.ROOT, "%-22s %5d %9.2f %9.2f %9.2f %9d %9.2f %6.1f %s%n", names.get(j), group[j],
+                            learned.perplexity()[j], p[group[j]][j], p[best][j], best, Math.exp(others), 100 * own, row);
+                    logs[0] += Math.log(learned.perplexity()[j]) / names.size();
+                    logs[1] += Math.log(p[group[j]][j]) / names.size();
+                    logs[2] += Math.log(p[best][j]) / names.size();
+                    logs[3] += others / names.size();
+                }
+                System.out.printf(Locale.ROOT, "%-22s %5s %9.2f %9.2f %9.2f %9s %9.2f %6.1f%n", "GEOMEAN", "", Math.exp(logs[0]), Math.exp(logs[1]),
+                        Math.exp(logs[2]), "", Math.exp(logs[3]), 100 * ownShare);
+            }
+        }
+    }
+}

@@ -177,6 +177,16 @@ public interface Backend {
     void groupedMatmul(float[] out, float[] x, int[] offsets, Tensor[] w, Tensor[] bias);
 
     /**
+     * The MoE layer's two input matmuls over the same permuted x: outGate = groupedMatmul(x, wGate) and
+     * outUp = groupedMatmul(x, wUp), without bias; wGate[e] and wUp[e] of one shape (N, K). A backend may share work
+     * between the two (one pass over x, one parallel loop); the results equal two {@link #groupedMatmul} calls.
+     */
+    default void groupedMatmul2(float[] outGate, float[] outUp, float[] x, int[] offsets, Tensor[] wGate, Tensor[] wUp) {
+        groupedMatmul(outGate, x, offsets, wGate, null);
+        groupedMatmul(outUp, x, offsets, wUp, null);
+    }
+
+    /**
      * Weighted un-permute and sum: y[t, :] = Σ_{s = 0 .. k−1} expertWeights[t, s] · expertOut[slotRow[t, s], :],
      * summed in slot order (a fixed order per token, no atomics). expertOut (N·k, d), slotRow (N, k),
      * expertWeights (N, k) → y (N, d), overwritten.

@@ -61,8 +61,7 @@ public record MoeFfn(Tensor router, Tensor[] w1, Tensor[] w3, Tensor[] w2, Tenso
         if (observer != null) observer.onRouting(layer, rows, routerLogits, expertIds, weights);
         backend.sortByExpert(offsets, rowToken, slotRow, expertIds, rows, k, e);
         backend.gather(xs, xn, rowToken, assigned, d);
-        backend.groupedMatmul(gate, xs, offsets, w1, null);
-        backend.groupedMatmul(up, xs, offsets, w3, null);
+        backend.groupedMatmul2(gate, up, xs, offsets, w1, w3);
         backend.swiglu(gate, gate, up, assigned * ffn);
         backend.groupedMatmul(expertOut, gate, offsets, w2, bias);
         backend.combineExperts(out, expertOut, slotRow, weights, rows, k, d);

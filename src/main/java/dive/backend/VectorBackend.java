@@ -524,12 +524,18 @@ public final class VectorBackend implements Backend {
         }
         if (rows == MR && cols == NR) {
             int o = i0 * n + col0;
-            storeRow(out, o, c00, accumulate); storeRow(out, o + L, c01, accumulate); o += n;
-            storeRow(out, o, c10, accumulate); storeRow(out, o + L, c11, accumulate); o += n;
-            storeRow(out, o, c20, accumulate); storeRow(out, o + L, c21, accumulate); o += n;
-            storeRow(out, o, c30, accumulate); storeRow(out, o + L, c31, accumulate); o += n;
-            storeRow(out, o, c40, accumulate); storeRow(out, o + L, c41, accumulate); o += n;
-            storeRow(out, o, c50, accumulate); storeRow(out, o + L, c51, accumulate);
+            if (accumulate) { c00 = c00.add(FloatVector.fromArray(F, out, o)); c01 = c01.add(FloatVector.fromArray(F, out, o + L)); }
+            c00.intoArray(out, o); c01.intoArray(out, o + L); o += n;
+            if (accumulate) { c10 = c10.add(FloatVector.fromArray(F, out, o)); c11 = c11.add(FloatVector.fromArray(F, out, o + L)); }
+            c10.intoArray(out, o); c11.intoArray(out, o + L); o += n;
+            if (accumulate) { c20 = c20.add(FloatVector.fromArray(F, out, o)); c21 = c21.add(FloatVector.fromArray(F, out, o + L)); }
+            c20.intoArray(out, o); c21.intoArray(out, o + L); o += n;
+            if (accumulate) { c30 = c30.add(FloatVector.fromArray(F, out, o)); c31 = c31.add(FloatVector.fromArray(F, out, o + L)); }
+            c30.intoArray(out, o); c31.intoArray(out, o + L); o += n;
+            if (accumulate) { c40 = c40.add(FloatVector.fromArray(F, out, o)); c41 = c41.add(FloatVector.fromArray(F, out, o + L)); }
+            c40.intoArray(out, o); c41.intoArray(out, o + L); o += n;
+            if (accumulate) { c50 = c50.add(FloatVector.fromArray(F, out, o)); c51 = c51.add(FloatVector.fromArray(F, out, o + L)); }
+            c50.intoArray(out, o); c51.intoArray(out, o + L);
             return;
         }
         c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + L);
@@ -570,18 +576,30 @@ public final class VectorBackend implements Backend {
         }
         if (rows == MR && cols == NR) {
             int o = i0 * n + col0;
-            storeRow(out, o, c00, accumulate); storeRow(out, o + L, c01, accumulate); o += n;
-            storeRow(out, o, c10, accumulate); storeRow(out, o + L, c11, accumulate); o += n;
-            storeRow(out, o, c20, accumulate); storeRow(out, o + L, c21, accumulate); o += n;
-            storeRow(out, o, c30, accumulate); storeRow(out, o + L, c31, accumulate); o += n;
-            storeRow(out, o, c40, accumulate); storeRow(out, o + L, c41, accumulate); o += n;
-            storeRow(out, o, c50, accumulate); storeRow(out, o + L, c51, accumulate); o += n;
-            storeRow(out, o, c60, accumulate); storeRow(out, o + L, c61, accumulate); o += n;
-            storeRow(out, o, c70, accumulate); storeRow(out, o + L, c71, accumulate); o += n;
-            storeRow(out, o, c80, accumulate); storeRow(out, o + L, c81, accumulate); o += n;
-            storeRow(out, o, c90, accumulate); storeRow(out, o + L, c91, accumulate); o += n;
-            storeRow(out, o, c100, accumulate); storeRow(out, o + L, c101, accumulate); o += n;
-            storeRow(out, o, c110, accumulate); storeRow(out, o + L, c111, accumulate);
+            if (accumulate) { c00 = c00.add(FloatVector.fromArray(F, out, o)); c01 = c01.add(FloatVector.fromArray(F, out, o + L)); }
+            c00.intoArray(out, o); c01.intoArray(out, o + L); o += n;
+            if (accumulate) { c10 = c10.add(FloatVector.fromArray(F, out, o)); c11 = c11.add(FloatVector.fromArray(F, out, o + L)); }
+            c10.intoArray(out, o); c11.intoArray(out, o + L); o += n;
+            if (accumulate) { c20 = c20.add(FloatVector.fromArray(F, out, o)); c21 = c21.add(FloatVector.fromArray(F, out, o + L)); }
+            c20.intoArray(out, o); c21.intoArray(out, o + L); o += n;
+            if (accumulate) { c30 = c30.add(FloatVector.fromArray(F, out, o)); c31 = c31.add(FloatVector.fromArray(F, out, o + L)); }
+            c30.intoArray(out, o); c31.intoArray(out, o + L); o += n;
+            if (accumulate) { c40 = c40.add(FloatVector.fromArray(F, out, o)); c41 = c41.add(FloatVector.fromArray(F, out, o + L)); }
+            c40.intoArray(out, o); c41.intoArray(out, o + L); o += n;
+            if (accumulate) { c50 = c50.add(FloatVector.fromArray(F, out, o)); c51 = c51.add(FloatVector.fromArray(F, out, o + L)); }
+            c50.intoArray(out, o); c51.intoArray(out, o + L); o += n;
+            if (accumulate) { c60 = c60.add(FloatVector.fromArray(F, out, o)); c61 = c61.add(FloatVector.fromArray(F, out, o + L)); }
+            c60.intoArray(out, o); c61.intoArray(out, o + L); o += n;
+            if (accumulate) { c70 = c70.add(FloatVector.fromArray(F, out, o)); c71 = c71.add(FloatVector.fromArray(F, out, o + L)); }
+            c70.intoArray(out, o); c71.intoArray(out, o + L); o += n;
+            if (accumulate) { c80 = c80.add(FloatVector.fromArray(F, out, o)); c81 = c81.add(FloatVector.fromArray(F, out, o + L)); }
+            c80.intoArray(out, o); c81.intoArray(out, o + L); o += n;
+            if (accumulate) { c90 = c90.add(FloatVector.fromArray(F, out, o)); c91 = c91.add(FloatVector.fromArray(F, out, o + L)); }
+            c90.intoArray(out, o); c91.intoArray(out, o + L); o += n;
+            if (accumulate) { c100 = c100.add(FloatVector.fromArray(F, out, o)); c101 = c101.add(FloatVector.fromArray(F, out, o + L)); }
+            c100.intoArray(out, o); c101.intoArray(out, o + L); o += n;
+            if (accumulate) { c110 = c110.add(FloatVector.fromArray(F, out, o)); c111 = c111.add(FloatVector.fromArray(F, out, o + L)); }
+            c110.intoArray(out, o); c111.intoArray(out, o + L);
             return;
         }
         c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + L);
@@ -627,12 +645,18 @@ public final class VectorBackend implements Backend {
         }
         if (rows == MR && cols == NR) {
             int o = i0 * n + col0;
-            storeRow(out, o, c00, accumulate); storeRow(out, o + L, c01, accumulate); o += n;
-            storeRow(out, o, c10, accumulate); storeRow(out, o + L, c11, accumulate); o += n;
-            storeRow(out, o, c20, accumulate); storeRow(out, o + L, c21, accumulate); o += n;
-            storeRow(out, o, c30, accumulate); storeRow(out, o + L, c31, accumulate); o += n;
-            storeRow(out, o, c40, accumulate); storeRow(out, o + L, c41, accumulate); o += n;
-            storeRow(out, o, c50, accumulate); storeRow(out, o + L, c51, accumulate);
+            if (accumulate) { c00 = c00.add(FloatVector.fromArray(F, out, o)); c01 = c01.add(FloatVector.fromArray(F, out, o + L)); }
+            c00.intoArray(out, o); c01.intoArray(out, o + L); o += n;
+            if (accumulate) { c10 = c10.add(FloatVector.fromArray(F, out, o)); c11 = c11.add(FloatVector.fromArray(F, out, o + L)); }
+            c10.intoArray(out, o); c11.intoArray(out, o + L); o += n;
+            if (accumulate) { c20 = c20.add(FloatVector.fromArray(F, out, o)); c21 = c21.add(FloatVector.fromArray(F, out, o + L)); }
+            c20.intoArray(out, o); c21.intoArray(out, o + L); o += n;
+            if (accumulate) { c30 = c30.add(FloatVector.fromArray(F, out, o)); c31 = c31.add(FloatVector.fromArray(F, out, o + L)); }
+            c30.intoArray(out, o); c31.intoArray(out, o + L); o += n;
+            if (accumulate) { c40 = c40.add(FloatVector.fromArray(F, out, o)); c41 = c41.add(FloatVector.fromArray(F, out, o + L)); }
+            c40.intoArray(out, o); c41.intoArray(out, o + L); o += n;
+            if (accumulate) { c50 = c50.add(FloatVector.fromArray(F, out, o)); c51 = c51.add(FloatVector.fromArray(F, out, o + L)); }
+            c50.intoArray(out, o); c51.intoArray(out, o + L);
             return;
         }
         c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + L);
@@ -684,18 +708,30 @@ public final class VectorBackend implements Backend {
         }
         if (rows == MR && cols == NR) {
             int o = i0 * n + col0;
-            storeRow(out, o, c00, accumulate); storeRow(out, o + L, c01, accumulate); o += n;
-            storeRow(out, o, c10, accumulate); storeRow(out, o + L, c11, accumulate); o += n;
-            storeRow(out, o, c20, accumulate); storeRow(out, o + L, c21, accumulate); o += n;
-            storeRow(out, o, c30, accumulate); storeRow(out, o + L, c31, accumulate); o += n;
-            storeRow(out, o, c40, accumulate); storeRow(out, o + L, c41, accumulate); o += n;
-            storeRow(out, o, c50, accumulate); storeRow(out, o + L, c51, accumulate); o += n;
-            storeRow(out, o, c60, accumulate); storeRow(out, o + L, c61, accumulate); o += n;
-            storeRow(out, o, c70, accumulate); storeRow(out, o + L, c71, accumulate); o += n;
-            storeRow(out, o, c80, accumulate); storeRow(out, o + L, c81, accumulate); o += n;
-            storeRow(out, o, c90, accumulate); storeRow(out, o + L, c91, accumulate); o += n;
-            storeRow(out, o, c100, accumulate); storeRow(out, o + L, c101, accumulate); o += n;
-            storeRow(out, o, c110, accumulate); storeRow(out, o + L, c111, accumulate);
+            if (accumulate) { c00 = c00.add(FloatVector.fromArray(F, out, o)); c01 = c01.add(FloatVector.fromArray(F, out, o + L)); }
+            c00.intoArray(out, o); c01.intoArray(out, o + L); o += n;
+            if (accumulate) { c10 = c10.add(FloatVector.fromArray(F, out, o)); c11 = c11.add(FloatVector.fromArray(F, out, o + L)); }
+            c10.intoArray(out, o); c11.intoArray(out, o + L); o += n;
+            if (accumulate) { c20 = c20.add(FloatVector.fromArray(F, out, o)); c21 = c21.add(FloatVector.fromArray(F, out, o + L)); }
+            c20.intoArray(out, o); c21.intoArray(out, o + L); o += n;
+            if (accumulate) { c30 = c30.add(FloatVector.fromArray(F, out, o)); c31 = c31.add(FloatVector.fromArray(F, out, o + L)); }
+            c30.intoArray(out, o); c31.intoArray(out, o + L); o += n;
+            if (accumulate) { c40 = c40.add(FloatVector.fromArray(F, out, o)); c41 = c41.add(FloatVector.fromArray(F, out, o + L)); }
+            c40.intoArray(out, o); c41.intoArray(out, o + L); o += n;
+            if (accumulate) { c50 = c50.add(FloatVector.fromArray(F, out, o)); c51 = c51.add(FloatVector.fromArray(F, out, o + L)); }
+            c50.intoArray(out, o); c51.intoArray(out, o + L); o += n;
+            if (accumulate) { c60 = c60.add(FloatVector.fromArray(F, out, o)); c61 = c61.add(FloatVector.fromArray(F, out, o + L)); }
+            c60.intoArray(out, o); c61.intoArray(out, o + L); o += n;
+            if (accumulate) { c70 = c70.add(FloatVector.fromArray(F, out, o)); c71 = c71.add(FloatVector.fromArray(F, out, o + L)); }
+            c70.intoArray(out, o); c71.intoArray(out, o + L); o += n;
+            if (accumulate) { c80 = c80.add(FloatVector.fromArray(F, out, o)); c81 = c81.add(FloatVector.fromArray(F, out, o + L)); }
+            c80.intoArray(out, o); c81.intoArray(out, o + L); o += n;
+            if (accumulate) { c90 = c90.add(FloatVector.fromArray(F, out, o)); c91 = c91.add(FloatVector.fromArray(F, out, o + L)); }
+            c90.intoArray(out, o); c91.intoArray(out, o + L); o += n;
+            if (accumulate) { c100 = c100.add(FloatVector.fromArray(F, out, o)); c101 = c101.add(FloatVector.fromArray(F, out, o + L)); }
+            c100.intoArray(out, o); c101.intoArray(out, o + L); o += n;
+            if (accumulate) { c110 = c110.add(FloatVector.fromArray(F, out, o)); c111 = c111.add(FloatVector.fromArray(F, out, o + L)); }
+            c110.intoArray(out, o); c111.intoArray(out, o + L);
             return;
         }
         c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + L);

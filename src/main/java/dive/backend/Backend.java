@@ -177,13 +177,19 @@ public interface Backend {
     void groupedMatmul(float[] out, float[] x, int[] offsets, Tensor[] w, Tensor[] bias);
 
     /**
-     * The MoE layer's two input matmuls over the same permuted x: outGate = groupedMatmul(x, wGate) and
-     * outUp = groupedMatmul(x, wUp), without bias; wGate[e] and wUp[e] of one shape (N, K). A backend may share work
-     * between the two (one pass over x, one parallel loop); the results equal two {@link #groupedMatmul} calls.
+     * The MoE layer's two input matmuls, reading the permuted rows through a row map: for every expert e and permuted
+     * row r in [offsets[e], offsets[e+1]), outGate[r, :] = x[xRows[r], :] · wGate[e]ᵀ and outUp[r, :] = x[xRows[r], :] ·
+     * wUp[e]ᵀ (no bias). x (·, K), xRows (R) (the rowToken of {@link #sortByExpert}), wGate[e] and wUp[e] (N, K) of one
+     * shape → outGate, outUp (R, N). Equals {@link #gather} followed by two {@link #groupedMatmul} calls (this default);
+     * a backend may read x's rows in place and share one parallel loop between the two.
      */
-    default void groupedMatmul2(float[] outGate, float[] outUp, float[] x, int[] offsets, Tensor[] wGate, Tensor[] wUp) {
-        groupedMatmul(outGate, x, offsets, wGate, null);
-        groupedMatmul(outUp, x, offsets, wUp, null);
+    default void groupedMatmul2(float[] outGate, float[] outUp, float[] x, int[] xRows, int[] offsets, Tensor[] wGate, Tensor[] wUp) {
+        MoeChecks.groupedMatmul2(outGate, outUp, x, xRows, offsets, wGate, wUp);
+        int rows = offsets[wGate.length], k = wGate[0].cols();
+        float[] xs = new float[rows * k];
+        gather(xs, x, xRows, rows, k);
+        groupedMatmul(outGate, xs, offsets, wGate, null);
+        groupedMatmul(outUp, xs, offsets, wUp, null);
     }
 
     /**

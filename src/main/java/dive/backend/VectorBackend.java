@@ -433,7 +433,7 @@ public final class VectorBackend implements Backend {
         int mTilesFinal = (rows + mc - 1) / mc;
         parallelFor(nTiles * mTilesFinal, parallel, t -> {
             int nt = t % nTiles, mt = t / nTiles;
-            gemmTile(out, n, r0, c0, x, r0 * k, k, wPacked, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc), false);
+            gemmTile(out, n, r0, c0, x, r0 * k, k, null, wPacked, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc), false);
         });
     }
 
@@ -474,10 +474,11 @@ public final class VectorBackend implements Backend {
     /**
      * out[r0 + m0 .. r0 + m1, c0 + n0 .. c0 + n1) = x · wᵀ from packed w, m0..m1 and n0..n1 counted in the chunk
      * (m0, n0 multiples of MR, NR). x is either packed in row panels ({@code lda == PACKED}) or read in place: row i of
-     * the chunk at a[aBase + i·lda ..] (row-major, lda ≥ k). {@code accumulateInto}: out += instead. Both x layouts
+     * the chunk at a[aBase + i·lda ..] (row-major, lda ≥ k), or, with a row map, at a[rowMap[r0 + i]·lda ..] (aBase
+     * unused). {@code accumulateInto}: out += instead. All x layouts
      * sum every output element in the same order, so they give the same bits.
      */
-    private static void gemmTile(float[] out, int n, int r0, int c0, float[] a, int aBase, int lda, float[] wPacked, int k,
+    private static void gemmTile(float[] out, int n, int r0, int c0, float[] a, int aBase, int lda, int[] rowMap, float[] wPacked, int k,
                                  int m0, int m1, int n0, int n1, boolean accumulateInto) {
         float[] tile = new float[MR * NR];
         for (int k0 = 0; k0 < k; k0 += KC) { // a (KC × tile columns) block of w stays in L2
@@ -492,9 +493,9 @@ public final class VectorBackend implements Backend {
                         if (MR == 12) microKernel12(a, aOff, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
                         else microKernel6(a, aOff, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
                     } else {
-                        int aOff = aBase + i0 * lda + k0;
-                        if (MR == 12) microKernel12Rows(a, aOff, lda, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
-                        else microKernel6Rows(a, aOff, lda, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+                        int aOff = rowMap == null ? aBase + i0 * lda + k0 : k0;
+                        if (MR == 12) microKernel12Rows(a, rowMap, r0 + i0, aOff, lda, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+                        else microKernel6Rows(a, rowMap, r0 + i0, aOff, lda, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
                     }
                 }
             }
@@ -621,16 +622,16 @@ public final class VectorBackend implements Backend {
      * As {@link #microKernel6}, with x's rows read in place (row r at x[aOff + r·lda ..], so no packing): the
      * broadcasts walk 6 row streams along k. Rows past {@code rows} repeat the last row (their results are dropped).
      */
-    private static void microKernel6Rows(float[] x, int aOff, int lda, int kc, float[] packed, int pOff,
+    private static void microKernel6Rows(float[] x, int[] rowMap, int mapRow0, int aOff, int lda, int kc, float[] packed, int pOff,
                                     float[] out, int n, int i0, int rows, int col0, int cols, boolean accumulate, float[] tile) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
         int last = rows - 1;
-        int a0 = aOff + Math.min(0, last) * lda;
-        int a1 = aOff + Math.min(1, last) * lda;
-        int a2 = aOff + Math.min(2, last) * lda;
-        int a3 = aOff + Math.min(3, last) * lda;
-        int a4 = aOff + Math.min(4, last) * lda;
-        int a5 = aOff + Math.min(5, last) * lda;
+        int a0 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(0, last));
+        int a1 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(1, last));
+        int a2 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(2, last));
+        int a3 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(3, last));
+        int a4 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(4, last));
+        int a5 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(5, last));
         for (int kk = 0; kk < kc; kk++) {
             int b = pOff + kk * NR;
             FloatVector b0 = FloatVector.fromArray(F, packed, b);
@@ -669,25 +670,26 @@ public final class VectorBackend implements Backend {
     }
 
     /**
-     * As {@link #microKernel12}, with x's rows read in place (row r at x[aOff + r·lda ..], so no packing): the
-     * broadcasts walk 12 row streams along k. Rows past {@code rows} repeat the last row (their results are dropped).
+     * As {@link #microKernel12}, with x's rows read in place (row r at x[aOff + r·lda ..], or through a row map at
+     * x[rowMap[mapRow0 + r]·lda + aOff ..], so no packing and no gather): the broadcasts walk 12 row streams along k.
+     * Rows past {@code rows} repeat the last row (their results are dropped).
      */
-    private static void microKernel12Rows(float[] x, int aOff, int lda, int kc, float[] packed, int pOff,
+    private static void microKernel12Rows(float[] x, int[] rowMap, int mapRow0, int aOff, int lda, int kc, float[] packed, int pOff,
                                     float[] out, int n, int i0, int rows, int col0, int cols, boolean accumulate, float[] tile) {
         FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00, c90 = c00, c91 = c00, c100 = c00, c101 = c00, c110 = c00, c111 = c00;
         int last = rows - 1;
-        int a0 = aOff + Math.min(0, last) * lda;
-        int a1 = aOff + Math.min(1, last) * lda;
-        int a2 = aOff + Math.min(2, last) * lda;
-        int a3 = aOff + Math.min(3, last) * lda;
-        int a4 = aOff + Math.min(4, last) * lda;
-        int a5 = aOff + Math.min(5, last) * lda;
-        int a6 = aOff + Math.min(6, last) * lda;
-        int a7 = aOff + Math.min(7, last) * lda;
-        int a8 = aOff + Math.min(8, last) * lda;
-        int a9 = aOff + Math.min(9, last) * lda;
-        int a10 = aOff + Math.min(10, last) * lda;
-        int a11 = aOff + Math.min(11, last) * lda;
+        int a0 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(0, last));
+        int a1 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(1, last));
+        int a2 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(2, last));
+        int a3 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(3, last));
+        int a4 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(4, last));
+        int a5 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(5, last));
+        int a6 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(6, last));
+        int a7 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(7, last));
+        int a8 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(8, last));
+        int a9 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(9, last));
+        int a10 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(10, last));
+        int a11 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(11, last));
         for (int kk = 0; kk < kc; kk++) {
             int b = pOff + kk * NR;
             FloatVector b0 = FloatVector.fromArray(F, packed, b);
@@ -750,6 +752,11 @@ public final class VectorBackend implements Backend {
     }
 
     /** out[i0 + r, col0 + c] (+)= tile[r, c] for r &lt; rows, c &lt; cols (kept out of the kernels so C2 inlines them whole) */
+    /** where row r of a row-major x block starts: aOff + r·lda, or through the row map (aOff = the depth offset) */
+    private static int rowStart(int[] rowMap, int mapRow0, int aOff, int lda, int r) {
+        return rowMap == null ? aOff + r * lda : rowMap[mapRow0 + r] * lda + aOff;
+    }
+
     private static void flushTile(float[] tile, float[] out, int n, int i0, int rows, int col0, int cols, boolean accumulate) {
         for (int r = 0; r < rows; r++) {
             int o = (i0 + r) * n + col0, t = r * NR, c = 0;
@@ -1163,7 +1170,7 @@ public final class VectorBackend implements Backend {
         int mTilesFinal = (rows + mc - 1) / mc;
         parallelFor(nTiles * mTilesFinal, parallel, t -> {
             int nt = t % nTiles, mt = t / nTiles;
-            gemmTile(out, ldOut, 0, 0, a, 0, lda, bPacked, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc), accumulateInto);
+            gemmTile(out, ldOut, 0, 0, a, 0, lda, null, bPacked, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc), accumulateInto);
         });
     }
 
@@ -1510,26 +1517,25 @@ public final class VectorBackend implements Backend {
     @Override
     public void groupedMatmul(float[] out, float[] x, int[] offsets, Tensor[] w, Tensor[] bias) {
         MoeChecks.groupedMatmul(out, x, offsets, w, bias);
-        groupedMatmuls(new float[][] {out}, x, offsets, new Tensor[][] {w}, bias);
+        groupedMatmuls(new float[][] {out}, x, null, offsets, new Tensor[][] {w}, bias);
     }
 
     /**
-     * Both of the MoE layer's input matmuls over the same permuted x in one grouped GEMM: the tiles of gate and up
-     * share one parallel loop (one pool hand-off, and the threads balance over both). Each output gets the same
-     * bits as from {@link #groupedMatmul}.
+     * Both of the MoE layer's input matmuls in one grouped GEMM, x's rows read in place through xRows (no gathered
+     * copy): the tiles of gate and up share one parallel loop (one pool hand-off, and the threads balance over both).
+     * Each output gets the same bits as gather + {@link #groupedMatmul}.
      */
     @Override
-    public void groupedMatmul2(float[] outGate, float[] outUp, float[] x, int[] offsets, Tensor[] wGate, Tensor[] wUp) {
-        MoeChecks.groupedMatmul(outGate, x, offsets, wGate, null);
-        MoeChecks.groupedMatmul(outUp, x, offsets, wUp, null);
-        if (wGate[0].rows() != wUp[0].rows())
-            throw new IllegalArgumentException("groupedMatmul2: gate weight '" + wGate[0].name() + "' has " + wGate[0].rows()
-                    + " rows, up weight '" + wUp[0].name() + "' has " + wUp[0].rows() + ", expected the same");
-        groupedMatmuls(new float[][] {outGate, outUp}, x, offsets, new Tensor[][] {wGate, wUp}, null);
+    public void groupedMatmul2(float[] outGate, float[] outUp, float[] x, int[] xRows, int[] offsets, Tensor[] wGate, Tensor[] wUp) {
+        MoeChecks.groupedMatmul2(outGate, outUp, x, xRows, offsets, wGate, wUp);
+        groupedMatmuls(new float[][] {outGate, outUp}, x, xRows, offsets, new Tensor[][] {wGate, wUp}, null);
     }
 
-    /** outs[s] = grouped x · w[s][e]ᵀ (+ bias, only with one set) for each set s of expert weights of one shape (N, K) */
-    private void groupedMatmuls(float[][] outs, float[] x, int[] offsets, Tensor[][] w, Tensor[] bias) {
+    /**
+     * outs[s] = grouped x · w[s][e]ᵀ (+ bias, only with one set) for each set s of expert weights of one shape (N, K);
+     * permuted row r reads x's row r, or x's row xRows[r] where xRows is given
+     */
+    private void groupedMatmuls(float[][] outs, float[] x, int[] xRows, int[] offsets, Tensor[][] w, Tensor[] bias) {
         int n = w[0][0].rows(), k = w[0][0].cols(), experts = w[0].length;
         long gemmRows = 0;
         for (int e = 0; e < experts; e++) {
@@ -1537,14 +1543,30 @@ public final class VectorBackend implements Backend {
             if (m >= GEMM_MIN_ROWS) gemmRows += m;
         }
         boolean grouped = packedColumnsSize(n, k) <= packedMaxFloats;
+        if (xRows != null && !grouped) { // per-expert chunked GEMMs read x's rows in order: gather them first
+            float[] xs = new float[offsets[experts] * k];
+            gather(xs, x, xRows, offsets[experts], k);
+            x = xs;
+            xRows = null;
+        }
         for (int set = 0; set < outs.length; set++)
             for (int e = 0; e < experts; e++) {
                 int row0 = offsets[e], m = offsets[e + 1] - row0;
                 if (m == 0) continue;
-                if (m < GEMM_MIN_ROWS) gemvRows(outs[set], x, row0, m, w[set][e], n, k);
-                else if (!grouped) gemmRows(outs[set], x, row0, m, w[set][e], n, k);
+                if (m < GEMM_MIN_ROWS) {
+                    if (xRows == null) {
+                        gemvRows(outs[set], x, row0, m, w[set][e], n, k);
+                    } else { // a few rows: gathered, multiplied, copied out
+                        float[] xs = new float[m * k], part = new float[m * n];
+                        for (int r = 0; r < m; r++) System.arraycopy(x, xRows[row0 + r] * k, xs, r * k, k);
+                        gemvRows(part, xs, 0, m, w[set][e], n, k);
+                        System.arraycopy(part, 0, outs[set], row0 * n, m * n);
+                    }
+                } else if (!grouped) {
+                    gemmRows(outs[set], x, row0, m, w[set][e], n, k);
+                }
             }
-        if (grouped && gemmRows > 0) groupedGemm(outs, x, offsets, w, n, k, gemmRows);
+        if (grouped && gemmRows > 0) groupedGemm(outs, x, xRows, offsets, w, n, k, gemmRows);
         for (int e = 0; e < experts; e++) {
             int row0 = offsets[e], m = offsets[e + 1] - row0;
             if (m > 0 && bias != null && bias[e] != null) addBiasRows(outs[0], row0, m, bias[e], n);
@@ -1556,11 +1578,11 @@ public final class VectorBackend implements Backend {
 
     /**
      * The GEMM experts (≥ {@value #GEMM_MIN_ROWS} rows) of one or more grouped matmuls over the same x in one go, x's
-     * rows read in place. Each expert's w comes packed from the cache (read-only weights) or is packed now. Tasks:
+     * rows read in place (row r, or row xRows[r] where given). Each expert's w comes packed from the cache (read-only weights) or is packed now. Tasks:
      * (set, expert, row tile, column tile), by shape only; every output element is summed in the same order as in
      * {@link #gemm}, so the bits equal the per-expert path's.
      */
-    private void groupedGemm(float[][] outs, float[] x, int[] offsets, Tensor[][] w, int n, int k, long gemmRows) {
+    private void groupedGemm(float[][] outs, float[] x, int[] xRows, int[] offsets, Tensor[][] w, int n, int k, long gemmRows) {
         int sets = outs.length, experts = w[0].length;
         boolean parallel = sets * gemmRows * n * k >= PARALLEL_MIN_FMAS;
         // packed w per (set, expert): cached for read-only weights, else packed into a fresh array
@@ -1602,7 +1624,7 @@ public final class VectorBackend implements Backend {
             int e = g % experts, local = task - taskStart[g], mt = local / nTiles, nt = local % nTiles;
             int row0 = offsets[e], m = offsets[e + 1] - row0;
             int m0 = row0 + mt * GROUPED_TILE_ROWS, m1 = row0 + Math.min(m, (mt + 1) * GROUPED_TILE_ROWS);
-            gemmTile(outs[g / experts], n, 0, 0, x, 0, k, wPacked[g], k, m0, m1, nt * nc, Math.min(n, nt * nc + nc), false);
+            gemmTile(outs[g / experts], n, 0, 0, x, 0, k, xRows, wPacked[g], k, m0, m1, nt * nc, Math.min(n, nt * nc + nc), false);
         });
     }
 

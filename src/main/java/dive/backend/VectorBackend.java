@@ -409,7 +409,7 @@ public final class VectorBackend implements Backend {
 
     // ---- GEMM: register-tiled, w packed per task
 
-    /** floats of one packed operand at most (16 MB): bigger matmuls run in row / column chunks */
+    /** floats of one packed operand at most (16 MB): bigger matmuls run in column chunks (x is never packed) */
     static final int PACKED_MAX_FLOATS = 1 << 22;
 
     private void gemm(float[] out, float[] x, int m, Tensor w, int n, int k) { gemmRows(out, x, 0, m, w, n, k); }
@@ -468,15 +468,15 @@ public final class VectorBackend implements Backend {
 
     private static int roundUp(int v, int to) { return (v + to - 1) / to * to; }
 
-    /** {@link #gemmTile}'s lda for an x that comes packed in row panels ({@link #packRows}) */
+    /** {@link #gemmTile}'s lda for an x that comes packed in row panels (k, MR), as {@link #packDepthMajor} makes them */
     static final int PACKED = 0;
 
     /**
      * out[r0 + m0 .. r0 + m1, c0 + n0 .. c0 + n1) = x · wᵀ from packed w, m0..m1 and n0..n1 counted in the chunk
-     * (m0, n0 multiples of MR, NR). x is either packed in row panels ({@code lda == PACKED}) or read in place: row i of
+     * (n0 a multiple of NR; m0 a multiple of MR where x is packed). x is either packed in row panels ({@code lda == PACKED}) or read in place: row i of
      * the chunk at a[aBase + i·lda ..] (row-major, lda ≥ k), or, with a row map, at a[rowMap[r0 + i]·lda ..] (aBase
-     * unused). {@code accumulateInto}: out += instead. All x layouts
-     * sum every output element in the same order, so they give the same bits.
+     * unused). {@code accumulateInto}: out += instead. All x layouts sum every output element in the same order, so
+     * they give the same bits.
      */
     private static void gemmTile(float[] out, int n, int r0, int c0, float[] a, int aBase, int lda, int[] rowMap, float[] wPacked, int k,
                                  int m0, int m1, int n0, int n1, boolean accumulateInto) {
@@ -751,12 +751,12 @@ public final class VectorBackend implements Backend {
         flushTile(tile, out, n, i0, rows, col0, cols, accumulate);
     }
 
-    /** out[i0 + r, col0 + c] (+)= tile[r, c] for r &lt; rows, c &lt; cols (kept out of the kernels so C2 inlines them whole) */
     /** where row r of a row-major x block starts: aOff + r·lda, or through the row map (aOff = the depth offset) */
     private static int rowStart(int[] rowMap, int mapRow0, int aOff, int lda, int r) {
         return rowMap == null ? aOff + r * lda : rowMap[mapRow0 + r] * lda + aOff;
     }
 
+    /** out[i0 + r, col0 + c] (+)= tile[r, c] for r &lt; rows, c &lt; cols (kept out of the kernels so C2 inlines them whole) */
     private static void flushTile(float[] tile, float[] out, int n, int i0, int rows, int col0, int cols, boolean accumulate) {
         for (int r = 0; r < rows; r++) {
             int o = (i0 + r) * n + col0, t = r * NR, c = 0;

@@ -177,6 +177,22 @@ public interface Backend {
     void groupedMatmul(float[] out, float[] x, int[] offsets, Tensor[] w, Tensor[] bias);
 
     /**
+     * The MoE layer's two input matmuls, reading the permuted rows through a row map: for every expert e and permuted
+     * row r in [offsets[e], offsets[e+1]), outGate[r, :] = x[xRows[r], :] · wGate[e]ᵀ and outUp[r, :] = x[xRows[r], :] ·
+     * wUp[e]ᵀ (no bias). x (·, K), xRows (R) (the rowToken of {@link #sortByExpert}), wGate[e] and wUp[e] (N, K) of one
+     * shape → outGate, outUp (R, N). Equals {@link #gather} followed by two {@link #groupedMatmul} calls (this default);
+     * a backend may read x's rows in place and share one parallel loop between the two.
+     */
+    default void groupedMatmul2(float[] outGate, float[] outUp, float[] x, int[] xRows, int[] offsets, Tensor[] wGate, Tensor[] wUp) {
+        MoeChecks.groupedMatmul2(outGate, outUp, x, xRows, offsets, wGate, wUp);
+        int rows = offsets[wGate.length], k = wGate[0].cols();
+        float[] xs = new float[rows * k];
+        gather(xs, x, xRows, rows, k);
+        groupedMatmul(outGate, xs, offsets, wGate, null);
+        groupedMatmul(outUp, xs, offsets, wUp, null);
+    }
+
+    /**
      * Weighted un-permute and sum: y[t, :] = Σ_{s = 0 .. k−1} expertWeights[t, s] · expertOut[slotRow[t, s], :],
      * summed in slot order (a fixed order per token, no atomics). expertOut (N·k, d), slotRow (N, k),
      * expertWeights (N, k) → y (N, d), overwritten.

@@ -18,7 +18,32 @@ final class MoeChecks {
                     + " entries, expected ≥ N·k = " + n + "·" + k);
     }
 
+    /** groupedMatmul2's arguments: both weight sets as groupedMatmul's, of one shape; xRows (R) rows of x (·, K) */
+    static void groupedMatmul2(float[] outGate, float[] outUp, float[] x, int[] xRows, int[] offsets, Tensor[] wGate, Tensor[] wUp) {
+        int experts = wGate.length, rows = offsets.length > experts ? offsets[experts] : 0;
+        if (xRows.length < rows)
+            throw new IllegalArgumentException("groupedMatmul2: xRows has " + xRows.length + " entries, expected ≥ R = " + rows);
+        int k = wGate.length > 0 ? wGate[0].cols() : 0;
+        float[] rowsOfX = new float[0];
+        groupedMatmul(outGate, rowsOfX, offsets, wGate, null, false);
+        groupedMatmul(outUp, rowsOfX, offsets, wUp, null, false);
+        if (wUp.length != experts || wGate[0].rows() != wUp[0].rows() || k != wUp[0].cols())
+            throw new IllegalArgumentException("groupedMatmul2: up weight '" + wUp[0].name() + "' has shape " + Arrays.toString(wUp[0].shape())
+                    + " (" + wUp.length + " experts), expected " + Arrays.toString(wGate[0].shape()) + " like gate weight '" + wGate[0].name()
+                    + "' (" + experts + " experts)");
+        long xRowsAvailable = k == 0 ? 0 : x.length / k;
+        for (int r = 0; r < rows; r++)
+            if (xRows[r] < 0 || xRows[r] >= xRowsAvailable)
+                throw new IllegalArgumentException("groupedMatmul2: xRows[" + r + "] = " + xRows[r] + ", expected 0 ≤ row < " + xRowsAvailable
+                        + " (x has " + x.length + " floats of rows of K = " + k + ")");
+    }
+
     static void groupedMatmul(float[] out, float[] x, int[] offsets, Tensor[] w, Tensor[] bias) {
+        groupedMatmul(out, x, offsets, w, bias, true);
+    }
+
+    /** checkX: x holds R rows (false where x's rows are reached through a row map, checked by the caller) */
+    private static void groupedMatmul(float[] out, float[] x, int[] offsets, Tensor[] w, Tensor[] bias, boolean checkX) {
         int experts = w.length;
         if (experts < 1) throw new IllegalArgumentException("groupedMatmul: no expert weights");
         if (offsets.length < experts + 1)
@@ -40,7 +65,7 @@ final class MoeChecks {
         }
         if (offsets[0] != 0) throw new IllegalArgumentException("groupedMatmul: offsets[0] = " + offsets[0] + ", expected 0");
         long rows = offsets[experts];
-        if (rows * k > x.length) throw new IllegalArgumentException("groupedMatmul: x has " + x.length + " floats, expected ≥ R·K = " + rows + "·" + k);
+        if (checkX && rows * k > x.length) throw new IllegalArgumentException("groupedMatmul: x has " + x.length + " floats, expected ≥ R·K = " + rows + "·" + k);
         if (rows * n > out.length) throw new IllegalArgumentException("groupedMatmul: out has " + out.length + " floats, expected ≥ R·N = " + rows + "·" + n);
     }
 }

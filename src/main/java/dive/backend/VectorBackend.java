@@ -25,11 +25,12 @@ import java.util.function.IntConsumer;
  * 16 on AVX-512) with scalar tails, multithreaded on a fixed {@link ForkJoinPool}.
  *
  * <ul>
- * <li>GEMM (matmul with M ≥ {@value #GEMM_MIN_ROWS}, prefill), BLIS style: x is packed into row panels
- *     (k, MR) and w into column panels (k, NR = 2 vectors), widened to F32 on the way (so BF16/F16 cost
- *     nothing later); a register-tiled micro-kernel (MR = 12 rows on 512-bit vectors, 6 on 256-bit,
- *     × NR columns) broadcasts x[m, k] and FMAs it against a packed row of w, over depth blocks of
- *     {@value #KC}. Tasks are output tiles of 4 panels.</li>
+ * <li>GEMM (matmul with M ≥ {@value #GEMM_MIN_ROWS}, prefill), BLIS style: w is packed into column panels
+ *     (k, NR = 2 vectors), widened to F32 on the way (so BF16/F16 cost nothing later); a register-tiled
+ *     micro-kernel (MR = 12 rows on 512-bit vectors, 6 on 256-bit, × NR columns) broadcasts x[m, k] straight
+ *     from x's rows (no packing of x) and FMAs it against a packed row of w, over depth blocks of
+ *     {@value #KC}; whole tiles go from registers to out. Tasks are output tiles of 4 panels. The weight
+ *     gradient (depth = tokens) packs both operands.</li>
  * <li>GEMV (smaller M, decode): rows of w streamed straight from the (possibly mapped, unaligned)
  *     segment, 4 rows at a time. BF16/F16 are read as int lanes holding two elements each and widened
  *     in-register (even/odd halves) against an even/odd split copy of x.</li>
@@ -408,39 +409,18 @@ public final class VectorBackend implements Backend {
 
     // ---- GEMM: register-tiled, w packed per task
 
-    /** floats of one packed operand at most (16 MB): bigger matmuls run in row / column chunks */
+    /** floats of one packed operand at most (16 MB): bigger matmuls run in column chunks (x is never packed) */
     static final int PACKED_MAX_FLOATS = 1 << 22;
 
-    private void gemm(float[] out, float[] x, int m, Tensor w, int n, int k) {
-        int chunkRows = Math.max(MR, packedMaxFloats / k / MR * MR);
-        int chunkCols = Math.max(4 * NR, packedMaxFloats / k / (4 * NR) * (4 * NR));
-        for (int r0 = 0; r0 < m; r0 += chunkRows) {
-            int rows = Math.min(chunkRows, m - r0);
-            float[] xPacked = packRows(x, r0, rows, k, (long) rows * n * k >= PARALLEL_MIN_FMAS);
-            for (int c0 = 0; c0 < n; c0 += chunkCols)
-                gemmChunk(out, xPacked, w, n, k, r0, rows, c0, Math.min(chunkCols, n - c0));
-        }
-    }
-
-    /** x[r0 .. r0+rows) packed as (row panels of MR, k, MR), zeros past the last row: the broadcasts read one stream */
-    private float[] packRows(float[] x, int r0, int rows, int k, boolean parallel) {
-        int mPanels = (rows + MR - 1) / MR;
-        float[] xPacked = scratch(0, mPanels * k * MR);
-        parallelFor(mPanels, parallel && (long) rows * k >= PARALLEL_MIN_FMAS / 4, pm -> {
-            int panelRows = Math.min(MR, rows - pm * MR), src = (r0 + pm * MR) * k, dst = pm * k * MR;
-            for (int kk = 0; kk < k; kk++, dst += MR) // writes in order, reads MR rows side by side
-                for (int r = 0; r < MR; r++) xPacked[dst + r] = r < panelRows ? x[src + r * k + kk] : 0f;
-        });
-        return xPacked;
-    }
+    private void gemm(float[] out, float[] x, int m, Tensor w, int n, int k) { gemmRows(out, x, 0, m, w, n, k); }
 
     /**
-     * out[r0 .. r0+rows, c0 .. c0+cols) from packed x rows. w's columns are packed as (column panels of NR,
+     * out[r0 .. r0+rows, c0 .. c0+cols) from x's rows, read in place. w's columns are packed as (column panels of NR,
      * k, NR), widened to F32, zeros past the last column. Tasks: column tiles of 4 panels (a packed
      * KC × 4·NR block of w stays in L2 while every row panel of x passes by), cut along rows too when
      * that gives fewer than 8 tiles. By shape only, so results don't depend on the thread count.
      */
-    private void gemmChunk(float[] out, float[] xPacked, Tensor w, int n, int k, int r0, int rows, int c0, int cols) {
+    private void gemmChunk(float[] out, float[] x, Tensor w, int n, int k, int r0, int rows, int c0, int cols) {
         boolean parallel = (long) rows * cols * k >= PARALLEL_MIN_FMAS;
         boolean whole = c0 == 0 && cols == n;
         float[] cached = whole ? PackedWeights.lookup(w) : null;
@@ -453,7 +433,7 @@ public final class VectorBackend implements Backend {
         int mTilesFinal = (rows + mc - 1) / mc;
         parallelFor(nTiles * mTilesFinal, parallel, t -> {
             int nt = t % nTiles, mt = t / nTiles;
-            gemmTile(out, n, r0, c0, xPacked, wPacked, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc), false);
+            gemmTile(out, n, r0, c0, x, r0 * k, k, null, wPacked, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc), false);
         });
     }
 
@@ -488,11 +468,17 @@ public final class VectorBackend implements Backend {
 
     private static int roundUp(int v, int to) { return (v + to - 1) / to * to; }
 
+    /** {@link #gemmTile}'s lda for an x that comes packed in row panels (k, MR), as {@link #packDepthMajor} makes them */
+    static final int PACKED = 0;
+
     /**
-     * out[r0 + m0 .. r0 + m1, c0 + n0 .. c0 + n1) = x · wᵀ from the packed operands, m0..m1 and n0..n1
-     * counted in the packed chunk (m0, n0 multiples of MR, NR); {@code accumulateInto}: out += instead
+     * out[r0 + m0 .. r0 + m1, c0 + n0 .. c0 + n1) = x · wᵀ from packed w, m0..m1 and n0..n1 counted in the chunk
+     * (n0 a multiple of NR; m0 a multiple of MR where x is packed). x is either packed in row panels ({@code lda == PACKED}) or read in place: row i of
+     * the chunk at a[aBase + i·lda ..] (row-major, lda ≥ k), or, with a row map, at a[rowMap[r0 + i]·lda ..] (aBase
+     * unused). {@code accumulateInto}: out += instead. All x layouts sum every output element in the same order, so
+     * they give the same bits.
      */
-    private static void gemmTile(float[] out, int n, int r0, int c0, float[] xPacked, float[] wPacked, int k,
+    private static void gemmTile(float[] out, int n, int r0, int c0, float[] a, int aBase, int lda, int[] rowMap, float[] wPacked, int k,
                                  int m0, int m1, int n0, int n1, boolean accumulateInto) {
         float[] tile = new float[MR * NR];
         for (int k0 = 0; k0 < k; k0 += KC) { // a (KC × tile columns) block of w stays in L2
@@ -501,9 +487,16 @@ public final class VectorBackend implements Backend {
             for (int col0 = n0; col0 < n1; col0 += NR) { // one panel (kc × NR) stays in L1 while the rows pass
                 int cols = Math.min(NR, n1 - col0), pOff = ((col0 / NR) * k + k0) * NR;
                 for (int i0 = m0; i0 < m1; i0 += MR) {
-                    int rows = Math.min(MR, m1 - i0), aOff = ((i0 / MR) * k + k0) * MR;
-                    if (MR == 12) microKernel12(xPacked, aOff, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
-                    else microKernel6(xPacked, aOff, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+                    int rows = Math.min(MR, m1 - i0);
+                    if (lda == PACKED) {
+                        int aOff = ((i0 / MR) * k + k0) * MR;
+                        if (MR == 12) microKernel12(a, aOff, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+                        else microKernel6(a, aOff, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+                    } else {
+                        int aOff = rowMap == null ? aBase + i0 * lda + k0 : k0;
+                        if (MR == 12) microKernel12Rows(a, rowMap, r0 + i0, aOff, lda, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+                        else microKernel6Rows(a, rowMap, r0 + i0, aOff, lda, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+                    }
                 }
             }
         }
@@ -513,7 +506,7 @@ public final class VectorBackend implements Backend {
      * out[i0..i0+rows, col0..col0+cols) (+)= x[i0..i0+rows, k0..k0+kc) · panel, where the panel is (kc, NR)
      * k-major, and x rows come packed (k, MR): 6 rows × 2 vectors of accumulators, one broadcast of x[m, k] per row and two loads of
      * the panel per k. Missing rows and columns are zeros in the packed operands (their results are
-     * dropped). The accumulators go to {@code tile} (MR, NR), then to out.
+     * dropped). Whole tiles go from the accumulators straight to out; partial ones through {@code tile} (MR, NR).
      */
     private static void microKernel6(float[] xPacked, int aOff, int kc, float[] packed, int pOff,
                                     float[] out, int n, int i0, int rows, int col0, int cols, boolean accumulate, float[] tile) {
@@ -530,6 +523,22 @@ public final class VectorBackend implements Backend {
             a = FloatVector.broadcast(F, xPacked[ax + 4]); c40 = a.fma(b0, c40); c41 = a.fma(b1, c41);
             a = FloatVector.broadcast(F, xPacked[ax + 5]); c50 = a.fma(b0, c50); c51 = a.fma(b1, c51);
         }
+        if (rows == MR && cols == NR) {
+            int o = i0 * n + col0;
+            if (accumulate) { c00 = c00.add(FloatVector.fromArray(F, out, o)); c01 = c01.add(FloatVector.fromArray(F, out, o + L)); }
+            c00.intoArray(out, o); c01.intoArray(out, o + L); o += n;
+            if (accumulate) { c10 = c10.add(FloatVector.fromArray(F, out, o)); c11 = c11.add(FloatVector.fromArray(F, out, o + L)); }
+            c10.intoArray(out, o); c11.intoArray(out, o + L); o += n;
+            if (accumulate) { c20 = c20.add(FloatVector.fromArray(F, out, o)); c21 = c21.add(FloatVector.fromArray(F, out, o + L)); }
+            c20.intoArray(out, o); c21.intoArray(out, o + L); o += n;
+            if (accumulate) { c30 = c30.add(FloatVector.fromArray(F, out, o)); c31 = c31.add(FloatVector.fromArray(F, out, o + L)); }
+            c30.intoArray(out, o); c31.intoArray(out, o + L); o += n;
+            if (accumulate) { c40 = c40.add(FloatVector.fromArray(F, out, o)); c41 = c41.add(FloatVector.fromArray(F, out, o + L)); }
+            c40.intoArray(out, o); c41.intoArray(out, o + L); o += n;
+            if (accumulate) { c50 = c50.add(FloatVector.fromArray(F, out, o)); c51 = c51.add(FloatVector.fromArray(F, out, o + L)); }
+            c50.intoArray(out, o); c51.intoArray(out, o + L);
+            return;
+        }
         c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + L);
         c10.intoArray(tile, 1 * NR); c11.intoArray(tile, 1 * NR + L);
         c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + L);
@@ -543,7 +552,7 @@ public final class VectorBackend implements Backend {
      * out[i0..i0+rows, col0..col0+cols) (+)= x[i0..i0+rows, k0..k0+kc) · panel, where the panel is (kc, NR)
      * k-major, and x rows come packed (k, MR): 12 rows × 2 vectors of accumulators, one broadcast of x[m, k] per row and two loads of
      * the panel per k. Missing rows and columns are zeros in the packed operands (their results are
-     * dropped). The accumulators go to {@code tile} (MR, NR), then to out.
+     * dropped). Whole tiles go from the accumulators straight to out; partial ones through {@code tile} (MR, NR).
      */
     private static void microKernel12(float[] xPacked, int aOff, int kc, float[] packed, int pOff,
                                     float[] out, int n, int i0, int rows, int col0, int cols, boolean accumulate, float[] tile) {
@@ -566,6 +575,34 @@ public final class VectorBackend implements Backend {
             a = FloatVector.broadcast(F, xPacked[ax + 10]); c100 = a.fma(b0, c100); c101 = a.fma(b1, c101);
             a = FloatVector.broadcast(F, xPacked[ax + 11]); c110 = a.fma(b0, c110); c111 = a.fma(b1, c111);
         }
+        if (rows == MR && cols == NR) {
+            int o = i0 * n + col0;
+            if (accumulate) { c00 = c00.add(FloatVector.fromArray(F, out, o)); c01 = c01.add(FloatVector.fromArray(F, out, o + L)); }
+            c00.intoArray(out, o); c01.intoArray(out, o + L); o += n;
+            if (accumulate) { c10 = c10.add(FloatVector.fromArray(F, out, o)); c11 = c11.add(FloatVector.fromArray(F, out, o + L)); }
+            c10.intoArray(out, o); c11.intoArray(out, o + L); o += n;
+            if (accumulate) { c20 = c20.add(FloatVector.fromArray(F, out, o)); c21 = c21.add(FloatVector.fromArray(F, out, o + L)); }
+            c20.intoArray(out, o); c21.intoArray(out, o + L); o += n;
+            if (accumulate) { c30 = c30.add(FloatVector.fromArray(F, out, o)); c31 = c31.add(FloatVector.fromArray(F, out, o + L)); }
+            c30.intoArray(out, o); c31.intoArray(out, o + L); o += n;
+            if (accumulate) { c40 = c40.add(FloatVector.fromArray(F, out, o)); c41 = c41.add(FloatVector.fromArray(F, out, o + L)); }
+            c40.intoArray(out, o); c41.intoArray(out, o + L); o += n;
+            if (accumulate) { c50 = c50.add(FloatVector.fromArray(F, out, o)); c51 = c51.add(FloatVector.fromArray(F, out, o + L)); }
+            c50.intoArray(out, o); c51.intoArray(out, o + L); o += n;
+            if (accumulate) { c60 = c60.add(FloatVector.fromArray(F, out, o)); c61 = c61.add(FloatVector.fromArray(F, out, o + L)); }
+            c60.intoArray(out, o); c61.intoArray(out, o + L); o += n;
+            if (accumulate) { c70 = c70.add(FloatVector.fromArray(F, out, o)); c71 = c71.add(FloatVector.fromArray(F, out, o + L)); }
+            c70.intoArray(out, o); c71.intoArray(out, o + L); o += n;
+            if (accumulate) { c80 = c80.add(FloatVector.fromArray(F, out, o)); c81 = c81.add(FloatVector.fromArray(F, out, o + L)); }
+            c80.intoArray(out, o); c81.intoArray(out, o + L); o += n;
+            if (accumulate) { c90 = c90.add(FloatVector.fromArray(F, out, o)); c91 = c91.add(FloatVector.fromArray(F, out, o + L)); }
+            c90.intoArray(out, o); c91.intoArray(out, o + L); o += n;
+            if (accumulate) { c100 = c100.add(FloatVector.fromArray(F, out, o)); c101 = c101.add(FloatVector.fromArray(F, out, o + L)); }
+            c100.intoArray(out, o); c101.intoArray(out, o + L); o += n;
+            if (accumulate) { c110 = c110.add(FloatVector.fromArray(F, out, o)); c111 = c111.add(FloatVector.fromArray(F, out, o + L)); }
+            c110.intoArray(out, o); c111.intoArray(out, o + L);
+            return;
+        }
         c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + L);
         c10.intoArray(tile, 1 * NR); c11.intoArray(tile, 1 * NR + L);
         c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + L);
@@ -579,6 +616,144 @@ public final class VectorBackend implements Backend {
         c100.intoArray(tile, 10 * NR); c101.intoArray(tile, 10 * NR + L);
         c110.intoArray(tile, 11 * NR); c111.intoArray(tile, 11 * NR + L);
         flushTile(tile, out, n, i0, rows, col0, cols, accumulate);
+    }
+
+    /**
+     * As {@link #microKernel6}, with x's rows read in place (row r at x[aOff + r·lda ..], so no packing): the
+     * broadcasts walk 6 row streams along k. Rows past {@code rows} repeat the last row (their results are dropped).
+     */
+    private static void microKernel6Rows(float[] x, int[] rowMap, int mapRow0, int aOff, int lda, int kc, float[] packed, int pOff,
+                                    float[] out, int n, int i0, int rows, int col0, int cols, boolean accumulate, float[] tile) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+        int last = rows - 1;
+        int a0 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(0, last));
+        int a1 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(1, last));
+        int a2 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(2, last));
+        int a3 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(3, last));
+        int a4 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(4, last));
+        int a5 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(5, last));
+        for (int kk = 0; kk < kc; kk++) {
+            int b = pOff + kk * NR;
+            FloatVector b0 = FloatVector.fromArray(F, packed, b);
+            FloatVector b1 = FloatVector.fromArray(F, packed, b + L);
+            FloatVector a;
+            a = FloatVector.broadcast(F, x[a0 + kk]); c00 = a.fma(b0, c00); c01 = a.fma(b1, c01);
+            a = FloatVector.broadcast(F, x[a1 + kk]); c10 = a.fma(b0, c10); c11 = a.fma(b1, c11);
+            a = FloatVector.broadcast(F, x[a2 + kk]); c20 = a.fma(b0, c20); c21 = a.fma(b1, c21);
+            a = FloatVector.broadcast(F, x[a3 + kk]); c30 = a.fma(b0, c30); c31 = a.fma(b1, c31);
+            a = FloatVector.broadcast(F, x[a4 + kk]); c40 = a.fma(b0, c40); c41 = a.fma(b1, c41);
+            a = FloatVector.broadcast(F, x[a5 + kk]); c50 = a.fma(b0, c50); c51 = a.fma(b1, c51);
+        }
+        if (rows == MR && cols == NR) {
+            int o = i0 * n + col0;
+            if (accumulate) { c00 = c00.add(FloatVector.fromArray(F, out, o)); c01 = c01.add(FloatVector.fromArray(F, out, o + L)); }
+            c00.intoArray(out, o); c01.intoArray(out, o + L); o += n;
+            if (accumulate) { c10 = c10.add(FloatVector.fromArray(F, out, o)); c11 = c11.add(FloatVector.fromArray(F, out, o + L)); }
+            c10.intoArray(out, o); c11.intoArray(out, o + L); o += n;
+            if (accumulate) { c20 = c20.add(FloatVector.fromArray(F, out, o)); c21 = c21.add(FloatVector.fromArray(F, out, o + L)); }
+            c20.intoArray(out, o); c21.intoArray(out, o + L); o += n;
+            if (accumulate) { c30 = c30.add(FloatVector.fromArray(F, out, o)); c31 = c31.add(FloatVector.fromArray(F, out, o + L)); }
+            c30.intoArray(out, o); c31.intoArray(out, o + L); o += n;
+            if (accumulate) { c40 = c40.add(FloatVector.fromArray(F, out, o)); c41 = c41.add(FloatVector.fromArray(F, out, o + L)); }
+            c40.intoArray(out, o); c41.intoArray(out, o + L); o += n;
+            if (accumulate) { c50 = c50.add(FloatVector.fromArray(F, out, o)); c51 = c51.add(FloatVector.fromArray(F, out, o + L)); }
+            c50.intoArray(out, o); c51.intoArray(out, o + L);
+            return;
+        }
+        c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + L);
+        c10.intoArray(tile, 1 * NR); c11.intoArray(tile, 1 * NR + L);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + L);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + L);
+        c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + L);
+        c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + L);
+        flushTile(tile, out, n, i0, rows, col0, cols, accumulate);
+    }
+
+    /**
+     * As {@link #microKernel12}, with x's rows read in place (row r at x[aOff + r·lda ..], or through a row map at
+     * x[rowMap[mapRow0 + r]·lda + aOff ..], so no packing and no gather): the broadcasts walk 12 row streams along k.
+     * Rows past {@code rows} repeat the last row (their results are dropped).
+     */
+    private static void microKernel12Rows(float[] x, int[] rowMap, int mapRow0, int aOff, int lda, int kc, float[] packed, int pOff,
+                                    float[] out, int n, int i0, int rows, int col0, int cols, boolean accumulate, float[] tile) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00, c90 = c00, c91 = c00, c100 = c00, c101 = c00, c110 = c00, c111 = c00;
+        int last = rows - 1;
+        int a0 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(0, last));
+        int a1 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(1, last));
+        int a2 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(2, last));
+        int a3 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(3, last));
+        int a4 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(4, last));
+        int a5 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(5, last));
+        int a6 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(6, last));
+        int a7 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(7, last));
+        int a8 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(8, last));
+        int a9 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(9, last));
+        int a10 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(10, last));
+        int a11 = rowStart(rowMap, mapRow0, aOff, lda, Math.min(11, last));
+        for (int kk = 0; kk < kc; kk++) {
+            int b = pOff + kk * NR;
+            FloatVector b0 = FloatVector.fromArray(F, packed, b);
+            FloatVector b1 = FloatVector.fromArray(F, packed, b + L);
+            FloatVector a;
+            a = FloatVector.broadcast(F, x[a0 + kk]); c00 = a.fma(b0, c00); c01 = a.fma(b1, c01);
+            a = FloatVector.broadcast(F, x[a1 + kk]); c10 = a.fma(b0, c10); c11 = a.fma(b1, c11);
+            a = FloatVector.broadcast(F, x[a2 + kk]); c20 = a.fma(b0, c20); c21 = a.fma(b1, c21);
+            a = FloatVector.broadcast(F, x[a3 + kk]); c30 = a.fma(b0, c30); c31 = a.fma(b1, c31);
+            a = FloatVector.broadcast(F, x[a4 + kk]); c40 = a.fma(b0, c40); c41 = a.fma(b1, c41);
+            a = FloatVector.broadcast(F, x[a5 + kk]); c50 = a.fma(b0, c50); c51 = a.fma(b1, c51);
+            a = FloatVector.broadcast(F, x[a6 + kk]); c60 = a.fma(b0, c60); c61 = a.fma(b1, c61);
+            a = FloatVector.broadcast(F, x[a7 + kk]); c70 = a.fma(b0, c70); c71 = a.fma(b1, c71);
+            a = FloatVector.broadcast(F, x[a8 + kk]); c80 = a.fma(b0, c80); c81 = a.fma(b1, c81);
+            a = FloatVector.broadcast(F, x[a9 + kk]); c90 = a.fma(b0, c90); c91 = a.fma(b1, c91);
+            a = FloatVector.broadcast(F, x[a10 + kk]); c100 = a.fma(b0, c100); c101 = a.fma(b1, c101);
+            a = FloatVector.broadcast(F, x[a11 + kk]); c110 = a.fma(b0, c110); c111 = a.fma(b1, c111);
+        }
+        if (rows == MR && cols == NR) {
+            int o = i0 * n + col0;
+            if (accumulate) { c00 = c00.add(FloatVector.fromArray(F, out, o)); c01 = c01.add(FloatVector.fromArray(F, out, o + L)); }
+            c00.intoArray(out, o); c01.intoArray(out, o + L); o += n;
+            if (accumulate) { c10 = c10.add(FloatVector.fromArray(F, out, o)); c11 = c11.add(FloatVector.fromArray(F, out, o + L)); }
+            c10.intoArray(out, o); c11.intoArray(out, o + L); o += n;
+            if (accumulate) { c20 = c20.add(FloatVector.fromArray(F, out, o)); c21 = c21.add(FloatVector.fromArray(F, out, o + L)); }
+            c20.intoArray(out, o); c21.intoArray(out, o + L); o += n;
+            if (accumulate) { c30 = c30.add(FloatVector.fromArray(F, out, o)); c31 = c31.add(FloatVector.fromArray(F, out, o + L)); }
+            c30.intoArray(out, o); c31.intoArray(out, o + L); o += n;
+            if (accumulate) { c40 = c40.add(FloatVector.fromArray(F, out, o)); c41 = c41.add(FloatVector.fromArray(F, out, o + L)); }
+            c40.intoArray(out, o); c41.intoArray(out, o + L); o += n;
+            if (accumulate) { c50 = c50.add(FloatVector.fromArray(F, out, o)); c51 = c51.add(FloatVector.fromArray(F, out, o + L)); }
+            c50.intoArray(out, o); c51.intoArray(out, o + L); o += n;
+            if (accumulate) { c60 = c60.add(FloatVector.fromArray(F, out, o)); c61 = c61.add(FloatVector.fromArray(F, out, o + L)); }
+            c60.intoArray(out, o); c61.intoArray(out, o + L); o += n;
+            if (accumulate) { c70 = c70.add(FloatVector.fromArray(F, out, o)); c71 = c71.add(FloatVector.fromArray(F, out, o + L)); }
+            c70.intoArray(out, o); c71.intoArray(out, o + L); o += n;
+            if (accumulate) { c80 = c80.add(FloatVector.fromArray(F, out, o)); c81 = c81.add(FloatVector.fromArray(F, out, o + L)); }
+            c80.intoArray(out, o); c81.intoArray(out, o + L); o += n;
+            if (accumulate) { c90 = c90.add(FloatVector.fromArray(F, out, o)); c91 = c91.add(FloatVector.fromArray(F, out, o + L)); }
+            c90.intoArray(out, o); c91.intoArray(out, o + L); o += n;
+            if (accumulate) { c100 = c100.add(FloatVector.fromArray(F, out, o)); c101 = c101.add(FloatVector.fromArray(F, out, o + L)); }
+            c100.intoArray(out, o); c101.intoArray(out, o + L); o += n;
+            if (accumulate) { c110 = c110.add(FloatVector.fromArray(F, out, o)); c111 = c111.add(FloatVector.fromArray(F, out, o + L)); }
+            c110.intoArray(out, o); c111.intoArray(out, o + L);
+            return;
+        }
+        c00.intoArray(tile, 0 * NR); c01.intoArray(tile, 0 * NR + L);
+        c10.intoArray(tile, 1 * NR); c11.intoArray(tile, 1 * NR + L);
+        c20.intoArray(tile, 2 * NR); c21.intoArray(tile, 2 * NR + L);
+        c30.intoArray(tile, 3 * NR); c31.intoArray(tile, 3 * NR + L);
+        c40.intoArray(tile, 4 * NR); c41.intoArray(tile, 4 * NR + L);
+        c50.intoArray(tile, 5 * NR); c51.intoArray(tile, 5 * NR + L);
+        c60.intoArray(tile, 6 * NR); c61.intoArray(tile, 6 * NR + L);
+        c70.intoArray(tile, 7 * NR); c71.intoArray(tile, 7 * NR + L);
+        c80.intoArray(tile, 8 * NR); c81.intoArray(tile, 8 * NR + L);
+        c90.intoArray(tile, 9 * NR); c91.intoArray(tile, 9 * NR + L);
+        c100.intoArray(tile, 10 * NR); c101.intoArray(tile, 10 * NR + L);
+        c110.intoArray(tile, 11 * NR); c111.intoArray(tile, 11 * NR + L);
+        flushTile(tile, out, n, i0, rows, col0, cols, accumulate);
+    }
+
+    /** where row r of a row-major x block starts: aOff + r·lda, or through the row map (aOff = the depth offset) */
+    private static int rowStart(int[] rowMap, int mapRow0, int aOff, int lda, int r) {
+        return rowMap == null ? aOff + r * lda : rowMap[mapRow0 + r] * lda + aOff;
     }
 
     /** out[i0 + r, col0 + c] (+)= tile[r, c] for r &lt; rows, c &lt; cols (kept out of the kernels so C2 inlines them whole) */
@@ -925,7 +1100,7 @@ public final class VectorBackend implements Backend {
     // ---------------------------------------------------------------- backward passes
 
     /**
-     * dx (M, K) = dOut (M, N) · w (N, K): the GEMM with dOut packed as rows (depth N) and w packed straight
+     * dx (M, K) = dOut (M, N) · w (N, K): the GEMM with dOut's rows read in place (depth N) and w packed straight
      * from its rows (row n of w is depth n of every output column), widened to F32.
      */
     @Override
@@ -935,7 +1110,6 @@ public final class VectorBackend implements Backend {
         if ((long) m * n > dOut.length) throw new IllegalArgumentException("matmulBackwardInput with '" + w.name() + "': dOut has " + dOut.length + " floats, expected ≥ m·N = " + m + "·" + n);
         if ((long) m * k > dx.length) throw new IllegalArgumentException("matmulBackwardInput with '" + w.name() + "': dx has " + dx.length + " floats, expected ≥ m·K = " + m + "·" + k);
         boolean parallel = (long) m * n * k >= PARALLEL_MIN_FMAS;
-        float[] aPacked = packRows(dOut, 0, m, n, parallel);
         float[] bPacked = scratch(1, packedColumnsSize(k, n));
         int panels = (k + NR - 1) / NR;
         parallelFor(panels, parallel, p -> { // panel p: columns p·NR .. of dx = columns of w; depth = rows of w
@@ -945,7 +1119,7 @@ public final class VectorBackend implements Backend {
                 for (int c = cols; c < NR; c++) bPacked[dst + c] = 0f;
             }
         });
-        gemmPacked(dx, k, m, k, n, aPacked, bPacked, false, parallel);
+        gemmPacked(dx, k, m, k, n, dOut, n, bPacked, false, parallel);
     }
 
     /**
@@ -960,7 +1134,7 @@ public final class VectorBackend implements Backend {
         boolean parallel = (long) m * n * k >= PARALLEL_MIN_FMAS;
         float[] aPacked = packDepthMajor(dOut, n, n, m, MR, scratch(0, (n + MR - 1) / MR * m * MR), parallel);
         float[] bPacked = packDepthMajor(x, k, k, m, NR, scratch(1, packedColumnsSize(k, m)), parallel);
-        gemmPacked(dw, k, n, k, m, aPacked, bPacked, true, parallel);
+        gemmPacked(dw, k, n, k, m, aPacked, PACKED, bPacked, true, parallel);
     }
 
     /**
@@ -980,10 +1154,10 @@ public final class VectorBackend implements Backend {
     }
 
     /**
-     * out (rows, cols) (+)= A · B over depth k from packed operands (A: panels of MR rows, B: panels of NR
-     * columns), in tiles cut by shape only (as {@link #gemmChunk})
+     * out (rows, cols) (+)= A · B over depth k, A packed in panels of MR rows ({@code lda == PACKED}) or row-major
+     * with row stride lda, B packed in panels of NR columns; in tiles cut by shape only (as {@link #gemmChunk})
      */
-    private void gemmPacked(float[] out, int ldOut, int rows, int cols, int k, float[] aPacked, float[] bPacked,
+    private void gemmPacked(float[] out, int ldOut, int rows, int cols, int k, float[] a, int lda, float[] bPacked,
                             boolean accumulateInto, boolean parallel) {
         if (k == 0) {
             if (!accumulateInto) for (int r = 0; r < rows; r++) Arrays.fill(out, r * ldOut, r * ldOut + cols, 0f);
@@ -996,7 +1170,7 @@ public final class VectorBackend implements Backend {
         int mTilesFinal = (rows + mc - 1) / mc;
         parallelFor(nTiles * mTilesFinal, parallel, t -> {
             int nt = t % nTiles, mt = t / nTiles;
-            gemmTile(out, ldOut, 0, 0, aPacked, bPacked, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc), accumulateInto);
+            gemmTile(out, ldOut, 0, 0, a, 0, lda, null, bPacked, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc), accumulateInto);
         });
     }
 
@@ -1337,29 +1511,65 @@ public final class VectorBackend implements Backend {
 
     /**
      * Experts with fewer than {@value #GEMM_MIN_ROWS} rows run as GEMVs on their rows. The others run as one grouped
-     * GEMM when the packed operands fit ({@link #groupedGemm}: all experts' tiles in a single parallel loop, so a
+     * GEMM when the packed weights fit ({@link #groupedGemm}: all experts' tiles in a single parallel loop, so a
      * pool hand-off is paid once per call, not once per expert), else one chunked GEMM per expert.
      */
     @Override
     public void groupedMatmul(float[] out, float[] x, int[] offsets, Tensor[] w, Tensor[] bias) {
         MoeChecks.groupedMatmul(out, x, offsets, w, bias);
-        int n = w[0].rows(), k = w[0].cols(), experts = w.length;
-        long packedRows = 0;
+        groupedMatmuls(new float[][] {out}, x, null, offsets, new Tensor[][] {w}, bias);
+    }
+
+    /**
+     * Both of the MoE layer's input matmuls in one grouped GEMM, x's rows read in place through xRows (no gathered
+     * copy): the tiles of gate and up share one parallel loop (one pool hand-off, and the threads balance over both).
+     * Each output gets the same bits as gather + {@link #groupedMatmul}.
+     */
+    @Override
+    public void groupedMatmul2(float[] outGate, float[] outUp, float[] x, int[] xRows, int[] offsets, Tensor[] wGate, Tensor[] wUp) {
+        MoeChecks.groupedMatmul2(outGate, outUp, x, xRows, offsets, wGate, wUp);
+        groupedMatmuls(new float[][] {outGate, outUp}, x, xRows, offsets, new Tensor[][] {wGate, wUp}, null);
+    }
+
+    /**
+     * outs[s] = grouped x · w[s][e]ᵀ (+ bias, only with one set) for each set s of expert weights of one shape (N, K);
+     * permuted row r reads x's row r, or x's row xRows[r] where xRows is given
+     */
+    private void groupedMatmuls(float[][] outs, float[] x, int[] xRows, int[] offsets, Tensor[][] w, Tensor[] bias) {
+        int n = w[0][0].rows(), k = w[0][0].cols(), experts = w[0].length;
+        long gemmRows = 0;
         for (int e = 0; e < experts; e++) {
             int m = offsets[e + 1] - offsets[e];
-            if (m >= GEMM_MIN_ROWS) packedRows += roundUp(m, MR);
+            if (m >= GEMM_MIN_ROWS) gemmRows += m;
         }
-        boolean grouped = packedRows * k <= packedMaxFloats && packedColumnsSize(n, k) <= packedMaxFloats;
+        boolean grouped = packedColumnsSize(n, k) <= packedMaxFloats;
+        if (xRows != null && !grouped) { // per-expert chunked GEMMs read x's rows in order: gather them first
+            float[] xs = new float[offsets[experts] * k];
+            gather(xs, x, xRows, offsets[experts], k);
+            x = xs;
+            xRows = null;
+        }
+        for (int set = 0; set < outs.length; set++)
+            for (int e = 0; e < experts; e++) {
+                int row0 = offsets[e], m = offsets[e + 1] - row0;
+                if (m == 0) continue;
+                if (m < GEMM_MIN_ROWS) {
+                    if (xRows == null) {
+                        gemvRows(outs[set], x, row0, m, w[set][e], n, k);
+                    } else { // a few rows: gathered, multiplied, copied out
+                        float[] xs = new float[m * k], part = new float[m * n];
+                        for (int r = 0; r < m; r++) System.arraycopy(x, xRows[row0 + r] * k, xs, r * k, k);
+                        gemvRows(part, xs, 0, m, w[set][e], n, k);
+                        System.arraycopy(part, 0, outs[set], row0 * n, m * n);
+                    }
+                } else if (!grouped) {
+                    gemmRows(outs[set], x, row0, m, w[set][e], n, k);
+                }
+            }
+        if (grouped && gemmRows > 0) groupedGemm(outs, x, xRows, offsets, w, n, k, gemmRows);
         for (int e = 0; e < experts; e++) {
             int row0 = offsets[e], m = offsets[e + 1] - row0;
-            if (m == 0) continue;
-            if (m < GEMM_MIN_ROWS) gemvRows(out, x, row0, m, w[e], n, k);
-            else if (!grouped) gemmRows(out, x, row0, m, w[e], n, k);
-        }
-        if (grouped && packedRows > 0) groupedGemm(out, x, offsets, w, n, k, (int) packedRows);
-        for (int e = 0; e < experts; e++) {
-            int row0 = offsets[e], m = offsets[e + 1] - row0;
-            if (m > 0 && bias != null && bias[e] != null) addBiasRows(out, row0, m, bias[e], n);
+            if (m > 0 && bias != null && bias[e] != null) addBiasRows(outs[0], row0, m, bias[e], n);
         }
     }
 
@@ -1367,71 +1577,54 @@ public final class VectorBackend implements Backend {
     static final int GROUPED_TILE_ROWS = 32 * MR;
 
     /**
-     * The GEMM experts (≥ {@value #GEMM_MIN_ROWS} rows) of a grouped matmul in one go. x's rows are packed expert after
-     * expert, each expert starting at a fresh MR panel, into one buffer of {@code packedRows} (padded) rows; in that
-     * padded row space expert e owns [base_e, base_e + m_e), and its output row is offsets[e] + (i − base_e), which
-     * {@link #gemmTile} computes as r0 + i with r0 = offsets[e] − base_e. Each expert's w comes packed from the cache
-     * (read-only weights) or is packed now. Tasks: (expert, row tile, column tile), by shape only; every output
-     * element is summed in the same order as in {@link #gemm}, so the bits equal the per-expert path's.
+     * The GEMM experts (≥ {@value #GEMM_MIN_ROWS} rows) of one or more grouped matmuls over the same x in one go, x's
+     * rows read in place (row r, or row xRows[r] where given). Each expert's w comes packed from the cache (read-only weights) or is packed now. Tasks:
+     * (set, expert, row tile, column tile), by shape only; every output element is summed in the same order as in
+     * {@link #gemm}, so the bits equal the per-expert path's.
      */
-    private void groupedGemm(float[] out, float[] x, int[] offsets, Tensor[] w, int n, int k, int packedRows) {
-        int experts = w.length;
-        int[] base = new int[experts + 1];       // padded row where expert e starts
-        for (int e = 0; e < experts; e++) {
-            int m = offsets[e + 1] - offsets[e];
-            base[e + 1] = base[e] + (m >= GEMM_MIN_ROWS ? roundUp(m, MR) : 0);
-        }
-        long fmas = (long) packedRows * n * k;
-        boolean parallel = fmas >= PARALLEL_MIN_FMAS;
-        // pack x: one task per panel of MR rows, panels of all experts in one loop
-        int panels = packedRows / MR;
-        float[] xPacked = scratch(0, packedRows * k);
-        parallelFor(panels, parallel, panel -> {
-            int row = panel * MR, e = 0;
-            while (base[e + 1] <= row) e++;
-            int src0 = offsets[e] + (row - base[e]), valid = Math.min(MR, offsets[e + 1] - src0), dst = panel * k * MR;
-            for (int kk = 0; kk < k; kk++, dst += MR)
-                for (int r = 0; r < MR; r++) xPacked[dst + r] = r < valid ? x[(src0 + r) * k + kk] : 0f;
-        });
-        // packed w per expert: cached for read-only weights, else packed into a fresh array
-        float[][] wPacked = new float[experts][];
+    private void groupedGemm(float[][] outs, float[] x, int[] xRows, int[] offsets, Tensor[][] w, int n, int k, long gemmRows) {
+        int sets = outs.length, experts = w[0].length;
+        boolean parallel = sets * gemmRows * n * k >= PARALLEL_MIN_FMAS;
+        // packed w per (set, expert): cached for read-only weights, else packed into a fresh array
+        float[][] wPacked = new float[sets * experts][];
         int wSize = packedColumnsSize(n, k);
-        for (int e = 0; e < experts; e++) {
-            if (base[e + 1] == base[e]) continue;
-            float[] cached = PackedWeights.lookup(w[e]);
-            if (cached == null) {
-                cached = packColumns(w[e], k, 0, n, parallel, new float[wSize]);
-                PackedWeights.offer(w[e], cached, wSize);
+        for (int set = 0; set < sets; set++)
+            for (int e = 0; e < experts; e++) {
+                if (offsets[e + 1] - offsets[e] < GEMM_MIN_ROWS) continue;
+                float[] cached = PackedWeights.lookup(w[set][e]);
+                if (cached == null) {
+                    cached = packColumns(w[set][e], k, 0, n, parallel, new float[wSize]);
+                    PackedWeights.offer(w[set][e], cached, wSize);
+                }
+                wPacked[set * experts + e] = cached;
             }
-            wPacked[e] = cached;
-        }
-        // tasks: (expert, row tile, column tile)
-        int nc = 4 * NR, nTiles = (n + nc - 1) / nc;
-        int[] taskStart = new int[experts + 1];
-        for (int e = 0; e < experts; e++) {
-            int m = offsets[e + 1] - offsets[e];
-            int mTiles = base[e + 1] == base[e] ? 0 : (m + GROUPED_TILE_ROWS - 1) / GROUPED_TILE_ROWS;
-            taskStart[e + 1] = taskStart[e] + mTiles * nTiles;
+        // tasks: (set, expert, row tile, column tile); group g = set · experts + e
+        int nc = 4 * NR, nTiles = (n + nc - 1) / nc, groups = sets * experts;
+        int[] taskStart = new int[groups + 1];
+        for (int g = 0; g < groups; g++) {
+            int e = g % experts, m = offsets[e + 1] - offsets[e];
+            int mTiles = m < GEMM_MIN_ROWS ? 0 : (m + GROUPED_TILE_ROWS - 1) / GROUPED_TILE_ROWS;
+            taskStart[g + 1] = taskStart[g] + mTiles * nTiles;
         }
         // largest tiles first (longest-processing-time order), so no thread is left with a big tile at the end;
         // the order changes only which thread computes a tile, never the tile's bits
-        int tasks = taskStart[experts];
+        int tasks = taskStart[groups];
         Integer[] bySize = new Integer[tasks];
         long[] tileRows = new long[tasks];
-        for (int e = 0; e < experts; e++)
-            for (int task = taskStart[e]; task < taskStart[e + 1]; task++) {
-                int mt = (task - taskStart[e]) / nTiles, m = offsets[e + 1] - offsets[e];
+        for (int g = 0; g < groups; g++)
+            for (int task = taskStart[g]; task < taskStart[g + 1]; task++) {
+                int e = g % experts, mt = (task - taskStart[g]) / nTiles, m = offsets[e + 1] - offsets[e];
                 tileRows[task] = Math.min(m, (mt + 1) * GROUPED_TILE_ROWS) - mt * GROUPED_TILE_ROWS;
                 bySize[task] = task;
             }
         Arrays.sort(bySize, (a, b) -> tileRows[a] != tileRows[b] ? Long.compare(tileRows[b], tileRows[a]) : Integer.compare(a, b));
         parallelFor(tasks, parallel, i -> {
-            int task = bySize[i], e = 0;
-            while (taskStart[e + 1] <= task) e++;
-            int local = task - taskStart[e], mt = local / nTiles, nt = local % nTiles;
-            int m = offsets[e + 1] - offsets[e];
-            int m0 = base[e] + mt * GROUPED_TILE_ROWS, m1 = base[e] + Math.min(m, (mt + 1) * GROUPED_TILE_ROWS);
-            gemmTile(out, n, offsets[e] - base[e], 0, xPacked, wPacked[e], k, m0, m1, nt * nc, Math.min(n, nt * nc + nc), false);
+            int task = bySize[i], g = 0;
+            while (taskStart[g + 1] <= task) g++;
+            int e = g % experts, local = task - taskStart[g], mt = local / nTiles, nt = local % nTiles;
+            int row0 = offsets[e], m = offsets[e + 1] - row0;
+            int m0 = row0 + mt * GROUPED_TILE_ROWS, m1 = row0 + Math.min(m, (mt + 1) * GROUPED_TILE_ROWS);
+            gemmTile(outs[g / experts], n, 0, 0, x, 0, k, xRows, wPacked[g], k, m0, m1, nt * nc, Math.min(n, nt * nc + nc), false);
         });
     }
 
@@ -1449,14 +1642,9 @@ public final class VectorBackend implements Backend {
 
     /** {@link #gemm} on rows [row0, row0+m) of x and out, in place */
     private void gemmRows(float[] out, float[] x, int row0, int m, Tensor w, int n, int k) {
-        int chunkRows = Math.max(MR, packedMaxFloats / k / MR * MR);
         int chunkCols = Math.max(4 * NR, packedMaxFloats / k / (4 * NR) * (4 * NR));
-        for (int r0 = row0; r0 < row0 + m; r0 += chunkRows) {
-            int rows = Math.min(chunkRows, row0 + m - r0);
-            float[] xPacked = packRows(x, r0, rows, k, (long) rows * n * k >= PARALLEL_MIN_FMAS);
-            for (int c0 = 0; c0 < n; c0 += chunkCols)
-                gemmChunk(out, xPacked, w, n, k, r0, rows, c0, Math.min(chunkCols, n - c0));
-        }
+        for (int c0 = 0; c0 < n; c0 += chunkCols)
+            gemmChunk(out, x, w, n, k, row0, m, c0, Math.min(chunkCols, n - c0));
     }
 
     /** {@link #gemv} on rows [row0, row0+m) of x and out, in place */

@@ -51,7 +51,6 @@ public record MoeFfn(Tensor router, Tensor[] w1, Tensor[] w3, Tensor[] w2, Tenso
         int[] offsets = scratch.ints(1, e + 1);                  // (E + 1)
         int[] rowToken = scratch.ints(2, assigned);              // (R)
         int[] slotRow = scratch.ints(3, assigned);               // (N, k)
-        float[] xs = scratch.floats(2, assigned * d);            // (R, d) gathered inputs
         float[] gate = scratch.floats(3, assigned * ffn);        // (R, I_e)
         float[] up = scratch.floats(4, assigned * ffn);          // (R, I_e)
         float[] expertOut = scratch.floats(5, assigned * d);     // (R, d)
@@ -60,9 +59,7 @@ public record MoeFfn(Tensor router, Tensor[] w1, Tensor[] w3, Tensor[] w2, Tenso
         backend.routeTopK(expertIds, weights, routerLogits, rows, e, k);
         if (observer != null) observer.onRouting(layer, rows, routerLogits, expertIds, weights);
         backend.sortByExpert(offsets, rowToken, slotRow, expertIds, rows, k, e);
-        backend.gather(xs, xn, rowToken, assigned, d);
-        backend.groupedMatmul(gate, xs, offsets, w1, null);
-        backend.groupedMatmul(up, xs, offsets, w3, null);
+        backend.groupedMatmul2(gate, up, xn, rowToken, offsets, w1, w3); // gathers xn's rows on the way
         backend.swiglu(gate, gate, up, assigned * ffn);
         backend.groupedMatmul(expertOut, gate, offsets, w2, bias);
         backend.combineExperts(out, expertOut, slotRow, weights, rows, k, d);

@@ -229,6 +229,66 @@ class MoeOpsTest {
         }
     }
 
+    /**
+     * groupedMatmul2 (gate and up in one grouped GEMM, x's rows read through xRows) equals a plain matmul per expert and
+     * weight on the gathered rows (the scalar reference); on the vector backend it gives the same bits as gather + two
+     * groupedMatmul calls, on 1 and 3 threads and with per-expert chunked GEMMs; bad arguments are refused by name
+     */
+    @Test
+    void groupedMatmul2EqualsGatherAndTwoGroupedMatmuls() {
+        Random r = new Random(6);
+        int E = 4, k = 300, n = 70, tokens = 40;    // k > KC: several depth blocks
+        int[] counts = {2, 0, 13, 45};              // GEMV, empty, a partial row panel, several panels
+        int[] offsets = new int[E + 1];
+        for (int e = 0; e < E; e++) offsets[e + 1] = offsets[e] + counts[e];
+        int R = offsets[E];
+        float[] x = random(r, tokens * k, 1f);
+        int[] xRows = new int[R];                   // rows repeat, as with top-2 routing
+        for (int i = 0; i < R; i++) xRows[i] = r.nextInt(tokens);
+        float[] xs = new float[R * k];
+        for (int i = 0; i < R; i++) System.arraycopy(x, xRows[i] * k, xs, i * k, k);
+        Tensor[] gate = new Tensor[E], up = new Tensor[E];
+        for (int e = 0; e < E; e++) {
+            gate[e] = weight("gate" + e, DType.F32, Storage.OFF_HEAP_UNALIGNED, random(r, n * k, 1f), n, k);
+            up[e] = weight("up" + e, DType.BF16, Storage.HEAP, random(r, n * k, 1f), n, k);
+        }
+        float[][] expected = new float[2][R * n];
+        Tensor[][] ws = {gate, up};
+        for (int s = 0; s < 2; s++)
+            for (int e = 0; e < E; e++) {
+                if (counts[e] == 0) continue;
+                float[] part = new float[counts[e] * n];
+                scalar.matmul(part, Arrays.copyOfRange(xs, offsets[e] * k, offsets[e + 1] * k), counts[e], ws[s][e]);
+                System.arraycopy(part, 0, expected[s], offsets[e] * n, part.length);
+            }
+        float[] separateGate = poisoned(R * n), separateUp = poisoned(R * n);
+        vector.groupedMatmul(separateGate, xs, offsets, gate, null);
+        vector.groupedMatmul(separateUp, xs, offsets, up, null);
+        VectorBackend chunked = new VectorBackend(2, 1024); // packed w over the cap: gathered, then per-expert GEMMs
+        for (Backend b : new Backend[] {scalar, vector, new VectorBackend(1), new VectorBackend(3), chunked}) {
+            float[] outGate = poisoned(R * n), outUp = poisoned(R * n);
+            b.groupedMatmul2(outGate, outUp, x, xRows, offsets, gate, up);
+            assertClose(expected[0], outGate, R * n, 1e-5, "gate " + b.name());
+            assertClose(expected[1], outUp, R * n, 1e-5, "up " + b.name());
+            if (b instanceof VectorBackend) {
+                assertArrayEquals(separateGate, outGate, "gate: same bits as gather + groupedMatmul, " + b.name());
+                assertArrayEquals(separateUp, outUp, "up: same bits as gather + groupedMatmul, " + b.name());
+            }
+        }
+        Tensor[] narrow = new Tensor[E];
+        for (int e = 0; e < E; e++) narrow[e] = weight("narrow" + e, DType.F32, Storage.HEAP, random(r, (n - 1) * k, 1f), n - 1, k);
+        for (Backend b : both) {
+            IllegalArgumentException error = assertThrows(IllegalArgumentException.class,
+                    () -> b.groupedMatmul2(new float[R * n], new float[R * n], x, xRows, offsets, gate, narrow));
+            assertTrue(error.getMessage().contains("narrow0"), error.getMessage());
+            int[] badRows = xRows.clone();
+            badRows[R - 1] = tokens;
+            error = assertThrows(IllegalArgumentException.class,
+                    () -> b.groupedMatmul2(new float[R * n], new float[R * n], x, badRows, offsets, gate, up));
+            assertTrue(error.getMessage().contains("xRows[" + (R - 1) + "] = " + tokens), error.getMessage());
+        }
+    }
+
     /** same bits for 1 and 3 threads: the work is cut by shape only, sums run in a fixed order */
     @Test
     void vectorResultsDoNotDependOnThreadCount() {

@@ -119,8 +119,8 @@ class VectorBackendTest {
     }
 
     @Test
-    void matmulInRowAndColumnChunksMatchesScalar() {
-        // packed operands capped at 4096 floats: 70 rows × 301 columns at depth 613 run as 6 × 3 chunks
+    void matmulInColumnChunksMatchesScalar() {
+        // packed w capped at 4096 floats: 301 columns at depth 613 run as 3 column chunks (x is read in place, never chunked)
         Random r = new Random(31);
         VectorBackend chunked = new VectorBackend(2, 4096);
         for (DType dtype : new DType[]{DType.F32, DType.BF16}) {

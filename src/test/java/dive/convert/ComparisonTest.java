@@ -59,7 +59,7 @@ class ComparisonTest {
         Map<String, Double> gap = (Map<String, Double>) flap.get("gap_to_dive");
         assertEquals((0.5 + 0.25 - 0.25) / 3, gap.get("mean"), 1e-12);
         assertEquals(-0.25, gap.get("min"), 1e-12);
-        assertEquals("within seed spread", flap.get("verdict"));
+        assertEquals("within the seed spread", flap.get("verdict"));
         Map<String, Double> p = (Map<String, Double>) flap.get("ppl");
         assertEquals(14.0 / 3, p.get("mean"), 1e-12);
         assertEquals(Math.sqrt(((6 - 14.0 / 3) * (6 - 14.0 / 3) + (5 - 14.0 / 3) * (5 - 14.0 / 3) + (3 - 14.0 / 3) * (3 - 14.0 / 3)) / 2), p.get("std"), 1e-12);
@@ -69,7 +69,9 @@ class ComparisonTest {
         // every seed worse than DIVE → the verdict says so
         List<JsonNode> worse = List.of(reports.get(0), reports.get(1));
         Map<String, Object> w = Comparison.summariseSetting(new Comparison.Setting(2, 1, 0.5), List.of(0L, 1L), worse);
-        assertEquals("DIVE better on every seed", ((List<Map<String, Object>>) w.get("methods")).get(2).get("verdict"));
+        // gaps +50 % and +25 %: mean 0.375, std 0.177, 2·std/√2 = 0.25 < 0.375 → exceeds the spread
+        assertEquals("DIVE better (exceeds the seed spread)", ((List<Map<String, Object>>) w.get("methods")).get(2).get("verdict"));
+        assertEquals("reference (dense model)", ((List<Map<String, Object>>) w.get("methods")).get(0).get("verdict"));
     }
 
     @Test
@@ -90,9 +92,18 @@ class ComparisonTest {
         Files.writeString(missing, report(new double[]{4, 9}, new double[]{4, 4}, new double[]{5, 5}).toString());
         Comparison.summarise(p, out);
         String md = Files.readString(out.resolve("comparison.md"));
-        assertTrue(md.contains("| flap | 5.50 ± 0.71 [5.00, 6.00] | 6.00, 5.00 | +37.5% ± 17.7% | DIVE better on every seed |"), md);
+        assertTrue(md.contains("| flap | 5.50 ± 0.71 [5.00, 6.00] | 6.00, 5.00 | +37.5% ± 17.7% | DIVE better (exceeds the seed spread) |"), md);
         assertTrue(Files.size(out.resolve("comparison.png")) > 1000);
         assertEquals(2, JSON.readTree(out.resolve("comparison.json").toFile()).path("settings").get(0).path("methods").get(2).path("per_seed").size());
+    }
+
+    @Test
+    void verdictNeedsSignAndTwoStandardErrors() {
+        // +10 %, +1 %: same sign, mean 0.055, std 0.0636, 2·std/√2 = 0.09 > 0.055 → not beyond the spread
+        assertEquals("DIVE better on every seed (within 2 standard errors)", Comparison.verdict(Comparison.Spread.of(new double[]{0.10, 0.01})));
+        assertEquals("DIVE worse (exceeds the seed spread)", Comparison.verdict(Comparison.Spread.of(new double[]{-0.05, -0.06, -0.055})));
+        assertEquals("within the seed spread", Comparison.verdict(Comparison.Spread.of(new double[]{-0.05, 0.06, 0.01})));
+        assertEquals("one seed: no spread", Comparison.verdict(Comparison.Spread.of(new double[]{0.2})));
     }
 
     @Test

@@ -242,7 +242,7 @@ public final class Comparison {
     @SuppressWarnings("unchecked")
     static String markdown(Map<String, Object> summary) {
         StringBuilder b = new StringBuilder("# DIVE vs baselines: held-out perplexity over seeds " + summary.get("seeds") + "\n\n");
-        b.append(summary.get("measure")).append(". Mean ± sample standard deviation over the seeds, [min, max] in brackets. A gap "exceeds the seed spread" when "
+        b.append(summary.get("measure")).append(". Mean ± sample standard deviation over the seeds, [min, max] in brackets. A gap 'exceeds the seed spread' when "
                 + "every seed agrees on its sign and |mean gap| > 2 · std / √seeds.\n\n![comparison](comparison.png)\n");
         for (Map<String, Object> s : (List<Map<String, Object>>) summary.get("settings")) {
             b.append("\n## ").append(s.get("label")).append("\n\n| method | geo-mean ppl | per seed | gap to DIVE | verdict | active params | training tokens |\n|---|---:|---|---:|---|---:|---:|\n");
@@ -279,7 +279,7 @@ public final class Comparison {
                 high[i][j] = p.get("max");
             }
         }
-        return Charts.bars("Held-out perplexity (geometric mean over datasets; bar = mean over seeds, whisker = min..max)",
+        return Charts.bars("Geo-mean held-out ppl: mean over seeds, whiskers min..max",
                 "perplexity", methods, labels, mean, low, high);
     }
 }

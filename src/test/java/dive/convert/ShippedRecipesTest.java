@@ -1,0 +1,32 @@
+package dive.convert;
+
+import dive.data.Corpus;
+import org.junit.jupiter.api.Test;
+
+import java.nio.file.Path;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The recipes the README's commands use parse, and keep the promises the README makes about them. */
+class ShippedRecipesTest {
+    private static final List<String> ALL_METHODS = List.of("dive", "flap", "llm_pruner", "llama_moe_random", "llama_moe_kmeans", "dive_random_groups");
+
+    @Test
+    void demoRecipeRunsEveryMethodWithEqualBudgets() throws Exception {
+        ConvertRecipe r = ConvertRecipe.bundled(ConvertRecipe.DEMO_RESOURCE);
+        assertEquals(ALL_METHODS, r.methods());
+        assertTrue(r.stage0().tokens() > 0 && r.stage1().tokens() > 0, "both retraining stages run");
+    }
+
+    @Test
+    void comparisonPlanHasTwoSettingsThreeSeedsAndTwoDatasetsPerExpert() throws Exception {
+        Comparison.Plan p = Comparison.Plan.load(Path.of("src/main/recipes/comparison.yaml"));
+        assertEquals(List.of(new Comparison.Setting(8, 1, 0.5), new Comparison.Setting(8, 2, 0.75)), p.settings());
+        assertTrue(p.seeds().size() >= 3, "at least 3 seeds: " + p.seeds());
+        assertEquals(ALL_METHODS, p.convert().methods());
+        int datasets = Corpus.bundled().datasets().size();
+        for (Comparison.Setting s : p.settings())
+            assertTrue(datasets >= 2 * s.experts(), datasets + " bundled datasets for " + s.experts() + " experts: expected ≥ 2 per expert");
+    }
+}

@@ -1741,7 +1741,7 @@ public final class VectorBackend implements Backend {
                         dyv.mul(g).intoArray(dExpertOut, ro + i);
                         dot = dyv.fma(FloatVector.fromArray(F, expertOut, ro + i), dot);
                     }
-                    float acc = dot.reduceLanes(VectorOperators.ADD), gs = expertWeights[t * k + s];
+                    float acc = sumLanes(dot), gs = expertWeights[t * k + s];
                     for (; i < d; i++) {
                         dExpertOut[ro + i] = gs * dy[yo + i];
                         acc += dy[yo + i] * expertOut[ro + i];

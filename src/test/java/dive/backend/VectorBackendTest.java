@@ -435,4 +435,43 @@ class VectorBackendTest {
             assertArrayEquals(expected, actual, "add n=" + n + " (elements past n untouched)");
         }
     }
+
+    /**
+     * The same call gives the same bits before and after the JIT compiles it: Vector API float reductions
+     * (reduceLanes ADD/MUL) leave their order open and differ between the interpreted and compiled forms, which
+     * once made a resumed training run differ from a straight one in the last bit. A few thousand calls take a
+     * kernel through the interpreter, C1 and C2.
+     */
+    @Test
+    void combineExpertsBackwardGivesTheSameBitsBeforeAndAfterCompilation() {
+        Random r = new Random(5);
+        int n = 3, k = 2, d = 2 * VectorBackend.L + 3;
+        float[] dy = random(r, n * d, 1f), expertOut = random(r, n * k * d, 1f), weights = random(r, n * k, 1f);
+        int[] slotRow = {4, 1, 0, 5, 3, 2};
+        float[] firstOut = new float[n * k * d], firstWeights = new float[n * k];
+        vector.combineExpertsBackward(firstOut, firstWeights, dy, expertOut, slotRow, weights, n, k, d);
+        float[] out = new float[n * k * d], dWeights = new float[n * k];
+        for (int call = 0; call < 20_000; call++) {
+            vector.combineExpertsBackward(out, dWeights, dy, expertOut, slotRow, weights, n, k, d);
+            if (!Arrays.equals(firstWeights, dWeights) || !Arrays.equals(firstOut, out))
+                fail("call " + call + " differs from the first: " + Arrays.toString(dWeights) + " vs " + Arrays.toString(firstWeights));
+        }
+    }
+
+    /** no float reduction of open order anywhere in the CPU backend's sources (see the test above) */
+    @Test
+    void noFloatReductionOfOpenOrderInTheSources() throws Exception {
+        java.nio.file.Path src = java.nio.file.Path.of("src/main/java");
+        assertTrue(java.nio.file.Files.isDirectory(src), "run from the project root");
+        var pattern = java.util.regex.Pattern.compile("reduceLanes\\(\\s*(VectorOperators\\.)?(ADD|MUL)");
+        List<String> offenders = new ArrayList<>();
+        try (var files = java.nio.file.Files.walk(src)) {
+            for (var f : (Iterable<java.nio.file.Path>) files.filter(p -> p.toString().endsWith(".java"))::iterator) {
+                List<String> lines = java.nio.file.Files.readAllLines(f);
+                for (int i = 0; i < lines.size(); i++)
+                    if (pattern.matcher(lines.get(i).replaceAll("^\\s*(\\*|//).*", "")).find()) offenders.add(f + ":" + (i + 1)); // code, not comments
+            }
+        }
+        assertEquals(List.of(), offenders, "use VectorBackend.sumLanes (a fixed order) instead of reduceLanes(ADD)");
+    }
 }

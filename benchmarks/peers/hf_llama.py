@@ -1,5 +1,6 @@
 """Peer benchmark: HF transformers LlamaForCausalLM on PyTorch CPU, 2 threads, same weights as the
-engine. Prefill = one forward over batch x prompt_len tokens; decode = generate(max_new_tokens=gen,
+engine. Prefill = one forward over batch x prompt_len tokens keeping only the last position's logits
+(logits_to_keep=1, as generate does and as dive's prefill does); decode = generate(max_new_tokens=gen,
 greedy, KV cache) after the prompt, tokens/s counts only the new tokens. Prints JSON with medians.
 Usage: python hf_llama.py MODEL_DIR --batch B --prompt-len T --gen N --repeats R"""
 import argparse, json, os, statistics, time
@@ -28,7 +29,7 @@ def timed(fn):
     return statistics.median(times)
 
 with torch.inference_mode():
-    prefill_s = timed(lambda: model(ids, use_cache=False))
+    prefill_s = timed(lambda: model(ids, use_cache=False, logits_to_keep=1))
     gen_s = timed(lambda: model.generate(ids, max_new_tokens=a.gen, min_new_tokens=a.gen, do_sample=False,
                                          pad_token_id=0, eos_token_id=None))
 # generate also runs the prompt once: subtract a cached-prefill's time to count decode steps only

@@ -6,7 +6,8 @@
                                              F32), with save_pretrained, so both sides read identical weights
   python hf_mixtral.py MODEL_DIR --batch B --prompt-len T --gen N --repeats R [--threads 2] [--experts-impl I]
 
-Prefill = one forward over batch x prompt_len tokens; decode = generate(max_new_tokens=gen, greedy, KV cache)
+Prefill = one forward over batch x prompt_len tokens that keeps only the last position's logits (logits_to_keep=1, as
+generate does and as dive's MixtralBenchmark.prefill does with forwardLast); decode = generate(max_new_tokens=gen, greedy, KV cache)
 after the prompt, tokens/s counts only the new tokens (generate time minus one prefill). One warm-up, then
 medians of the repeats. Prints JSON. --experts-impl picks transformers' expert kernel (default: its own default,
 grouped_mm in transformers 5)."""
@@ -53,7 +54,7 @@ def timed(fn):
     return statistics.median(times)
 
 with torch.inference_mode():
-    prefill_s = timed(lambda: model(ids, use_cache=False))
+    prefill_s = timed(lambda: model(ids, use_cache=False, logits_to_keep=1))
     gen_s = timed(lambda: model.generate(ids, max_new_tokens=a.gen, min_new_tokens=a.gen, do_sample=False,
                                          pad_token_id=0, eos_token_id=None))
 decode_s = max(gen_s - prefill_s, 1e-9)

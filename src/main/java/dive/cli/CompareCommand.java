@@ -17,7 +17,7 @@ final class CompareCommand implements Callable<Integer> {
     @Option(names = "--plan", required = true, paramLabel = "FILE", description = "settings, seeds and the convert recipe (e.g. src/main/recipes/comparison.yaml)") Path plan;
     @Option(names = "--data", defaultValue = "bundled", paramLabel = "bundled|CORPUS_DIR", description = "corpus (default: the bundled sample)") String data;
     @Option(names = "--out", required = true, paramLabel = "OUT_DIR", description = "output folder (new, or an earlier run of the same plan)") Path out;
-    @Option(names = "--summary-only", description = "only summarise the finished runs (no training)") boolean summaryOnly;
+    @Option(names = "--summary-only", description = "only summarise the runs finished so far (no training; settings with unfinished seeds are marked incomplete)") boolean summaryOnly;
     @Mixin CommonOptions common;
 
     @Override
@@ -26,7 +26,7 @@ final class CompareCommand implements Callable<Integer> {
         Comparison.Plan p = Comparison.Plan.load(plan);
         common.backend();  // applies --threads and --quiet, checks the device and backend names
         if (!summaryOnly) common.withSelection(() -> Comparison.run(modelDir, data, p, out, !common.quiet));  // the conversion code uses Backends.select()
-        Comparison.summarise(p, out);
+        if (summaryOnly) Comparison.summarise(p, out, true);
         System.out.print(Files.readString(out.resolve("comparison.md")));
         System.out.println("\nsummary → " + out.resolve("comparison.md"));
         return 0;

@@ -119,37 +119,66 @@ public final class Comparison {
     /** runs every (setting, seed) that is not finished yet, then summarises; returns the summary written to comparison.json */
     public static Map<String, Object> run(Path modelDir, String data, Plan plan, Path out, boolean progress) throws Exception {
         Files.createDirectories(out);
-        int total = plan.settings().size() * plan.seeds().size(), done = 0;
+        int total = plan.settings().size() * plan.seeds().size(), done = 0, ran = 0;
+        long start = System.nanoTime();
         for (Setting s : plan.settings()) {
             for (long seed : plan.seeds()) {
                 done++;
-                if (progress) System.err.printf(Locale.ROOT, "compare: run %d of %d — %s, seed %d%n", done, total, s.label(), seed);
+                boolean finished = Files.isRegularFile(runFolder(out, s, seed).resolve("report.json"));
+                if (progress) System.err.printf(Locale.ROOT, "compare: run %d of %d — %s, seed %d%s%n", done, total, s.label(), seed,
+                        finished ? " (finished earlier)" : eta(start, ran, total - done + 1));
                 DiveConversion.run(new DiveConversion.Request(modelDir, data, s.experts(), s.topK(), s.ratio(), plan.convert().withSeed(seed),
                         runFolder(out, s, seed), progress));
+                if (!finished) ran++;
             }
         }
-        return summarise(plan, out);
+        return summarise(plan, out, false);
+    }
+
+    /** " — ETA …" from the mean time of the runs done in this process, or "" before the first */
+    private static String eta(long start, int ran, int left) {
+        if (ran == 0) return "";
+        long seconds = Math.round((System.nanoTime() - start) / 1e9 / ran * left);
+        return String.format(Locale.ROOT, " — %d min per run so far, ETA %d:%02d h", Math.round((System.nanoTime() - start) / 6e10 / ran),
+                seconds / 3600, seconds / 60 % 60);
     }
 
     static Path runFolder(Path out, Setting s, long seed) { return out.resolve(s.folder()).resolve("seed-" + seed); }
 
-    /** reads every run's report.json and writes comparison.json, comparison.md and comparison.png */
-    public static Map<String, Object> summarise(Plan plan, Path out) throws IOException {
+    /**
+     * reads the runs' report.json and writes comparison.json, comparison.md and comparison.png. {@code partial} false:
+     * every run must have finished. {@code partial} true (a look while the comparison still runs): each setting is
+     * summarised over its finished seeds and marked incomplete; settings with none are listed as not run yet.
+     */
+    public static Map<String, Object> summarise(Plan plan, Path out, boolean partial) throws IOException {
         Map<String, Object> summary = new LinkedHashMap<>();
         summary.put("seeds", plan.seeds());
         summary.put("measure", "geometric mean over the datasets of the held-out perplexity (final-evaluation windows, never used for "
                 + "calibration, affinity mining or training); gap = method / DIVE − 1 on the same seed");
         List<Map<String, Object>> settings = new ArrayList<>();
+        List<String> notRun = new ArrayList<>();
         for (Setting s : plan.settings()) {
             List<JsonNode> reports = new ArrayList<>();
+            List<Long> finished = new ArrayList<>();
             for (long seed : plan.seeds()) {
                 Path report = runFolder(out, s, seed).resolve("report.json");
-                if (!Files.isRegularFile(report)) throw new IOException(report + " is missing: that run has not finished (rerun the same command)");
+                if (!Files.isRegularFile(report)) {
+                    if (partial) continue;
+                    throw new IOException(report + " is missing: that run has not finished (rerun the same command, or look at the "
+                            + "finished runs with --summary-only)");
+                }
                 reports.add(JSON.readTree(report.toFile()));
+                finished.add(seed);
             }
-            settings.add(summariseSetting(s, plan.seeds(), reports));
+            if (reports.isEmpty()) { notRun.add(s.label()); continue; }
+            Map<String, Object> summarised = summariseSetting(s, finished, reports);
+            summarised.put("seeds", finished);
+            if (finished.size() < plan.seeds().size()) summarised.put("incomplete", true);
+            settings.add(summarised);
         }
+        if (settings.isEmpty()) throw new IOException(out + ": no run of the plan has finished yet (no <setting>/seed-<s>/report.json)");
         summary.put("settings", settings);
+        if (!notRun.isEmpty()) summary.put("not_run_yet", notRun);
         AtomicFiles.writeString(out.resolve("comparison.json"), JSON.writeValueAsString(summary));
         AtomicFiles.writeString(out.resolve("comparison.md"), markdown(summary));
         Charts.writePng(chart(settings), out.resolve("comparison.png"));
@@ -245,7 +274,9 @@ public final class Comparison {
         b.append(summary.get("measure")).append(". Mean ± sample standard deviation over the seeds, [min, max] in brackets. A gap 'exceeds the seed spread' when "
                 + "every seed agrees on its sign and |mean gap| > 2 · std / √seeds.\n\n![comparison](comparison.png)\n");
         for (Map<String, Object> s : (List<Map<String, Object>>) summary.get("settings")) {
-            b.append("\n## ").append(s.get("label")).append("\n\n| method | geo-mean ppl | per seed | gap to DIVE | verdict | active params | training tokens |\n|---|---:|---|---:|---|---:|---:|\n");
+            b.append("\n## ").append(s.get("label"));
+            if (Boolean.TRUE.equals(s.get("incomplete"))) b.append(" — incomplete: seeds ").append(s.get("seeds")).append(" of ").append(summary.get("seeds"));
+            b.append("\n\n| method | geo-mean ppl | per seed | gap to DIVE | verdict | active params | training tokens |\n|---|---:|---|---:|---|---:|---:|\n");
             for (Map<String, Object> row : (List<Map<String, Object>>) s.get("methods")) {
                 Map<String, Double> p = (Map<String, Double>) row.get("ppl");
                 double[] per = (double[]) row.get("per_seed");
@@ -258,6 +289,7 @@ public final class Comparison {
                         row.getOrDefault("verdict", "reference"), (Long) row.get("params_active"), (Long) row.get("training_tokens")));
             }
         }
+        if (summary.get("not_run_yet") instanceof List<?> l) b.append("\nNot run yet: ").append(String.join(", ", (List<String>) l)).append(".\n");
         return b.toString();
     }
 

@@ -83,14 +83,20 @@ class ComparisonTest {
         assertEquals(List.of("dive", "flap"), p.convert().methods());
         assertEquals(7, p.convert().withSeed(7).seed());
         Path missing = Comparison.runFolder(out, p.settings().get(0), 4).resolve("report.json");
+        assertTrue(assertThrows(java.io.IOException.class, () -> Comparison.summarise(p, out, true)).getMessage().contains("no run of the plan has finished"));
         Files.createDirectories(Comparison.runFolder(out, p.settings().get(0), 3));
         Files.writeString(Comparison.runFolder(out, p.settings().get(0), 3).resolve("report.json"),
                 report(new double[]{4, 9}, new double[]{2, 8}, new double[]{6, 6}).toString());
-        var e = assertThrows(java.io.IOException.class, () -> Comparison.summarise(p, out));
+        var e = assertThrows(java.io.IOException.class, () -> Comparison.summarise(p, out, false));
         assertTrue(e.getMessage().contains(missing.toString()), e.getMessage());
+        // a look while it runs: the finished seed only, marked incomplete
+        Comparison.summarise(p, out, true);
+        String partial = Files.readString(out.resolve("comparison.md"));
+        assertTrue(partial.contains("## E=2, top-1, r=0.50 — incomplete: seeds [3] of [3, 4]"), partial);
+        assertTrue(partial.contains("| flap | 6.00 ± 0.00 [6.00, 6.00] | 6.00 | +50.0% ± 0.0% | one seed: no spread |"), partial);
         Files.createDirectories(missing.getParent());
         Files.writeString(missing, report(new double[]{4, 9}, new double[]{4, 4}, new double[]{5, 5}).toString());
-        Comparison.summarise(p, out);
+        Comparison.summarise(p, out, false);
         String md = Files.readString(out.resolve("comparison.md"));
         assertTrue(md.contains("| flap | 5.50 ± 0.71 [5.00, 6.00] | 6.00, 5.00 | +37.5% ± 17.7% | DIVE better (exceeds the seed spread) |"), md);
         assertTrue(Files.size(out.resolve("comparison.png")) > 1000);

@@ -13,10 +13,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.util.HexFormat;
-import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.*;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * The embedded default model loads in transformers and gives the same perplexity there as in the engine, on the same
@@ -29,8 +27,7 @@ class DefaultModelPythonTest {
 
     @Test
     void transformersGivesTheEnginesPerplexity() throws Exception {
-        String python = System.getenv("DIVE_PYTHON");
-        assumeTrue(python != null && !python.isBlank(), "DIVE_PYTHON is not set (a python with torch + transformers 5); skipping");
+        dive.model.ReferencePython.interpreter();
         Path dir = DefaultModel.extract();
         Path text = dir.resolve(DefaultModel.SAMPLE_TEXT);
         Perplexity.Result ours;
@@ -39,12 +36,7 @@ class DefaultModelPythonTest {
             ids = engine.encode(Files.readString(text));
             ours = Perplexity.compute(engine.model(), ids, WINDOW);
         }
-        ProcessBuilder pb = new ProcessBuilder(python, "src/test/python/check_llama_ppl.py", dir.toString(), text.toString(), Integer.toString(WINDOW));
-        pb.redirectError(ProcessBuilder.Redirect.INHERIT);
-        Process p = pb.start();
-        String out = new String(p.getInputStream().readAllBytes()).strip();
-        assertTrue(p.waitFor(300, TimeUnit.SECONDS), "check_llama_ppl.py did not finish");
-        assertEquals(0, p.exitValue(), out);
+        String out = dive.model.ReferencePython.run("check_llama_ppl.py", dir.toString(), text.toString(), Integer.toString(WINDOW));
         JsonNode hf = new ObjectMapper().readTree(out.substring(out.lastIndexOf('\n') + 1));
         ByteBuffer bytes = ByteBuffer.allocate(ids.length * 4).order(ByteOrder.LITTLE_ENDIAN);
         for (int id : ids) bytes.putInt(id);

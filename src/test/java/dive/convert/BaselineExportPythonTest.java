@@ -18,11 +18,9 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 
 import static org.junit.jupiter.api.Assertions.*;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * Interop with transformers: FLAP with bias compensation, written as {@code ./dive convert} writes it (a Llama with
@@ -37,9 +35,7 @@ class BaselineExportPythonTest {
 
     @Test
     void compensatedFlapLoadsInTransformersWithTheEnginesLogits() throws Exception {
-        String python = System.getenv("DIVE_PYTHON");
-        assumeTrue(python != null && !python.isBlank(),
-                "DIVE_PYTHON is not set (a python with torch + transformers 5); skipping the transformers interop check");
+        dive.model.ReferencePython.interpreter();
         Path model = BaselineConversionTest.MODEL;
         Tokenizer tokenizer = Tokenizer.load(model.resolve("tokenizer.json"));
         List<int[]> pooled = new ArrayList<>();
@@ -60,16 +56,8 @@ class BaselineExportPythonTest {
             assertTrue(exported.config().mlpBias());
             NpyWriter.writeF32(logits, exported.logits(ids), ids.length, exported.config().vocabSize());
         }
-        ProcessBuilder pb = new ProcessBuilder(python, "src/test/python/check_mixtral_export.py", out.toString(), logits.toString(),
+        String output = dive.model.ReferencePython.run("check_mixtral_export.py", out.toString(), logits.toString(),
                 Arrays.stream(ids).mapToObj(Integer::toString).collect(Collectors.joining(",")));
-        pb.environment().put("OMP_WAIT_POLICY", "PASSIVE");
-        pb.environment().put("HF_HUB_OFFLINE", "1");
-        pb.redirectErrorStream(true);
-        Process p = pb.start();
-        String output = new String(p.getInputStream().readAllBytes());
-        assertTrue(p.waitFor(300, TimeUnit.SECONDS), "check_mixtral_export.py did not finish");
-        System.out.println("check_mixtral_export.py: " + output.strip());
-        assertEquals(0, p.exitValue(), output);
         assertTrue(output.contains("ok: relative error") && output.contains("LlamaForCausalLM"), output);
     }
 }

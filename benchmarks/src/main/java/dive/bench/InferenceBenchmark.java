@@ -95,9 +95,7 @@ public class InferenceBenchmark {
     @Setup(Level.Trial)
     public void setup() {
         model = randomModel(config(), backend);
-        prompt = new int[promptLen];
-        SplittableRandom rnd = new SplittableRandom(1);
-        for (int i = 0; i < promptLen; i++) prompt[i] = rnd.nextInt(model.config().vocabSize());
+        prompt = Greedy.prompt(model, promptLen);
     }
 
     /** a freshly prefilled cache per decode invocation (untimed) */
@@ -120,15 +118,6 @@ public class InferenceBenchmark {
 
     @Benchmark
     public float[] decode(Prefilled p) {
-        float[] logits = p.lastLogits;
-        KVCache cache = p.cache;
-        int[] next = new int[1];
-        for (int g = 0; g < gen; g++) {
-            int best = 0;
-            for (int i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
-            next[0] = best;
-            logits = model.forwardLast(next, cache);
-        }
-        return logits;
+        return Greedy.decode(model, p.lastLogits, p.cache, gen);
     }
 }

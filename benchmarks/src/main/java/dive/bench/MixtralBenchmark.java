@@ -8,7 +8,6 @@ import org.openjdk.jmh.annotations.*;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -45,9 +44,7 @@ public class MixtralBenchmark {
             throw new IllegalArgumentException("MixtralBenchmark: no config.json in '" + dir.toAbsolutePath()
                     + "'; write the model with: python benchmarks/peers/hf_mixtral.py --make " + dir);
         llm = LlamaModel.load(dir, new VectorBackend(threads));
-        prompt = new int[promptLen];
-        SplittableRandom rnd = new SplittableRandom(1);
-        for (int i = 0; i < promptLen; i++) prompt[i] = rnd.nextInt(llm.config().vocabSize());
+        prompt = Greedy.prompt(llm, promptLen);
     }
 
     /** a freshly prefilled cache per decode invocation (untimed) */
@@ -70,15 +67,6 @@ public class MixtralBenchmark {
 
     @Benchmark
     public float[] decode(Prefilled p) {
-        float[] logits = p.lastLogits;
-        KVCache cache = p.cache;
-        int[] next = new int[1];
-        for (int g = 0; g < gen; g++) {
-            int best = 0;
-            for (int i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
-            next[0] = best;
-            logits = llm.forwardLast(next, cache);
-        }
-        return logits;
+        return Greedy.decode(llm, p.lastLogits, p.cache, gen);
     }
 }

@@ -307,46 +307,38 @@ public final class CudaBackend implements Backend, AutoCloseable {
     /** Row-major out (M, N) = x (M, K) · wᵀ is column-major outᵀ (N, M) = (w as K×N)ᵀ · (x as K×M). */
     @Override
     public void matmul(float[] out, float[] x, int m, Tensor w) {
-        int n = w.rows(), k = w.cols();
-        need(x, (long) m * k, "matmul", "x (M, K)");
-        need(out, (long) m * n, "matmul", "out (M, N)");
-        if (m == 0 || n == 0) return;
-        boolean bf16 = w.dtype() == DType.BF16;
-        onDevice(host -> {
-            DeviceBuffer wd = weights(Form.NATIVE, host, w)[0];
-            DeviceBuffer[] b = device.workspace(f32((long) m * k), f32((long) m * n), bf16 ? 2L * m * k : 0);
-            put(b[0], x, (long) m * k, host);
-            if (k == 0) device.memset(b[1], 0);
-            else if (bf16) {
-                kernels.f32ToBf16(b[2], b[0], (long) m * k);
-                device.gemm(CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, wd, CUDA_R_16BF, k, b[2], CUDA_R_16BF, k, 0f, b[1], n, false);
-            } else {
-                device.gemm(CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, wd, CUDA_R_32F, k, b[0], CUDA_R_32F, k, 0f, b[1], n, true);
-            }
-            get(out, b[1], (long) m * n, host);
-        });
+        withWeight("matmul", out, "out (M, N)", x, "x (M, K)", m, w, true);
     }
 
     /** dx (M, K) = dOut (M, N) · w (N, K): column-major dxᵀ (K, M) = (w as K×N) · (dOut as N×M) */
     @Override
     public void matmulBackwardInput(float[] dx, float[] dOut, int m, Tensor w) {
-        int n = w.rows(), k = w.cols();
-        need(dOut, (long) m * n, "matmulBackwardInput", "dOut (M, N)");
-        need(dx, (long) m * k, "matmulBackwardInput", "dx (M, K)");
-        if (m == 0 || k == 0) return;
+        withWeight("matmulBackwardInput", dx, "dx (M, K)", dOut, "dOut (M, N)", m, w, false);
+    }
+
+    /**
+     * out (M, cols) = in (M, depth) · op(w) for w (N, K) as stored (column-major: K × N, leading dimension K):
+     * {@code transposeW} true: op(w) = wᵀ (depth K, cols N, the forward); false: op(w) = w (depth N, cols K, the input
+     * gradient). BF16 weights multiply a BF16 copy of {@code in}; F32 weights run in F32.
+     */
+    private void withWeight(String op, float[] out, String outName, float[] in, String inName, int m, Tensor w, boolean transposeW) {
+        int n = w.rows(), k = w.cols(), depth = transposeW ? k : n, cols = transposeW ? n : k;
+        need(in, (long) m * depth, op, inName);
+        need(out, (long) m * cols, op, outName);
+        if (m == 0 || cols == 0) return;
         boolean bf16 = w.dtype() == DType.BF16;
+        int type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
         onDevice(host -> {
             DeviceBuffer wd = weights(Form.NATIVE, host, w)[0];
-            DeviceBuffer[] b = device.workspace(f32((long) m * n), f32((long) m * k), bf16 ? 2L * m * n : 0);
-            put(b[0], dOut, (long) m * n, host);
-            if (n == 0) device.memset(b[1], 0);
-            else if (bf16) {
-                kernels.f32ToBf16(b[2], b[0], (long) m * n);
-                device.gemm(CUBLAS_OP_N, CUBLAS_OP_N, k, m, n, wd, CUDA_R_16BF, k, b[2], CUDA_R_16BF, n, 0f, b[1], k, false);
-            } else {
-                device.gemm(CUBLAS_OP_N, CUBLAS_OP_N, k, m, n, wd, CUDA_R_32F, k, b[0], CUDA_R_32F, n, 0f, b[1], k, true);
+            DeviceBuffer[] b = device.workspace(f32((long) m * depth), f32((long) m * cols), bf16 ? 2L * m * depth : 0);
+            put(b[0], in, (long) m * depth, host);
+            if (depth == 0) device.memset(b[1], 0);
+            else {
+                if (bf16) kernels.f32ToBf16(b[2], b[0], (long) m * depth);
+                device.gemm(transposeW ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, cols, m, depth, wd, type, k,
+                        bf16 ? b[2] : b[0], type, depth, 0f, b[1], cols, !bf16);
             }
-            get(dx, b[1], (long) m * k, host);
+            get(out, b[1], (long) m * cols, host);
         });
     }
 

@@ -38,82 +38,111 @@ public final class RoutingDiagnostics {
 
     private RoutingDiagnostics() {}
 
+    /**
+     * One model's diagnostics. MoE: {@code learned} its perplexity per dataset, {@code forced}[g] the perplexity with expert
+     * g in every slot, {@code ownShare}[j] the share of dataset j's top-k assignments that go to its group's expert. Dense:
+     * {@code learned} only ({@code forced} and {@code ownShare} null).
+     */
+    public record Report(Path model, List<String> datasets, int[] group, double[] learned, double[][] forced, double[] ownShare) {
+        public double oracle(int dataset) { return forced[group[dataset]][dataset]; }
+    }
+
+    /** the run's datasets, each dataset's group, and the held-out windows of one split, rebuilt as the run built them */
+    public record Windows(List<String> datasets, int[] group, List<List<int[]>> windows) {
+        public static Windows of(Path run, String split) throws java.io.IOException {
+            if (!split.equals("affinity") && !split.equals("final"))
+                throw new IllegalArgumentException("split '" + split + "': expected affinity or final");
+            JsonNode settings = JSON.readTree(run.resolve(DiveConversion.SETTINGS_FILE).toFile());
+            JsonNode groupsJson = JSON.readTree(run.resolve("groups.json").toFile());
+            JsonNode recipe = settings.get("recipe");
+            List<String> names = new ArrayList<>();
+            groupsJson.get("datasets").forEach(n -> names.add(n.asText()));
+            int[] group = new int[names.size()];
+            for (int i = 0; i < group.length; i++) group[i] = groupsJson.get("group_of_dataset").get(i).asInt();
+            Path modelDir = Path.of(settings.get("model").asText());
+            Tokenizer tokenizer = Tokenizer.load(modelDir.resolve("tokenizer.json"));
+            Corpus corpus = settings.get("data").asText().equals("bundled") ? Corpus.bundled() : Corpus.open(Path.of(settings.get("data").asText()));
+            int calib = recipe.get("calibration_windows").asInt(), evalW = recipe.get("eval_windows").asInt();
+            int finalW = recipe.get("final_eval_windows").asInt(), seqlen = recipe.get("seqlen").asInt();
+            long seed = recipe.get("seed").asLong();
+            List<List<int[]>> windows = new ArrayList<>();
+            for (int i = 0; i < names.size(); i++) {
+                DatasetWindows w = DatasetWindows.of(corpus, names.get(i), tokenizer, calib, Math.max(evalW, finalW), seqlen, AffinityMining.datasetSeed(seed, i));
+                windows.add(split.equals("affinity") ? w.affinityEval().subList(0, Math.min(evalW, w.affinityEval().size()))
+                        : w.finalEval().subList(0, Math.min(finalW, w.finalEval().size())));
+            }
+            return new Windows(names, group, windows);
+        }
+    }
+
+    /** the diagnostics of the model folder {@code dir} on {@code w}'s windows */
+    public static Report analyse(Path dir, Windows w, Backend backend) throws Exception {
+        try (LlamaModel model = LlamaModel.load(dir, backend)) {
+            HeldOutEvaluation.Result learned = HeldOutEvaluation.run(model, w.windows(), null);
+            if (!model.isMoe()) return new Report(dir, w.datasets(), w.group(), learned.perplexity(), null, null);
+            int experts = model.config().moe().numLocalExperts();
+            double[][] p = new double[experts][];
+            var weights = model.namedWeights();
+            for (int g = 0; g < experts; g++) {
+                final int only = g;
+                Function<String, Tensor> everywhere = name -> {
+                    Matcher x = EXPERT.matcher(name);
+                    if (!x.matches()) return weights.get(name);
+                    if (Integer.parseInt(x.group(2)) >= experts) return null;  // the loader probes for surplus experts
+                    Tensor t = weights.get(x.group(1) + only + x.group(3));
+                    return t == null ? null : new Tensor(name, t.dtype(), t.shape(), t.data());
+                };
+                LlamaModel forced = LlamaModel.fromWeights(model.config(), everywhere, dir + " (expert " + g + " everywhere)", backend, null);
+                p[g] = HeldOutEvaluation.run(forced, w.windows(), null).perplexity();
+            }
+            double[] own = new double[w.datasets().size()];
+            for (int j = 0; j < own.length; j++) own[j] = learned.routingShare()[j][w.group()[j]];
+            return new Report(dir, w.datasets(), w.group(), learned.perplexity(), p, own);
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         if (args.length < 3 || !(args[1].equals("affinity") || args[1].equals("final")))
             throw new IllegalArgumentException("usage: RoutingDiagnostics RUN_DIR affinity|final MODEL_DIR... (MODEL_DIR relative to RUN_DIR)");
         Path run = Path.of(args[0]);
-        JsonNode settings = JSON.readTree(run.resolve(DiveConversion.SETTINGS_FILE).toFile());
-        JsonNode groupsJson = JSON.readTree(run.resolve("groups.json").toFile());
-        JsonNode recipe = settings.get("recipe");
-        List<String> names = new ArrayList<>();
-        groupsJson.get("datasets").forEach(n -> names.add(n.asText()));
-        int[] group = new int[names.size()];
-        for (int i = 0; i < group.length; i++) group[i] = groupsJson.get("group_of_dataset").get(i).asInt();
-        Path modelDir = Path.of(settings.get("model").asText());
-        Tokenizer tokenizer = Tokenizer.load(modelDir.resolve("tokenizer.json"));
-        Corpus corpus = settings.get("data").asText().equals("bundled") ? Corpus.bundled() : Corpus.open(Path.of(settings.get("data").asText()));
-        int calib = recipe.get("calibration_windows").asInt(), evalW = recipe.get("eval_windows").asInt();
-        int finalW = recipe.get("final_eval_windows").asInt(), seqlen = recipe.get("seqlen").asInt();
-        long seed = recipe.get("seed").asLong();
-        List<List<int[]>> windows = new ArrayList<>();
-        for (int i = 0; i < names.size(); i++) {
-            DatasetWindows w = DatasetWindows.of(corpus, names.get(i), tokenizer, calib, Math.max(evalW, finalW), seqlen, AffinityMining.datasetSeed(seed, i));
-            windows.add(args[1].equals("affinity") ? w.affinityEval().subList(0, Math.min(evalW, w.affinityEval().size()))
-                    : w.finalEval().subList(0, Math.min(finalW, w.finalEval().size())));
-        }
+        Windows windows = Windows.of(run, args[1]);
         Backend backend = Backends.select();
-        for (int m = 2; m < args.length; m++) {
-            Path dir = run.resolve(args[m]);
-            try (LlamaModel model = LlamaModel.load(dir, backend)) {
-                if (!model.isMoe()) {  // a dense model (the base model, FLAP): its perplexities only
-                    double[] ppl = HeldOutEvaluation.run(model, windows, null).perplexity();
-                    double log = 0;
-                    for (double v : ppl) log += Math.log(v) / ppl.length;
-                    System.out.printf(Locale.ROOT, "%n== %s  (%s windows, dense) GEOMEAN %.2f%n", dir, args[1], Math.exp(log));
-                    continue;
-                }
-                int experts = model.config().moe().numLocalExperts();
-                HeldOutEvaluation.Result learned = HeldOutEvaluation.run(model, windows, null);
-                double[][] p = new double[experts][];
-                for (int g = 0; g < experts; g++) {
-                    final int only = g;
-                    var weights = model.namedWeights();
-                    Function<String, Tensor> everywhere = name -> {
-                        Matcher x = EXPERT.matcher(name);
-                        if (!x.matches()) return weights.get(name);
-                        if (Integer.parseInt(x.group(2)) >= experts) return null;  // the loader probes for surplus experts
-                        Tensor t = weights.get(x.group(1) + only + x.group(3));
-                        return t == null ? null : new Tensor(name, t.dtype(), t.shape(), t.data());
-                    };
-                    LlamaModel forced = LlamaModel.fromWeights(model.config(), everywhere, dir + " (expert " + g + " everywhere)", backend, null);
-                    p[g] = HeldOutEvaluation.run(forced, windows, null).perplexity();
-                }
-                System.out.printf(Locale.ROOT, "%n== %s  (%s windows)%n", dir, args[1]);
-                System.out.printf(Locale.ROOT, "%-22s %5s %9s %9s %9s %9s %9s %6s  %s%n", "dataset", "group", "learned", "oracle", "best", "best_g",
-                        "others", "own%", "P[g] for g = 0..E-1");
-                double[] logs = new double[4];
-                double ownShare = 0;
-                for (int j = 0; j < names.size(); j++) {
-                    int best = 0;
-                    double others = 0;
-                    for (int g = 0; g < experts; g++) {
-                        if (p[g][j] < p[best][j]) best = g;
-                        if (g != group[j]) others += Math.log(p[g][j]) / (experts - 1);
-                    }
-                    double own = learned.routingShare()[j][group[j]];
-                    ownShare += own / names.size();
-                    StringBuilder row = new StringBuilder();
-                    for (int g = 0; g < experts; g++) row.append(String.format(Locale.ROOT, " %7.2f", p[g][j]));
-                    System.out.printf(Locale.ROOT, "%-22s %5d %9.2f %9.2f %9.2f %9d %9.2f %6.1f %s%n", names.get(j), group[j],
-                            learned.perplexity()[j], p[group[j]][j], p[best][j], best, Math.exp(others), 100 * own, row);
-                    logs[0] += Math.log(learned.perplexity()[j]) / names.size();
-                    logs[1] += Math.log(p[group[j]][j]) / names.size();
-                    logs[2] += Math.log(p[best][j]) / names.size();
-                    logs[3] += others / names.size();
-                }
-                System.out.printf(Locale.ROOT, "%-22s %5s %9.2f %9.2f %9.2f %9s %9.2f %6.1f%n", "GEOMEAN", "", Math.exp(logs[0]), Math.exp(logs[1]),
-                        Math.exp(logs[2]), "", Math.exp(logs[3]), 100 * ownShare);
-            }
+        for (int m = 2; m < args.length; m++) print(analyse(run.resolve(args[m]), windows, backend), args[1]);
+    }
+
+    static void print(Report r, String split) {
+        List<String> names = r.datasets();
+        if (r.forced() == null) {  // a dense model (the base model, FLAP): its perplexities only
+            double log = 0;
+            for (double v : r.learned()) log += Math.log(v) / r.learned().length;
+            System.out.printf(Locale.ROOT, "%n== %s  (%s windows, dense) GEOMEAN %.2f%n", r.model(), split, Math.exp(log));
+            return;
         }
+        int experts = r.forced().length;
+        double[][] p = r.forced();
+        System.out.printf(Locale.ROOT, "%n== %s  (%s windows)%n", r.model(), split);
+        System.out.printf(Locale.ROOT, "%-22s %5s %9s %9s %9s %9s %9s %6s  %s%n", "dataset", "group", "learned", "oracle", "best", "best_g",
+                "others", "own%", "P[g] for g = 0..E-1");
+        double[] logs = new double[4];
+        double ownShare = 0;
+        for (int j = 0; j < names.size(); j++) {
+            int best = 0, own = r.group()[j];
+            double others = 0;
+            for (int g = 0; g < experts; g++) {
+                if (p[g][j] < p[best][j]) best = g;
+                if (g != own) others += Math.log(p[g][j]) / (experts - 1);
+            }
+            ownShare += r.ownShare()[j] / names.size();
+            StringBuilder row = new StringBuilder();
+            for (int g = 0; g < experts; g++) row.append(String.format(Locale.ROOT, " %7.2f", p[g][j]));
+            System.out.printf(Locale.ROOT, "%-22s %5d %9.2f %9.2f %9.2f %9d %9.2f %6.1f %s%n", names.get(j), own,
+                    r.learned()[j], r.oracle(j), p[best][j], best, Math.exp(others), 100 * r.ownShare()[j], row);
+            logs[0] += Math.log(r.learned()[j]) / names.size();
+            logs[1] += Math.log(r.oracle(j)) / names.size();
+            logs[2] += Math.log(p[best][j]) / names.size();
+            logs[3] += others / names.size();
+        }
+        System.out.printf(Locale.ROOT, "%-22s %5s %9.2f %9.2f %9.2f %9s %9.2f %6.1f%n", "GEOMEAN", "", Math.exp(logs[0]), Math.exp(logs[1]),
+                Math.exp(logs[2]), "", Math.exp(logs[3]), 100 * ownShare);
     }
 }

@@ -26,18 +26,24 @@ class ConvertCommandTest {
     static final ObjectMapper JSON = new ObjectMapper();
     @TempDir Path tmp;
 
-    static final String RECIPE = """
-            datasets: [bible-nt, man2, python-core]
-            calibration_windows: 3
-            eval_windows: 2
-            final_eval_windows: 2
-            seqlen: 32
-            seed: 4
+    /** three bundled datasets, tiny windows and budgets (stage tokens in batches of 4 × 32), seed 4 */
+    static String tinyRecipe(int stage0Tokens, int stage1Tokens) {
+        return """
+                datasets: [bible-nt, man2, python-core]
+                calibration_windows: 3
+                eval_windows: 2
+                final_eval_windows: 2
+                seqlen: 32
+                seed: 4
+                stage0: {tokens: %d, batch_size: 4, seq_len: 32, lr: 1.0e-3}
+                stage1: {tokens: %d, batch_size: 4, seq_len: 32, lr: 1.0e-3}
+                """.formatted(stage0Tokens, stage1Tokens);
+    }
+
+    static final String RECIPE = tinyRecipe(256, 512) + """
             bias_compensation: true
             checkpoint_every: 1
             train_eval_windows: 2
-            stage0: {tokens: 256, batch_size: 4, seq_len: 32, lr: 1.0e-3}
-            stage1: {tokens: 512, batch_size: 4, seq_len: 32, lr: 1.0e-3}
             """;
 
     int convert(Path recipe, Path out, String... extra) {

@@ -30,16 +30,7 @@ class RoutingDiagnosticsTest {
     @Test
     void forcedExpertsEqualDenseModelsAndWindowsAreTheRunsOwn() throws Exception {
         Path recipe = tmp.resolve("recipe.yaml"), out = tmp.resolve("out");
-        Files.writeString(recipe, """
-                datasets: [bible-nt, man2, python-core]
-                calibration_windows: 3
-                eval_windows: 2
-                final_eval_windows: 2
-                seqlen: 32
-                seed: 4
-                stage0: {tokens: 128, batch_size: 4, seq_len: 32, lr: 1.0e-3}
-                stage1: {tokens: 128, batch_size: 4, seq_len: 32, lr: 1.0e-3}
-                """);
+        Files.writeString(recipe, ConvertCommandTest.tinyRecipe(128, 128));
         assertEquals(0, Main.run("convert", ConvertCommandTest.MODEL.toString(), "--data", "bundled", "--experts", "2", "--top-k", "1",
                 "--ratio", "0.5", "--out", out.toString(), "--recipe", recipe.toString(), "-q"));
         JsonNode method = JSON.readTree(out.resolve("report.json").toFile()).get("methods").get("dive");

@@ -215,4 +215,36 @@ public interface Backend {
      * (a fixed order per destination row: deterministic). src (count, width) → x (·, width).
      */
     void scatterAddRows(float[] x, float[] src, int[] rows, int count, int width);
+
+    // ---------------------------------------------------------------- optimiser
+
+    /**
+     * The per-step scalars of one AdamW update, each rounded to F32 once (torch's single-tensor AdamW in F32):
+     * {@code decayFactor} = 1 − lr·λ (applied when {@code decay}), {@code stepSize} = lr / (1 − β1^t),
+     * {@code sqrtBiasCorrection2} = √(1 − β2^t).
+     */
+    record AdamWStep(boolean decay, float decayFactor, float stepSize, float sqrtBiasCorrection2, float oneMinusBeta1,
+                     float beta2, float oneMinusBeta2, float eps) {}
+
+    /**
+     * One AdamW update of n F32 elements, each on its own with every product, quotient and sum rounded separately (no
+     * fused multiply-add), so every backend gives the same bits: p ← p·decayFactor (if decay); m ← m + (1−β1)(g − m);
+     * v ← v·β2 + (1−β2)·g·g; p ← p − stepSize · m / (√v / sqrtBiasCorrection2 + ε). {@code param} is F32 memory (n
+     * floats); m and v are updated in place. This default is the plain loop.
+     */
+    default void adamW(java.lang.foreign.MemorySegment param, float[] grad, float[] m, float[] v, int n, AdamWStep s) {
+        if (param.byteSize() < 4L * n || grad.length < n || m.length < n || v.length < n)
+            throw new IllegalArgumentException("adamW: " + n + " elements, but param has " + param.byteSize() / 4 + ", grad " + grad.length
+                    + ", m " + m.length + ", v " + v.length);
+        for (int i = 0; i < n; i++) {
+            float p = param.getAtIndex(Tensor.F32, i);
+            if (s.decay()) p *= s.decayFactor();
+            float g = grad[i];
+            m[i] = m[i] + s.oneMinusBeta1() * (g - m[i]);                 // torch: exp_avg.lerp_(grad, 1 - beta1)
+            v[i] = v[i] * s.beta2() + s.oneMinusBeta2() * g * g;          // torch: exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
+            float denom = (float) Math.sqrt(v[i]) / s.sqrtBiasCorrection2() + s.eps();
+            p -= s.stepSize() * (m[i] / denom);
+            param.setAtIndex(Tensor.F32, i, p);
+        }
+    }
 }

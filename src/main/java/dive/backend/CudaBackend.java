@@ -820,4 +820,14 @@ public final class CudaBackend implements Backend, AutoCloseable {
         }
         device.close();
     }
+
+    /**
+     * The optimizer step stays on the CPU backend: parameters live in host memory between the per-op copies, so
+     * moving them for the element-wise update would cost more than it saves (the device kernel, {@code dive_adamw},
+     * is for a device-resident trainer). Same bits on every backend.
+     */
+    @Override
+    public void adamW(java.lang.foreign.MemorySegment param, float[] grad, float[] m, float[] v, int n, AdamWStep s) {
+        cpu.adamW(param, grad, m, v, n, s);
+    }
 }

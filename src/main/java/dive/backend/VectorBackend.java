@@ -1145,9 +1145,14 @@ public final class VectorBackend implements Backend {
         int panels = (count + width - 1) / width;
         parallelFor(panels, parallel, p -> {
             int c0 = p * width, cols = Math.min(width, count - c0);
-            for (int d = 0, dst = p * depth * width; d < depth; d++, dst += width) {
-                System.arraycopy(src, d * ld + c0, into, dst, cols);
-                for (int c = cols; c < width; c++) into[dst + c] = 0f;
+            // per L-lane piece of the panel row: lanes < the columns left are copied, the rest written as zeros
+            for (int d = 0, dst = p * depth * width, s = c0; d < depth; d++, dst += width, s += ld) {
+                for (int c = 0; c < width; c += L) {
+                    VectorMask<Float> copy = F.indexInRange(c, cols), store = F.indexInRange(c, width);
+                    FloatVector v = FloatVector.fromArray(F, src, s + c, copy);
+                    if (store.allTrue()) v.intoArray(into, dst + c);
+                    else v.intoArray(into, dst + c, store);
+                }
             }
         });
         return into;
@@ -1756,5 +1761,51 @@ public final class VectorBackend implements Backend {
     @Override
     public void scatterAddRows(float[] x, float[] src, int[] rows, int count, int width) {
         for (int r = 0; r < count; r++) addScaled(x, rows[r] * width, src, r * width, 1f, width);
+    }
+
+    // ---------------------------------------------------------------- optimiser
+
+    /** elements per AdamW task: a task streams 16 KiB of each of param, grad, m and v */
+    private static final int ADAMW_CHUNK = 4096;
+
+    /**
+     * {@link Backend#adamW} element-wise in vectors, in chunks over the pool: the same separate roundings as the plain
+     * loop (mul, add, sub, div and a correctly rounded sqrt, never fused), so the bits equal it whatever the threads.
+     */
+    @Override
+    public void adamW(MemorySegment param, float[] grad, float[] m, float[] v, int n, AdamWStep s) {
+        if (param.byteSize() < 4L * n || grad.length < n || m.length < n || v.length < n)
+            throw new IllegalArgumentException("adamW: " + n + " elements, but param has " + param.byteSize() / 4 + ", grad " + grad.length
+                    + ", m " + m.length + ", v " + v.length);
+        int tasks = (n + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
+        parallelFor(tasks, n >= 4 * ADAMW_CHUNK, t -> adamWRange(param, grad, m, v, t * ADAMW_CHUNK, Math.min(n, t * ADAMW_CHUNK + ADAMW_CHUNK), s));
+    }
+
+    private static void adamWRange(MemorySegment param, float[] grad, float[] m, float[] v, int from, int to, AdamWStep s) {
+        float decayFactor = s.decay() ? s.decayFactor() : 1f;
+        int i = from;
+        for (; i + L <= to; i += L) {
+            FloatVector p = FloatVector.fromMemorySegment(F, param, 4L * i, LE);
+            if (s.decay()) p = p.mul(decayFactor);
+            FloatVector g = FloatVector.fromArray(F, grad, i);
+            FloatVector mi = FloatVector.fromArray(F, m, i);
+            mi = mi.add(g.sub(mi).mul(s.oneMinusBeta1()));
+            FloatVector vi = FloatVector.fromArray(F, v, i).mul(s.beta2()).add(g.mul(s.oneMinusBeta2()).mul(g));
+            FloatVector denom = vi.sqrt().div(s.sqrtBiasCorrection2()).add(s.eps());
+            p = p.sub(mi.div(denom).mul(s.stepSize()));
+            mi.intoArray(m, i);
+            vi.intoArray(v, i);
+            p.intoMemorySegment(param, 4L * i, LE);
+        }
+        for (; i < to; i++) {
+            float p = param.getAtIndex(Tensor.F32, i);
+            if (s.decay()) p *= decayFactor;
+            float g = grad[i];
+            m[i] = m[i] + s.oneMinusBeta1() * (g - m[i]);
+            v[i] = v[i] * s.beta2() + s.oneMinusBeta2() * g * g;
+            float denom = (float) Math.sqrt(v[i]) / s.sqrtBiasCorrection2() + s.eps();
+            p -= s.stepSize() * (m[i] / denom);
+            param.setAtIndex(Tensor.F32, i, p);
+        }
     }
 }

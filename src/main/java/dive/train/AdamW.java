@@ -1,8 +1,8 @@
 package dive.train;
 
-import dive.tensor.Tensor;
+import dive.backend.Backend;
+import dive.backend.ScalarBackend;
 
-import java.lang.foreign.MemorySegment;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -37,10 +37,18 @@ public final class AdamW {
     public record Moments(float[] m, float[] v) {}
 
     private final Options options;
+    private final Backend backend;
     private final Map<String, Moments> moments = new HashMap<>();
     private long stepCount;
 
-    public AdamW(Options options) { this.options = options; }
+    /** updates run as the plain loop of {@link Backend#adamW} */
+    public AdamW(Options options) { this(options, new ScalarBackend()); }
+
+    /** updates run on {@code backend} (every backend gives the same bits) */
+    public AdamW(Options options, Backend backend) {
+        this.options = options;
+        this.backend = backend;
+    }
 
     public Options options() { return options; }
 
@@ -60,26 +68,15 @@ public final class AdamW {
         // torch's single-tensor AdamW in F32: step_size = lr / bc1, denom = sqrt(v) / sqrt(bc2) + eps
         float stepSize = (float) (lr / biasCorrection1);
         float sqrtBiasCorrection2 = (float) Math.sqrt(biasCorrection2);
-        float oneMinusBeta1 = (float) (1 - beta1), b2 = (float) beta2, oneMinusBeta2 = (float) (1 - beta2), eps = (float) options.eps;
+        float decayFactor = (float) (1 - lr * options.weightDecay);
         for (Parameter p : parameters) {
             if (!p.trainable()) continue;
             int n = Math.toIntExact(p.numel());
             Moments mv = moments.computeIfAbsent(p.name(), k -> new Moments(new float[n], new float[n]));
             if (mv.m.length != n) throw new IllegalStateException("optimizer state of '" + p.name() + "' has " + mv.m.length + " elements, parameter has " + n);
             boolean decay = options.weightDecay > 0 && (options.decayOneDim || p.value().rank() > 1);
-            float decayFactor = (float) (1 - lr * options.weightDecay);
-            MemorySegment w = p.value().data();
-            float[] g = p.grad(), m = mv.m, v = mv.v;
-            for (int i = 0; i < n; i++) {
-                float pi = w.getAtIndex(Tensor.F32, i);
-                if (decay) pi *= decayFactor;
-                float gi = g[i];
-                m[i] = m[i] + oneMinusBeta1 * (gi - m[i]);           // torch: exp_avg.lerp_(grad, 1 - beta1)
-                v[i] = v[i] * b2 + oneMinusBeta2 * gi * gi;          // torch: exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
-                float denom = (float) Math.sqrt(v[i]) / sqrtBiasCorrection2 + eps;
-                pi -= stepSize * (m[i] / denom);
-                w.setAtIndex(Tensor.F32, i, pi);
-            }
+            backend.adamW(p.value().data(), p.grad(), mv.m, mv.v, n, new Backend.AdamWStep(decay, decayFactor, stepSize, sqrtBiasCorrection2,
+                    (float) (1 - beta1), (float) beta2, (float) (1 - beta2), (float) options.eps));
         }
     }
 

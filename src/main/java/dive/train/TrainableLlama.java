@@ -344,7 +344,7 @@ public final class TrainableLlama implements TrainableModel {
 
     public LlamaConfig config() { return config; }
 
-    public Backend backend() { return backend; }
+    @Override public Backend backend() { return backend; }
 
     @Override public List<Parameter> parameters() { return Collections.unmodifiableList(parameters); }
 

@@ -9,6 +9,9 @@ import java.util.List;
  */
 public interface TrainableModel {
 
+    /** the backend its optimizer runs on too (default: the plain loops) */
+    default dive.backend.Backend backend() { return new dive.backend.ScalarBackend(); }
+
     /** every parameter, trainable or frozen, in a fixed order (checkpoints rely on it) */
     List<Parameter> parameters();
 

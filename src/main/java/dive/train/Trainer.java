@@ -72,7 +72,7 @@ public final class Trainer {
         this.evalSets = List.copyOf(evalSets);
         this.runDir = runDir;
         this.settings = settings;
-        this.optimizer = new AdamW(settings.optimizer());
+        this.optimizer = new AdamW(settings.optimizer(), model.backend());
         Files.createDirectories(runDir);
     }
 

@@ -474,4 +474,33 @@ class VectorBackendTest {
         }
         assertEquals(List.of(), offenders, "use VectorBackend.sumLanes (a fixed order) instead of reduceLanes(ADD)");
     }
+
+    /** AdamW: the vector, multithreaded update gives the plain loop's bits (unaligned off-heap params, odd sizes, decay on/off) */
+    @Test
+    void adamWMatchesThePlainLoopExactly() {
+        Random r = new Random(31);
+        Backend plain = scalar;  // ScalarBackend keeps the interface's default: the plain loop
+        for (int n : new int[]{1, 15, 17, 4095, 4 * 4096 + 3, 70_001}) {
+            for (boolean decay : new boolean[]{false, true}) {
+                float[] p0 = random(r, n, 1f), g = random(r, n, 0.1f), m0 = random(r, n, 0.01f), v0 = new float[n];
+                for (int i = 0; i < n; i++) v0[i] = Math.abs(random(r, 1, 1e-3f)[0]);
+                var step = new Backend.AdamWStep(decay, 0.9999f, 1.3e-3f, 0.0447f, 0.1f, 0.999f, 0.001f, 1e-8f);
+                Arena arena = Arena.ofAuto();
+                MemorySegment want = arena.allocate(4L * n + 4).asSlice(4), got = arena.allocate(4L * n + 4).asSlice(4); // unaligned by 4 bytes
+                for (int i = 0; i < n; i++) { want.setAtIndex(Tensor.F32, i, p0[i]); got.setAtIndex(Tensor.F32, i, p0[i]); }
+                float[] mWant = m0.clone(), vWant = v0.clone(), mGot = m0.clone(), vGot = v0.clone();
+                plain.adamW(want, g, mWant, vWant, n, step);
+                for (VectorBackend b : new VectorBackend[]{vector, new VectorBackend(3)}) {
+                    if (b != vector) {
+                        for (int i = 0; i < n; i++) got.setAtIndex(Tensor.F32, i, p0[i]);
+                        mGot = m0.clone(); vGot = v0.clone();
+                    }
+                    b.adamW(got, g, mGot, vGot, n, step);
+                    assertArrayEquals(mWant, mGot, "m, n=" + n + " decay=" + decay);
+                    assertArrayEquals(vWant, vGot, "v, n=" + n + " decay=" + decay);
+                    assertArrayEquals(want.toArray(Tensor.F32), got.toArray(Tensor.F32), "param, n=" + n + " decay=" + decay);
+                }
+            }
+        }
+    }
 }

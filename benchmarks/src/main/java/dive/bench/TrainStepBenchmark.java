@@ -40,7 +40,7 @@ public class TrainStepBenchmark {
         tokens = new int[batch][seqLen + 1];
         for (int[] row : tokens) for (int t = 0; t <= seqLen; t++) row[t] = rnd.nextInt(config.vocabSize());
         // as torch.optim.AdamW(lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01): decay on every tensor
-        optimizer = new AdamW(new AdamW.Options(0.9, 0.999, 1e-8, 0.01, true));
+        optimizer = new AdamW(new AdamW.Options(0.9, 0.999, 1e-8, 0.01, true), model.backend());
     }
 
     @Benchmark

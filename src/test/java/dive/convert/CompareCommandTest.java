@@ -61,6 +61,8 @@ class CompareCommandTest {
             assertEquals(Comparison.geometricMean(ppl), methods.get(2).path("per_seed").get(i).asDouble(), 1e-12, "flap, seed " + i);
         }
         assertTrue(Files.size(out.resolve("comparison.png")) > 1000);
+        assertTrue(Files.readString(seed1.resolve("report.md")).contains("Made by `./dive compare " + ConvertCommandTest.MODEL + " --plan " + plan
+                + " --data bundled --out " + out + " (run E=2, top-1, r=0.50, seed 1)`"));
 
         // half-finished: seed 1 lost its report; --summary-only summarises seed 0 and says so
         byte[] seed0Report = Files.readAllBytes(seed0.resolve("report.json"));

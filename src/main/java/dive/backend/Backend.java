@@ -224,7 +224,29 @@ public interface Backend {
      * {@code sqrtBiasCorrection2} = √(1 − β2^t).
      */
     record AdamWStep(boolean decay, float decayFactor, float stepSize, float sqrtBiasCorrection2, float oneMinusBeta1,
-                     float beta2, float oneMinusBeta2, float eps) {}
+                     float beta2, float oneMinusBeta2, float eps) {
+
+        /** the sizes {@link #adamW} needs, or an error naming them */
+        public void check(java.lang.foreign.MemorySegment param, float[] grad, float[] m, float[] v, int n) {
+            if (param.byteSize() < 4L * n || grad.length < n || m.length < n || v.length < n)
+                throw new IllegalArgumentException("adamW: " + n + " elements, but param has " + param.byteSize() / 4 + ", grad " + grad.length
+                        + ", m " + m.length + ", v " + v.length);
+        }
+
+        /** the plain loop over elements [from, to): the reference roundings */
+        public void applyPlain(java.lang.foreign.MemorySegment param, float[] grad, float[] m, float[] v, int from, int to) {
+            for (int i = from; i < to; i++) {
+                float p = param.getAtIndex(Tensor.F32, i);
+                if (decay) p *= decayFactor;
+                float g = grad[i];
+                m[i] = m[i] + oneMinusBeta1 * (g - m[i]);                 // torch: exp_avg.lerp_(grad, 1 - beta1)
+                v[i] = v[i] * beta2 + oneMinusBeta2 * g * g;              // torch: exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
+                float denom = (float) Math.sqrt(v[i]) / sqrtBiasCorrection2 + eps;
+                p -= stepSize * (m[i] / denom);
+                param.setAtIndex(Tensor.F32, i, p);
+            }
+        }
+    }
 
     /**
      * One AdamW update of n F32 elements, each on its own with every product, quotient and sum rounded separately (no
@@ -233,18 +255,7 @@ public interface Backend {
      * floats); m and v are updated in place. This default is the plain loop.
      */
     default void adamW(java.lang.foreign.MemorySegment param, float[] grad, float[] m, float[] v, int n, AdamWStep s) {
-        if (param.byteSize() < 4L * n || grad.length < n || m.length < n || v.length < n)
-            throw new IllegalArgumentException("adamW: " + n + " elements, but param has " + param.byteSize() / 4 + ", grad " + grad.length
-                    + ", m " + m.length + ", v " + v.length);
-        for (int i = 0; i < n; i++) {
-            float p = param.getAtIndex(Tensor.F32, i);
-            if (s.decay()) p *= s.decayFactor();
-            float g = grad[i];
-            m[i] = m[i] + s.oneMinusBeta1() * (g - m[i]);                 // torch: exp_avg.lerp_(grad, 1 - beta1)
-            v[i] = v[i] * s.beta2() + s.oneMinusBeta2() * g * g;          // torch: exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
-            float denom = (float) Math.sqrt(v[i]) / s.sqrtBiasCorrection2() + s.eps();
-            p -= s.stepSize() * (m[i] / denom);
-            param.setAtIndex(Tensor.F32, i, p);
-        }
+        s.check(param, grad, m, v, n);
+        s.applyPlain(param, grad, m, v, 0, n);
     }
 }

@@ -1774,19 +1774,16 @@ public final class VectorBackend implements Backend {
      */
     @Override
     public void adamW(MemorySegment param, float[] grad, float[] m, float[] v, int n, AdamWStep s) {
-        if (param.byteSize() < 4L * n || grad.length < n || m.length < n || v.length < n)
-            throw new IllegalArgumentException("adamW: " + n + " elements, but param has " + param.byteSize() / 4 + ", grad " + grad.length
-                    + ", m " + m.length + ", v " + v.length);
+        s.check(param, grad, m, v, n);
         int tasks = (n + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
         parallelFor(tasks, n >= 4 * ADAMW_CHUNK, t -> adamWRange(param, grad, m, v, t * ADAMW_CHUNK, Math.min(n, t * ADAMW_CHUNK + ADAMW_CHUNK), s));
     }
 
     private static void adamWRange(MemorySegment param, float[] grad, float[] m, float[] v, int from, int to, AdamWStep s) {
-        float decayFactor = s.decay() ? s.decayFactor() : 1f;
         int i = from;
         for (; i + L <= to; i += L) {
             FloatVector p = FloatVector.fromMemorySegment(F, param, 4L * i, LE);
-            if (s.decay()) p = p.mul(decayFactor);
+            if (s.decay()) p = p.mul(s.decayFactor());
             FloatVector g = FloatVector.fromArray(F, grad, i);
             FloatVector mi = FloatVector.fromArray(F, m, i);
             mi = mi.add(g.sub(mi).mul(s.oneMinusBeta1()));
@@ -1797,15 +1794,6 @@ public final class VectorBackend implements Backend {
             vi.intoArray(v, i);
             p.intoMemorySegment(param, 4L * i, LE);
         }
-        for (; i < to; i++) {
-            float p = param.getAtIndex(Tensor.F32, i);
-            if (s.decay()) p *= decayFactor;
-            float g = grad[i];
-            m[i] = m[i] + s.oneMinusBeta1() * (g - m[i]);
-            v[i] = v[i] * s.beta2() + s.oneMinusBeta2() * g * g;
-            float denom = (float) Math.sqrt(v[i]) / s.sqrtBiasCorrection2() + s.eps();
-            p -= s.stepSize() * (m[i] / denom);
-            param.setAtIndex(Tensor.F32, i, p);
-        }
+        s.applyPlain(param, grad, m, v, i, to);
     }
 }

@@ -25,9 +25,9 @@ final class CompareCommand implements Callable<Integer> {
         if (!Files.isRegularFile(plan)) throw new java.nio.file.NoSuchFileException(plan + " (--plan)");
         Comparison.Plan p = Comparison.Plan.load(plan);
         common.backend();  // applies --threads and --quiet, checks the device and backend names
-        if (!summaryOnly) common.withSelection(() -> Comparison.run(modelDir, data, p, out, !common.quiet,
-                "./dive compare " + modelDir + " --plan " + plan + " --data " + data + " --out " + out));  // the conversion code uses Backends.select()
         if (summaryOnly) Comparison.summarise(p, out, true);
+        else common.withSelection(() -> Comparison.run(modelDir, data, p, out, !common.quiet,  // the conversion code uses Backends.select()
+                "./dive compare " + modelDir + " --plan " + plan + " --data " + data + " --out " + out));
         System.out.print(Files.readString(out.resolve("comparison.md")));
         System.out.println("\nsummary → " + out.resolve("comparison.md"));
         return 0;

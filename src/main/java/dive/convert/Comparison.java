@@ -116,12 +116,10 @@ public final class Comparison {
         return Math.exp(s / ppl.size());
     }
 
-    /** runs every (setting, seed) that is not finished yet, then summarises; returns the summary written to comparison.json */
-    public static Map<String, Object> run(Path modelDir, String data, Plan plan, Path out, boolean progress) throws Exception {
-        return run(modelDir, data, plan, out, progress, null);
-    }
-
-    /** as above; {@code command} (the compare command line, or null) is named in each run's report.md with its setting and seed */
+    /**
+     * runs every (setting, seed) that is not finished yet, then summarises; returns the summary written to comparison.json.
+     * {@code command} (the compare command line, or null) is named in each run's report.md with its setting and seed.
+     */
     public static Map<String, Object> run(Path modelDir, String data, Plan plan, Path out, boolean progress, String command) throws Exception {
         Files.createDirectories(out);
         int total = plan.settings().size() * plan.seeds().size(), done = 0, ran = 0;

@@ -52,6 +52,24 @@ public final class DiveConversion {
     private static final ObjectMapper JSON = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
     public static final String SETTINGS_FILE = "convert.json", DONE_FILE = "done";
 
+    /**
+     * A run's windows of every dataset (dataset i seeded with {@link AffinityMining#datasetSeed}(seed, i)): calibration,
+     * the first {@code evalWindows} affinity-evaluation and the first {@code finalEvalWindows} final-evaluation windows.
+     * Deterministic, so a finished run's windows can be rebuilt from its settings (RoutingDiagnostics does).
+     */
+    static List<DatasetWindows> windows(Corpus corpus, List<String> names, Tokenizer tokenizer, int calibrationWindows, int evalWindows,
+                                        int finalEvalWindows, int seqlen, long seed) throws IOException {
+        List<DatasetWindows> windows = new ArrayList<>();
+        for (int i = 0; i < names.size(); i++) {
+            DatasetWindows w = DatasetWindows.of(corpus, names.get(i), tokenizer, calibrationWindows, Math.max(evalWindows, finalEvalWindows),
+                    seqlen, AffinityMining.datasetSeed(seed, i));
+            windows.add(new DatasetWindows(w.dataset(), w.seqlen(), w.calibrationSeed(), w.calibrationOffsets(), w.calibration(),
+                    w.affinityEval().subList(0, Math.min(evalWindows, w.affinityEval().size())),
+                    w.finalEval().subList(0, Math.min(finalEvalWindows, w.finalEval().size())), w.calibTokens(), w.evalTokens()));
+        }
+        return windows;
+    }
+
     private DiveConversion() {}
 
     /**
@@ -108,15 +126,8 @@ public final class DiveConversion {
         try (LlamaModel dense = LlamaModel.load(modelDir, backend)) {
             // ---- windows (deterministic: recomputed on every run)
             long t0 = System.nanoTime();
-            int evalCount = Math.max(recipe.evalWindows(), recipe.finalEvalWindows());
-            windows = new ArrayList<>();
-            for (int i = 0; i < names.size(); i++) {
-                DatasetWindows w = DatasetWindows.of(corpus, names.get(i), tokenizer, recipe.calibrationWindows(), evalCount, recipe.seqlen(),
-                        AffinityMining.datasetSeed(recipe.seed(), i));
-                windows.add(new DatasetWindows(w.dataset(), w.seqlen(), w.calibrationSeed(), w.calibrationOffsets(), w.calibration(),
-                        w.affinityEval().subList(0, Math.min(recipe.evalWindows(), w.affinityEval().size())),
-                        w.finalEval().subList(0, Math.min(recipe.finalEvalWindows(), w.finalEval().size())), w.calibTokens(), w.evalTokens()));
-            }
+            windows = windows(corpus, names, tokenizer, recipe.calibrationWindows(), recipe.evalWindows(), recipe.finalEvalWindows(),
+                    recipe.seqlen(), recipe.seed());
             timings.putIfAbsent("windows", seconds(t0));
 
             // ---- groups

@@ -62,15 +62,10 @@ public final class RoutingDiagnostics {
             Path modelDir = Path.of(settings.get("model").asText());
             Tokenizer tokenizer = Tokenizer.load(modelDir.resolve("tokenizer.json"));
             Corpus corpus = settings.get("data").asText().equals("bundled") ? Corpus.bundled() : Corpus.open(Path.of(settings.get("data").asText()));
-            int calib = recipe.get("calibration_windows").asInt(), evalW = recipe.get("eval_windows").asInt();
-            int finalW = recipe.get("final_eval_windows").asInt(), seqlen = recipe.get("seqlen").asInt();
-            long seed = recipe.get("seed").asLong();
             List<List<int[]>> windows = new ArrayList<>();
-            for (int i = 0; i < names.size(); i++) {
-                DatasetWindows w = DatasetWindows.of(corpus, names.get(i), tokenizer, calib, Math.max(evalW, finalW), seqlen, AffinityMining.datasetSeed(seed, i));
-                windows.add(split.equals("affinity") ? w.affinityEval().subList(0, Math.min(evalW, w.affinityEval().size()))
-                        : w.finalEval().subList(0, Math.min(finalW, w.finalEval().size())));
-            }
+            for (DatasetWindows w : DiveConversion.windows(corpus, names, tokenizer, recipe.get("calibration_windows").asInt(),
+                    recipe.get("eval_windows").asInt(), recipe.get("final_eval_windows").asInt(), recipe.get("seqlen").asInt(), recipe.get("seed").asLong()))
+                windows.add(split.equals("affinity") ? w.affinityEval() : w.finalEval());
             return new Windows(names, group, windows);
         }
     }

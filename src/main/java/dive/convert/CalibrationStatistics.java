@@ -51,13 +51,22 @@ public record CalibrationStatistics(ChannelStatistics[] layers) {
                 stats[layer].add(intermediate, tokens);
             }
         };
+        observe(dense, windows, observer, windowsDone);
+        return new CalibrationStatistics(stats);
+    }
+
+    /**
+     * Runs {@code windows} (each from an empty context) through {@code dense} in batches of about
+     * {@link #TOKENS_PER_BATCH} tokens, with {@code observer} on every layer; {@code windowsDone} hears how many
+     * windows each batch finished.
+     */
+    static void observe(LlamaModel dense, List<int[]> windows, RoutingObserver observer, IntConsumer windowsDone) {
         for (List<int[]> batch : batches(windows, TOKENS_PER_BATCH)) {
             KVCache[] caches = new KVCache[batch.size()];
             for (int b = 0; b < caches.length; b++) caches[b] = dense.newCache(batch.get(b).length);
             dense.forwardBatch(batch.toArray(int[][]::new), caches, false, observer);
             windowsDone.accept(batch.size());
         }
-        return new CalibrationStatistics(stats);
     }
 
     /** consecutive groups of windows of about {@code tokensPerBatch} tokens (at least one window each) */

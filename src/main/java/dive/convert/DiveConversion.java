@@ -163,22 +163,30 @@ public final class DiveConversion {
                         recipe.nsamples(), recipe.seed(), recipe.routerInitStd(), recipe.seed(), recipe.auxLossCoef());
                 List<CalibrationStatistics> groupStats = new ArrayList<>();
                 List<ChannelScore> scores = new ArrayList<>();
+                List<List<int[]>> expertWindows = new ArrayList<>();
                 try (Progress bar = new Progress("experts", q.experts(), "experts", q.progress())) {
                     for (int g = 0; g < q.experts(); g++) {
                         List<DatasetWindows> members = new ArrayList<>();
                         for (int i = 0; i < groups.length; i++) if (groups[i] == g) members.add(windows.get(i));
                         int pool = members.stream().mapToInt(w -> w.calibration().size()).sum();
+                        expertWindows.add(ExpertReconstruction.pooledWindows(members, recipe.seed(), g, recipe.nsamples()));
                         if (perDataset == null && ExpertReconstruction.usesWholePool(pool, recipe.nsamples())) {
                             perDataset = new ArrayList<>();  // the same per-dataset statistics affinity mining gathers
                             for (DatasetWindows w : windows) perDataset.add(CalibrationStatistics.collect(dense, w.calibration()));
                         }
                         groupStats.add(ExpertReconstruction.groupStatistics(dense, windows, perDataset, groups, g, options));
                         scores.add(options.score() != null ? options.score()
-                                : TaylorScore.compute(dense, ExpertReconstruction.pooledWindows(members, recipe.seed(), g, recipe.nsamples())));
+                                : TaylorScore.compute(dense, expertWindows.get(g)));
                         bar.step(1);
                     }
                 }
                 ExpertReconstruction.Result built = ExpertReconstruction.reconstruct(dense, groupStats, scores, options);
+                if (recipe.expertOutputScale()) {
+                    double[][] scales = new double[q.experts()][];
+                    built = ExpertOutputScale.apply(dense, built, expertWindows, scales);
+                    AtomicFiles.writeString(out.resolve("expert_scales.json"), JSON.writeValueAsString(
+                            Map.of("scale_of_expert_and_layer", scales)) + "\n");
+                }
                 MixtralExport.write(expertsDir, built.config(), built.weights(),
                         MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true));
                 timings.put("reconstruction", seconds(t2));
@@ -246,6 +254,7 @@ public final class DiveConversion {
         dive.put("grouping", recipe.grouping());
         dive.put("groups", groupNames(names, groups, q.experts()));
         dive.put("bias_compensation", recipe.biasCompensation());
+        if (recipe.expertOutputScale()) dive.put("expert_output_scale", "least squares against the dense FFN, per expert and layer: expert_scales.json");
         dive.put("ppl_before_retraining", JSON.convertValue(beforeEval.get("ppl"), Map.class));
         dive.put("ppl_after_retraining", JSON.convertValue(afterEval.get("ppl"), Map.class));
         dive.put("params_total", moeParams[0]);

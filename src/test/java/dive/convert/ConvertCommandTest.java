@@ -54,6 +54,34 @@ class ConvertCommandTest {
     }
 
     @Test
+    void expertOutputScaleIsFoldedIntoEachExpertsDownProjectionAndRecorded() throws Exception {
+        Path plain = tmp.resolve("plain.yaml"), scaled = tmp.resolve("scaled.yaml");
+        Files.writeString(plain, tinyRecipe(0, 0));
+        Files.writeString(scaled, tinyRecipe(0, 0) + "expert_output_scale: true\n");
+        Path a = tmp.resolve("a"), b = tmp.resolve("b");
+        assertEquals(0, convert(plain, a));
+        assertEquals(0, convert(scaled, b));
+        assertFalse(Files.exists(a.resolve("expert_scales.json")));
+        assertFalse(JSON.readTree(a.resolve("convert.json").toFile()).get("recipe").has("expert_output_scale"));
+        assertTrue(JSON.readTree(b.resolve("convert.json").toFile()).get("recipe").get("expert_output_scale").asBoolean());
+        assertTrue(JSON.readTree(b.resolve("report.json").toFile()).get("methods").get("dive").has("expert_output_scale"));
+        JsonNode scales = JSON.readTree(b.resolve("expert_scales.json").toFile()).get("scale_of_expert_and_layer");
+        try (LlamaModel unscaled = LlamaModel.load(a.resolve("experts"), Backends.create("scalar"));
+             LlamaModel withScale = LlamaModel.load(b.resolve("experts"), Backends.create("scalar"))) {
+            var u = unscaled.namedWeights();
+            var w = withScale.namedWeights();
+            assertEquals(u.keySet(), w.keySet());
+            for (String name : u.keySet()) {
+                float[] x = u.get(name).toFloatArray(), y = w.get(name).toFloatArray();
+                java.util.regex.Matcher m = java.util.regex.Pattern.compile("model\\.layers\\.(\\d+)\\.block_sparse_moe\\.experts\\.(\\d+)\\.w2\\.weight").matcher(name);
+                double c = m.matches() ? scales.get(Integer.parseInt(m.group(2))).get(Integer.parseInt(m.group(1))).asDouble() : 1;
+                for (int i = 0; i < x.length; i++) assertEquals((float) (x[i] * c), y[i], name + "[" + i + "]");  // experts are stored in F32
+            }
+        }
+        for (JsonNode e : scales) for (JsonNode c : e) assertTrue(c.asDouble() > 0, "scales " + scales);
+    }
+
+    @Test
     void convertsReportsExportsAndResumes() throws Exception {
         Path recipe = tmp.resolve("recipe.yaml");
         Files.writeString(recipe, RECIPE);

@@ -243,4 +243,65 @@ class ExpertReconstructionTest {
         }
         assertNull(HeldOutEvaluation.run(dense, groups, null).routingShare());
     }
+
+    @Test
+    void outputScaleIsTheLeastSquaresFitToTheDenseFfnOnEachExpertsWindows() {
+        int[] groups = {0, 1, 0};
+        int d = 64, f = 48;
+        for (boolean bias : new boolean[] {false, true}) {
+            ExpertReconstruction.Options opt = options(2, 2, 0.75, bias, 0);  // two experts of 12 of the 48 channels
+            List<CalibrationStatistics> perDataset = windows.stream().map(w -> CalibrationStatistics.collect(dense, w.calibration())).toList();
+            List<CalibrationStatistics> stats = new ArrayList<>();
+            List<List<int[]>> pooled = new ArrayList<>();
+            for (int g = 0; g < 2; g++) {
+                stats.add(ExpertReconstruction.groupStatistics(dense, windows, perDataset, groups, g, opt));
+                List<DatasetWindows> members = new ArrayList<>();
+                for (int i = 0; i < 3; i++) if (groups[i] == g) members.add(windows.get(i));
+                pooled.add(ExpertReconstruction.pooledWindows(members, 3, g, 0));
+            }
+            ExpertReconstruction.Result r = ExpertReconstruction.reconstruct(dense, stats, opt);
+            double[][] scales = new double[2][];
+            ExpertReconstruction.Result scaled = ExpertOutputScale.apply(dense, r, pooled, scales);
+            for (int g = 0; g < 2; g++) {
+                List<List<double[]>> h = intermediates(pooled.get(g));  // one window at a time, in double
+                for (int l = 0; l < 2; l++) {
+                    float[] down = ((DenseFfn) dense.feedForward(l)).down().toFloatArray();
+                    int[] kept = r.keptChannels()[g][l];
+                    String p = "model.layers." + l + ".block_sparse_moe.experts." + g + ".";
+                    float[] b = bias ? r.weights().get(p + "bias").toFloatArray() : new float[d];
+                    double dot = 0, norm = 0;
+                    for (double[] row : h.get(l))
+                        for (int i = 0; i < d; i++) {
+                            double y = 0, yHat = b[i];
+                            for (int j = 0; j < f; j++) y += down[i * f + j] * row[j];
+                            for (int j : kept) yHat += down[i * f + j] * row[j];
+                            dot += y * yHat;
+                            norm += yHat * yHat;
+                        }
+                    double c = dot / norm;
+                    assertEquals(c, scales[g][l], 1e-4 * c, "bias " + bias + " expert " + g + " layer " + l);
+                    float[] w2 = r.weights().get(p + "w2.weight").toFloatArray(), w2Scaled = scaled.weights().get(p + "w2.weight").toFloatArray();
+                    for (int i = 0; i < w2.length; i++) assertEquals((float) (w2[i] * scales[g][l]), w2Scaled[i]);
+                    if (bias) {
+                        float[] bScaled = scaled.weights().get(p + "bias").toFloatArray();
+                        for (int i = 0; i < d; i++) assertEquals((float) (b[i] * scales[g][l]), bScaled[i]);
+                    }
+                    assertSame(r.weights().get(p + "w1.weight"), scaled.weights().get(p + "w1.weight"));
+                    assertSame(r.weights().get(p + "w3.weight"), scaled.weights().get(p + "w3.weight"));
+                }
+            }
+            assertSame(r.weights().get("model.embed_tokens.weight"), scaled.weights().get("model.embed_tokens.weight"));
+        }
+    }
+
+    @Test
+    void outputScaleOfAnExpertKeepingEveryChannelIsOne() {
+        int f = 48;
+        int[][] all = new int[2][f];
+        for (int[] k : all) for (int j = 0; j < f; j++) k[j] = j;
+        Tensor[] down = {((DenseFfn) dense.feedForward(0)).down(), ((DenseFfn) dense.feedForward(1)).down()};
+        double[] c = ExpertOutputScale.fit(dense, windows.get(1).calibration(), all, down, null);
+        assertEquals(1.0, c[0], 1e-5);
+        assertEquals(1.0, c[1], 1e-5);
+    }
 }

@@ -29,4 +29,18 @@ class ShippedRecipesTest {
         for (Comparison.Setting s : p.settings())
             assertTrue(datasets >= 2 * s.experts(), datasets + " bundled datasets for " + s.experts() + " experts: expected ≥ 2 per expert");
     }
+
+    @Test
+    void outputScalePlanIsTheComparisonsTopTwoSettingWithOnlyTheScaleAndTheMethodsChanged() throws Exception {
+        Comparison.Plan full = Comparison.Plan.load(Path.of("src/main/recipes/comparison.yaml"));
+        Comparison.Plan scaled = Comparison.Plan.load(Path.of("src/main/recipes/comparison-output-scale.yaml"));
+        assertEquals(List.of(new Comparison.Setting(8, 2, 0.75)), scaled.settings());
+        assertEquals(full.seeds(), scaled.seeds());
+        assertTrue(scaled.convert().expertOutputScale() && !full.convert().expertOutputScale());
+        assertEquals(List.of("dive", "dive_random_groups"), scaled.convert().methods());
+        var a = new java.util.LinkedHashMap<>(full.convert().toJson());
+        var b = new java.util.LinkedHashMap<>(scaled.convert().toJson());
+        for (var m : List.of(a, b)) { m.remove("methods"); m.remove("expert_output_scale"); }
+        assertEquals(a, b, "every other setting equal to the comparison's");
+    }
 }

@@ -196,6 +196,11 @@ public final class BaselineConversion {
      * gate_proj.bias and up_proj.bias (active width) = 0, so the block equals the pruned FFN plus b exactly.
      */
     static Map<String, Tensor> prunedDenseWeights(LlamaModel dense, int[][] kept, CalibrationStatistics stats) {
+        return prunedDenseWeights(dense, kept, stats, null);
+    }
+
+    /** as {@link #prunedDenseWeights(LlamaModel, int[][], CalibrationStatistics)}, with layer l's down_proj (and bias) × {@code scale[l]} when not null */
+    static Map<String, Tensor> prunedDenseWeights(LlamaModel dense, int[][] kept, CalibrationStatistics stats, double[] scale) {
         Map<String, Tensor> weights = new LinkedHashMap<>();
         for (Map.Entry<String, Tensor> e : dense.namedWeights().entrySet())
             if (!e.getKey().contains(".mlp.")) weights.put(e.getKey(), e.getValue());
@@ -206,12 +211,12 @@ public final class BaselineConversion {
             String p = "model.layers." + l + ".mlp.";
             weights.put(p + "gate_proj.weight", pruned.gate());
             weights.put(p + "up_proj.weight", pruned.up());
-            weights.put(p + "down_proj.weight", pruned.down());
+            weights.put(p + "down_proj.weight", scale == null ? pruned.down() : OutputScale.scaled(pruned.down(), scale[l]));
             if (bias != null) {
                 int width = kept[l].length;
                 weights.put(p + "gate_proj.bias", Tensor.ofFloats(p + "gate_proj.bias", new float[width], width));
                 weights.put(p + "up_proj.bias", Tensor.ofFloats(p + "up_proj.bias", new float[width], width));
-                weights.put(p + "down_proj.bias", pruned.downBias());
+                weights.put(p + "down_proj.bias", scale == null ? pruned.downBias() : OutputScale.scaled(pruned.downBias(), scale[l]));
             }
         }
         return weights;
@@ -265,7 +270,12 @@ public final class BaselineConversion {
                     CalibrationStatistics stats = method.equals("flap") || compensated ? CalibrationStatistics.collect(dense, pooled) : null;
                     int[][] kept = denseKeptChannels(dense, method, pooled, stats, active);
                     writeKept(dir.resolve("kept_channels.json"), new int[][][] {kept});
-                    TrainableLlama.copyOf(prunedDenseConfig(dc, active, compensated), prunedDenseWeights(dense, kept, compensated ? stats : null)::get,
+                    double[] scale = null;
+                    if (recipe.outputScale()) {
+                        scale = OutputScale.fitPruned(dense, pooled, kept, compensated ? stats : null);
+                        OutputScale.write(dir, new double[][] {scale});
+                    }
+                    TrainableLlama.copyOf(prunedDenseConfig(dc, active, compensated), prunedDenseWeights(dense, kept, compensated ? stats : null, scale)::get,
                             method, backend).saveCheckpoint(build, tokenizerJson, DType.F32);
                     timings.put(method + "_build", seconds(t));
                 }
@@ -287,6 +297,11 @@ public final class BaselineConversion {
                     if (recipe.biasCompensation())
                         biasStats = java.util.Collections.nCopies(q.experts(), CalibrationStatistics.collect(dense, pooled));
                     ExpertReconstruction.Result built = ExpertReconstruction.fromKeptChannels(dense, kept, biasStats, options);
+                    if (recipe.outputScale()) {
+                        double[][] scales = new double[q.experts()][];
+                        built = OutputScale.apply(dense, built, java.util.Collections.nCopies(q.experts(), pooled), scales);
+                        OutputScale.write(dir, scales);
+                    }
                     writeKept(dir.resolve("kept_channels.json"), kept);
                     MixtralExport.write(build, built.config(), built.weights(),
                             MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true));
@@ -328,7 +343,8 @@ public final class BaselineConversion {
             params = ExpertReconstruction.parameterCounts(after);
         }
         Map<String, Object> entry = new LinkedHashMap<>();
-        entry.put("variant", variant);
+        entry.put("variant", variant + (recipe.outputScale() ? "; output scale: least squares against the dense FFN on the pooled "
+                + "calibration windows, per " + (denseMethod ? "layer" : "expert and layer") + ", folded into the down projection (" + OutputScale.FILE + ")" : ""));
         entry.put("ppl_before_retraining", JSON.readTree(dir.resolve("eval/before.json").toFile()).get("ppl"));
         JsonNode after = JSON.readTree(dir.resolve("eval/after.json").toFile());
         entry.put("ppl_after_retraining", after.get("ppl"));

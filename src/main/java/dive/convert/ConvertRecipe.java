@@ -28,8 +28,8 @@ import java.util.TreeSet;
  * seqlen: 256                  # tokens per calibration / evaluation window
  * seed: 0                      # sampling, grouping, router init and training seed
  * bias_compensation: false
- * expert_output_scale: false     # fold a least-squares output scale into each DIVE expert's w2 (beyond the spec;
- *                              # see {@link ExpertOutputScale}); the data-free LLaMA-MoE experts are never scaled
+ * output_scale: false         # fold a least-squares output scale into every pruned FFN's down projection: DIVE's
+ *                              # experts and every baseline's (beyond the spec; see {@link OutputScale})
  * grouping: affinity           # affinity | random | file
  * groups_file: null            # for grouping: file — JSON {"groups": [["name", ...], ...]} (affinity.json works)
  * nsamples: 0                  # windows per expert from its group's pool; 0 = the whole pool
@@ -46,7 +46,7 @@ import java.util.TreeSet;
  * </pre>
  */
 public record ConvertRecipe(List<String> datasets, String score, Clustering.Linkage linkage, int calibrationWindows, int evalWindows,
-                            int finalEvalWindows, int seqlen, long seed, boolean biasCompensation, boolean expertOutputScale, String grouping, Path groupsFile,
+                            int finalEvalWindows, int seqlen, long seed, boolean biasCompensation, boolean outputScale, String grouping, Path groupsFile,
                             int nsamples, double routerInitStd, double auxLossCoef, int checkpointEvery, int trainEvalWindows,
                             int trainEvals, Stage stage0, Stage stage1, Stage stage2, List<String> methods) {
 
@@ -55,7 +55,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
                         double loraAlpha, double loraDropout) {}
 
     public static final Set<String> KEYS = Set.of("datasets", "score", "linkage", "calibration_windows", "eval_windows", "final_eval_windows",
-            "seqlen", "seed", "bias_compensation", "expert_output_scale", "grouping", "groups_file", "nsamples", "router_init_std", "aux_loss_coef",
+            "seqlen", "seed", "bias_compensation", "output_scale", "grouping", "groups_file", "nsamples", "router_init_std", "aux_loss_coef",
             "checkpoint_every", "train_eval_windows", "train_evals", "stage0", "stage1", "stage2", "methods");
     static final Set<String> STAGE_KEYS = Set.of("tokens", "lr", "batch_size", "seq_len", "warmup", "temperature", "lora_r", "lora_alpha", "lora_dropout");
 
@@ -97,7 +97,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
         int seqlen = (int) r.integer("seqlen", 256, 2, 1 << 20);
         long seed = r.integer("seed", 0, Long.MIN_VALUE, Long.MAX_VALUE);
         boolean bias = r.bool("bias_compensation", false);
-        boolean outputScale = r.bool("expert_output_scale", false);
+        boolean outputScale = r.bool("output_scale", false);
         String grouping = r.text("grouping", "affinity");
         if (!Set.of("affinity", "random", "file").contains(grouping)) throw r.error("grouping", "expected affinity, random or file, found '" + grouping + "'");
         String groupsFile = r.text("groups_file", null);
@@ -150,13 +150,13 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
     /** these settings with another grouping (no groups file) and only the method dive: the dive_random_groups ablation */
     public ConvertRecipe withRandomGroupingOnly() {
         return new ConvertRecipe(datasets, score, linkage, calibrationWindows, evalWindows, finalEvalWindows, seqlen, seed, biasCompensation,
-                expertOutputScale, "random", null, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, List.of("dive"));
+                outputScale, "random", null, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, List.of("dive"));
     }
 
     /** these settings with another seed (the multi-seed comparison) */
     public ConvertRecipe withSeed(long newSeed) {
         return new ConvertRecipe(datasets, score, linkage, calibrationWindows, evalWindows, finalEvalWindows, seqlen, newSeed, biasCompensation,
-                expertOutputScale, grouping, groupsFile, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, methods);
+                outputScale, grouping, groupsFile, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, methods);
     }
 
     /** the settings as a JSON tree (recorded in the output folder: a rerun must use the same) */
@@ -171,7 +171,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
         m.put("seqlen", seqlen);
         m.put("seed", seed);
         m.put("bias_compensation", biasCompensation);
-        if (expertOutputScale) m.put("expert_output_scale", true);  // absent when off: earlier runs' settings stay valid
+        if (outputScale) m.put("output_scale", true);  // absent when off: earlier runs' settings stay valid
         m.put("grouping", grouping);
         m.put("groups_file", groupsFile == null ? null : groupsFile.toString());
         m.put("nsamples", nsamples);

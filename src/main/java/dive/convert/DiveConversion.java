@@ -181,11 +181,11 @@ public final class DiveConversion {
                     }
                 }
                 ExpertReconstruction.Result built = ExpertReconstruction.reconstruct(dense, groupStats, scores, options);
-                if (recipe.expertOutputScale()) {
+                if (recipe.outputScale()) {
                     double[][] scales = new double[q.experts()][];
-                    built = ExpertOutputScale.apply(dense, built, expertWindows, scales);
-                    AtomicFiles.writeString(out.resolve("expert_scales.json"), JSON.writeValueAsString(
-                            Map.of("scale_of_expert_and_layer", scales)) + "\n");
+                    built = OutputScale.apply(dense, built, expertWindows, scales);
+                    Files.createDirectories(out);
+                    OutputScale.write(out, scales);
                 }
                 MixtralExport.write(expertsDir, built.config(), built.weights(),
                         MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true));
@@ -254,7 +254,7 @@ public final class DiveConversion {
         dive.put("grouping", recipe.grouping());
         dive.put("groups", groupNames(names, groups, q.experts()));
         dive.put("bias_compensation", recipe.biasCompensation());
-        if (recipe.expertOutputScale()) dive.put("expert_output_scale", "least squares against the dense FFN, per expert and layer: expert_scales.json");
+        if (recipe.outputScale()) dive.put("output_scale", "least squares against the dense FFN on each expert's windows, per expert and layer: " + OutputScale.FILE);
         dive.put("ppl_before_retraining", JSON.convertValue(beforeEval.get("ppl"), Map.class));
         dive.put("ppl_after_retraining", JSON.convertValue(afterEval.get("ppl"), Map.class));
         dive.put("params_total", moeParams[0]);

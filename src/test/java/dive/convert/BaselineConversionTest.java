@@ -261,4 +261,66 @@ class BaselineConversionTest {
     static Set<Integer> set(int[] a) { Set<Integer> s = new HashSet<>(); for (int x : a) s.add(x); return s; }
 
     static List<String> iterable(java.util.Iterator<String> it) { List<String> l = new ArrayList<>(); it.forEachRemaining(l::add); return l; }
+
+    @Test
+    void outputScaleIsFittedOnThePooledWindowsForEveryBaseline() throws Exception {
+        Path recipe = tmp.resolve("recipe.yaml");
+        Files.writeString(recipe, ConvertCommandTest.tinyRecipe(0, 0) + "output_scale: true\nmethods: [dive, flap, llama_moe_random]\n");
+        Path out = tmp.resolve("out");
+        assertEquals(0, Main.run("convert", MODEL.toString(), "--data", "bundled", "--experts", "2", "--top-k", "2", "--ratio", "0.75",
+                "--out", out.toString(), "--recipe", recipe.toString(), "-q"));
+        JsonNode methods = JSON.readTree(out.resolve("report.json").toFile()).get("methods");
+        for (String m : List.of("flap", "llama_moe_random")) assertTrue(methods.get(m).get("variant").asText().contains("output scale"), m);
+        List<String> names = List.of("bible-nt", "man2", "python-core");
+        Tokenizer tokenizer = Tokenizer.load(MODEL.resolve("tokenizer.json"));
+        List<int[]> pooled = new ArrayList<>();
+        for (int i = 0; i < 3; i++)
+            pooled.addAll(DatasetWindows.of(Corpus.bundled(), names.get(i), tokenizer, 3, 2, 32, AffinityMining.datasetSeed(4, i)).calibration());
+        try (LlamaModel dense = LlamaModel.load(MODEL, Backends.create("scalar"))) {
+            int layers = dense.config().numHiddenLayers(), d = dense.config().hiddenSize(), f = 48;
+            // every token's h (F) per layer over the pooled windows, one window at a time, as doubles
+            List<List<double[]>> h = new ArrayList<>();
+            for (int l = 0; l < layers; l++) h.add(new ArrayList<>());
+            dive.model.RoutingObserver observer = new dive.model.RoutingObserver() {
+                @Override public void onRouting(int layer, int tokens, float[] logits, int[] ids, float[] weights) {}
+                @Override public void onDenseIntermediate(int layer, int tokens, int width, float[] values) {
+                    for (int n = 0; n < tokens; n++) {
+                        double[] row = new double[width];
+                        for (int j = 0; j < width; j++) row[j] = values[n * width + j];
+                        h.get(layer).add(row);
+                    }
+                }
+            };
+            for (int[] w : pooled) dense.forward(w, dense.newCache(w.length), observer);
+            for (String m : List.of("flap", "llama_moe_random")) {
+                JsonNode kept = JSON.readTree(out.resolve(m + "/kept_channels.json").toFile()).get("kept_channels");
+                JsonNode scales = JSON.readTree(out.resolve(m + "/" + OutputScale.FILE).toFile()).get("scale_of_expert_and_layer");
+                assertEquals(kept.size(), scales.size(), m);
+                try (LlamaModel built = LlamaModel.load(out.resolve(m + "/build"), Backends.create("scalar"))) {
+                    for (int e = 0; e < kept.size(); e++)
+                        for (int l = 0; l < layers; l++) {
+                            int[] k = new int[kept.get(e).get(l).size()];
+                            for (int c = 0; c < k.length; c++) k[c] = kept.get(e).get(l).get(c).asInt();
+                            float[] down = ((DenseFfn) dense.feedForward(l)).down().toFloatArray();
+                            double dot = 0, norm = 0;
+                            for (double[] row : h.get(l))
+                                for (int i = 0; i < d; i++) {
+                                    double y = 0, yHat = 0;
+                                    for (int j = 0; j < f; j++) y += down[i * f + j] * row[j];
+                                    for (int j : k) yHat += down[i * f + j] * row[j];
+                                    dot += y * yHat;
+                                    norm += yHat * yHat;
+                                }
+                            double c = scales.get(e).get(l).asDouble();
+                            assertEquals(dot / norm, c, 1e-4 * c, m + " expert " + e + " layer " + l);
+                            float[] got = m.equals("flap") ? ((DenseFfn) built.feedForward(l)).down().toFloatArray()
+                                    : built.namedWeights().get("model.layers." + l + ".block_sparse_moe.experts." + e + ".w2.weight").toFloatArray();
+                            for (int i = 0; i < d; i++)
+                                for (int col = 0; col < k.length; col++)
+                                    assertEquals((float) (down[i * f + k[col]] * c), got[i * k.length + col], m + " layer " + l + " [" + i + "," + col + "]");
+                        }
+                }
+            }
+        }
+    }
 }

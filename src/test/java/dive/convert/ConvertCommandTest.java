@@ -54,18 +54,18 @@ class ConvertCommandTest {
     }
 
     @Test
-    void expertOutputScaleIsFoldedIntoEachExpertsDownProjectionAndRecorded() throws Exception {
+    void outputScaleIsFoldedIntoEachExpertsDownProjectionAndRecorded() throws Exception {
         Path plain = tmp.resolve("plain.yaml"), scaled = tmp.resolve("scaled.yaml");
         Files.writeString(plain, tinyRecipe(0, 0));
-        Files.writeString(scaled, tinyRecipe(0, 0) + "expert_output_scale: true\n");
+        Files.writeString(scaled, tinyRecipe(0, 0) + "output_scale: true\n");
         Path a = tmp.resolve("a"), b = tmp.resolve("b");
         assertEquals(0, convert(plain, a));
         assertEquals(0, convert(scaled, b));
-        assertFalse(Files.exists(a.resolve("expert_scales.json")));
-        assertFalse(JSON.readTree(a.resolve("convert.json").toFile()).get("recipe").has("expert_output_scale"));
-        assertTrue(JSON.readTree(b.resolve("convert.json").toFile()).get("recipe").get("expert_output_scale").asBoolean());
-        assertTrue(JSON.readTree(b.resolve("report.json").toFile()).get("methods").get("dive").has("expert_output_scale"));
-        JsonNode scales = JSON.readTree(b.resolve("expert_scales.json").toFile()).get("scale_of_expert_and_layer");
+        assertFalse(Files.exists(a.resolve("output_scales.json")));
+        assertFalse(JSON.readTree(a.resolve("convert.json").toFile()).get("recipe").has("output_scale"));
+        assertTrue(JSON.readTree(b.resolve("convert.json").toFile()).get("recipe").get("output_scale").asBoolean());
+        assertTrue(JSON.readTree(b.resolve("report.json").toFile()).get("methods").get("dive").has("output_scale"));
+        JsonNode scales = JSON.readTree(b.resolve("output_scales.json").toFile()).get("scale_of_expert_and_layer");
         try (LlamaModel unscaled = LlamaModel.load(a.resolve("experts"), Backends.create("scalar"));
              LlamaModel withScale = LlamaModel.load(b.resolve("experts"), Backends.create("scalar"))) {
             var u = unscaled.namedWeights();

@@ -261,7 +261,7 @@ class ExpertReconstructionTest {
             }
             ExpertReconstruction.Result r = ExpertReconstruction.reconstruct(dense, stats, opt);
             double[][] scales = new double[2][];
-            ExpertReconstruction.Result scaled = ExpertOutputScale.apply(dense, r, pooled, scales);
+            ExpertReconstruction.Result scaled = OutputScale.apply(dense, r, pooled, scales);
             for (int g = 0; g < 2; g++) {
                 List<List<double[]>> h = intermediates(pooled.get(g));  // one window at a time, in double
                 for (int l = 0; l < 2; l++) {
@@ -300,7 +300,7 @@ class ExpertReconstructionTest {
         int[][] all = new int[2][f];
         for (int[] k : all) for (int j = 0; j < f; j++) k[j] = j;
         Tensor[] down = {((DenseFfn) dense.feedForward(0)).down(), ((DenseFfn) dense.feedForward(1)).down()};
-        double[] c = ExpertOutputScale.fit(dense, windows.get(1).calibration(), all, down, null);
+        double[] c = OutputScale.fit(dense, windows.get(1).calibration(), all, down, null);
         assertEquals(1.0, c[0], 1e-5);
         assertEquals(1.0, c[1], 1e-5);
     }

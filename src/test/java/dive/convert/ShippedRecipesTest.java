@@ -36,11 +36,11 @@ class ShippedRecipesTest {
         Comparison.Plan scaled = Comparison.Plan.load(Path.of("src/main/recipes/comparison-output-scale.yaml"));
         assertEquals(List.of(new Comparison.Setting(8, 2, 0.75)), scaled.settings());
         assertEquals(full.seeds(), scaled.seeds());
-        assertTrue(scaled.convert().expertOutputScale() && !full.convert().expertOutputScale());
-        assertEquals(List.of("dive", "dive_random_groups"), scaled.convert().methods());
+        assertTrue(scaled.convert().outputScale() && !full.convert().outputScale());
+        assertEquals(List.of("dive", "flap", "llm_pruner", "dive_random_groups"), scaled.convert().methods());
         var a = new java.util.LinkedHashMap<>(full.convert().toJson());
         var b = new java.util.LinkedHashMap<>(scaled.convert().toJson());
-        for (var m : List.of(a, b)) { m.remove("methods"); m.remove("expert_output_scale"); }
+        for (var m : List.of(a, b)) { m.remove("methods"); m.remove("output_scale"); }
         assertEquals(a, b, "every other setting equal to the comparison's");
     }
 }

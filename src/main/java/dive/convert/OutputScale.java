@@ -10,9 +10,11 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * An option of this engine beyond DIVE's spec (recipe {@code expert_output_scale: true}; off by default): each
- * expert's output is multiplied by the least-squares scale that best matches the dense FFN on the expert's own
- * calibration windows, folded into {@code w2} (and its bias) so the export stays a plain Mixtral checkpoint.
+ * An option of this engine beyond DIVE's spec (recipe {@code output_scale: true}; off by default): every pruned FFN —
+ * each DIVE expert (fitted on the windows it was pruned with), and for the baselines FLAP, LLM-Pruner and the LLaMA-MoE
+ * experts (fitted on the pooled calibration windows of all datasets) — has its output multiplied by the least-squares
+ * scale that best matches the dense FFN, folded into {@code w2} / {@code down_proj} (and its bias), so the exports stay
+ * plain Mixtral / Llama checkpoints.
  *
  * <p>Why (docs/routing-investigation.md, "Top-2"): a pruned FFN computes a partial sum of the dense one, and with
  * top-2 the routing weights sum to 1, so a token's FFN output is the average of two different partial sums — too small,
@@ -24,8 +26,8 @@ import java.util.Map;
  * </pre>
  * over every token of the windows, with the dense model's own activations feeding every layer.
  */
-public final class ExpertOutputScale {
-    private ExpertOutputScale() {}
+public final class OutputScale {
+    private OutputScale() {}
 
     /**
      * Per layer the scale c_l of the expert ({@code down[l]} = its (d, |S|) down projection over the kept channels
@@ -97,7 +99,33 @@ public final class ExpertOutputScale {
         return new ExpertReconstruction.Result(built.config(), weights, built.keptChannels(), built.expertWidth());
     }
 
-    private static Tensor scaled(Tensor t, double c) {
+    /**
+     * Per layer the scale of the dense model's FFN pruned to {@code kept[l]} (with the bias compensation of {@code stats}
+     * when not null), over {@code windows}: the dense baselines' {@link #fit}.
+     */
+    public static double[] fitPruned(LlamaModel dense, List<int[]> windows, int[][] kept, CalibrationStatistics stats) {
+        int layers = kept.length;
+        Tensor[] down = new Tensor[layers];
+        float[][] bias = stats == null ? null : new float[layers][];
+        for (int l = 0; l < layers; l++) {
+            var block = Pruning.denseBlock(dense, l);
+            float[] b = stats == null ? null : Pruning.biasCompensation(block.down(), kept[l], stats.layers()[l].mean());
+            down[l] = Pruning.prune(block, kept[l], b).down();
+            if (bias != null) bias[l] = b;
+        }
+        return fit(dense, windows, kept, down, bias);
+    }
+
+    /** the file a run records its scales in: {"scale_of_expert_and_layer": [[c, ...], ...]} (a dense baseline: one row) */
+    public static final String FILE = "output_scales.json";
+
+    static void write(java.nio.file.Path dir, double[][] scales) throws java.io.IOException {
+        dive.util.AtomicFiles.writeString(dir.resolve(FILE), new com.fasterxml.jackson.databind.ObjectMapper()
+                .writeValueAsString(java.util.Map.of("scale_of_expert_and_layer", scales)) + "\n");
+    }
+
+    /** a new F32 tensor: {@code t} × c, same name and shape */
+    static Tensor scaled(Tensor t, double c) {
         float[] v = t.toFloatArray();
         for (int i = 0; i < v.length; i++) v[i] = (float) (v[i] * c);
         return Tensor.ofFloats(t.name(), v, t.shape());

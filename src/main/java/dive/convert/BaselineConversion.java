@@ -196,24 +196,32 @@ public final class BaselineConversion {
      * gate_proj.bias and up_proj.bias (active width) = 0, so the block equals the pruned FFN plus b exactly.
      */
     static Map<String, Tensor> prunedDenseWeights(LlamaModel dense, int[][] kept, CalibrationStatistics stats) {
-        return prunedDenseWeights(dense, kept, stats, null);
+        return prunedDenseWeights(dense, prunedBlocks(dense, kept, stats), null);
     }
 
-    /** as {@link #prunedDenseWeights(LlamaModel, int[][], CalibrationStatistics)}, with layer l's down_proj (and bias) × {@code scale[l]} when not null */
-    static Map<String, Tensor> prunedDenseWeights(LlamaModel dense, int[][] kept, CalibrationStatistics stats, double[] scale) {
+    /** every layer's FFN of {@code dense} narrowed to {@code kept[l]}, with the down bias of {@code stats}' compensation when not null */
+    static DenseFfn[] prunedBlocks(LlamaModel dense, int[][] kept, CalibrationStatistics stats) {
+        DenseFfn[] pruned = new DenseFfn[kept.length];
+        for (int l = 0; l < kept.length; l++) {
+            DenseFfn block = Pruning.denseBlock(dense, l);
+            pruned[l] = Pruning.prune(block, kept[l], stats == null ? null : Pruning.biasCompensation(block.down(), kept[l], stats.layers()[l].mean()));
+        }
+        return pruned;
+    }
+
+    /** as {@link #prunedDenseWeights(LlamaModel, int[][], CalibrationStatistics)} from {@link #prunedBlocks}, with layer l's down_proj (and bias) × {@code scale[l]} when not null */
+    static Map<String, Tensor> prunedDenseWeights(LlamaModel dense, DenseFfn[] blocks, double[] scale) {
         Map<String, Tensor> weights = new LinkedHashMap<>();
         for (Map.Entry<String, Tensor> e : dense.namedWeights().entrySet())
             if (!e.getKey().contains(".mlp.")) weights.put(e.getKey(), e.getValue());
-        for (int l = 0; l < kept.length; l++) {
-            DenseFfn block = Pruning.denseBlock(dense, l);
-            float[] bias = stats == null ? null : Pruning.biasCompensation(block.down(), kept[l], stats.layers()[l].mean());
-            DenseFfn pruned = Pruning.prune(block, kept[l], bias);
+        for (int l = 0; l < blocks.length; l++) {
+            DenseFfn pruned = blocks[l];
             String p = "model.layers." + l + ".mlp.";
             weights.put(p + "gate_proj.weight", pruned.gate());
             weights.put(p + "up_proj.weight", pruned.up());
             weights.put(p + "down_proj.weight", scale == null ? pruned.down() : OutputScale.scaled(pruned.down(), scale[l]));
-            if (bias != null) {
-                int width = kept[l].length;
+            if (pruned.downBias() != null) {
+                int width = pruned.intermediateSize();
                 weights.put(p + "gate_proj.bias", Tensor.ofFloats(p + "gate_proj.bias", new float[width], width));
                 weights.put(p + "up_proj.bias", Tensor.ofFloats(p + "up_proj.bias", new float[width], width));
                 weights.put(p + "down_proj.bias", scale == null ? pruned.downBias() : OutputScale.scaled(pruned.downBias(), scale[l]));
@@ -270,12 +278,13 @@ public final class BaselineConversion {
                     CalibrationStatistics stats = method.equals("flap") || compensated ? CalibrationStatistics.collect(dense, pooled) : null;
                     int[][] kept = denseKeptChannels(dense, method, pooled, stats, active);
                     writeKept(dir.resolve("kept_channels.json"), new int[][][] {kept});
+                    DenseFfn[] blocks = prunedBlocks(dense, kept, compensated ? stats : null);
                     double[] scale = null;
                     if (recipe.outputScale()) {
-                        scale = OutputScale.fitPruned(dense, pooled, kept, compensated ? stats : null);
+                        scale = OutputScale.fit(dense, pooled, kept, blocks);
                         OutputScale.write(dir, new double[][] {scale});
                     }
-                    TrainableLlama.copyOf(prunedDenseConfig(dc, active, compensated), prunedDenseWeights(dense, kept, compensated ? stats : null, scale)::get,
+                    TrainableLlama.copyOf(prunedDenseConfig(dc, active, compensated), prunedDenseWeights(dense, blocks, scale)::get,
                             method, backend).saveCheckpoint(build, tokenizerJson, DType.F32);
                     timings.put(method + "_build", seconds(t));
                 }

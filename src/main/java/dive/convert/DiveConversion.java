@@ -184,7 +184,6 @@ public final class DiveConversion {
                 if (recipe.outputScale()) {
                     double[][] scales = new double[q.experts()][];
                     built = OutputScale.apply(dense, built, expertWindows, scales);
-                    Files.createDirectories(out);
                     OutputScale.write(out, scales);
                 }
                 MixtralExport.write(expertsDir, built.config(), built.weights(),

@@ -1,6 +1,7 @@
 package dive.convert;
 
 import dive.backend.Backend;
+import dive.model.DenseFfn;
 import dive.model.LlamaModel;
 import dive.model.RoutingObserver;
 import dive.tensor.Tensor;
@@ -99,19 +100,13 @@ public final class OutputScale {
         return new ExpertReconstruction.Result(built.config(), weights, built.keptChannels(), built.expertWidth());
     }
 
-    /**
-     * Per layer the scale of the dense model's FFN pruned to {@code kept[l]} (with the bias compensation of {@code stats}
-     * when not null), over {@code windows}: the dense baselines' {@link #fit}.
-     */
-    public static double[] fitPruned(LlamaModel dense, List<int[]> windows, int[][] kept, CalibrationStatistics stats) {
-        int layers = kept.length;
-        Tensor[] down = new Tensor[layers];
-        float[][] bias = stats == null ? null : new float[layers][];
-        for (int l = 0; l < layers; l++) {
-            var block = Pruning.denseBlock(dense, l);
-            float[] b = stats == null ? null : Pruning.biasCompensation(block.down(), kept[l], stats.layers()[l].mean());
-            down[l] = Pruning.prune(block, kept[l], b).down();
-            if (bias != null) bias[l] = b;
+    /** {@link #fit} of {@code pruned[l]}, the dense FFN narrowed to {@code kept[l]} (with its down bias, if any): the dense baselines' scales */
+    public static double[] fit(LlamaModel dense, List<int[]> windows, int[][] kept, DenseFfn[] pruned) {
+        Tensor[] down = new Tensor[pruned.length];
+        float[][] bias = new float[pruned.length][];
+        for (int l = 0; l < pruned.length; l++) {
+            down[l] = pruned[l].down();
+            bias[l] = pruned[l].downBias() == null ? null : pruned[l].downBias().toFloatArray();
         }
         return fit(dense, windows, kept, down, bias);
     }

@@ -278,20 +278,7 @@ class BaselineConversionTest {
             pooled.addAll(DatasetWindows.of(Corpus.bundled(), names.get(i), tokenizer, 3, 2, 32, AffinityMining.datasetSeed(4, i)).calibration());
         try (LlamaModel dense = LlamaModel.load(MODEL, Backends.create("scalar"))) {
             int layers = dense.config().numHiddenLayers(), d = dense.config().hiddenSize(), f = 48;
-            // every token's h (F) per layer over the pooled windows, one window at a time, as doubles
-            List<List<double[]>> h = new ArrayList<>();
-            for (int l = 0; l < layers; l++) h.add(new ArrayList<>());
-            dive.model.RoutingObserver observer = new dive.model.RoutingObserver() {
-                @Override public void onRouting(int layer, int tokens, float[] logits, int[] ids, float[] weights) {}
-                @Override public void onDenseIntermediate(int layer, int tokens, int width, float[] values) {
-                    for (int n = 0; n < tokens; n++) {
-                        double[] row = new double[width];
-                        for (int j = 0; j < width; j++) row[j] = values[n * width + j];
-                        h.get(layer).add(row);
-                    }
-                }
-            };
-            for (int[] w : pooled) dense.forward(w, dense.newCache(w.length), observer);
+            List<List<double[]>> h = ExpertReconstructionTest.intermediates(dense, pooled);
             for (String m : List.of("flap", "llama_moe_random")) {
                 JsonNode kept = JSON.readTree(out.resolve(m + "/kept_channels.json").toFile()).get("kept_channels");
                 JsonNode scales = JSON.readTree(out.resolve(m + "/" + OutputScale.FILE).toFile()).get("scale_of_expert_and_layer");
@@ -302,17 +289,8 @@ class BaselineConversionTest {
                             int[] k = new int[kept.get(e).get(l).size()];
                             for (int c = 0; c < k.length; c++) k[c] = kept.get(e).get(l).get(c).asInt();
                             float[] down = ((DenseFfn) dense.feedForward(l)).down().toFloatArray();
-                            double dot = 0, norm = 0;
-                            for (double[] row : h.get(l))
-                                for (int i = 0; i < d; i++) {
-                                    double y = 0, yHat = 0;
-                                    for (int j = 0; j < f; j++) y += down[i * f + j] * row[j];
-                                    for (int j : k) yHat += down[i * f + j] * row[j];
-                                    dot += y * yHat;
-                                    norm += yHat * yHat;
-                                }
                             double c = scales.get(e).get(l).asDouble();
-                            assertEquals(dot / norm, c, 1e-4 * c, m + " expert " + e + " layer " + l);
+                            assertEquals(ExpertReconstructionTest.leastSquaresScale(h.get(l), down, d, k, null), c, 1e-4 * c, m + " expert " + e + " layer " + l);
                             float[] got = m.equals("flap") ? ((DenseFfn) built.feedForward(l)).down().toFloatArray()
                                     : built.namedWeights().get("model.layers." + l + ".block_sparse_moe.experts." + e + ".w2.weight").toFloatArray();
                             for (int i = 0; i < d; i++)

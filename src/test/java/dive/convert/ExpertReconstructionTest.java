@@ -45,7 +45,10 @@ class ExpertReconstructionTest {
     }
 
     /** every layer's h (N, F) over the windows, collected here from the dense model's observer, as doubles */
-    static List<List<double[]>> intermediates(List<int[]> ws) {
+    static List<List<double[]>> intermediates(List<int[]> ws) { return intermediates(dense, ws); }
+
+    /** as {@link #intermediates(List)} for any dense model */
+    static List<List<double[]>> intermediates(LlamaModel dense, List<int[]> ws) {
         int layers = dense.config().numHiddenLayers();
         List<List<double[]>> rows = new ArrayList<>();
         for (int l = 0; l < layers; l++) rows.add(new ArrayList<>());
@@ -61,6 +64,24 @@ class ExpertReconstructionTest {
         };
         for (int[] w : ws) dense.forward(w, dense.newCache(w.length), observer);  // one window at a time: a different batching
         return rows;
+    }
+
+    /**
+     * Σ⟨y, ŷ⟩ / Σ‖ŷ‖² over the rows h (F) in double, y = down·h, ŷ = down[:, kept]·h[kept] + bias (null = 0); down (d, F)
+     * row-major: the least-squares output scale, computed here without the engine.
+     */
+    static double leastSquaresScale(List<double[]> h, float[] down, int d, int[] kept, float[] bias) {
+        int f = down.length / d;
+        double dot = 0, norm = 0;
+        for (double[] row : h)
+            for (int i = 0; i < d; i++) {
+                double y = 0, yHat = bias == null ? 0 : bias[i];
+                for (int j = 0; j < f; j++) y += down[i * f + j] * row[j];
+                for (int j : kept) yHat += down[i * f + j] * row[j];
+                dot += y * yHat;
+                norm += yHat * yHat;
+            }
+        return dot / norm;
     }
 
     @Test
@@ -247,7 +268,7 @@ class ExpertReconstructionTest {
     @Test
     void outputScaleIsTheLeastSquaresFitToTheDenseFfnOnEachExpertsWindows() {
         int[] groups = {0, 1, 0};
-        int d = 64, f = 48;
+        int d = 64;
         for (boolean bias : new boolean[] {false, true}) {
             ExpertReconstruction.Options opt = options(2, 2, 0.75, bias, 0);  // two experts of 12 of the 48 channels
             List<CalibrationStatistics> perDataset = windows.stream().map(w -> CalibrationStatistics.collect(dense, w.calibration())).toList();
@@ -269,16 +290,7 @@ class ExpertReconstructionTest {
                     int[] kept = r.keptChannels()[g][l];
                     String p = "model.layers." + l + ".block_sparse_moe.experts." + g + ".";
                     float[] b = bias ? r.weights().get(p + "bias").toFloatArray() : new float[d];
-                    double dot = 0, norm = 0;
-                    for (double[] row : h.get(l))
-                        for (int i = 0; i < d; i++) {
-                            double y = 0, yHat = b[i];
-                            for (int j = 0; j < f; j++) y += down[i * f + j] * row[j];
-                            for (int j : kept) yHat += down[i * f + j] * row[j];
-                            dot += y * yHat;
-                            norm += yHat * yHat;
-                        }
-                    double c = dot / norm;
+                    double c = leastSquaresScale(h.get(l), down, d, kept, b);
                     assertEquals(c, scales[g][l], 1e-4 * c, "bias " + bias + " expert " + g + " layer " + l);
                     float[] w2 = r.weights().get(p + "w2.weight").toFloatArray(), w2Scaled = scaled.weights().get(p + "w2.weight").toFloatArray();
                     for (int i = 0; i < w2.length; i++) assertEquals((float) (w2[i] * scales[g][l]), w2Scaled[i]);

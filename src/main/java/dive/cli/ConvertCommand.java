@@ -23,11 +23,13 @@ final class ConvertCommand implements Callable<Integer> {
     @Option(names = "--ratio", required = true, paramLabel = "R", description = "share of FFN channels each expert removes, in (0, 1)") double ratio;
     @Option(names = "--out", required = true, paramLabel = "OUT_DIR", description = "output folder (new, empty, or an earlier run of the same settings)") Path out;
     @Option(names = "--recipe", paramLabel = "FILE", description = "YAML or JSON settings (datasets, score, grouping, windows, stage budgets …)") Path recipe;
+    @Option(names = "--dtype", paramLabel = "auto|F32|BF16|F16", description = "dtype of the exported models (default: the recipe's export_dtype, auto = the dense checkpoint's)") String dtype;
     @Mixin CommonOptions common;
 
     @Override
     public Integer call() throws Exception {
-        ConvertRecipe r = recipe == null ? ConvertRecipe.defaults() : ConvertRecipe.load(recipe);
+        ConvertRecipe loaded = recipe == null ? ConvertRecipe.defaults() : ConvertRecipe.load(recipe);
+        ConvertRecipe r = dtype == null ? loaded : loaded.withExportDtype(dtype);
         common.backend();  // applies --threads and --quiet, checks the device and backend names
         Map<String, Object> report = common.withSelection(  // the conversion code uses Backends.select()
                 () -> DiveConversion.run(new DiveConversion.Request(modelDir, data, experts, topK, ratio, r, out, !common.quiet, commandLine())));
@@ -42,6 +44,7 @@ final class ConvertCommand implements Callable<Integer> {
         StringBuilder sb = new StringBuilder("./dive convert " + modelDir + " --data " + data + " --experts " + experts + " --top-k " + topK
                 + " --ratio " + ratio + " --out " + out);
         if (recipe != null) sb.append(" --recipe ").append(recipe);
+        if (dtype != null) sb.append(" --dtype ").append(dtype);
         return sb.toString();
     }
 }

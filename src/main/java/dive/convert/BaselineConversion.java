@@ -244,7 +244,7 @@ public final class BaselineConversion {
 
     /** builds, retrains, exports and evaluates one baseline in {@code dir}; returns its report entry (resumable like DIVE) */
     static Map<String, Object> run(String method, DiveConversion.Request q, Path modelDir, Path tokenizerJson, List<String> names,
-                                   List<DatasetWindows> windows, Path dir, Backend backend, Map<String, Double> timings) throws Exception {
+                                   List<DatasetWindows> windows, Path dir, Backend backend, Map<String, Double> timings, DType exportDtype) throws Exception {
         ConvertRecipe recipe = q.recipe();
         if (method.equals("dive_random_groups")) {
             Map<String, Object> report = DiveConversion.run(new DiveConversion.Request(modelDir, q.data(), q.experts(), q.topK(), q.ratio(),
@@ -285,7 +285,7 @@ public final class BaselineConversion {
                         OutputScale.write(dir, new double[][] {scale});
                     }
                     TrainableLlama.copyOf(prunedDenseConfig(dc, active, compensated), prunedDenseWeights(dense, blocks, scale)::get,
-                            method, backend).saveCheckpoint(build, tokenizerJson, DType.F32);
+                            method, backend).saveCheckpoint(build, tokenizerJson, null);  // pruned weights in the dense dtype
                     timings.put(method + "_build", seconds(t));
                 }
                 LlamaConfig built = LlamaConfig.load(build);
@@ -341,9 +341,10 @@ public final class BaselineConversion {
         // ---- export
         Path export = dir.resolve("model");
         if (!Files.isDirectory(export)) {
-            if (denseMethod) copyFolder(previous, export, modelDir);
+            if (denseMethod) exportLlama(previous, export, modelDir, exportDtype);
             else try (LlamaModel last = LlamaModel.load(previous, backend)) {
-                MixtralExport.write(export, last, MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true));
+                MixtralExport.write(export, last, MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true)
+                        .withDtype(exportDtype));
             }
         }
         long[] params;
@@ -373,11 +374,10 @@ public final class BaselineConversion {
     }
 
     /** the trained folder's files, with MODEL_DIR's tokenizer files, as a new folder (appears at once) */
-    private static void copyFolder(Path from, Path to, Path tokenizerFrom) throws IOException {
+    /** the Llama checkpoint {@code from} written to {@code to} (atomically, a folder) as {@code dtype}, with the tokenizer files of {@code tokenizerFrom} */
+    private static void exportLlama(Path from, Path to, Path tokenizerFrom, DType dtype) throws IOException {
         Path temp = AtomicFiles.tempDirectoryBeside(to);
-        try (Stream<Path> s = Files.list(from)) {
-            for (Path f : s.toList()) if (Files.isRegularFile(f)) Files.copy(f, temp.resolve(f.getFileName()), StandardCopyOption.REPLACE_EXISTING);
-        }
+        TrainableLlama.fromCheckpoint(from, new dive.backend.ScalarBackend()).saveCheckpoint(temp, null, dtype);
         for (String f : TOKENIZER_FILES) {
             Path src = tokenizerFrom.resolve(f);
             if (Files.isRegularFile(src)) Files.copy(src, temp.resolve(f), StandardCopyOption.REPLACE_EXISTING);

@@ -41,6 +41,8 @@ import java.util.TreeSet;
  * stage0: {tokens: 100000, lr: 1.0e-4, batch_size: 8, seq_len: 256}          # + temperature (default 0.05 / 0.5 for k = 1 / 2)
  * stage1: {tokens: 200000, lr: 1.0e-4, batch_size: 8, seq_len: 256, warmup: 0.03, lora_r: 8, lora_alpha: 16, lora_dropout: 0.1}
  * stage2: {tokens: 0, lr: 1.0e-5, ...}                                        # optional; constant lr
+ * export_dtype: auto           # dtype of the exported models: auto (the dense checkpoint's: BF16 in, BF16 out), F32,
+ *                              # BF16 or F16 (convert's --dtype sets it)
  * methods: [dive]              # dive plus any baselines of {@link BaselineConversion} (flap, llm_pruner,
  *                              # llama_moe_random, llama_moe_kmeans, dive_random_groups), each in OUT/&lt;method&gt;/
  * </pre>
@@ -48,7 +50,7 @@ import java.util.TreeSet;
 public record ConvertRecipe(List<String> datasets, String score, Clustering.Linkage linkage, int calibrationWindows, int evalWindows,
                             int finalEvalWindows, int seqlen, long seed, boolean biasCompensation, boolean outputScale, String grouping, Path groupsFile,
                             int nsamples, double routerInitStd, double auxLossCoef, int checkpointEvery, int trainEvalWindows,
-                            int trainEvals, Stage stage0, Stage stage1, Stage stage2, List<String> methods) {
+                            int trainEvals, Stage stage0, Stage stage1, Stage stage2, List<String> methods, String exportDtype) {
 
     /** one retraining stage; tokens 0 = skipped; temperature NaN = the paper's for k (stage 0 only) */
     public record Stage(long tokens, double lr, int batchSize, int seqLen, double warmup, double temperature, int loraR,
@@ -56,7 +58,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
 
     public static final Set<String> KEYS = Set.of("datasets", "score", "linkage", "calibration_windows", "eval_windows", "final_eval_windows",
             "seqlen", "seed", "bias_compensation", "output_scale", "grouping", "groups_file", "nsamples", "router_init_std", "aux_loss_coef",
-            "checkpoint_every", "train_eval_windows", "train_evals", "stage0", "stage1", "stage2", "methods");
+            "checkpoint_every", "train_eval_windows", "train_evals", "stage0", "stage1", "stage2", "methods", "export_dtype");
     static final Set<String> STAGE_KEYS = Set.of("tokens", "lr", "batch_size", "seq_len", "warmup", "temperature", "lora_r", "lora_alpha", "lora_dropout");
 
     public static ConvertRecipe defaults() { return parse(new ObjectMapper().createObjectNode(), "(defaults)", Path.of(".")); }
@@ -122,7 +124,27 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
                 throw r.error("methods", "unknown method '" + m + "' (expected dive or one of " + BaselineConversion.METHODS + ")");
         return new ConvertRecipe(datasets, score, linkage, calibration, eval, finalEval, seqlen, seed, bias, outputScale, grouping,
                 groupsFile == null ? null : baseDir.resolve(groupsFile).toAbsolutePath().normalize(), nsamples, routerStd, aux,
-                checkpointEvery, trainEval, trainEvals, s0, s1, s2, List.copyOf(methods));
+                checkpointEvery, trainEval, trainEvals, s0, s1, s2, List.copyOf(methods), exportDtype(r.text("export_dtype", "auto"), source + ": export_dtype"));
+    }
+
+    /** "auto", "F32", "BF16" or "F16" (case-insensitive in, canonical out), or an error naming {@code what} */
+    public static String exportDtype(String value, String what) {
+        String v = value.toUpperCase(Locale.ROOT);
+        if (v.equals("AUTO")) return "auto";
+        if (v.equals("F32") || v.equals("BF16") || v.equals("F16")) return v;
+        throw new IllegalArgumentException(what + ": '" + value + "': expected auto, F32, BF16 or F16");
+    }
+
+    /** these settings with the exported models' dtype set ("auto", "F32", "BF16", "F16") */
+    public ConvertRecipe withExportDtype(String dtype) {
+        return new ConvertRecipe(datasets, score, linkage, calibrationWindows, evalWindows, finalEvalWindows, seqlen, seed, biasCompensation,
+                outputScale, grouping, groupsFile, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2,
+                methods, exportDtype(dtype, "--dtype"));
+    }
+
+    /** the exported models' dtype for a dense checkpoint whose weights are {@code denseDtype} */
+    public dive.tensor.DType exportDtype(dive.tensor.DType denseDtype) {
+        return exportDtype.equals("auto") ? denseDtype : dive.tensor.DType.valueOf(exportDtype);
     }
 
     private static Stage stage(Reader root, String key, long tokens, double lr, boolean stage0) {
@@ -150,13 +172,13 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
     /** these settings with another grouping (no groups file) and only the method dive: the dive_random_groups ablation */
     public ConvertRecipe withRandomGroupingOnly() {
         return new ConvertRecipe(datasets, score, linkage, calibrationWindows, evalWindows, finalEvalWindows, seqlen, seed, biasCompensation,
-                outputScale, "random", null, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, List.of("dive"));
+                outputScale, "random", null, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, List.of("dive"), exportDtype);
     }
 
     /** these settings with another seed (the multi-seed comparison) */
     public ConvertRecipe withSeed(long newSeed) {
         return new ConvertRecipe(datasets, score, linkage, calibrationWindows, evalWindows, finalEvalWindows, seqlen, newSeed, biasCompensation,
-                outputScale, grouping, groupsFile, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, methods);
+                outputScale, grouping, groupsFile, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, methods, exportDtype);
     }
 
     /** the settings as a JSON tree (recorded in the output folder: a rerun must use the same) */
@@ -172,6 +194,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
         m.put("seed", seed);
         m.put("bias_compensation", biasCompensation);
         if (outputScale) m.put("output_scale", true);  // absent when off: earlier runs' settings stay valid
+        if (!exportDtype.equals("auto")) m.put("export_dtype", exportDtype);  // absent when auto, likewise
         m.put("grouping", grouping);
         m.put("groups_file", groupsFile == null ? null : groupsFile.toString());
         m.put("nsamples", nsamples);

@@ -10,6 +10,7 @@ import dive.data.Manifest;
 import dive.model.LlamaConfig;
 import dive.model.LlamaModel;
 import dive.model.MixtralExport;
+import dive.tensor.DType;
 import dive.tokenizer.Tokenizer;
 import dive.train.Recipe;
 import dive.train.TrainState;
@@ -123,7 +124,9 @@ public final class DiveConversion {
         Path expertsDir = out.resolve("experts");
         List<DatasetWindows> windows;
         int[] groups;
+        DType exportDtype;
         try (LlamaModel dense = LlamaModel.load(modelDir, backend)) {
+            exportDtype = recipe.exportDtype(dense.namedWeights().get("model.embed_tokens.weight").dtype());
             // ---- windows (deterministic: recomputed on every run)
             long t0 = System.nanoTime();
             windows = windows(corpus, names, tokenizer, recipe.calibrationWindows(), recipe.evalWindows(), recipe.finalEvalWindows(),
@@ -217,7 +220,8 @@ public final class DiveConversion {
         if (!Files.isDirectory(export)) {
             long t = System.nanoTime();
             try (LlamaModel last = LlamaModel.load(previous, backend)) {
-                MixtralExport.write(export, last, MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true));
+                MixtralExport.write(export, last, MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true)
+                        .withDtype(exportDtype));
             }
             timings.put("export", seconds(t));
         }
@@ -267,7 +271,7 @@ public final class DiveConversion {
         methods.put("dive", dive);
         for (String m : recipe.methods()) {
             if (m.equals("dive")) continue;
-            methods.put(m, BaselineConversion.run(m, q, modelDir, tokenizerJson, names, windows, out.resolve(m), backend, timings));
+            methods.put(m, BaselineConversion.run(m, q, modelDir, tokenizerJson, names, windows, out.resolve(m), backend, timings, exportDtype));
             writeTimings(out, timings);
         }
         // every model's geometric-mean perplexity; the MoE methods' expert load while training (last eval of each stage)
@@ -364,7 +368,7 @@ public final class DiveConversion {
         }
         moe.put("aux_loss_coef", recipe.auxLossCoef());
         if (!dense) r.put("moe", moe);
-        r.put("output", "F32");
+        r.put("output", "keep");  // frozen weights in the checkpoint's dtype, trained ones F32; the export casts
         Files.createDirectories(dir);
         Path recipeFile = dir.resolve("recipe.json");
         AtomicFiles.writeString(recipeFile, JSON.writeValueAsString(r) + "\n");

@@ -119,10 +119,10 @@ public final class OutputScale {
                 .writeValueAsString(java.util.Map.of("scale_of_expert_and_layer", scales)) + "\n");
     }
 
-    /** a new F32 tensor: {@code t} × c, same name and shape */
+    /** a new read-only tensor: {@code t} × c, same name, shape and dtype (off-heap; a BF16 weight stays BF16) */
     static Tensor scaled(Tensor t, double c) {
-        float[] v = t.toFloatArray();
-        for (int i = 0; i < v.length; i++) v[i] = (float) (v[i] * c);
-        return Tensor.ofFloats(t.name(), v, t.shape());
+        Tensor out = Tensor.allocate(t.name(), t.dtype(), t.shape(), java.lang.foreign.Arena.ofAuto());
+        for (long i = 0, n = t.numel(); i < n; i++) out.setFloat(i, (float) (t.getFloat(i) * c));
+        return out.asReadOnly();
     }
 }

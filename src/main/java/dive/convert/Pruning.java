@@ -7,6 +7,7 @@ import dive.model.LlamaModel;
 import dive.tensor.DType;
 import dive.tensor.Tensor;
 
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 
@@ -66,28 +67,39 @@ public final class Pruning {
         return bias;
     }
 
-    /** the FFN of {@code dense} narrowed to {@code kept} channels: new F32 tensors (read-only), plus an optional bias (d) */
+    /**
+     * the FFN of {@code dense} narrowed to {@code kept} channels: new read-only tensors in the dense weights' own dtype
+     * (BF16 stays BF16: a pruned weight is a selection of the dense one's elements, copied bit for bit) in off-heap
+     * memory freed when they are no longer reachable, plus an optional F32 bias (d)
+     */
     public static DenseFfn prune(DenseFfn dense, int[] kept, float[] bias) {
         int width = dense.intermediateSize(), d = dense.down().rows();
         for (int i = 0; i < kept.length; i++)
             if (kept[i] < 0 || kept[i] >= width || (i > 0 && kept[i] <= kept[i - 1]))
                 throw new IllegalArgumentException("kept channels must be ascending and in [0, " + width + "): " + Arrays.toString(kept));
-        float[] gate = dense.gate().toFloatArray(), up = dense.up().toFloatArray(), down = dense.down().toFloatArray();
+        Arena arena = Arena.ofAuto();
         int k = kept.length;
-        float[] g = new float[k * d], u = new float[k * d], w = new float[d * k];
-        for (int r = 0; r < k; r++) {
-            System.arraycopy(gate, kept[r] * d, g, r * d, d);
-            System.arraycopy(up, kept[r] * d, u, r * d, d);
-        }
+        Tensor g = keptRows(dense.gate(), kept, d, arena), u = keptRows(dense.up(), kept, d, arena);
+        Tensor down = dense.down();
+        long e = down.dtype().bytes;
+        Tensor w = Tensor.allocate(down.name(), down.dtype(), new long[] {d, k}, arena);
         for (int i = 0; i < d; i++)
-            for (int c = 0; c < k; c++) w[i * k + c] = down[i * width + kept[c]];
+            for (int c = 0; c < k; c++)  // w[i, c] = down[i, kept[c]]
+                MemorySegment.copy(down.data(), ((long) i * width + kept[c]) * e, w.data(), ((long) i * k + c) * e, e);
         Tensor biasTensor = null;
         if (bias != null) {
             if (bias.length != d) throw new IllegalArgumentException("bias of " + bias.length + " values for hidden size " + d);
             biasTensor = readOnly(dense.down().name().replace(".weight", ".bias"), bias, d);
         }
-        return new DenseFfn(readOnly(dense.gate().name(), g, k, d), readOnly(dense.up().name(), u, k, d),
-                readOnly(dense.down().name(), w, d, k), null, null, biasTensor);
+        return new DenseFfn(g, u, w.asReadOnly(), null, null, biasTensor);
+    }
+
+    /** rows {@code kept} of {@code w} (·, d), copied bit for bit into a new read-only tensor (kept.length, d) of w's dtype */
+    private static Tensor keptRows(Tensor w, int[] kept, int d, Arena arena) {
+        long rowBytes = (long) d * w.dtype().bytes;
+        Tensor out = Tensor.allocate(w.name(), w.dtype(), new long[] {kept.length, d}, arena);
+        for (int r = 0; r < kept.length; r++) MemorySegment.copy(w.data(), kept[r] * rowBytes, out.data(), r * rowBytes, rowBytes);
+        return out.asReadOnly();
     }
 
     /**

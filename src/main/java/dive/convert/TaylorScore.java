@@ -13,7 +13,7 @@ import java.util.List;
  * I_j = | Σ_k gate[j,k]·∂L/∂gate[j,k] + Σ_k up[j,k]·∂L/∂up[j,k] + Σ_i down[i,j]·∂L/∂down[i,j] |
  * </pre>
  * L = the mean causal-LM cross-entropy over all calibration windows (every window's last token is only a target).
- * Gradients come from an F32 {@link TrainableLlama} copy of the dense model, accumulated over batches of windows
+ * Gradients come from a {@link TrainableLlama} over the dense model's weights (FFN weights trainable, F32 gradients), accumulated over batches of windows
  * (each batch's gradient scaled by its share of the windows, so the sum is the gradient of the overall mean).
  * Ignores the activation statistics it is given.
  */
@@ -27,7 +27,8 @@ public final class TaylorScore implements ChannelScore {
         if (windows.isEmpty()) throw new IllegalArgumentException("Taylor importance: no calibration windows");
         var weights = dense.namedWeights();
         TrainableLlama model = TrainableLlama.copyOf(dense.config(), weights::get, dense.source(), dense.backend());
-        for (Parameter p : model.parameters()) p.zeroGrad();
+        // only the FFN weights need gradients: the rest stays frozen (no gradient memory; the dense weights are read in place)
+        for (Parameter p : model.parameters()) p.setTrainable(p.name().contains(".mlp."));
         List<List<int[]>> batches = CalibrationStatistics.batches(windows, CalibrationStatistics.TOKENS_PER_BATCH);
         for (List<int[]> batch : batches)
             model.lossAndGradients(batch.toArray(int[][]::new), (float) batch.size() / windows.size());

@@ -6,6 +6,7 @@ import com.fasterxml.jackson.core.JsonGenerator;
 import com.fasterxml.jackson.core.util.DefaultPrettyPrinter;
 import com.fasterxml.jackson.core.util.Separators;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dive.tensor.DType;
 import dive.tensor.Tensor;
 
 import java.io.ByteArrayOutputStream;
@@ -42,15 +43,56 @@ public final class SafetensorsWriter {
 
     /** Writes {@code tensors} (in this order) to {@code file}, atomically; {@code metadata} may be empty or null. */
     public static void write(Path file, List<Tensor> tensors, Map<String, String> metadata) throws IOException {
+        write(file, tensors, metadata, null);
+    }
+
+    /**
+     * As {@link #write(Path, List, Map)}, with every F32/BF16/F16 tensor written as {@code dtype} (null: each in its
+     * own dtype), converted chunk by chunk on the way to the file (BF16 and F16 rounded to nearest even): nothing of
+     * the size of a tensor is allocated. Other dtypes are written as they are.
+     */
+    public static void write(Path file, List<Tensor> tensors, Map<String, String> metadata, DType dtype) throws IOException {
         checkNames(file, tensors);
-        byte[] header = header(file, tensors, metadata);
+        if (dtype != null && !dtype.isFloatWeight()) throw new SafetensorsException(file + ": cannot write weights as " + dtype + " (expected F32, BF16 or F16)");
+        byte[] header = header(file, tensors, metadata, dtype);
         AtomicFiles.write(file, channel -> {
             ByteBuffer length = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length);
             AtomicFiles.writeFully(channel, length);
             AtomicFiles.writeFully(channel, ByteBuffer.wrap(header));
             ByteBuffer chunk = ByteBuffer.allocateDirect(COPY_CHUNK_BYTES);
-            for (Tensor t : tensors) writeData(file, channel, t, chunk);
+            for (Tensor t : tensors) {
+                DType to = written(t, dtype);
+                if (to == t.dtype()) writeData(file, channel, t, chunk);
+                else writeConverted(channel, t, to, chunk);
+            }
         });
+    }
+
+    /** the dtype tensor {@code t} is written as when the caller asks for {@code dtype} (null: its own) */
+    static DType written(Tensor t, DType dtype) {
+        return dtype != null && t.dtype().isFloatWeight() ? dtype : t.dtype();
+    }
+
+    /** the tensor's elements converted to {@code to} (F32, BF16 or F16), a chunk at a time */
+    private static void writeConverted(FileChannel channel, Tensor t, DType to, ByteBuffer chunk) throws IOException {
+        long n = t.numel();
+        int perChunk = chunk.capacity() / to.bytes;
+        chunk.order(ByteOrder.LITTLE_ENDIAN);
+        for (long first = 0; first < n; first += perChunk) {
+            int count = (int) Math.min(perChunk, n - first);
+            chunk.clear();
+            for (int i = 0; i < count; i++) {
+                float f = t.getFloat(first + i);
+                switch (to) {
+                    case F32 -> chunk.putFloat(f);
+                    case BF16 -> chunk.putShort(DType.floatToBf16(f));
+                    case F16 -> chunk.putShort(Float.floatToFloat16(f));
+                    default -> throw new IllegalArgumentException(to.toString());
+                }
+            }
+            chunk.flip();
+            AtomicFiles.writeFully(channel, chunk);
+        }
     }
 
     /**
@@ -61,6 +103,11 @@ public final class SafetensorsWriter {
      * existing file of the other layout would shadow.
      */
     public static void writeSharded(Path dir, List<Tensor> tensors, long maxShardBytes, Map<String, String> metadata) throws IOException {
+        writeSharded(dir, tensors, maxShardBytes, metadata, null);
+    }
+
+    /** as {@link #writeSharded(Path, List, long, Map)}, with float tensors written as {@code dtype} (null: their own) */
+    public static void writeSharded(Path dir, List<Tensor> tensors, long maxShardBytes, Map<String, String> metadata, DType dtype) throws IOException {
         if (maxShardBytes <= 0)
             throw new SafetensorsException(dir + ": maxShardBytes must be positive, got " + maxShardBytes);
         checkNames(dir, tensors);
@@ -68,7 +115,7 @@ public final class SafetensorsWriter {
         List<Tensor> current = new ArrayList<>();
         long currentBytes = 0;
         for (Tensor t : tensors) {
-            long bytes = t.data().byteSize();
+            long bytes = t.numel() * written(t, dtype).bytes;
             if (!current.isEmpty() && currentBytes + bytes > maxShardBytes) {
                 shards.add(current);
                 current = new ArrayList<>();
@@ -85,7 +132,7 @@ public final class SafetensorsWriter {
         if (shards.size() == 1) {
             if (Files.exists(index))
                 throw new SafetensorsException(index + ": exists and would not match a single-file checkpoint; remove it first");
-            write(single, tensors, metadata);
+            write(single, tensors, metadata, dtype);
             return;
         }
         if (Files.exists(single))
@@ -97,9 +144,9 @@ public final class SafetensorsWriter {
             String shardName = String.format("model-%05d-of-%05d.safetensors", i + 1, n);
             for (Tensor t : shards.get(i)) {
                 weightMap.put(t.name(), shardName);
-                totalBytes += t.data().byteSize();
+                totalBytes += t.numel() * written(t, dtype).bytes;
             }
-            write(dir.resolve(shardName), shards.get(i), metadata);
+            write(dir.resolve(shardName), shards.get(i), metadata, dtype);
         }
         ObjectNode root = SafetensorsFile.JSON.createObjectNode();
         root.putObject("metadata").put("total_size", totalBytes);
@@ -125,6 +172,10 @@ public final class SafetensorsWriter {
 
     /** the JSON header, space-padded to a multiple of 8 bytes */
     static byte[] header(Path file, List<Tensor> tensors, Map<String, String> metadata) throws IOException {
+        return header(file, tensors, metadata, null);
+    }
+
+    static byte[] header(Path file, List<Tensor> tensors, Map<String, String> metadata, DType dtype) throws IOException {
         Map<String, String> merged = new LinkedHashMap<>();
         merged.put("format", "pt");
         for (Map.Entry<String, String> kv : (metadata == null ? Map.<String, String>of() : metadata).entrySet()) {
@@ -140,9 +191,10 @@ public final class SafetensorsWriter {
             g.writeEndObject();
             long offset = 0;
             for (Tensor t : tensors) {
-                long bytes = Math.multiplyExact(t.numel(), t.dtype().bytes);
+                DType as = written(t, dtype);
+                long bytes = Math.multiplyExact(t.numel(), as.bytes);
                 g.writeObjectFieldStart(t.name());
-                g.writeStringField("dtype", t.dtype().safetensorsName());
+                g.writeStringField("dtype", as.safetensorsName());
                 g.writeArrayFieldStart("shape");
                 for (long d : t.shape()) g.writeNumber(d);
                 g.writeEndArray();

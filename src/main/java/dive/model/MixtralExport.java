@@ -60,11 +60,13 @@ public final class MixtralExport {
      * @param tokenizerFrom   folder whose tokenizer files are copied, or null
      * @param allowExpertBias write expert biases as this engine's extension instead of refusing them
      */
-    public record Options(long maxShardBytes, Path tokenizerFrom, boolean allowExpertBias) {
-        public static Options defaults() { return new Options(Long.MAX_VALUE, null, false); }
-        public Options withMaxShardBytes(long bytes) { return new Options(bytes, tokenizerFrom, allowExpertBias); }
-        public Options withTokenizerFrom(Path dir) { return new Options(maxShardBytes, dir, allowExpertBias); }
-        public Options withExpertBias(boolean allow) { return new Options(maxShardBytes, tokenizerFrom, allow); }
+    public record Options(long maxShardBytes, Path tokenizerFrom, boolean allowExpertBias, DType dtype) {
+        public static Options defaults() { return new Options(Long.MAX_VALUE, null, false, null); }
+        public Options withMaxShardBytes(long bytes) { return new Options(bytes, tokenizerFrom, allowExpertBias, dtype); }
+        public Options withTokenizerFrom(Path dir) { return new Options(maxShardBytes, dir, allowExpertBias, dtype); }
+        public Options withExpertBias(boolean allow) { return new Options(maxShardBytes, tokenizerFrom, allow, dtype); }
+        /** every weight written as {@code dtype} (F32, BF16 or F16), converted while streaming; null keeps each tensor's dtype */
+        public Options withDtype(DType dtype) { return new Options(maxShardBytes, tokenizerFrom, allowExpertBias, dtype); }
     }
 
     /** exports a loaded Mixtral model (its config and weights) */
@@ -115,7 +117,7 @@ public final class MixtralExport {
         Path temp = dive.util.AtomicFiles.tempDirectoryBeside(target);
         boolean done = false;
         try {
-            SafetensorsWriter.writeSharded(temp, tensors, options.maxShardBytes(), Map.of());
+            SafetensorsWriter.writeSharded(temp, tensors, options.maxShardBytes(), Map.of(), options.dtype());
             if (options.tokenizerFrom() != null) {
                 for (String f : TOKENIZER_FILES) {
                     Path src = options.tokenizerFrom().resolve(f);
@@ -125,7 +127,7 @@ public final class MixtralExport {
                     }
                 }
             }
-            AtomicFiles.writeString(temp.resolve("config.json"), configJson(outConfig, tensors.getFirst().dtype()));
+            AtomicFiles.writeString(temp.resolve("config.json"), configJson(outConfig, options.dtype() != null ? options.dtype() : tensors.getFirst().dtype()));
             if (Files.exists(target)) Files.delete(target); // empty (checked above)
             Files.move(temp, target, StandardCopyOption.ATOMIC_MOVE);
             done = true;

@@ -54,6 +54,27 @@ public record Tensor(String name, DType dtype, long[] shape, MemorySegment data)
         };
     }
 
+    /**
+     * element i set to {@code v}, rounded to nearest even for BF16 and F16; F32, F16, BF16. The data must be writable
+     * (a tensor made by {@link #allocate}, for example).
+     */
+    public void setFloat(long i, float v) {
+        switch (dtype) {
+            case F32 -> data.setAtIndex(F32, i, v);
+            case BF16 -> data.setAtIndex(I16, i, DType.floatToBf16(v));
+            case F16 -> data.setAtIndex(I16, i, Float.floatToFloat16(v));
+            default -> throw new UnsupportedOperationException("tensor '" + name + "': writing " + dtype + " from float");
+        }
+    }
+
+    /** a new zero tensor of {@code dtype} in off-heap memory owned by {@code arena} (64-byte aligned) */
+    public static Tensor allocate(String name, DType dtype, long[] shape, java.lang.foreign.Arena arena) {
+        return new Tensor(name, dtype, shape, arena.allocate(Math.multiplyExact(numel(shape), (long) dtype.bytes), 64));
+    }
+
+    /** this tensor over read-only memory (the same bytes) */
+    public Tensor asReadOnly() { return new Tensor(name, dtype, shape, data.asReadOnly()); }
+
     /** all elements widened to a new float[] (copies) */
     public float[] toFloatArray() {
         long n = numel();

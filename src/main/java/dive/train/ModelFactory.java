@@ -101,20 +101,16 @@ public final class ModelFactory {
         return KINDS.get(kind).build(recipe, tokenizer, tokenizerJson);
     }
 
-    /** an exporter for any model: every parameter, under its own name, into {@code model.safetensors} as F32 or BF16 */
+    /**
+     * an exporter for any model: every parameter, under its own name, into {@code model.safetensors} as {@code dtype}
+     * (F32, BF16 or F16; null: each in its own dtype), converted while streaming to the file
+     */
     public static Trainer.Export parametersExport(TrainableModel model, DType dtype) {
-        if (dtype != DType.F32 && dtype != DType.BF16) throw new IllegalArgumentException("output: expected F32 or BF16, found " + dtype);
+        if (dtype != null && !dtype.isFloatWeight()) throw new IllegalArgumentException("output: expected F32, BF16 or F16, found " + dtype);
         return dir -> {
-            try (Arena arena = Arena.ofConfined()) {
-                List<Tensor> tensors = new ArrayList<>();
-                for (Parameter p : model.parameters()) {
-                    if (dtype == DType.F32) { tensors.add(p.value()); continue; }
-                    MemorySegment seg = arena.allocate(p.numel() * 2, 64);
-                    for (long i = 0; i < p.numel(); i++) seg.setAtIndex(Tensor.I16, i, DType.floatToBf16(p.value().getFloat(i)));
-                    tensors.add(new Tensor(p.name(), DType.BF16, p.value().shape(), seg));
-                }
-                SafetensorsWriter.write(dir.resolve(SafetensorsWriter.SINGLE_FILE), tensors, Map.of());
-            }
+            List<Tensor> tensors = new ArrayList<>();
+            for (Parameter p : model.parameters()) tensors.add(p.value());
+            SafetensorsWriter.write(dir.resolve(SafetensorsWriter.SINGLE_FILE), tensors, Map.of(), dtype);
         };
     }
 }

@@ -7,39 +7,101 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
 /**
- * A named F32 parameter being trained: its value (a writable off-heap Tensor, so the Backend's forward
- * ops read it like any weight) and its gradient accumulator (same shape, F32 on the heap).
- * {@code trainable} false = frozen: no gradient is accumulated and the optimizer skips it.
+ * A named parameter of a model being trained: its value (a Tensor the Backend's forward ops read like any weight) and,
+ * once it trains, its gradient accumulator (same shape, F32 on the heap).
+ *
+ * <p><b>Memory.</b> A parameter made by {@link #view} holds the checkpoint's tensor itself, in its dtype (BF16, F16 or
+ * F32, often a read-only memory-mapped view): no copy and no gradient. Its gradient is allocated the first time it is
+ * asked for ({@link #grad}), and its values become an F32 copy in its arena the first time they are written
+ * ({@link #writableData}: the optimizer, a restored checkpoint). So a model whose recipe trains routers, norms and LoRA
+ * factors holds F32 state for those alone, whatever the size of its frozen weights. {@code trainable} false = frozen: no gradient is accumulated and the optimizer skips it.
  */
 public final class Parameter {
     private final String name;
-    private final Tensor value;
-    private final float[] grad;
+    private final Arena arena;  // where the F32 copy of a view goes; null when the value is F32 and writable from the start
+    private Tensor value;
+    private float[] grad;       // null until the parameter trains
     private boolean trainable = true;
 
+    /** a trainable F32 parameter over writable memory (its gradient is allocated now) */
     public Parameter(String name, Tensor value) {
         if (value.dtype() != DType.F32) throw new IllegalArgumentException("parameter '" + name + "' must be F32, is " + value.dtype());
         if (value.data().isReadOnly()) throw new IllegalArgumentException("parameter '" + name + "' lives in read-only memory");
         this.name = name;
+        this.arena = null;
         this.value = value;
         this.grad = new float[Math.toIntExact(value.numel())];
     }
 
+    private Parameter(String name, Tensor source, Arena arena) {
+        if (!source.dtype().isFloatWeight())
+            throw new IllegalArgumentException("parameter '" + name + "' has dtype " + source.dtype() + " (expected F32, BF16 or F16)");
+        this.name = name;
+        this.arena = arena;
+        this.value = new Tensor(name, source.dtype(), source.shape(), source.data());
+    }
+
+    /**
+     * a parameter over {@code source} as it is (any float dtype, read-only allowed; no copy): it becomes an F32 copy in
+     * {@code arena} the first time it needs a gradient or writable values. {@code source} must stay valid as long as
+     * the parameter is used without having been copied.
+     */
+    public static Parameter view(String name, Tensor source, Arena arena) {
+        return new Parameter(name, source, arena);
+    }
+
     /** a new parameter holding a copy of {@code source} widened to F32, in memory owned by {@code arena} */
     public static Parameter copyOf(String name, Tensor source, Arena arena) {
+        return new Parameter(name, widened(name, source, arena));
+    }
+
+    private static Tensor widened(String name, Tensor source, Arena arena) {
         long n = source.numel();
         MemorySegment seg = arena.allocate(n * 4, 64);
-        for (long i = 0; i < n; i++) seg.setAtIndex(Tensor.F32, i, source.getFloat(i));
-        return new Parameter(name, new Tensor(name, DType.F32, source.shape(), seg));
+        if (source.dtype() == DType.F32) MemorySegment.copy(source.data(), 0, seg, 0, n * 4);
+        else for (long i = 0; i < n; i++) seg.setAtIndex(Tensor.F32, i, source.getFloat(i));
+        return new Tensor(name, DType.F32, source.shape(), seg);
     }
 
     public String name() { return name; }
+
+    /** the current value: the source view until the parameter first trains, then its F32 copy */
     public Tensor value() { return value; }
-    public float[] grad() { return grad; }
+
+    /** true while the value is still the source tensor (not yet copied to F32 for writing) */
+    public boolean isView() { return value.dtype() != DType.F32 || value.data().isReadOnly(); }
+
+    /** true once a gradient accumulator exists */
+    public boolean hasGrad() { return grad != null; }
+
+    /** the gradient accumulator (F32, same shape), allocated (zeros) on first use */
+    public float[] grad() {
+        if (grad == null) grad = new float[Math.toIntExact(value.numel())];
+        return grad;
+    }
+
+    /** the value's memory for writing (F32): a view is copied to F32 first */
+    public MemorySegment writableData() {
+        if (isView()) value = widened(name, value, arena == null ? Arena.ofAuto() : arena);
+        return value.data();
+    }
+
+    /**
+     * replaces a frozen parameter's value by {@code v} (same shape; any float dtype): LoRA merging writes the merged
+     * weight in the base weight's dtype
+     */
+    void replaceValue(Tensor v) {
+        if (!java.util.Arrays.equals(v.shape(), value.shape()))
+            throw new IllegalArgumentException("parameter '" + name + "': new value of shape " + java.util.Arrays.toString(v.shape())
+                    + ", expected " + java.util.Arrays.toString(value.shape()));
+        value = new Tensor(name, v.dtype(), v.shape(), v.data());
+    }
+
     public long numel() { return value.numel(); }
     public boolean trainable() { return trainable; }
     public void setTrainable(boolean trainable) { this.trainable = trainable; }
-    public void zeroGrad() { java.util.Arrays.fill(grad, 0f); }
+    /** zeros the gradient (nothing to do while none was allocated) */
+    public void zeroGrad() { if (grad != null) java.util.Arrays.fill(grad, 0f); }
 
     @Override public String toString() { return name + (trainable ? "" : " (frozen)") + " " + value; }
 }

@@ -27,7 +27,7 @@ import java.util.Set;
  * schedule:   {kind: cosine | constant [cosine], lr: [3e-4], warmup: [0] steps, min_lr: [lr/10 for cosine, lr for constant]}
  * optimizer:  {betas: [[0.9, 0.95]], eps: [1e-8], weight_decay: [0.1], decay_norms: [false], clip: [1.0] (0 = none)}
  * batch_size, seq_len, grad_accum [1], max_steps | max_tokens, eval_every [0 = at the end], checkpoint_every [0 = at the end],
- * keep_checkpoints [2], seed [0], freeze: [globs], train: [globs], lora: {r, alpha, dropout [0], targets}, output: F32 | BF16 [F32]
+ * keep_checkpoints [2], seed [0], freeze: [globs], train: [globs], lora: {r, alpha, dropout [0], targets}, output: F32 | BF16 | F16 | keep [F32]
  * moe:        {routing: top_k | soft [top_k], temperature: [0.05 for k = 1, else 0.5] (soft only), aux_loss_coef: [the
  *              checkpoint's router_aux_loss_coef when its output_router_logits is true, else 0]}   (Mixtral models only)
  * </pre>
@@ -202,7 +202,9 @@ public record Recipe(Path source, Path baseDir, String sha256, Model model, Toke
         DType outputDtype = switch (output.toUpperCase(java.util.Locale.ROOT)) {
             case "F32" -> DType.F32;
             case "BF16" -> DType.BF16;
-            default -> throw r.error("output", "expected F32 or BF16, found '" + output + "'");
+            case "F16" -> DType.F16;
+            case "KEEP" -> null;  // each weight in its own dtype: frozen ones as the checkpoint stored them, trained ones F32
+            default -> throw r.error("output", "expected F32, BF16, F16 or keep, found '" + output + "'");
         };
         return new Recipe(Path.of(source), baseDir, canonicalSha256(root), model, tokenizer, data, scheduleKind, lr, warmup, minLr,
                 options, clip, batch, seqLen, accum, maxSteps, evalEvery, checkpointEvery, keep, seed, freeze, train, lora, outputDtype, moe);

@@ -57,7 +57,7 @@ public final class TrainState {
         Map<String, AdamW.Moments> state = optimizer.state(parameters);
         for (Parameter p : parameters) {
             if (!p.trainable()) continue;
-            values.add(new Tensor(p.name(), DType.F32, p.value().shape(), p.value().data()));
+            values.add(new Tensor(p.name(), DType.F32, p.value().shape(), p.writableData()));
             AdamW.Moments mv = state.get(p.name());
             if (mv != null) {
                 moments.add(Tensor.ofFloats(p.name() + ".exp_avg", mv.m(), p.value().shape()));
@@ -144,7 +144,7 @@ public final class TrainState {
             Map<String, AdamW.Moments> state = new LinkedHashMap<>();
             for (Parameter p : parameters) {
                 if (!p.trainable()) continue;
-                MemorySegment.copy(values.tensor(p.name()).data(), 0, p.value().data(), 0, p.numel() * 4);
+                MemorySegment.copy(values.tensor(p.name()).data(), 0, p.writableData(), 0, p.numel() * 4);
                 if (info.optimizerSteps() > 0) {
                     state.put(p.name(), new AdamW.Moments(moments.tensor(p.name() + ".exp_avg").toFloatArray(),
                             moments.tensor(p.name() + ".exp_avg_sq").toFloatArray()));

@@ -278,8 +278,13 @@ public final class TrainableLlama implements TrainableModel {
         return new MoeBlock(backend, path, router, w1, w3, w2, bias, config.moe().numExpertsPerTok());
     }
 
+    /**
+     * a parameter over the source tensor: a view (no copy until it trains) when the source is read-only or not F32
+     * (checkpoint weights), an F32 copy when it is writable F32 memory the caller may change (fresh initialisations)
+     */
     private Parameter param(String name, Function<String, Tensor> source) {
-        return Parameter.copyOf(name, source.apply(name), arena);
+        Tensor t = source.apply(name);
+        return t.dtype() == DType.F32 && !t.data().isReadOnly() ? Parameter.copyOf(name, t, arena) : Parameter.view(name, t, arena);
     }
 
     /**
@@ -303,8 +308,9 @@ public final class TrainableLlama implements TrainableModel {
     }
 
     /**
-     * A model holding F32 copies of named weights (Hugging Face names; F32, BF16 or F16), each checked against
-     * the config as {@link LlamaModel#fromWeights} does.
+     * A model over named weights (Hugging Face names; F32, BF16 or F16), each checked against the config as
+     * {@link LlamaModel#fromWeights} does. Read-only weights are used in place, in their dtype, until they train (then
+     * they become F32 copies, see {@link Parameter}); so {@code weights} must stay valid while the model is used.
      *
      * @throws dive.model.ModelException naming the missing or misshapen tensor
      */
@@ -314,15 +320,24 @@ public final class TrainableLlama implements TrainableModel {
     }
 
     /**
-     * copies a Hugging Face Llama or Mixtral folder ({@code config.json} + safetensors; Mixtral expert biases when
-     * config.json declares {@code dive_expert_bias}) into trainable F32 parameters
+     * a Hugging Face Llama or Mixtral folder ({@code config.json} + safetensors; Mixtral expert biases when config.json
+     * declares {@code dive_expert_bias}) as a trainable model: the weights stay memory-mapped in their dtype and only
+     * what trains becomes F32. The checkpoint stays mapped while the model is reachable.
      */
     public static TrainableLlama fromCheckpoint(Path dir, Backend backend) throws IOException {
         LlamaConfig config = LlamaConfig.load(dir);
-        try (Checkpoint checkpoint = Checkpoint.open(dir)) {
-            return copyOf(config, name -> checkpoint.has(name) ? checkpoint.tensor(name) : null, dir.toString(), backend);
+        Checkpoint checkpoint = Checkpoint.open(dir);
+        try {
+            TrainableLlama model = copyOf(config, name -> checkpoint.has(name) ? checkpoint.tensor(name) : null, dir.toString(), backend);
+            CLEANER.register(model, checkpoint::close);  // unmapped when the model is gone (nothing else refers to it)
+            return model;
+        } catch (RuntimeException e) {
+            checkpoint.close();
+            throw e;
         }
     }
+
+    private static final java.lang.ref.Cleaner CLEANER = java.lang.ref.Cleaner.create();
 
     private static long[] expectedShape(LlamaConfig c, String name) {
         int d = c.hiddenSize(), f = c.intermediateSize();
@@ -394,7 +409,8 @@ public final class TrainableLlama implements TrainableModel {
 
     /**
      * Folds every adapter into its base weight, W += (α/r)·B·A, removes the adapters and restores the
-     * trainable flags the parameters had before {@link #addLora}.
+     * trainable flags the parameters had before {@link #addLora}. The sum is formed in F32 and stored in the base
+     * weight's dtype (a BF16 checkpoint's frozen weight gives a BF16 merged weight, as PEFT's merge does).
      */
     public void mergeLora() {
         if (lora == null) throw new IllegalStateException("no LoRA adapters to merge");
@@ -403,9 +419,19 @@ public final class TrainableLlama implements TrainableModel {
                 if (lin.loraA == null) continue;
                 float[] product = new float[lin.out * lin.in]; // B·A (out, in)
                 backend.matmulBackwardInput(product, lin.loraB.value().toFloatArray(), lin.out, lin.loraA.value());
-                MemorySegment w = lin.weight.value().data();
-                for (int i = 0; i < product.length; i++)
-                    w.setAtIndex(Tensor.F32, i, w.getAtIndex(Tensor.F32, i) + lin.loraScale * product[i]);
+                Tensor base = lin.weight.value();
+                if (base.dtype() == DType.F32) {
+                    MemorySegment w = lin.weight.writableData();
+                    for (int i = 0; i < product.length; i++)
+                        w.setAtIndex(Tensor.F32, i, w.getAtIndex(Tensor.F32, i) + lin.loraScale * product[i]);
+                } else {
+                    MemorySegment w = arena.allocate(base.numel() * base.dtype().bytes, 64);
+                    for (int i = 0; i < product.length; i++) {
+                        float merged = base.getFloat(i) + lin.loraScale * product[i];
+                        w.setAtIndex(Tensor.I16, i, base.dtype() == DType.BF16 ? DType.floatToBf16(merged) : Float.floatToFloat16(merged));
+                    }
+                    lin.weight.replaceValue(new Tensor(base.name(), base.dtype(), base.shape(), w));
+                }
                 parameters.remove(lin.loraA);
                 parameters.remove(lin.loraB);
                 lin.loraA = lin.loraB = null;
@@ -704,48 +730,31 @@ public final class TrainableLlama implements TrainableModel {
     // ---------------------------------------------------------------- export
 
     /**
-     * Writes a Hugging Face checkpoint into {@code dir} (created if missing): {@code model.safetensors} (in
-     * {@code dtype}, F32 or BF16; without {@code lm_head.weight} when tied, as transformers saves),
-     * {@code config.json} in transformers 5 form, and {@code tokenizer.json} copied from {@code tokenizerJson}
-     * when it is not null. Every file is written atomically; config.json comes after the weights.
+     * Writes a Hugging Face checkpoint into {@code dir} (created if missing): {@code model.safetensors} (every weight
+     * as {@code dtype}, F32, BF16 or F16, converted while streaming to the file; null keeps each weight's own dtype:
+     * frozen weights as the source checkpoint stored them, trained ones F32; without {@code lm_head.weight} when tied,
+     * as transformers saves), {@code config.json} in transformers 5 form, and {@code tokenizer.json} copied from
+     * {@code tokenizerJson} when it is not null. Every file is written atomically; config.json comes after the weights.
      * <p>An MoE model is written as a Mixtral checkpoint by {@link MixtralExport} into {@code dir}, which must then be
      * new or empty (the whole folder appears at once); expert biases that are not all zero are written as this
      * engine's {@code dive_expert_bias} extension, all-zero ones are left out (a stock Mixtral checkpoint).
      */
     public void saveCheckpoint(Path dir, Path tokenizerJson, DType dtype) throws IOException {
         if (lora != null) throw new IllegalStateException("LoRA adapters are attached: call mergeLora() before saving a checkpoint");
-        if (dtype != DType.F32 && dtype != DType.BF16) throw new IllegalArgumentException("checkpoint dtype " + dtype + ": expected F32 or BF16");
+        if (dtype != null && !dtype.isFloatWeight()) throw new IllegalArgumentException("checkpoint dtype " + dtype + ": expected F32, BF16 or F16");
         if (isMoe()) {
-            try (Arena temp = Arena.ofConfined()) {
-                Map<String, Tensor> weights = new LinkedHashMap<>();
-                for (Parameter p : parameters) weights.put(p.name(), dtype == DType.BF16 ? toBf16(p.value(), temp) : p.value());
-                MixtralExport.write(dir, config, weights, MixtralExport.Options.defaults().withExpertBias(true));
-            }
+            Map<String, Tensor> weights = new LinkedHashMap<>();
+            for (Parameter p : parameters) weights.put(p.name(), p.value());
+            MixtralExport.write(dir, config, weights, MixtralExport.Options.defaults().withExpertBias(true).withDtype(dtype));
             if (tokenizerJson != null) AtomicFiles.writeString(dir.resolve("tokenizer.json"), Files.readString(tokenizerJson));
             return;
         }
         Files.createDirectories(dir);
         List<Tensor> tensors = new ArrayList<>();
-        try (Arena temp = Arena.ofConfined()) {
-            for (Parameter p : parameters) {
-                Tensor v = p.value();
-                if (dtype == DType.BF16) {
-                    MemorySegment seg = temp.allocate(v.numel() * 2, 2);
-                    for (long i = 0; i < v.numel(); i++) seg.setAtIndex(Tensor.I16, i, DType.floatToBf16(v.getFloat(i)));
-                    v = new Tensor(p.name(), DType.BF16, v.shape(), seg);
-                }
-                tensors.add(v);
-            }
-            SafetensorsWriter.write(dir.resolve(SafetensorsWriter.SINGLE_FILE), tensors, Map.of());
-        }
+        for (Parameter p : parameters) tensors.add(p.value());
+        SafetensorsWriter.write(dir.resolve(SafetensorsWriter.SINGLE_FILE), tensors, Map.of(), dtype);
         if (tokenizerJson != null) AtomicFiles.writeString(dir.resolve("tokenizer.json"), Files.readString(tokenizerJson));
-        AtomicFiles.writeString(dir.resolve("config.json"), configJson(dtype));
-    }
-
-    private static Tensor toBf16(Tensor v, Arena arena) {
-        MemorySegment seg = arena.allocate(v.numel() * 2, 2);
-        for (long i = 0; i < v.numel(); i++) seg.setAtIndex(Tensor.I16, i, DType.floatToBf16(v.getFloat(i)));
-        return new Tensor(v.name(), DType.BF16, v.shape(), seg);
+        AtomicFiles.writeString(dir.resolve("config.json"), configJson(dtype != null ? dtype : embed.value().dtype()));
     }
 
     /** config.json as transformers 5 writes it for LlamaForCausalLM */
@@ -756,7 +765,7 @@ public final class TrainableLlama implements TrainableModel {
         c.put("attention_bias", false);
         c.put("attention_dropout", 0.0);
         if (config.bosTokenId() >= 0) c.put("bos_token_id", config.bosTokenId());
-        c.put("dtype", dtype == DType.BF16 ? "bfloat16" : "float32");
+        c.put("dtype", switch (dtype) { case BF16 -> "bfloat16"; case F16 -> "float16"; default -> "float32"; });
         int[] eos = config.eosTokenIds();
         if (eos.length == 1) c.put("eos_token_id", eos[0]);
         else if (eos.length > 1) {

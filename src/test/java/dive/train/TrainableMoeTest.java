@@ -254,10 +254,10 @@ class TrainableMoeTest {
             double[] losses = new double[2];
             for (int side = 0; side < 2; side++) {
                 for (int i = 0; i < original.length; i++)
-                    p.value().data().setAtIndex(dive.tensor.Tensor.F32, i, (float) (original[i] + (side == 0 ? eps : -eps) * u[i]));
+                    p.writableData().setAtIndex(dive.tensor.Tensor.F32, i, (float) (original[i] + (side == 0 ? eps : -eps) * u[i]));
                 losses[side] = model.loss(batch);
             }
-            for (int i = 0; i < original.length; i++) p.value().data().setAtIndex(dive.tensor.Tensor.F32, i, original[i]);
+            for (int i = 0; i < original.length; i++) p.writableData().setAtIndex(dive.tensor.Tensor.F32, i, original[i]);
             double numeric = (losses[0] - losses[1]) / (2 * eps);
             assertTrue(magnitude > 1e-4, name + ": gradient (almost) zero");
             assertEquals(numeric, analytic, 1e-2 * magnitude, name + ": analytic " + analytic + " vs finite differences " + numeric);

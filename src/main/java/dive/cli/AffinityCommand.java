@@ -37,8 +37,9 @@ final class AffinityCommand implements Callable<Integer> {
         AffinityMining.Options options = new AffinityMining.Options(datasets == null ? List.of() : datasets, ratio, score, windows,
                 evalWindows, seqlen, seed, Clustering.Linkage.parse(linkage, "--linkage"), experts, bias);
         Corpus corpus = data.equals("bundled") ? Corpus.bundled() : Corpus.open(Path.of(data));
+        int count = AffinityMining.datasetNames(corpus, options).size();
+        MemoryPlans.state(MemoryPlans.affinity("affinity", modelDir, count, ratio, seqlen), common.quiet);
         try (Engine engine = common.load(modelDir)) {
-            int count = AffinityMining.datasetNames(corpus, options).size();
             AffinityMining.AffinityResult r;
             try (Progress bar = new Progress("affinity", AffinityMining.progressUnits(count, options), "windows", !common.quiet)) {
                 r = AffinityMining.run(engine.model(), engine.requireTokenizer(), corpus, options, out, bar);

@@ -25,6 +25,14 @@ final class CompareCommand implements Callable<Integer> {
         if (!Files.isRegularFile(plan)) throw new java.nio.file.NoSuchFileException(plan + " (--plan)");
         Comparison.Plan p = Comparison.Plan.load(plan);
         common.backend();  // applies --threads and --quiet, checks the device and backend names
+        if (!summaryOnly) {  // the runs are one after another: the plan is the largest setting's
+            dive.util.MemoryPlan largest = null;
+            for (Comparison.Setting s : p.settings()) {
+                dive.util.MemoryPlan one = MemoryPlans.convert(modelDir, p.convert(), s.experts(), s.topK(), s.ratio());
+                if (largest == null || one.peakBytes() > largest.peakBytes()) largest = one;
+            }
+            MemoryPlans.state(largest, common.quiet);
+        }
         if (summaryOnly) Comparison.summarise(p, out, true);
         else common.withSelection(() -> Comparison.run(modelDir, data, p, out, !common.quiet,  // the conversion code uses Backends.select()
                 "./dive compare " + modelDir + " --plan " + plan + " --data " + data + " --out " + out));

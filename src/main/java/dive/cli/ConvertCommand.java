@@ -31,6 +31,7 @@ final class ConvertCommand implements Callable<Integer> {
         ConvertRecipe loaded = recipe == null ? ConvertRecipe.defaults() : ConvertRecipe.load(recipe);
         ConvertRecipe r = dtype == null ? loaded : loaded.withExportDtype(dtype);
         common.backend();  // applies --threads and --quiet, checks the device and backend names
+        MemoryPlans.state(MemoryPlans.convert(modelDir, r, experts, topK, ratio), common.quiet);
         Map<String, Object> report = common.withSelection(  // the conversion code uses Backends.select()
                 () -> DiveConversion.run(new DiveConversion.Request(modelDir, data, experts, topK, ratio, r, out, !common.quiet, commandLine())));
         Path dir = out.toAbsolutePath().normalize();

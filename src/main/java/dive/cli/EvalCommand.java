@@ -37,6 +37,7 @@ final class EvalCommand implements Callable<Integer> {
         List<String> names = datasets == null ? known : datasets;
         for (String n : names)
             if (!known.contains(n)) throw new IllegalArgumentException("--datasets: '" + n + "' is not in the corpus " + corpus.location() + " (has " + known + ")");
+        MemoryPlans.state(MemoryPlans.inference("eval", modelDir, Math.max(window, MemoryPlans.BATCH_ROWS), Math.max(window, MemoryPlans.BATCH_ROWS), window), common.quiet || json);
         try (Engine engine = common.load(modelDir)) {
             List<List<int[]>> windows = new ArrayList<>();
             int total = 0;

@@ -37,14 +37,21 @@ public final class Main implements Runnable {
             err.flush();
             return 1;
         });
-        return cl.execute(args);
+        try {
+            return cl.execute(args);
+        } catch (OutOfMemoryError e) {  // picocli passes Errors through: still one line, never a stack trace
+            System.err.println("dive " + (args.length > 0 ? args[0] : "") + ": " + describe(e));
+            if (System.getenv("DIVE_DEBUG") != null) e.printStackTrace();
+            return 1;
+        }
     }
 
     /** one line naming what went wrong */
     static String describe(Throwable ex) {
         String msg = ex.getMessage();
         if (ex instanceof java.nio.file.NoSuchFileException) return "file not found: " + msg;
-        if (ex instanceof OutOfMemoryError) return "out of memory (" + msg + "); raise -Xmx via DIVE_JAVA_OPTS";
+        if (ex instanceof OutOfMemoryError oom) return dive.util.MemoryPlan.describeOutOfMemory(oom);
+        if (ex.getCause() instanceof OutOfMemoryError oom) return dive.util.MemoryPlan.describeOutOfMemory(oom);
         if (msg == null || msg.isBlank()) return ex.getClass().getSimpleName();
         return msg.replace('\n', ' ');
     }

@@ -45,6 +45,7 @@ final class TrainCommand implements Callable<Integer> {
             System.out.println("exported step " + run.trainer().step() + " of " + runDir + " to " + run.exportLatest(exportLatest));
             return 0;
         }
+        MemoryPlans.state(MemoryPlans.train(recipe), quiet);
         TrainingRun run = TrainingRun.prepare(recipe, runDir, resume, !quiet);
         Trainer.Result r = run.run();
         System.out.printf("trained %d steps (%,d tokens): last loss %.4f%s; model in %s%n", r.steps(), r.tokensSeen(), r.lastLoss(),

@@ -26,6 +26,7 @@ public final class Progress implements AutoCloseable {
 
     Progress(String label, long total, String unit, boolean enabled, PrintStream out, boolean interactive) {
         this.label = label; this.total = Math.max(1, total); this.unit = unit;
+        MemoryPlan.enterStage(label);
         this.enabled = enabled; this.out = out; this.interactive = interactive;
     }
 

@@ -1,0 +1,191 @@
+package dive.cli;
+
+import dive.convert.ConvertRecipe;
+import dive.convert.Pruning;
+import dive.model.LlamaConfig;
+import dive.train.Recipe;
+import dive.util.MemoryPlan;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.stream.Stream;
+
+/**
+ * The memory plan of each command that loads a model, estimated from config.json, the weights' size on disk and the
+ * recipe before any work (see {@link MemoryPlan}). The figures follow what the engine holds:
+ * <ul>
+ *   <li>weights: the safetensors files, memory-mapped in their dtype (counted in full: every page is read);</li>
+ *   <li>built weights (experts, pruned FFNs, merged LoRA weights): off-heap, in the dense checkpoint's dtype;</li>
+ *   <li>trainable state: F32 value, gradient and two AdamW moments per trained element (16 bytes);</li>
+ *   <li>activations: F32 on the heap, per forward row: the residual stream and its norms, q/k/v/attention, the FFN's
+ *       gate, up and product (kept for every layer while training), logits of the rows that need them;</li>
+ *   <li>the runtime (JVM, code, tokenizer, scratch): a fixed {@value #RUNTIME_BYTES} bytes.</li>
+ * </ul>
+ */
+final class MemoryPlans {
+    private MemoryPlans() {}
+
+    static final long RUNTIME_BYTES = 400_000_000L;
+    /** rows per calibration / evaluation batch (CalibrationStatistics, Perplexity) */
+    static final int BATCH_ROWS = 2048;
+
+    /** a model folder's config and the bytes of its weights */
+    record Model(LlamaConfig config, long weightBytes) {
+        static Model of(Path dir) throws IOException {
+            LlamaConfig c = LlamaConfig.load(dir);
+            long bytes = 0;
+            try (Stream<Path> s = Files.list(dir)) {
+                for (Path f : s.filter(p -> p.getFileName().toString().endsWith(".safetensors")).toList()) bytes += Files.size(f);
+            }
+            return new Model(c, bytes);
+        }
+
+        long parameters() {
+            LlamaConfig c = config;
+            long d = c.hiddenSize(), layers = c.numHiddenLayers();
+            long ffn = c.moe() == null ? 3L * d * c.intermediateSize() : (long) c.moe().numLocalExperts() * 3 * d * c.intermediateSize() + (long) c.moe().numLocalExperts() * d;
+            long layer = d * c.queryDim() * 2L + 2L * d * c.kvDim() + 2 * d + ffn;
+            return (long) c.vocabSize() * d * (c.tieWordEmbeddings() ? 1 : 2) + layers * layer + d;
+        }
+
+        /** bytes per weight element: 2 for BF16/F16 checkpoints, 4 for F32 */
+        int elementBytes() { return weightBytes >= 3 * parameters() ? 4 : 2; }
+
+        /** bytes of every layer's dense FFN weights (gate, up, down) */
+        long ffnBytes() { return (long) config.numHiddenLayers() * 3 * config.hiddenSize() * config.intermediateSize() * elementBytes(); }
+    }
+
+    /** F32 bytes of one inference forward over {@code rows} rows (logits for {@code logitRows} of them) */
+    static long forwardBytes(LlamaConfig c, long rows, long logitRows, long ffnWidth) {
+        long perRow = 3L * c.hiddenSize() + 2L * c.queryDim() + 2L * c.kvDim() + 3L * ffnWidth;
+        return 4 * (rows * perRow + logitRows * c.vocabSize());
+    }
+
+    /** F32 bytes a training step keeps: every layer's activations, the logits and their gradient, one layer's backward scratch */
+    static long trainingBytes(LlamaConfig c, long rows, long ffnActiveWidth) {
+        long perRowLayer = 4L * c.hiddenSize() + 2L * c.queryDim() + 2L * c.kvDim() + 3L * ffnActiveWidth;
+        return 4 * (rows * perRowLayer * (c.numHiddenLayers() + 1) + 2 * rows * c.vocabSize());
+    }
+
+    /** KV caches (F32) of {@code sequences} sequences of {@code capacity} positions */
+    static long kvBytes(LlamaConfig c, long sequences, long capacity) {
+        return 4L * 2 * c.numHiddenLayers() * c.kvDim() * capacity * sequences;
+    }
+
+    /** ppl, eval, generate, bench, logits: the weights, a forward of {@code rows} rows and KV caches */
+    static MemoryPlan inference(String command, Path dir, long rows, long logitRows, long kvPositions) throws IOException {
+        Model m = Model.of(dir);
+        return new MemoryPlan(command)
+                .add("weights", m.weightBytes(), false)
+                .add("activations", forwardBytes(m.config(), rows, logitRows, m.config().intermediateSize()), true)
+                .add("KV cache", kvBytes(m.config(), 1, kvPositions), true)
+                .add("runtime", RUNTIME_BYTES, true)
+                .hint("lower --window, --batch or the prompt and generation lengths");
+    }
+
+    /** affinity mining: the dense weights, one pruned model at a time, calibration batches, per-dataset channel statistics */
+    static MemoryPlan affinity(String command, Path dir, int datasets, double ratio, int seqlen) throws IOException {
+        Model m = Model.of(dir);
+        LlamaConfig c = m.config();
+        int width = Pruning.keptWidth(c.intermediateSize(), ratio);
+        long rows = Math.max(BATCH_ROWS, seqlen);
+        return new MemoryPlan(command)
+                .add("weights", m.weightBytes(), false)
+                .add("pruned model", m.ffnBytes() * width / c.intermediateSize(), false)
+                .add("activations", forwardBytes(c, rows, rows, c.intermediateSize()), true)
+                .add("channel statistics", 8L * 4 * datasets * c.numHiddenLayers() * c.intermediateSize(), true)
+                .add("runtime", RUNTIME_BYTES, true)
+                .hint("lower seqlen or the number of datasets");
+    }
+
+    /**
+     * convert: the largest of its phases (reconstruction with the dense model open; retraining over the mapped experts
+     * with the trainable state; LoRA merged into new weights at the end of stage 1; LLM-Pruner's Taylor gradients)
+     */
+    static MemoryPlan convert(Path dir, ConvertRecipe recipe, int experts, int topK, double ratio) throws IOException {
+        Model m = Model.of(dir);
+        LlamaConfig c = m.config();
+        int width = Pruning.keptWidth(c.intermediateSize(), ratio);
+        long d = c.hiddenSize(), layers = c.numHiddenLayers();
+        long expertBytes = m.ffnBytes() * width / c.intermediateSize() * experts;
+        long nonFfn = m.weightBytes() - m.ffnBytes();
+        long datasets = recipe.datasets().isEmpty() ? 23 : recipe.datasets().size();
+        // phase 1: dense weights + affinity mining + the experts being built
+        long calibration = forwardBytes(c, Math.max(BATCH_ROWS, recipe.seqlen()), Math.max(BATCH_ROWS, recipe.seqlen()), c.intermediateSize())
+                + 8L * 4 * datasets * layers * c.intermediateSize();
+        long build = m.weightBytes() + expertBytes + calibration;
+        // phase 2: retraining the MoE (mapped non-FFN weights and experts), its trainable state, activations, merged experts
+        int lora = Math.max(recipe.stage1().loraR(), recipe.stage2().loraR());
+        long trainable = layers * experts * d + (2 * layers + 1) * d + layers * experts * 3L * lora * (d + width);
+        ConvertRecipe.Stage biggest = recipe.stage0().batchSize() * recipe.stage0().seqLen() >= recipe.stage1().batchSize() * recipe.stage1().seqLen()
+                ? recipe.stage0() : recipe.stage1();
+        long rows = (long) biggest.batchSize() * biggest.seqLen();
+        long training = nonFfn + expertBytes + 16 * trainable + trainingBytes(c, rows, (long) topK * width) + expertBytes;
+        // LLM-Pruner (method or score): F32 gradients of every FFN weight on the heap
+        boolean taylor = recipe.score().equals("taylor") || recipe.methods().contains("llm_pruner");
+        long taylorBytes = taylor ? m.weightBytes() + 4 * m.ffnBytes() / m.elementBytes() + forwardBytes(c, BATCH_ROWS, BATCH_ROWS, c.intermediateSize()) * (layers + 1) : 0;
+        MemoryPlan plan = new MemoryPlan("convert");
+        long peak = Math.max(build, Math.max(training, taylorBytes));
+        if (peak == build) {
+            plan.add("weights", m.weightBytes(), false).add("experts", expertBytes, false).add("calibration", calibration, true);
+        } else if (peak == training) {
+            plan.add("weights", nonFfn, false).add("experts", expertBytes, false).add("merged experts", expertBytes, false)
+                    .add("trainable state", 16 * trainable, true).add("training activations", trainingBytes(c, rows, (long) topK * width), true);
+        } else {
+            plan.add("weights", m.weightBytes(), false).add("Taylor gradients", 4 * m.ffnBytes() / m.elementBytes(), true)
+                    .add("activations", forwardBytes(c, BATCH_ROWS, BATCH_ROWS, c.intermediateSize()) * (layers + 1), true);
+        }
+        return plan.add("runtime", RUNTIME_BYTES, true)
+                .hint("lower the stages' batch_size or seq_len, the seqlen of the windows, or --experts / raise --ratio");
+    }
+
+    /** train: the model's weights (mapped, or F32 for a fresh model), the trainable state, the training activations */
+    static MemoryPlan train(Recipe recipe) throws IOException {
+        Recipe.Model rm = recipe.model();
+        if (!rm.kind().equals("checkpoint") && !rm.kind().equals("config")) return null;  // extension kinds: no estimate
+        LlamaConfig c;
+        long weights;
+        Model m = null;
+        if (rm.kind().equals("checkpoint")) {
+            m = Model.of(rm.path());
+            c = m.config();
+            weights = m.weightBytes();
+        } else {
+            c = rm.path() != null ? LlamaConfig.load(rm.path().getFileName().toString().equals("config.json") ? rm.path().getParent() : rm.path())
+                    : LlamaConfig.parse(rm.spec(), recipe.source() + " model.config");
+            weights = 0;
+        }
+        long parameters = m != null ? m.parameters() : new Model(c, 0).parameters();
+        long trainable;
+        if (recipe.lora() != null) {
+            long d = c.hiddenSize(), f = c.intermediateSize(), r = recipe.lora().r();
+            long perLayer = 0;
+            for (String t : recipe.lora().targets())
+                perLayer += switch (t) {
+                    case "q_proj", "o_proj" -> r * (d + c.queryDim());
+                    case "k_proj", "v_proj" -> r * (d + c.kvDim());
+                    default -> r * (d + f) * (c.moe() == null ? 1 : c.moe().numLocalExperts());
+                };
+            trainable = perLayer * c.numHiddenLayers() + (2L * c.numHiddenLayers() + 1) * d;
+        } else {
+            trainable = parameters;  // full training (patterns may freeze some: an upper bound)
+        }
+        long rows = (long) recipe.batchSize() * recipe.seqLen();
+        long ffnActive = c.moe() == null ? c.intermediateSize() : (long) c.moe().numExpertsPerTok() * c.intermediateSize();
+        return new MemoryPlan("train")
+                .add("weights", weights, false)
+                .add("trainable state", 16 * trainable, true)
+                .add("activations", trainingBytes(c, rows, ffnActive), true)
+                .add("runtime", RUNTIME_BYTES, true)
+                .hint("lower batch_size or seq_len (grad_accum keeps the tokens per step)");
+    }
+
+    /** prints the plan's line (unless quiet) and refuses it when it does not fit */
+    static void state(MemoryPlan plan, boolean quiet) {
+        if (plan == null) return;
+        if (!quiet) System.err.println("dive: " + plan.line());
+        plan.check();
+    }
+
+}

@@ -24,7 +24,25 @@ public final class Main implements Runnable {
 
     public static void main(String[] args) {
         System.setProperty("java.util.logging.SimpleFormatter.format", "dive: %5$s%6$s%n");
+        if (Boolean.getBoolean(MemoryPlans.PLAN_HEAP)) System.exit(planHeap(args));
         System.exit(run(args));
+    }
+
+    /**
+     * The launcher's first pass for the commands with a memory plan: parses the command line, runs the command up to its
+     * plan and prints the plan's Java-heap bytes (nothing else is done); prints nothing when the command has no plan.
+     */
+    static int planHeap(String... args) {
+        CommandLine cl = new CommandLine(new Main());
+        cl.setOut(new PrintWriter(java.io.OutputStream.nullOutputStream()));
+        cl.setErr(new PrintWriter(java.io.OutputStream.nullOutputStream()));
+        cl.setExecutionExceptionHandler((ex, line, parse) -> {
+            if (ex instanceof MemoryPlans.PlanOnly p && p.plan != null) System.out.println(p.plan.heapBytes());
+            return 0;
+        });
+        System.setErr(new java.io.PrintStream(java.io.OutputStream.nullOutputStream()));
+        cl.execute(args);
+        return 0;
     }
 
     /** runs the command line and returns its exit code (0 ok, 1 failure, 2 bad usage) */

@@ -181,8 +181,18 @@ final class MemoryPlans {
                 .hint("lower batch_size or seq_len (grad_accum keeps the tokens per step)");
     }
 
+    /** set by the launcher's first pass ({@code -Ddive.planHeap=true}): print the plan's heap part and stop before any work */
+    static final String PLAN_HEAP = "dive.planHeap";
+
+    /** thrown in the launcher's planning pass: the command's plan, nothing done */
+    static final class PlanOnly extends RuntimeException {
+        final MemoryPlan plan;
+        PlanOnly(MemoryPlan plan) { super(null, null, false, false); this.plan = plan; }
+    }
+
     /** prints the plan's line (unless quiet) and refuses it when it does not fit */
     static void state(MemoryPlan plan, boolean quiet) {
+        if (Boolean.getBoolean(PLAN_HEAP)) throw new PlanOnly(plan);
         if (plan == null) return;
         if (!quiet) System.err.println("dive: " + plan.line());
         plan.check();

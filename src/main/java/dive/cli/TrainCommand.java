@@ -40,6 +40,7 @@ final class TrainCommand implements Callable<Integer> {
     private int train() throws Exception {
         Recipe recipe = Recipe.load(recipeFile);
         Path runDir = out != null ? out : Path.of("runs", stem(recipeFile));
+        if (exportLatest != null && Boolean.getBoolean(MemoryPlans.PLAN_HEAP)) return 0;  // the launcher's planning pass: no plan
         if (exportLatest != null) {
             TrainingRun run = TrainingRun.prepare(recipe, runDir, true, false);
             System.out.println("exported step " + run.trainer().step() + " of " + runDir + " to " + run.exportLatest(exportLatest));

@@ -114,9 +114,11 @@ public final class AffinityMining {
         for (int i = 0; i < count; i++) {
             ChannelScore score = options.score().equalsIgnoreCase("taylor")
                     ? TaylorScore.compute(dense, windows.get(i).calibration()) : ChannelScore.parse(options.score(), "--score");
-            LlamaModel pruned = Pruning.prunedModel(dense, statistics.get(i), score, options.ratio(), options.biasCompensation(),
-                    dense.source() + " pruned with " + names.get(i));
-            perplexity[i] = WindowPerplexity.perGroup(pruned, evalGroups, step);
+            try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared()) {  // one pruned model in memory at a time
+                LlamaModel pruned = Pruning.prunedModel(dense, statistics.get(i), score, options.ratio(), options.biasCompensation(),
+                        dense.source() + " pruned with " + names.get(i), arena);
+                perplexity[i] = WindowPerplexity.perGroup(pruned, evalGroups, step);
+            }
         }
         double[][] normalized = Affinity.normalizeColumns(perplexity);
         double[][] correlation = Affinity.rowCorrelation(normalized);

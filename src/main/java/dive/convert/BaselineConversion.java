@@ -201,10 +201,15 @@ public final class BaselineConversion {
 
     /** every layer's FFN of {@code dense} narrowed to {@code kept[l]}, with the down bias of {@code stats}' compensation when not null */
     static DenseFfn[] prunedBlocks(LlamaModel dense, int[][] kept, CalibrationStatistics stats) {
+        return prunedBlocks(dense, kept, stats, java.lang.foreign.Arena.ofAuto());
+    }
+
+    /** as above, the pruned weights in memory owned by {@code arena} */
+    static DenseFfn[] prunedBlocks(LlamaModel dense, int[][] kept, CalibrationStatistics stats, java.lang.foreign.Arena arena) {
         DenseFfn[] pruned = new DenseFfn[kept.length];
         for (int l = 0; l < kept.length; l++) {
             DenseFfn block = Pruning.denseBlock(dense, l);
-            pruned[l] = Pruning.prune(block, kept[l], stats == null ? null : Pruning.biasCompensation(block.down(), kept[l], stats.layers()[l].mean()));
+            pruned[l] = Pruning.prune(block, kept[l], stats == null ? null : Pruning.biasCompensation(block.down(), kept[l], stats.layers()[l].mean()), arena);
         }
         return pruned;
     }
@@ -278,14 +283,16 @@ public final class BaselineConversion {
                     CalibrationStatistics stats = method.equals("flap") || compensated ? CalibrationStatistics.collect(dense, pooled) : null;
                     int[][] kept = denseKeptChannels(dense, method, pooled, stats, active);
                     writeKept(dir.resolve("kept_channels.json"), new int[][][] {kept});
-                    DenseFfn[] blocks = prunedBlocks(dense, kept, compensated ? stats : null);
-                    double[] scale = null;
-                    if (recipe.outputScale()) {
-                        scale = OutputScale.fit(dense, pooled, kept, blocks);
-                        OutputScale.write(dir, new double[][] {scale});
+                    try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared()) {  // the pruned FFNs, freed once written
+                        DenseFfn[] blocks = prunedBlocks(dense, kept, compensated ? stats : null, arena);
+                        double[] scale = null;
+                        if (recipe.outputScale()) {
+                            scale = OutputScale.fit(dense, pooled, kept, blocks);
+                            OutputScale.write(dir, new double[][] {scale});
+                        }
+                        TrainableLlama.copyOf(prunedDenseConfig(dc, active, compensated), prunedDenseWeights(dense, blocks, scale)::get,
+                                method, backend).saveCheckpoint(build, tokenizerJson, null);  // pruned weights in the dense dtype
                     }
-                    TrainableLlama.copyOf(prunedDenseConfig(dc, active, compensated), prunedDenseWeights(dense, blocks, scale)::get,
-                            method, backend).saveCheckpoint(build, tokenizerJson, null);  // pruned weights in the dense dtype
                     timings.put(method + "_build", seconds(t));
                 }
                 LlamaConfig built = LlamaConfig.load(build);
@@ -305,15 +312,17 @@ public final class BaselineConversion {
                     List<CalibrationStatistics> biasStats = null;
                     if (recipe.biasCompensation())
                         biasStats = java.util.Collections.nCopies(q.experts(), CalibrationStatistics.collect(dense, pooled));
-                    ExpertReconstruction.Result built = ExpertReconstruction.fromKeptChannels(dense, kept, biasStats, options);
-                    if (recipe.outputScale()) {
-                        double[][] scales = new double[q.experts()][];
-                        built = OutputScale.apply(dense, built, java.util.Collections.nCopies(q.experts(), pooled), scales);
-                        OutputScale.write(dir, scales);
+                    try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared()) {  // the experts, freed once written
+                        ExpertReconstruction.Result built = ExpertReconstruction.fromKeptChannels(dense, kept, biasStats, options, arena);
+                        if (recipe.outputScale()) {
+                            double[][] scales = new double[q.experts()][];
+                            built = OutputScale.apply(dense, built, java.util.Collections.nCopies(q.experts(), pooled), scales);
+                            OutputScale.write(dir, scales);
+                        }
+                        writeKept(dir.resolve("kept_channels.json"), kept);
+                        MixtralExport.write(build, built.config(), built.weights(),
+                                MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true));
                     }
-                    writeKept(dir.resolve("kept_channels.json"), kept);
-                    MixtralExport.write(build, built.config(), built.weights(),
-                            MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true));
                     timings.put(method + "_build", seconds(t));
                 }
             }

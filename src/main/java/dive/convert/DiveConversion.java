@@ -183,14 +183,16 @@ public final class DiveConversion {
                         bar.step(1);
                     }
                 }
-                ExpertReconstruction.Result built = ExpertReconstruction.reconstruct(dense, groupStats, scores, options);
-                if (recipe.outputScale()) {
-                    double[][] scales = new double[q.experts()][];
-                    built = OutputScale.apply(dense, built, expertWindows, scales);
-                    OutputScale.write(out, scales);
+                try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared()) {  // the experts, freed once written
+                    ExpertReconstruction.Result built = ExpertReconstruction.reconstruct(dense, groupStats, scores, options, arena);
+                    if (recipe.outputScale()) {
+                        double[][] scales = new double[q.experts()][];
+                        built = OutputScale.apply(dense, built, expertWindows, scales);
+                        OutputScale.write(out, scales);
+                    }
+                    MixtralExport.write(expertsDir, built.config(), built.weights(),
+                            MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true));
                 }
-                MixtralExport.write(expertsDir, built.config(), built.weights(),
-                        MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true));
                 timings.put("reconstruction", seconds(t2));
                 writeTimings(out, timings);
             }

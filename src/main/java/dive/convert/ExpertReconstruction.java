@@ -118,13 +118,19 @@ public final class ExpertReconstruction {
 
     /** as {@link #reconstruct(LlamaModel, List, Options)} with a score per group (Taylor scores depend on the group's windows) */
     public static Result reconstruct(LlamaModel dense, List<CalibrationStatistics> groupStatistics, List<ChannelScore> groupScores, Options options) {
+        return reconstruct(dense, groupStatistics, groupScores, options, java.lang.foreign.Arena.ofAuto());
+    }
+
+    /** as above, the experts' weights in memory owned by {@code arena} (shared): the result is valid while it and {@code dense} are open */
+    public static Result reconstruct(LlamaModel dense, List<CalibrationStatistics> groupStatistics, List<ChannelScore> groupScores, Options options,
+                                     java.lang.foreign.Arena arena) {
         LlamaConfig dc = dense.config();
         int experts = options.experts();
         if (groupStatistics.size() != experts)
             throw new IllegalArgumentException(groupStatistics.size() + " groups of statistics for --experts " + experts);
         int[][][] kept = new int[experts][][];
         for (int g = 0; g < experts; g++) kept[g] = Pruning.keptChannels(dense, groupStatistics.get(g), groupScores.get(g), options.ratio());
-        return fromKeptChannels(dense, kept, groupStatistics, options);
+        return fromKeptChannels(dense, kept, groupStatistics, options, arena);
     }
 
     /**
@@ -134,6 +140,12 @@ public final class ExpertReconstruction {
      * data-free baselines ({@link BaselineConversion}) with channel sets of their own.
      */
     public static Result fromKeptChannels(LlamaModel dense, int[][][] kept, List<CalibrationStatistics> biasStatistics, Options options) {
+        return fromKeptChannels(dense, kept, biasStatistics, options, java.lang.foreign.Arena.ofAuto());
+    }
+
+    /** as above, the experts' weights in memory owned by {@code arena} (shared) */
+    public static Result fromKeptChannels(LlamaModel dense, int[][][] kept, List<CalibrationStatistics> biasStatistics, Options options,
+                                          java.lang.foreign.Arena arena) {
         LlamaConfig dc = dense.config();
         int experts = options.experts();
         if (kept.length != experts) throw new IllegalArgumentException(kept.length + " channel sets for --experts " + experts);
@@ -157,7 +169,7 @@ public final class ExpertReconstruction {
             for (int g = 0; g < experts; g++) {
                 float[] bias = options.biasCompensation()
                         ? Pruning.biasCompensation(ffn.down(), kept[g][l], biasStatistics.get(g).layers()[l].mean()) : null;
-                DenseFfn expert = Pruning.prune(ffn, kept[g][l], bias);
+                DenseFfn expert = Pruning.prune(ffn, kept[g][l], bias, arena);
                 String ep = p + "experts." + g + ".";
                 weights.put(ep + "w1.weight", renamed(expert.gate(), ep + "w1.weight"));
                 weights.put(ep + "w3.weight", renamed(expert.up(), ep + "w3.weight"));

@@ -72,12 +72,14 @@ public final class Pruning {
      * (BF16 stays BF16: a pruned weight is a selection of the dense one's elements, copied bit for bit) in off-heap
      * memory freed when they are no longer reachable, plus an optional F32 bias (d)
      */
-    public static DenseFfn prune(DenseFfn dense, int[] kept, float[] bias) {
+    public static DenseFfn prune(DenseFfn dense, int[] kept, float[] bias) { return prune(dense, kept, bias, Arena.ofAuto()); }
+
+    /** as {@link #prune(DenseFfn, int[], float[])}, the weights in memory owned by {@code arena} (a shared one: backends read from many threads) */
+    public static DenseFfn prune(DenseFfn dense, int[] kept, float[] bias, Arena arena) {
         int width = dense.intermediateSize(), d = dense.down().rows();
         for (int i = 0; i < kept.length; i++)
             if (kept[i] < 0 || kept[i] >= width || (i > 0 && kept[i] <= kept[i - 1]))
                 throw new IllegalArgumentException("kept channels must be ascending and in [0, " + width + "): " + Arrays.toString(kept));
-        Arena arena = Arena.ofAuto();
         int k = kept.length;
         Tensor g = keptRows(dense.gate(), kept, d, arena), u = keptRows(dense.up(), kept, d, arena);
         Tensor down = dense.down();
@@ -107,13 +109,18 @@ public final class Pruning {
      * the FFN outputs when not null. Shares the dense model's other tensors: valid while {@code dense} is open.
      */
     public static LlamaModel prunedModel(LlamaModel dense, int[][] kept, float[][] biases, String source) {
+        return prunedModel(dense, kept, biases, source, Arena.ofAuto());
+    }
+
+    /** as above, the pruned weights in memory owned by {@code arena}: the model is valid while it and {@code dense} are open */
+    public static LlamaModel prunedModel(LlamaModel dense, int[][] kept, float[][] biases, String source, Arena arena) {
         int layers = dense.config().numHiddenLayers();
         if (kept.length != layers) throw new IllegalArgumentException(kept.length + " channel masks for " + layers + " layers");
         FeedForward[] ffns = new FeedForward[layers];
         for (int l = 0; l < layers; l++) {
             if (kept[l].length != kept[0].length)
                 throw new IllegalArgumentException("layer " + l + " keeps " + kept[l].length + " channels, layer 0 keeps " + kept[0].length + " (uniform pruning expected)");
-            ffns[l] = prune(denseBlock(dense, l), kept[l], biases == null ? null : biases[l]);
+            ffns[l] = prune(denseBlock(dense, l), kept[l], biases == null ? null : biases[l], arena);
         }
         return dense.withFeedForwards(withIntermediateSize(dense.config(), kept[0].length), ffns, source);
     }
@@ -121,13 +128,19 @@ public final class Pruning {
     /** the whole pruning step for one calibration set: masks from {@code score}, optional bias compensation */
     public static LlamaModel prunedModel(LlamaModel dense, CalibrationStatistics stats, ChannelScore score, double ratio,
                                          boolean biasCompensation, String source) {
+        return prunedModel(dense, stats, score, ratio, biasCompensation, source, Arena.ofAuto());
+    }
+
+    /** as above, the pruned weights in memory owned by {@code arena} */
+    public static LlamaModel prunedModel(LlamaModel dense, CalibrationStatistics stats, ChannelScore score, double ratio,
+                                         boolean biasCompensation, String source, Arena arena) {
         int[][] kept = keptChannels(dense, stats, score, ratio);
         float[][] biases = null;
         if (biasCompensation) {
             biases = new float[kept.length][];
             for (int l = 0; l < kept.length; l++) biases[l] = biasCompensation(denseBlock(dense, l).down(), kept[l], stats.layers()[l].mean());
         }
-        return prunedModel(dense, kept, biases, source);
+        return prunedModel(dense, kept, biases, source, arena);
     }
 
     public static LlamaConfig withIntermediateSize(LlamaConfig c, int intermediateSize) {

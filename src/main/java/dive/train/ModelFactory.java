@@ -90,9 +90,10 @@ public final class ModelFactory {
                 Recipe.Lora l = recipe.lora();
                 llama.addLora(new TrainableLlama.LoraConfig(l.r(), l.alpha(), l.dropout(), Set.copyOf(l.targets()), recipe.seed()));
             }
+            DType sourceDtype = llama.parameter("model.embed_tokens.weight").value().dtype();  // before anything trains
             Trainer.Export export = dir -> {
                 if (llama.lora() != null) llama.mergeLora();   // the end of training: fold adapters into the weights
-                llama.saveCheckpoint(dir, tokenizerJson, recipe.outputDtype());
+                llama.saveCheckpoint(dir, tokenizerJson, recipe.outputDtype(sourceDtype));
             };
             return new Built(llama, export);
         }

@@ -27,7 +27,9 @@ import java.util.Set;
  * schedule:   {kind: cosine | constant [cosine], lr: [3e-4], warmup: [0] steps, min_lr: [lr/10 for cosine, lr for constant]}
  * optimizer:  {betas: [[0.9, 0.95]], eps: [1e-8], weight_decay: [0.1], decay_norms: [false], clip: [1.0] (0 = none)}
  * batch_size, seq_len, grad_accum [1], max_steps | max_tokens, eval_every [0 = at the end], checkpoint_every [0 = at the end],
- * keep_checkpoints [2], seed [0], freeze: [globs], train: [globs], lora: {r, alpha, dropout [0], targets}, output: F32 | BF16 | F16 | keep [F32]
+ * keep_checkpoints [2], seed [0], freeze: [globs], train: [globs], lora: {r, alpha, dropout [0], targets},
+ * output: auto | F32 | BF16 | F16 | keep [auto: the checkpoint's dtype (BF16 in, BF16 out), F32 for a fresh model; keep: each
+ *         weight in its own dtype, frozen ones as stored, trained ones F32]
  * moe:        {routing: top_k | soft [top_k], temperature: [0.05 for k = 1, else 0.5] (soft only), aux_loss_coef: [the
  *              checkpoint's router_aux_loss_coef when its output_router_logits is true, else 0]}   (Mixtral models only)
  * </pre>
@@ -39,7 +41,22 @@ public record Recipe(Path source, Path baseDir, String sha256, Model model, Toke
                      LrSchedule.Kind scheduleKind, double lr, long warmupSteps, double minLr,
                      AdamW.Options optimizer, double clip,
                      int batchSize, int seqLen, int gradAccum, long maxSteps, int evalEvery, int checkpointEvery,
-                     int keepCheckpoints, long seed, List<String> freeze, List<String> train, Lora lora, DType outputDtype, Moe moe) {
+                     int keepCheckpoints, long seed, List<String> freeze, List<String> train, Lora lora, String output, Moe moe) {
+
+    /**
+     * the dtype the final model is written in for a model whose weights came as {@code sourceDtype} (F32 for a fresh
+     * model); null for {@code keep} (each weight in its own dtype)
+     */
+    public DType outputDtype(DType sourceDtype) {
+        return switch (output) {
+            case "AUTO" -> sourceDtype;
+            case "KEEP" -> null;
+            default -> DType.valueOf(output);
+        };
+    }
+
+    /** {@link #outputDtype(DType)} of a model that came as F32 (fresh or F32 weights) */
+    public DType outputDtype() { return outputDtype(DType.F32); }
 
     /** exactly one of the model kinds: {@code kind} = config | checkpoint | a registered kind; {@code spec} = its value */
     public record Model(String kind, JsonNode spec, Path path) {}
@@ -198,16 +215,11 @@ public record Recipe(Path source, Path baseDir, String sha256, Model model, Toke
             if (!Double.isNaN(aux) && !(aux >= 0 && aux < Double.POSITIVE_INFINITY)) throw r.error("moe.aux_loss_coef", aux + ": expected ≥ 0");
             moe = new Moe(routing.equals("soft"), temperature, aux);
         }
-        String output = r.text("output", "F32");
-        DType outputDtype = switch (output.toUpperCase(java.util.Locale.ROOT)) {
-            case "F32" -> DType.F32;
-            case "BF16" -> DType.BF16;
-            case "F16" -> DType.F16;
-            case "KEEP" -> null;  // each weight in its own dtype: frozen ones as the checkpoint stored them, trained ones F32
-            default -> throw r.error("output", "expected F32, BF16, F16 or keep, found '" + output + "'");
-        };
+        String output = r.text("output", "auto").toUpperCase(java.util.Locale.ROOT);
+        if (!Set.of("AUTO", "KEEP", "F32", "BF16", "F16").contains(output))
+            throw r.error("output", "expected auto, F32, BF16, F16 or keep, found '" + r.text("output", "") + "'");
         return new Recipe(Path.of(source), baseDir, canonicalSha256(root), model, tokenizer, data, scheduleKind, lr, warmup, minLr,
-                options, clip, batch, seqLen, accum, maxSteps, evalEvery, checkpointEvery, keep, seed, freeze, train, lora, outputDtype, moe);
+                options, clip, batch, seqLen, accum, maxSteps, evalEvery, checkpointEvery, keep, seed, freeze, train, lora, output, moe);
     }
 
     public LrSchedule schedule() { return new LrSchedule(scheduleKind, lr, warmupSteps, minLr, maxSteps); }

@@ -296,4 +296,29 @@ class SafetensorsWriterTest {
             for (double s : sums) assertEquals(expectedSum, s, "every thread reads the whole tensor " + Arrays.toString(sums));
         }
     }
+
+    @Test
+    void writesF32AsBf16AndF16RoundingToNearestEvenWhileStreaming(@TempDir Path dir) throws Exception {
+        // 1 + 2^-8 lies halfway between the BF16 neighbours 1 and 1 + 2^-7: ties go to the even one (1.0, bits 0x3F80);
+        // 1 + 3·2^-8 lies halfway between 1 + 2^-7 and 1 + 2^-6: even is 1 + 2^-6 (0x3F82); -2 is 0xC000 exactly
+        float[] values = {1f, 1f + 0x1p-8f, 1f + 3 * 0x1p-8f, -2f};
+        Tensor f32 = Tensor.ofFloats("w", values, 2, 2);
+        Tensor ids = new Tensor("ids", DType.I64, new long[] {1}, MemorySegment.ofArray(new long[] {7}));
+        SafetensorsWriter.write(dir.resolve("bf16.safetensors"), List.of(f32, ids), Map.of(), DType.BF16);
+        SafetensorsWriter.write(dir.resolve("f16.safetensors"), List.of(f32), Map.of(), DType.F16);
+        try (SafetensorsFile bf16 = SafetensorsFile.open(dir.resolve("bf16.safetensors"));
+             SafetensorsFile f16 = SafetensorsFile.open(dir.resolve("f16.safetensors"))) {
+            Tensor b = bf16.tensor("w");
+            assertEquals(DType.BF16, b.dtype());
+            assertArrayEquals(new long[] {2, 2}, b.shape());
+            short[] bits = new short[4];
+            for (int i = 0; i < 4; i++) bits[i] = b.data().getAtIndex(Tensor.I16, i);
+            assertArrayEquals(new short[] {0x3F80, 0x3F80, 0x3F82, (short) 0xC000}, bits);
+            assertEquals(DType.I64, bf16.tensor("ids").dtype(), "non-float tensors are written as they are");
+            Tensor h = f16.tensor("w");
+            assertEquals(DType.F16, h.dtype());
+            // F16 has 10 mantissa bits: all four values are exact
+            for (int i = 0; i < 4; i++) assertEquals(values[i], h.getFloat(i));
+        }
+    }
 }

@@ -20,13 +20,14 @@ import java.util.stream.Stream;
  *   <li>trainable state: F32 value, gradient and two AdamW moments per trained element (16 bytes);</li>
  *   <li>activations: F32 on the heap, per forward row: the residual stream and its norms, q/k/v/attention, the FFN's
  *       gate, up and product (kept for every layer while training), logits of the rows that need them;</li>
- *   <li>the runtime (JVM, code, tokenizer, scratch): a fixed {@value #RUNTIME_BYTES} bytes.</li>
+ *   <li>the runtime: the JVM itself (code, metaspace, threads: {@value #JVM_BYTES} bytes off the heap) and the tokenizer,
+ *       corpus and scratch ({@value #RUNTIME_HEAP_BYTES} bytes on it).</li>
  * </ul>
  */
 final class MemoryPlans {
     private MemoryPlans() {}
 
-    static final long RUNTIME_BYTES = 400_000_000L;
+    static final long JVM_BYTES = 150_000_000L, RUNTIME_HEAP_BYTES = 50_000_000L;
     /** rows per calibration / evaluation batch (CalibrationStatistics, Perplexity) */
     static final int BATCH_ROWS = 2048;
 
@@ -80,7 +81,7 @@ final class MemoryPlans {
                 .add("weights", m.weightBytes(), false)
                 .add("activations", forwardBytes(m.config(), rows, logitRows, m.config().intermediateSize()), true)
                 .add("KV cache", kvBytes(m.config(), 1, kvPositions), true)
-                .add("runtime", RUNTIME_BYTES, true)
+                .add("JVM", JVM_BYTES, false).add("runtime", RUNTIME_HEAP_BYTES, true)
                 .hint("lower --window, --batch or the prompt and generation lengths");
     }
 
@@ -95,7 +96,7 @@ final class MemoryPlans {
                 .add("pruned model", m.ffnBytes() * width / c.intermediateSize(), false)
                 .add("activations", forwardBytes(c, rows, rows, c.intermediateSize()), true)
                 .add("channel statistics", 8L * 4 * datasets * c.numHiddenLayers() * c.intermediateSize(), true)
-                .add("runtime", RUNTIME_BYTES, true)
+                .add("JVM", JVM_BYTES, false).add("runtime", RUNTIME_HEAP_BYTES, true)
                 .hint("lower seqlen or the number of datasets");
     }
 
@@ -112,8 +113,9 @@ final class MemoryPlans {
         long nonFfn = m.weightBytes() - m.ffnBytes();
         long datasets = recipe.datasets().isEmpty() ? 23 : recipe.datasets().size();
         // phase 1: dense weights + affinity mining + the experts being built
-        long calibration = forwardBytes(c, Math.max(BATCH_ROWS, recipe.seqlen()), Math.max(BATCH_ROWS, recipe.seqlen()), c.intermediateSize())
-                + 8L * 4 * datasets * layers * c.intermediateSize();
+        long windowRows = Math.max(recipe.seqlen(), Math.min(BATCH_ROWS,
+                (long) Math.max(recipe.calibrationWindows(), Math.max(recipe.evalWindows(), recipe.finalEvalWindows())) * recipe.seqlen()));
+        long calibration = forwardBytes(c, windowRows, windowRows, c.intermediateSize()) + 8L * 4 * datasets * layers * c.intermediateSize();
         long build = m.weightBytes() + expertBytes + calibration;
         // phase 2: retraining the MoE (mapped non-FFN weights and experts), its trainable state, activations, merged experts
         int lora = Math.max(recipe.stage1().loraR(), recipe.stage2().loraR());
@@ -124,7 +126,8 @@ final class MemoryPlans {
         long training = nonFfn + expertBytes + 16 * trainable + trainingBytes(c, rows, (long) topK * width) + expertBytes;
         // LLM-Pruner (method or score): F32 gradients of every FFN weight on the heap
         boolean taylor = recipe.score().equals("taylor") || recipe.methods().contains("llm_pruner");
-        long taylorBytes = taylor ? m.weightBytes() + 4 * m.ffnBytes() / m.elementBytes() + forwardBytes(c, BATCH_ROWS, BATCH_ROWS, c.intermediateSize()) * (layers + 1) : 0;
+        long taylorRows = Math.min(BATCH_ROWS, (long) recipe.calibrationWindows() * recipe.seqlen() * datasets);
+        long taylorBytes = taylor ? m.weightBytes() + 4 * m.ffnBytes() / m.elementBytes() + forwardBytes(c, taylorRows, taylorRows, c.intermediateSize()) * (layers + 1) : 0;
         MemoryPlan plan = new MemoryPlan("convert");
         long peak = Math.max(build, Math.max(training, taylorBytes));
         if (peak == build) {
@@ -134,9 +137,9 @@ final class MemoryPlans {
                     .add("trainable state", 16 * trainable, true).add("training activations", trainingBytes(c, rows, (long) topK * width), true);
         } else {
             plan.add("weights", m.weightBytes(), false).add("Taylor gradients", 4 * m.ffnBytes() / m.elementBytes(), true)
-                    .add("activations", forwardBytes(c, BATCH_ROWS, BATCH_ROWS, c.intermediateSize()) * (layers + 1), true);
+                    .add("activations", forwardBytes(c, taylorRows, taylorRows, c.intermediateSize()) * (layers + 1), true);
         }
-        return plan.add("runtime", RUNTIME_BYTES, true)
+        return plan.add("JVM", JVM_BYTES, false).add("runtime", RUNTIME_HEAP_BYTES, true)
                 .hint("lower the stages' batch_size or seq_len, the seqlen of the windows, or --experts / raise --ratio");
     }
 
@@ -177,7 +180,7 @@ final class MemoryPlans {
                 .add("weights", weights, false)
                 .add("trainable state", 16 * trainable, true)
                 .add("activations", trainingBytes(c, rows, ffnActive), true)
-                .add("runtime", RUNTIME_BYTES, true)
+                .add("JVM", JVM_BYTES, false).add("runtime", RUNTIME_HEAP_BYTES, true)
                 .hint("lower batch_size or seq_len (grad_accum keeps the tokens per step)");
     }
 

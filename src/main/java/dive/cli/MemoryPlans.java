@@ -9,6 +9,8 @@ import dive.util.MemoryPlan;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.stream.Stream;
 
 /**
@@ -116,29 +118,27 @@ final class MemoryPlans {
         long windowRows = Math.max(recipe.seqlen(), Math.min(BATCH_ROWS,
                 (long) Math.max(recipe.calibrationWindows(), Math.max(recipe.evalWindows(), recipe.finalEvalWindows())) * recipe.seqlen()));
         long calibration = forwardBytes(c, windowRows, windowRows, c.intermediateSize()) + 8L * 4 * datasets * layers * c.intermediateSize();
-        long build = m.weightBytes() + expertBytes + calibration;
         // phase 2: retraining the MoE (mapped non-FFN weights and experts), its trainable state, activations, merged experts
         int lora = Math.max(recipe.stage1().loraR(), recipe.stage2().loraR());
         long trainable = layers * experts * d + (2 * layers + 1) * d + layers * experts * 3L * lora * (d + width);
         ConvertRecipe.Stage biggest = recipe.stage0().batchSize() * recipe.stage0().seqLen() >= recipe.stage1().batchSize() * recipe.stage1().seqLen()
                 ? recipe.stage0() : recipe.stage1();
         long rows = (long) biggest.batchSize() * biggest.seqLen();
-        long training = nonFfn + expertBytes + 16 * trainable + trainingBytes(c, rows, (long) topK * width) + expertBytes;
         // LLM-Pruner (method or score): F32 gradients of every FFN weight on the heap
         boolean taylor = recipe.score().equals("taylor") || recipe.methods().contains("llm_pruner");
-        long taylorRows = Math.min(BATCH_ROWS, (long) recipe.calibrationWindows() * recipe.seqlen() * datasets);
-        long taylorBytes = taylor ? m.weightBytes() + 4 * m.ffnBytes() / m.elementBytes() + forwardBytes(c, taylorRows, taylorRows, c.intermediateSize()) * (layers + 1) : 0;
-        MemoryPlan plan = new MemoryPlan("convert");
-        long peak = Math.max(build, Math.max(training, taylorBytes));
-        if (peak == build) {
-            plan.add("weights", m.weightBytes(), false).add("experts", expertBytes, false).add("calibration", calibration, true);
-        } else if (peak == training) {
-            plan.add("weights", nonFfn, false).add("experts", expertBytes, false).add("merged experts", expertBytes, false)
-                    .add("trainable state", 16 * trainable, true).add("training activations", trainingBytes(c, rows, (long) topK * width), true);
-        } else {
-            plan.add("weights", m.weightBytes(), false).add("Taylor gradients", 4 * m.ffnBytes() / m.elementBytes(), true)
-                    .add("activations", forwardBytes(c, taylorRows, taylorRows, c.intermediateSize()) * (layers + 1), true);
-        }
+        // its batches hold at most TaylorScore.batchTokens tokens, in whole windows (at least one)
+        long taylorRows = Math.max(recipe.seqlen(), Math.min(dive.convert.TaylorScore.batchTokens(c), (long) recipe.calibrationWindows() * recipe.seqlen() * datasets));
+        long taylorActivations = taylorRows * dive.convert.TaylorScore.bytesPerToken(c);
+        List<MemoryPlan> phases = new ArrayList<>();
+        phases.add(new MemoryPlan("convert").add("weights", m.weightBytes(), false).add("experts", expertBytes, false)
+                .add("calibration", calibration, true));
+        phases.add(new MemoryPlan("convert").add("weights", nonFfn, false).add("experts", expertBytes, false).add("merged experts", expertBytes, false)
+                .add("trainable state", 16 * trainable, true).add("training activations", trainingBytes(c, rows, (long) topK * width), true));
+        if (taylor)
+            phases.add(new MemoryPlan("convert").add("weights", m.weightBytes(), false).add("Taylor gradients", 4 * m.ffnBytes() / m.elementBytes(), true)
+                    .add("Taylor activations", taylorActivations, true));
+        MemoryPlan plan = phases.stream().max(java.util.Comparator.comparingLong(MemoryPlan::peakBytes)).orElseThrow();
+        plan.heapAtLeast(phases.stream().mapToLong(MemoryPlan::heapBytes).max().orElse(0) + RUNTIME_HEAP_BYTES);  // the heap serves every phase
         return plan.add("JVM", JVM_BYTES, false).add("runtime", RUNTIME_HEAP_BYTES, true)
                 .hint("lower the stages' batch_size or seq_len, the seqlen of the windows, or --experts / raise --ratio");
     }

@@ -19,7 +19,7 @@ import java.util.function.IntConsumer;
 public record CalibrationStatistics(ChannelStatistics[] layers) {
 
     /** windows per batched forward: about this many tokens */
-    static final int TOKENS_PER_BATCH = 2048;
+    public static final int TOKENS_PER_BATCH = 2048;
 
     public long tokens() { return layers[0].count(); }
 

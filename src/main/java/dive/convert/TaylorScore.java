@@ -29,7 +29,7 @@ public final class TaylorScore implements ChannelScore {
         TrainableLlama model = TrainableLlama.copyOf(dense.config(), weights::get, dense.source(), dense.backend());
         // only the FFN weights need gradients: the rest stays frozen (no gradient memory; the dense weights are read in place)
         for (Parameter p : model.parameters()) p.setTrainable(p.name().contains(".mlp."));
-        List<List<int[]>> batches = CalibrationStatistics.batches(windows, CalibrationStatistics.TOKENS_PER_BATCH);
+        List<List<int[]>> batches = CalibrationStatistics.batches(windows, batchTokens(dense.config()));
         for (List<int[]> batch : batches)
             model.lossAndGradients(batch.toArray(int[][]::new), (float) batch.size() / windows.size());
         int layers = dense.config().numHiddenLayers();
@@ -49,6 +49,24 @@ public final class TaylorScore implements ChannelScore {
             importance[l] = sum;
         }
         return new TaylorScore(importance);
+    }
+
+    /** the activations one training forward keeps are kept below this many bytes by batching fewer windows */
+    public static final long ACTIVATION_BUDGET_BYTES = 1_000_000_000L;
+
+    /**
+     * tokens per gradient batch: {@link CalibrationStatistics#TOKENS_PER_BATCH}, or fewer where a batch's kept
+     * activations (every layer's, F32, plus the logits and their gradient) would exceed {@link #ACTIVATION_BUDGET_BYTES}
+     * (a 1.1B model: about 350 tokens); at least one window per batch
+     */
+    public static int batchTokens(dive.model.LlamaConfig c) {
+        return (int) Math.max(1, Math.min(CalibrationStatistics.TOKENS_PER_BATCH, ACTIVATION_BUDGET_BYTES / bytesPerToken(c)));
+    }
+
+    /** F32 bytes a training forward keeps per token: per layer the residual, norms, q/k/v/attention and the FFN's three products, plus logits and their gradient */
+    public static long bytesPerToken(dive.model.LlamaConfig c) {
+        long perLayer = 4L * c.hiddenSize() + 2L * c.queryDim() + 2L * c.kvDim() + 3L * c.intermediateSize();
+        return 4 * (perLayer * (c.numHiddenLayers() + 1) + 2L * c.vocabSize());
     }
 
     @Override public String name() { return "taylor"; }

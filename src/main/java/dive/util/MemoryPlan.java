@@ -24,6 +24,7 @@ public final class MemoryPlan {
     private final String command;
     private final List<Item> items = new ArrayList<>();
     private String hint = "";
+    private long heapFloor;
 
     private static volatile MemoryPlan last;
     private static volatile String stage;
@@ -43,7 +44,11 @@ public final class MemoryPlan {
 
     public long peakBytes() { return items.stream().mapToLong(Item::bytes).sum(); }
 
-    public long heapBytes() { return items.stream().filter(Item::heap).mapToLong(Item::bytes).sum(); }
+    /** the Java heap the run needs: its heap items, or more where another phase of the run needs more ({@link #heapAtLeast}) */
+    public long heapBytes() { return Math.max(heapFloor, items.stream().filter(Item::heap).mapToLong(Item::bytes).sum()); }
+
+    /** the heap must hold at least {@code bytes} (a phase other than the peak one needs that much) */
+    public MemoryPlan heapAtLeast(long bytes) { heapFloor = Math.max(heapFloor, bytes); return this; }
 
     /** one line: the parts, the peak, what the machine has */
     public String line() {

@@ -280,6 +280,7 @@ public final class BaselineConversion {
                         : "no bias; LoRA on gate/up/down + RMSNorms");
                 if (!Files.isRegularFile(build.resolve("config.json"))) {
                     long t = System.nanoTime();
+                    dive.util.MemoryPlan.enterStage(method + " build");
                     CalibrationStatistics stats = method.equals("flap") || compensated ? CalibrationStatistics.collect(dense, pooled) : null;
                     int[][] kept = denseKeptChannels(dense, method, pooled, stats, active);
                     writeKept(dir.resolve("kept_channels.json"), new int[][][] {kept});
@@ -290,8 +291,10 @@ public final class BaselineConversion {
                             scale = OutputScale.fit(dense, pooled, kept, blocks);
                             OutputScale.write(dir, new double[][] {scale});
                         }
-                        TrainableLlama.copyOf(prunedDenseConfig(dc, active, compensated), prunedDenseWeights(dense, blocks, scale)::get,
-                                method, backend).saveCheckpoint(build, tokenizerJson, null);  // pruned weights in the dense dtype
+                        try (TrainableLlama pruned = TrainableLlama.copyOf(prunedDenseConfig(dc, active, compensated),
+                                prunedDenseWeights(dense, blocks, scale)::get, method, backend)) {
+                            pruned.saveCheckpoint(build, tokenizerJson, null);  // pruned weights in the dense dtype
+                        }
                     }
                     timings.put(method + "_build", seconds(t));
                 }
@@ -306,6 +309,7 @@ public final class BaselineConversion {
                         : "balanced k-means on the rows of W_gate per layer; expert e = the " + width + " channels nearest centroid e (overlapping)";
                 if (!Files.isDirectory(build)) {
                     long t = System.nanoTime();
+                    dive.util.MemoryPlan.enterStage(method + " build");
                     int[][][] kept = moeKeptChannels(dense, method, q.experts(), width, recipe.seed());
                     ExpertReconstruction.Options options = new ExpertReconstruction.Options(q.experts(), q.topK(), q.ratio(), null,
                             recipe.biasCompensation(), 0, recipe.seed(), recipe.routerInitStd(), recipe.seed(), recipe.auxLossCoef());
@@ -386,7 +390,13 @@ public final class BaselineConversion {
     /** the Llama checkpoint {@code from} written to {@code to} (atomically, a folder) as {@code dtype}, with the tokenizer files of {@code tokenizerFrom} */
     private static void exportLlama(Path from, Path to, Path tokenizerFrom, DType dtype) throws IOException {
         Path temp = AtomicFiles.tempDirectoryBeside(to);
-        TrainableLlama.fromCheckpoint(from, new dive.backend.ScalarBackend()).saveCheckpoint(temp, null, dtype);
+        try (TrainableLlama model = TrainableLlama.fromCheckpoint(from, new dive.backend.ScalarBackend())) {
+            model.saveCheckpoint(temp, null, dtype);
+        } catch (IOException | RuntimeException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IOException(from + ": " + e.getMessage(), e);
+        }
         for (String f : TOKENIZER_FILES) {
             Path src = tokenizerFrom.resolve(f);
             if (Files.isRegularFile(src)) Files.copy(src, temp.resolve(f), StandardCopyOption.REPLACE_EXISTING);

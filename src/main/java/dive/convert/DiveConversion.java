@@ -377,8 +377,14 @@ public final class DiveConversion {
         Recipe parsed = Recipe.load(recipeFile);
         boolean resume = TrainState.latest(dir) != null;
         if (resume) LOG.info("stage " + s + ": resuming " + dir);
-        TrainingRun run = TrainingRun.prepare(parsed, dir, resume, q.progress());
-        Trainer.Result result = run.run();
+        Trainer.Result result;
+        try (TrainingRun run = TrainingRun.prepare(parsed, dir, resume, q.progress())) {  // its memory freed at once after
+            result = run.run();
+        } catch (IOException | RuntimeException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IOException(dir + ": " + e.getMessage(), e);
+        }
         Map<String, Object> marker = new LinkedHashMap<>();
         marker.put("stage", s);
         marker.put("steps", result.steps());

@@ -26,7 +26,16 @@ public final class TaylorScore implements ChannelScore {
     public static TaylorScore compute(LlamaModel dense, List<int[]> windows) {
         if (windows.isEmpty()) throw new IllegalArgumentException("Taylor importance: no calibration windows");
         var weights = dense.namedWeights();
-        TrainableLlama model = TrainableLlama.copyOf(dense.config(), weights::get, dense.source(), dense.backend());
+        try (TrainableLlama model = TrainableLlama.copyOf(dense.config(), weights::get, dense.source(), dense.backend())) {
+            return new TaylorScore(importance(dense, model, windows));
+        } catch (RuntimeException e) {
+            throw e;
+        } catch (Exception e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static double[][] importance(LlamaModel dense, TrainableLlama model, List<int[]> windows) {
         // only the FFN weights need gradients: the rest stays frozen (no gradient memory; the dense weights are read in place)
         for (Parameter p : model.parameters()) p.setTrainable(p.name().contains(".mlp."));
         List<List<int[]>> batches = CalibrationStatistics.batches(windows, batchTokens(dense.config()));
@@ -48,7 +57,7 @@ public final class TaylorScore implements ChannelScore {
             for (int j = 0; j < ffn; j++) sum[j] = Math.abs(sum[j]);
             importance[l] = sum;
         }
-        return new TaylorScore(importance);
+        return importance;
     }
 
     /** the activations one training forward keeps are kept below this many bytes by batching fewer windows */

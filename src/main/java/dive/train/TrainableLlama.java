@@ -54,7 +54,7 @@ import java.util.function.Function;
  *
  * <p>Not thread-safe: one training step at a time (the backend parallelizes inside each op).
  */
-public final class TrainableLlama implements TrainableModel {
+public final class TrainableLlama implements TrainableModel, AutoCloseable {
 
     /** transformers' default {@code initializer_range} */
     public static final double DEFAULT_INIT_STD = 0.02;
@@ -192,7 +192,9 @@ public final class TrainableLlama implements TrainableModel {
 
     private final LlamaConfig config;
     private final Backend backend;
-    private final Arena arena = Arena.ofAuto();
+    /** the F32 copies of trained weights and merged LoRA weights: freed by {@link #close} (or once the model is unreachable) */
+    private final Arena arena = Arena.ofShared();
+    private volatile AutoCloseable checkpoint;  // the mapped source weights (fromCheckpoint), closed with the model
     private final float[] invFreq;
     private final double initStd;
     private final Parameter embed;   // (vocab, D)
@@ -216,6 +218,7 @@ public final class TrainableLlama implements TrainableModel {
         this.config = config;
         this.backend = backend;
         this.initStd = initStd;
+        CLEANER.register(this, new ArenaCloser(arena));
         this.invFreq = RopeFrequencies.of(config);
         this.embed = param("model.embed_tokens.weight", source);
         this.layers = new Layer[config.numHiddenLayers()];
@@ -329,7 +332,8 @@ public final class TrainableLlama implements TrainableModel {
         Checkpoint checkpoint = Checkpoint.open(dir);
         try {
             TrainableLlama model = copyOf(config, name -> checkpoint.has(name) ? checkpoint.tensor(name) : null, dir.toString(), backend);
-            CLEANER.register(model, checkpoint::close);  // unmapped when the model is gone (nothing else refers to it)
+            model.checkpoint = checkpoint;
+            CLEANER.register(model, checkpoint::close);  // unmapped when the model is gone, if nobody closed it
             return model;
         } catch (RuntimeException e) {
             checkpoint.close();
@@ -338,6 +342,26 @@ public final class TrainableLlama implements TrainableModel {
     }
 
     private static final java.lang.ref.Cleaner CLEANER = java.lang.ref.Cleaner.create();
+
+    /** closes an arena once (the cleaner's action; refers to the arena, never to the model) */
+    private record ArenaCloser(Arena arena) implements Runnable {
+        @Override public void run() {
+            try { arena.close(); } catch (IllegalStateException alreadyClosed) { /* closed by close() */ }
+        }
+    }
+
+    /**
+     * Frees the model's off-heap memory (F32 copies, merged weights) and unmaps its checkpoint now instead of when the
+     * garbage collector notices: a conversion runs one model after another, each gigabytes at real sizes. The model
+     * and every tensor it handed out must not be used afterwards.
+     */
+    @Override
+    public void close() throws Exception {
+        new ArenaCloser(arena).run();
+        AutoCloseable c = checkpoint;
+        checkpoint = null;
+        if (c != null) c.close();
+    }
 
     private static long[] expectedShape(LlamaConfig c, String name) {
         int d = c.hiddenSize(), f = c.intermediateSize();
@@ -431,6 +455,8 @@ public final class TrainableLlama implements TrainableModel {
                         w.setAtIndex(Tensor.I16, i, base.dtype() == DType.BF16 ? DType.floatToBf16(merged) : Float.floatToFloat16(merged));
                     }
                     lin.weight.replaceValue(new Tensor(base.name(), base.dtype(), base.shape(), w));
+                    // the checkpoint's pages of the old weight are not read again: give them back now, not at unmapping
+                    if (base.data().isMapped()) base.data().unload();
                 }
                 parameters.remove(lin.loraA);
                 parameters.remove(lin.loraB);

@@ -21,7 +21,7 @@ import java.util.logging.Logger;
  * token shards (cached in RUN_DIR/data/) → model, freeze patterns → loader and eval windows (sizes) →
  * on --resume the checkpoint (recipe hash, shapes, integrity).
  */
-public final class TrainingRun {
+public final class TrainingRun implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(TrainingRun.class.getName());
     public static final String TOKENIZER_FILE = "tokenizer.json";
     public static final List<String> TRAINED_SPECIAL_TOKENS = List.of("<|begin_of_text|>", "<|end_of_text|>");
@@ -91,6 +91,12 @@ public final class TrainingRun {
     }
 
     public Trainer.Result run() throws IOException { return trainer.run(built.export()); }
+
+    /** frees the model's memory now when it holds any (a {@link TrainableLlama}); the run must not be used afterwards */
+    @Override
+    public void close() throws Exception {
+        if (built.model() instanceof AutoCloseable c) c.close();
+    }
 
     /**
      * Exports the model as the latest checkpoint left it (after {@code prepare(..., resume = true, ...)}) into

@@ -17,6 +17,9 @@ import java.util.logging.Logger;
  * and, when {@code auto} lands on the CPU, the one-line reason are logged once.
  */
 public final class Backends {
+    /** heap bytes the CPU backend may keep for GEMM-ready copies of read-only weights (the memory plan counts them) */
+    public static long packedWeightCacheBytes() { return Math.max(0, PackedWeights.BUDGET_BYTES); }
+
     private static final Logger LOG = Logger.getLogger(Backends.class.getName());
     private static final Map<String, Backend> SELECTED = new ConcurrentHashMap<>();
     private static final Map<String, CudaBackend> CUDA = new ConcurrentHashMap<>();

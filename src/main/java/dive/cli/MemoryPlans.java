@@ -23,13 +23,16 @@ import java.util.stream.Stream;
  *   <li>activations: F32 on the heap, per forward row: the residual stream and its norms, q/k/v/attention, the FFN's
  *       gate, up and product (kept for every layer while training), logits of the rows that need them;</li>
  *   <li>the runtime: the JVM itself (code, metaspace, threads: {@value #JVM_BYTES} bytes off the heap) and the tokenizer,
- *       corpus and scratch ({@value #RUNTIME_HEAP_BYTES} bytes on it).</li>
+ *       corpus and scratch ({@value #RUNTIME_HEAP_BYTES} bytes on it), plus the CPU backend's cache of packed read-only
+ *       weights ({@code -Ddive.packCache.bytes}).</li>
  * </ul>
  */
 final class MemoryPlans {
     private MemoryPlans() {}
 
     static final long JVM_BYTES = 150_000_000L, RUNTIME_HEAP_BYTES = 50_000_000L;
+    /** the CPU backend's cache of packed read-only weights (heap) */
+    static final long PACK_CACHE = dive.backend.Backends.packedWeightCacheBytes();
     /** rows per calibration / evaluation batch (CalibrationStatistics, Perplexity) */
     static final int BATCH_ROWS = 2048;
 
@@ -83,7 +86,7 @@ final class MemoryPlans {
                 .add("weights", m.weightBytes(), false)
                 .add("activations", forwardBytes(m.config(), rows, logitRows, m.config().intermediateSize()), true)
                 .add("KV cache", kvBytes(m.config(), 1, kvPositions), true)
-                .add("JVM", JVM_BYTES, false).add("runtime", RUNTIME_HEAP_BYTES, true)
+                .add("JVM", JVM_BYTES, false).add("runtime", RUNTIME_HEAP_BYTES + PACK_CACHE, true)
                 .hint("lower --window, --batch or the prompt and generation lengths");
     }
 
@@ -98,7 +101,7 @@ final class MemoryPlans {
                 .add("pruned model", m.ffnBytes() * width / c.intermediateSize(), false)
                 .add("activations", forwardBytes(c, rows, rows, c.intermediateSize()), true)
                 .add("channel statistics", 8L * 4 * datasets * c.numHiddenLayers() * c.intermediateSize(), true)
-                .add("JVM", JVM_BYTES, false).add("runtime", RUNTIME_HEAP_BYTES, true)
+                .add("JVM", JVM_BYTES, false).add("runtime", RUNTIME_HEAP_BYTES + PACK_CACHE, true)
                 .hint("lower seqlen or the number of datasets");
     }
 
@@ -138,8 +141,8 @@ final class MemoryPlans {
             phases.add(new MemoryPlan("convert").add("weights", m.weightBytes(), false).add("Taylor gradients", 4 * m.ffnBytes() / m.elementBytes(), true)
                     .add("Taylor activations", taylorActivations, true));
         MemoryPlan plan = phases.stream().max(java.util.Comparator.comparingLong(MemoryPlan::peakBytes)).orElseThrow();
-        plan.heapAtLeast(phases.stream().mapToLong(MemoryPlan::heapBytes).max().orElse(0) + RUNTIME_HEAP_BYTES);  // the heap serves every phase
-        return plan.add("JVM", JVM_BYTES, false).add("runtime", RUNTIME_HEAP_BYTES, true)
+        plan.heapAtLeast(phases.stream().mapToLong(MemoryPlan::heapBytes).max().orElse(0) + RUNTIME_HEAP_BYTES + PACK_CACHE);  // the heap serves every phase
+        return plan.add("JVM", JVM_BYTES, false).add("runtime", RUNTIME_HEAP_BYTES + PACK_CACHE, true)
                 .hint("lower the stages' batch_size or seq_len, the seqlen of the windows, or --experts / raise --ratio");
     }
 
@@ -180,7 +183,7 @@ final class MemoryPlans {
                 .add("weights", weights, false)
                 .add("trainable state", 16 * trainable, true)
                 .add("activations", trainingBytes(c, rows, ffnActive), true)
-                .add("JVM", JVM_BYTES, false).add("runtime", RUNTIME_HEAP_BYTES, true)
+                .add("JVM", JVM_BYTES, false).add("runtime", RUNTIME_HEAP_BYTES + PACK_CACHE, true)
                 .hint("lower batch_size or seq_len (grad_accum keeps the tokens per step)");
     }
 

@@ -55,7 +55,7 @@ class ConversionMemoryTest {
                 """);
         Path out = tmp.resolve("out");
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                "-Xmx96m", "-XX:MaxDirectMemorySize=2g", "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
+                "-Xmx96m", "-XX:MaxDirectMemorySize=2g", "-Ddive.packCache.bytes=0", "--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED",
                 "-cp", System.getProperty("java.class.path"), "dive.cli.Main",
                 "convert", model.toString(), "--experts", "4", "--top-k", "1", "--ratio", "0.5", "--recipe", recipe.toString(),
                 "--out", out.toString(), "--threads", "2", "-q"));

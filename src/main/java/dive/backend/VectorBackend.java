@@ -25,12 +25,14 @@ import java.util.function.IntConsumer;
  * 16 on AVX-512) with scalar tails, multithreaded on a fixed {@link ForkJoinPool}.
  *
  * <ul>
- * <li>GEMM (matmul with M ≥ {@value #GEMM_MIN_ROWS}, prefill), BLIS style: w is packed into column panels
- *     (k, NR = 2 vectors), widened to F32 on the way (so BF16/F16 cost nothing later); a register-tiled
+ * <li>GEMM (matmul with M ≥ {@value #GEMM_MIN_ROWS}, prefill), BLIS style: each task (an output tile of 1 to
+ *     4 column panels) widens to F32 and packs one panel of w (KC = {@value #KC} depths × NR = 2 vectors of
+ *     columns, transposed in registers) into a per-thread buffer that stays in L1, then runs every row of x
+ *     against it: w is read once, in its own dtype, and no whole packed copy of it is made (except for small
+ *     read-only weights, packed once and cached: {@link PackedWeights}). A register-tiled
  *     micro-kernel (MR = 12 rows on 512-bit vectors, 6 on 256-bit, × NR columns) broadcasts x[m, k] straight
- *     from x's rows (no packing of x) and FMAs it against a packed row of w, over depth blocks of
- *     {@value #KC}; whole tiles go from registers to out. Tasks are output tiles of 4 panels. The weight
- *     gradient (depth = tokens) packs both operands.</li>
+ *     from x's rows (no packing of x) and FMAs it against a packed row of w; whole tiles go from registers
+ *     to out. The backward GEMMs pack their operands whole (the weight gradient, depth = tokens, packs both).</li>
  * <li>GEMV (smaller M, decode): rows of w streamed straight from the (possibly mapped, unaligned)
  *     segment, 4 rows at a time. BF16/F16 are read as int lanes holding two elements each and widened
  *     in-register (even/odd halves) against an even/odd split copy of x.</li>
@@ -78,26 +80,18 @@ public final class VectorBackend implements Backend {
 
     private final ForkJoinPool pool;
     private final int threads;
-    private final int packedMaxFloats;
 
     /** the shared pool of {@code dive.threads} threads */
     public VectorBackend() {
         this.threads = DefaultPool.THREADS;
         this.pool = DefaultPool.POOL;
-        this.packedMaxFloats = PACKED_MAX_FLOATS;
     }
 
     /** a backend with its own pool of {@code threads} threads (tests, benchmarks) */
     public VectorBackend(int threads) {
-        this(threads, PACKED_MAX_FLOATS);
-    }
-
-    /** tests: a small packedMaxFloats makes small matmuls run in several chunks */
-    VectorBackend(int threads, int packedMaxFloats) {
         if (threads < 1) throw new IllegalArgumentException("threads must be ≥ 1, got " + threads);
         this.threads = threads;
         this.pool = threads == DefaultPool.THREADS ? DefaultPool.POOL : new ForkJoinPool(threads);
-        this.packedMaxFloats = packedMaxFloats;
     }
 
     static int defaultThreads() {
@@ -407,62 +401,273 @@ public final class VectorBackend implements Backend {
         }
     }
 
-    // ---- GEMM: register-tiled, w packed per task
-
-    /** floats of one packed operand at most (16 MB): bigger matmuls run in column chunks (x is never packed) */
-    static final int PACKED_MAX_FLOATS = 1 << 22;
-
-    private void gemm(float[] out, float[] x, int m, Tensor w, int n, int k) { gemmRows(out, x, 0, m, w, n, k); }
+    // ---- GEMM: register-tiled, w widened and packed per panel inside each task
 
     /**
-     * out[r0 .. r0+rows, c0 .. c0+cols) from x's rows, read in place. w's columns are packed as (column panels of NR,
-     * k, NR), widened to F32, zeros past the last column. Tasks: column tiles of 4 panels (a packed
-     * KC × 4·NR block of w stays in L2 while every row panel of x passes by), cut along rows too when
-     * that gives fewer than 8 tiles. By shape only, so results don't depend on the thread count.
+     * out (m, N) = x · wᵀ, x's rows read in place. Each task widens and packs the panels of w it is about to use, one
+     * KC × NR panel at a time ({@link #packPanel}, into a buffer that stays in L1 while every row of x runs against it),
+     * so w is read from memory once, in its own dtype, and no packed copy of it outlives the task; small read-only
+     * weights come packed whole from {@link PackedWeights} instead. Tasks: column tiles of 4 panels of NR columns
+     * (packing per panel: 1 to 4 panels, at least 8 tiles where there are 8 panels), cut along rows too when that gives
+     * fewer than 8 tiles; by shape only, so results don't depend on the thread count.
      */
-    private void gemmChunk(float[] out, float[] x, Tensor w, int n, int k, int r0, int rows, int c0, int cols) {
-        boolean parallel = (long) rows * cols * k >= PARALLEL_MIN_FMAS;
-        boolean whole = c0 == 0 && cols == n;
-        float[] cached = whole ? PackedWeights.lookup(w) : null;
-        float[] wPacked = cached != null ? cached : packColumns(w, k, c0, cols, parallel, scratch(1, packedColumnsSize(cols, k)));
-        if (cached == null && whole) PackedWeights.offer(w, wPacked, packedColumnsSize(cols, k));
-        int nc = 4 * NR;
-        int nTiles = (cols + nc - 1) / nc;
-        int mTiles = nTiles >= 8 ? 1 : Math.min((8 + nTiles - 1) / nTiles, (rows + MR - 1) / MR);
-        int mc = roundUp((rows + mTiles - 1) / mTiles, MR);
-        int mTilesFinal = (rows + mc - 1) / mc;
+    private void gemm(float[] out, float[] x, int m, Tensor w, int n, int k) {
+        boolean parallel = (long) m * n * k >= PARALLEL_MIN_FMAS;
+        float[] cached = cachedPacked(w, n, k);
+        // per-panel packing: narrower tiles before cutting rows (which would pack the panels again per row tile)
+        int nc = (cached != null ? 4 : Math.clamp((n + NR - 1) / NR / 8, 1, 4)) * NR;
+        int nTiles = (n + nc - 1) / nc;
+        int mTiles = nTiles >= 8 ? 1 : Math.min((8 + nTiles - 1) / nTiles, (m + MR - 1) / MR);
+        int mc = roundUp((m + mTiles - 1) / mTiles, MR);
+        int mTilesFinal = (m + mc - 1) / mc;
         parallelFor(nTiles * mTilesFinal, parallel, t -> {
             int nt = t % nTiles, mt = t / nTiles;
-            gemmTile(out, n, r0, c0, x, r0 * k, k, null, wPacked, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc), false);
+            gemmTile(out, n, 0, 0, x, 0, k, null, cached, cached == null ? w : null, k, mt * mc, Math.min(m, mt * mc + mc), nt * nc, Math.min(n, nt * nc + nc), false);
         });
     }
 
     static int packedColumnsSize(int cols, int k) { return (cols + NR - 1) / NR * k * NR; }
 
-    /** w's rows c0 .. c0+cols packed into {@code into} as (column panels of NR, k, NR), widened to F32, zeros past the last column */
-    private float[] packColumns(Tensor w, int k, int c0, int cols, boolean parallel, float[] into) {
-        int nPanels = (cols + NR - 1) / NR;
-        parallelFor(nPanels, parallel, p -> {
-            int panelCols = Math.min(NR, cols - p * NR);
-            float[] panelRows = scratch(2, panelCols * k); // the panel's rows of w widened, then interleaved
-            widen(w, (long) (c0 + p * NR) * k, panelRows, 0, panelCols * k);
-            for (int kk = 0, dst = p * k * NR; kk < k; kk++, dst += NR)
-                for (int j = 0; j < NR; j++) into[dst + j] = j < panelCols ? panelRows[j * k + kk] : 0f;
-        });
-        return into;
+    /**
+     * w (n, k) packed whole, (column panels of NR, k, NR), from {@link PackedWeights} where w is small and read-only
+     * (packed and cached on first use), else null: the GEMM then packs w panel by panel
+     */
+    static float[] cachedPacked(Tensor w, int n, int k) {
+        float[] packed = PackedWeights.lookup(w);
+        if (packed != null || !PackedWeights.cacheable(w, packedColumnsSize(n, k))) return packed;
+        packed = new float[packedColumnsSize(n, k)];
+        for (int j0 = 0, dst = 0; j0 < n; j0 += NR)
+            for (int k0 = 0; k0 < k; dst += Math.min(KC, k - k0) * NR, k0 += KC)
+                packPanel(w, k, j0, Math.min(NR, n - j0), k0, Math.min(KC, k - k0), packed, dst);
+        PackedWeights.offer(w, packed);
+        return packed;
+    }
+
+    /**
+     * dst[dstOff + kk·NR + j] = w[j0 + j, k0 + kk] widened to F32 for kk &lt; kc, j &lt; cols, and 0 for cols ≤ j &lt; NR:
+     * one packed (kc, NR) panel, k-major, as the micro-kernels read it. Whole panels are transposed in registers, L rows × L int
+     * lanes at a time (BF16/F16: two elements per lane, widened after the transpose into the even and odd depths); the
+     * rest (a last partial panel, depth tails, vectors other than 8 or 16 floats) goes through {@link #widen}. Every
+     * element gets the bits {@link #widen} gives it.
+     */
+    static void packPanel(Tensor w, int k, int j0, int cols, int k0, int kc, float[] dst, int dstOff) {
+        MemorySegment seg = w.data();
+        DType dtype = w.dtype();
+        int done = 0;
+        if (cols == NR && (L == 16 || L == 8)) {
+            // the panel's rows copied as int lanes (F32: one depth per lane; BF16/F16: two, the even one in the low
+            // half) into rows[j·units + u], transposed into lanes[u·NR + j], then widened into dst in one pass (F32
+            // with 16 lanes: transposed straight into dst)
+            int depthsPerLane = dtype == DType.F32 ? 1 : 2, step = L * depthsPerLane;
+            done = kc - kc % step;
+            int units = done / depthsPerLane;
+            int[] rows = rowBuffer(NR * units), lanes = laneBuffer(units * NR);
+            for (int j = 0; j < NR; j++)
+                MemorySegment.copy(seg, Tensor.I32, ((long) (j0 + j) * k + k0) * dtype.bytes, rows, j * units, units);
+            for (int h = 0; h < NR; h += L)
+                for (int u = 0; u < units; u += L) {
+                    if (L == 16 && dtype == DType.F32) transpose16f(rows, h * units + u, units, dst, dstOff + u * NR + h);
+                    else if (L == 16) transpose16(rows, h * units + u, units, lanes, u * NR + h);
+                    else transpose8(rows, h * units + u, units, lanes, u * NR + h);
+                }
+            if (dtype == DType.F32 && L != 16) {
+                for (int o = 0; o < units * NR; o += L) IntVector.fromArray(I, lanes, o).reinterpretAsFloats().intoArray(dst, dstOff + o);
+            } else if (dtype == DType.BF16) {
+                for (int u = 0; u < units; u++)
+                    for (int h = 0; h < NR; h += L) {
+                        IntVector v = IntVector.fromArray(I, lanes, u * NR + h);
+                        lowBf16(v).intoArray(dst, dstOff + 2 * u * NR + h);
+                        highBf16(v).intoArray(dst, dstOff + (2 * u + 1) * NR + h);
+                    }
+            } else if (dtype == DType.F16) {
+                for (int u = 0; u < units; u++)
+                    for (int h = 0; h < NR; h += L) {
+                        IntVector v = IntVector.fromArray(I, lanes, u * NR + h);
+                        lowF16(v).intoArray(dst, dstOff + 2 * u * NR + h);
+                        highF16(v).intoArray(dst, dstOff + (2 * u + 1) * NR + h);
+                    }
+            }
+        }
+        if (done == kc) return;
+        float[] depths = scratch(3, kc - done);
+        for (int j = 0; j < NR; j++) {
+            if (j < cols) {
+                widen(w, (long) (j0 + j) * k + k0 + done, depths, 0, kc - done);
+                for (int kk = done; kk < kc; kk++) dst[dstOff + kk * NR + j] = depths[kk - done];
+            } else {
+                for (int kk = done; kk < kc; kk++) dst[dstOff + kk * NR + j] = 0f;
+            }
+        }
+    }
+
+    /**
+     * Index vectors of the in-register transposes ({@code selectFrom(a, b)}, lanes ≥ L from b): at distance d, rows i
+     * and i + d (i without bit d) swap their off-diagonal d-lane blocks; d = L/2, …, 1 transposes L rows of L lanes.
+     */
+    private static final IntVector T8L = transposeIndexes(8, false), T8H = transposeIndexes(8, true),
+            T4L = transposeIndexes(4, false), T4H = transposeIndexes(4, true), T2L = transposeIndexes(2, false),
+            T2H = transposeIndexes(2, true), T1L = transposeIndexes(1, false), T1H = transposeIndexes(1, true);
+
+    private static IntVector transposeIndexes(int d, boolean high) {
+        int[] index = new int[L];
+        for (int l = 0; l < L; l++) index[l] = ((l & d) == 0 ? l : L + l - d) + (high ? d : 0);
+        return IntVector.fromArray(I, index, 0);
+    }
+
+    /**
+     * L = 16: 16 rows of 16 int lanes, at rows[off + r·stride ..], transposed: lane r of lanes[d + i·NR ..] = lane i of
+     * row r. (Kept to loads from an int[] and one form of store: C1 gives up on a bigger method ("out of virtual
+     * registers"), which leaves it in slow tier-2 code that C2 never replaces: loading straight from the segment, or two
+     * forms of store in one method, was enough for that.)
+     */
+    private static void transpose16(int[] rows, int off, int stride, int[] lanes, int d) {
+        IntVector r0 = IntVector.fromArray(I, rows, off), r1 = IntVector.fromArray(I, rows, off + stride),
+                r2 = IntVector.fromArray(I, rows, off + 2 * stride), r3 = IntVector.fromArray(I, rows, off + 3 * stride),
+                r4 = IntVector.fromArray(I, rows, off + 4 * stride), r5 = IntVector.fromArray(I, rows, off + 5 * stride),
+                r6 = IntVector.fromArray(I, rows, off + 6 * stride), r7 = IntVector.fromArray(I, rows, off + 7 * stride),
+                r8 = IntVector.fromArray(I, rows, off + 8 * stride), r9 = IntVector.fromArray(I, rows, off + 9 * stride),
+                r10 = IntVector.fromArray(I, rows, off + 10 * stride), r11 = IntVector.fromArray(I, rows, off + 11 * stride),
+                r12 = IntVector.fromArray(I, rows, off + 12 * stride), r13 = IntVector.fromArray(I, rows, off + 13 * stride),
+                r14 = IntVector.fromArray(I, rows, off + 14 * stride), r15 = IntVector.fromArray(I, rows, off + 15 * stride);
+        IntVector t;
+        t = T8L.selectFrom(r0, r8); r8 = T8H.selectFrom(r0, r8); r0 = t;
+        t = T8L.selectFrom(r1, r9); r9 = T8H.selectFrom(r1, r9); r1 = t;
+        t = T8L.selectFrom(r2, r10); r10 = T8H.selectFrom(r2, r10); r2 = t;
+        t = T8L.selectFrom(r3, r11); r11 = T8H.selectFrom(r3, r11); r3 = t;
+        t = T8L.selectFrom(r4, r12); r12 = T8H.selectFrom(r4, r12); r4 = t;
+        t = T8L.selectFrom(r5, r13); r13 = T8H.selectFrom(r5, r13); r5 = t;
+        t = T8L.selectFrom(r6, r14); r14 = T8H.selectFrom(r6, r14); r6 = t;
+        t = T8L.selectFrom(r7, r15); r15 = T8H.selectFrom(r7, r15); r7 = t;
+        t = T4L.selectFrom(r0, r4); r4 = T4H.selectFrom(r0, r4); r0 = t;
+        t = T4L.selectFrom(r1, r5); r5 = T4H.selectFrom(r1, r5); r1 = t;
+        t = T4L.selectFrom(r2, r6); r6 = T4H.selectFrom(r2, r6); r2 = t;
+        t = T4L.selectFrom(r3, r7); r7 = T4H.selectFrom(r3, r7); r3 = t;
+        t = T4L.selectFrom(r8, r12); r12 = T4H.selectFrom(r8, r12); r8 = t;
+        t = T4L.selectFrom(r9, r13); r13 = T4H.selectFrom(r9, r13); r9 = t;
+        t = T4L.selectFrom(r10, r14); r14 = T4H.selectFrom(r10, r14); r10 = t;
+        t = T4L.selectFrom(r11, r15); r15 = T4H.selectFrom(r11, r15); r11 = t;
+        t = T2L.selectFrom(r0, r2); r2 = T2H.selectFrom(r0, r2); r0 = t;
+        t = T2L.selectFrom(r1, r3); r3 = T2H.selectFrom(r1, r3); r1 = t;
+        t = T2L.selectFrom(r4, r6); r6 = T2H.selectFrom(r4, r6); r4 = t;
+        t = T2L.selectFrom(r5, r7); r7 = T2H.selectFrom(r5, r7); r5 = t;
+        t = T2L.selectFrom(r8, r10); r10 = T2H.selectFrom(r8, r10); r8 = t;
+        t = T2L.selectFrom(r9, r11); r11 = T2H.selectFrom(r9, r11); r9 = t;
+        t = T2L.selectFrom(r12, r14); r14 = T2H.selectFrom(r12, r14); r12 = t;
+        t = T2L.selectFrom(r13, r15); r15 = T2H.selectFrom(r13, r15); r13 = t;
+        t = T1L.selectFrom(r0, r1); r1 = T1H.selectFrom(r0, r1); r0 = t;
+        t = T1L.selectFrom(r2, r3); r3 = T1H.selectFrom(r2, r3); r2 = t;
+        t = T1L.selectFrom(r4, r5); r5 = T1H.selectFrom(r4, r5); r4 = t;
+        t = T1L.selectFrom(r6, r7); r7 = T1H.selectFrom(r6, r7); r6 = t;
+        t = T1L.selectFrom(r8, r9); r9 = T1H.selectFrom(r8, r9); r8 = t;
+        t = T1L.selectFrom(r10, r11); r11 = T1H.selectFrom(r10, r11); r10 = t;
+        t = T1L.selectFrom(r12, r13); r13 = T1H.selectFrom(r12, r13); r12 = t;
+        t = T1L.selectFrom(r14, r15); r15 = T1H.selectFrom(r14, r15); r14 = t;
+        r0.intoArray(lanes, d); r1.intoArray(lanes, d + NR); r2.intoArray(lanes, d + 2 * NR); r3.intoArray(lanes, d + 3 * NR);
+        r4.intoArray(lanes, d + 4 * NR); r5.intoArray(lanes, d + 5 * NR); r6.intoArray(lanes, d + 6 * NR); r7.intoArray(lanes, d + 7 * NR);
+        r8.intoArray(lanes, d + 8 * NR); r9.intoArray(lanes, d + 9 * NR); r10.intoArray(lanes, d + 10 * NR); r11.intoArray(lanes, d + 11 * NR);
+        r12.intoArray(lanes, d + 12 * NR); r13.intoArray(lanes, d + 13 * NR); r14.intoArray(lanes, d + 14 * NR); r15.intoArray(lanes, d + 15 * NR);
+    }
+
+    /** F32, L = 16: as {@link #transpose16}, the lanes stored as floats straight into the panel */
+    private static void transpose16f(int[] rows, int off, int stride, float[] dst, int d) {
+        IntVector r0 = IntVector.fromArray(I, rows, off), r1 = IntVector.fromArray(I, rows, off + stride),
+                r2 = IntVector.fromArray(I, rows, off + 2 * stride), r3 = IntVector.fromArray(I, rows, off + 3 * stride),
+                r4 = IntVector.fromArray(I, rows, off + 4 * stride), r5 = IntVector.fromArray(I, rows, off + 5 * stride),
+                r6 = IntVector.fromArray(I, rows, off + 6 * stride), r7 = IntVector.fromArray(I, rows, off + 7 * stride),
+                r8 = IntVector.fromArray(I, rows, off + 8 * stride), r9 = IntVector.fromArray(I, rows, off + 9 * stride),
+                r10 = IntVector.fromArray(I, rows, off + 10 * stride), r11 = IntVector.fromArray(I, rows, off + 11 * stride),
+                r12 = IntVector.fromArray(I, rows, off + 12 * stride), r13 = IntVector.fromArray(I, rows, off + 13 * stride),
+                r14 = IntVector.fromArray(I, rows, off + 14 * stride), r15 = IntVector.fromArray(I, rows, off + 15 * stride);
+        IntVector t;
+        t = T8L.selectFrom(r0, r8); r8 = T8H.selectFrom(r0, r8); r0 = t;
+        t = T8L.selectFrom(r1, r9); r9 = T8H.selectFrom(r1, r9); r1 = t;
+        t = T8L.selectFrom(r2, r10); r10 = T8H.selectFrom(r2, r10); r2 = t;
+        t = T8L.selectFrom(r3, r11); r11 = T8H.selectFrom(r3, r11); r3 = t;
+        t = T8L.selectFrom(r4, r12); r12 = T8H.selectFrom(r4, r12); r4 = t;
+        t = T8L.selectFrom(r5, r13); r13 = T8H.selectFrom(r5, r13); r5 = t;
+        t = T8L.selectFrom(r6, r14); r14 = T8H.selectFrom(r6, r14); r6 = t;
+        t = T8L.selectFrom(r7, r15); r15 = T8H.selectFrom(r7, r15); r7 = t;
+        t = T4L.selectFrom(r0, r4); r4 = T4H.selectFrom(r0, r4); r0 = t;
+        t = T4L.selectFrom(r1, r5); r5 = T4H.selectFrom(r1, r5); r1 = t;
+        t = T4L.selectFrom(r2, r6); r6 = T4H.selectFrom(r2, r6); r2 = t;
+        t = T4L.selectFrom(r3, r7); r7 = T4H.selectFrom(r3, r7); r3 = t;
+        t = T4L.selectFrom(r8, r12); r12 = T4H.selectFrom(r8, r12); r8 = t;
+        t = T4L.selectFrom(r9, r13); r13 = T4H.selectFrom(r9, r13); r9 = t;
+        t = T4L.selectFrom(r10, r14); r14 = T4H.selectFrom(r10, r14); r10 = t;
+        t = T4L.selectFrom(r11, r15); r15 = T4H.selectFrom(r11, r15); r11 = t;
+        t = T2L.selectFrom(r0, r2); r2 = T2H.selectFrom(r0, r2); r0 = t;
+        t = T2L.selectFrom(r1, r3); r3 = T2H.selectFrom(r1, r3); r1 = t;
+        t = T2L.selectFrom(r4, r6); r6 = T2H.selectFrom(r4, r6); r4 = t;
+        t = T2L.selectFrom(r5, r7); r7 = T2H.selectFrom(r5, r7); r5 = t;
+        t = T2L.selectFrom(r8, r10); r10 = T2H.selectFrom(r8, r10); r8 = t;
+        t = T2L.selectFrom(r9, r11); r11 = T2H.selectFrom(r9, r11); r9 = t;
+        t = T2L.selectFrom(r12, r14); r14 = T2H.selectFrom(r12, r14); r12 = t;
+        t = T2L.selectFrom(r13, r15); r15 = T2H.selectFrom(r13, r15); r13 = t;
+        t = T1L.selectFrom(r0, r1); r1 = T1H.selectFrom(r0, r1); r0 = t;
+        t = T1L.selectFrom(r2, r3); r3 = T1H.selectFrom(r2, r3); r2 = t;
+        t = T1L.selectFrom(r4, r5); r5 = T1H.selectFrom(r4, r5); r4 = t;
+        t = T1L.selectFrom(r6, r7); r7 = T1H.selectFrom(r6, r7); r6 = t;
+        t = T1L.selectFrom(r8, r9); r9 = T1H.selectFrom(r8, r9); r8 = t;
+        t = T1L.selectFrom(r10, r11); r11 = T1H.selectFrom(r10, r11); r10 = t;
+        t = T1L.selectFrom(r12, r13); r13 = T1H.selectFrom(r12, r13); r12 = t;
+        t = T1L.selectFrom(r14, r15); r15 = T1H.selectFrom(r14, r15); r14 = t;
+        r0.reinterpretAsFloats().intoArray(dst, d); r1.reinterpretAsFloats().intoArray(dst, d + NR);
+        r2.reinterpretAsFloats().intoArray(dst, d + 2 * NR); r3.reinterpretAsFloats().intoArray(dst, d + 3 * NR);
+        r4.reinterpretAsFloats().intoArray(dst, d + 4 * NR); r5.reinterpretAsFloats().intoArray(dst, d + 5 * NR);
+        r6.reinterpretAsFloats().intoArray(dst, d + 6 * NR); r7.reinterpretAsFloats().intoArray(dst, d + 7 * NR);
+        r8.reinterpretAsFloats().intoArray(dst, d + 8 * NR); r9.reinterpretAsFloats().intoArray(dst, d + 9 * NR);
+        r10.reinterpretAsFloats().intoArray(dst, d + 10 * NR); r11.reinterpretAsFloats().intoArray(dst, d + 11 * NR);
+        r12.reinterpretAsFloats().intoArray(dst, d + 12 * NR); r13.reinterpretAsFloats().intoArray(dst, d + 13 * NR);
+        r14.reinterpretAsFloats().intoArray(dst, d + 14 * NR); r15.reinterpretAsFloats().intoArray(dst, d + 15 * NR);
+    }
+
+    /** L = 8: as {@link #transpose16} for 8 rows */
+    private static void transpose8(int[] rows, int off, int stride, int[] lanes, int d) {
+        IntVector r0 = IntVector.fromArray(I, rows, off), r1 = IntVector.fromArray(I, rows, off + stride),
+                r2 = IntVector.fromArray(I, rows, off + 2 * stride), r3 = IntVector.fromArray(I, rows, off + 3 * stride),
+                r4 = IntVector.fromArray(I, rows, off + 4 * stride), r5 = IntVector.fromArray(I, rows, off + 5 * stride),
+                r6 = IntVector.fromArray(I, rows, off + 6 * stride), r7 = IntVector.fromArray(I, rows, off + 7 * stride);
+        IntVector t;
+        t = T4L.selectFrom(r0, r4); r4 = T4H.selectFrom(r0, r4); r0 = t;
+        t = T4L.selectFrom(r1, r5); r5 = T4H.selectFrom(r1, r5); r1 = t;
+        t = T4L.selectFrom(r2, r6); r6 = T4H.selectFrom(r2, r6); r2 = t;
+        t = T4L.selectFrom(r3, r7); r7 = T4H.selectFrom(r3, r7); r3 = t;
+        t = T2L.selectFrom(r0, r2); r2 = T2H.selectFrom(r0, r2); r0 = t;
+        t = T2L.selectFrom(r1, r3); r3 = T2H.selectFrom(r1, r3); r1 = t;
+        t = T2L.selectFrom(r4, r6); r6 = T2H.selectFrom(r4, r6); r4 = t;
+        t = T2L.selectFrom(r5, r7); r7 = T2H.selectFrom(r5, r7); r5 = t;
+        t = T1L.selectFrom(r0, r1); r1 = T1H.selectFrom(r0, r1); r0 = t;
+        t = T1L.selectFrom(r2, r3); r3 = T1H.selectFrom(r2, r3); r2 = t;
+        t = T1L.selectFrom(r4, r5); r5 = T1H.selectFrom(r4, r5); r4 = t;
+        t = T1L.selectFrom(r6, r7); r7 = T1H.selectFrom(r6, r7); r6 = t;
+        r0.intoArray(lanes, d); r1.intoArray(lanes, d + NR); r2.intoArray(lanes, d + 2 * NR); r3.intoArray(lanes, d + 3 * NR);
+        r4.intoArray(lanes, d + 4 * NR); r5.intoArray(lanes, d + 5 * NR); r6.intoArray(lanes, d + 6 * NR); r7.intoArray(lanes, d + 7 * NR);
     }
 
     /**
      * Packing buffers of the calling thread, reused across calls: fresh multi-MB arrays cost more in
      * zeroing and page faults than the packing itself. The caller waits inside the call while pool
      * threads read them, and every caller has its own, so concurrent calls never share one. They grow to
-     * the largest matmul a thread has run and stay (a few MB for a small model).
+     * the largest matmul a thread has run and stay (a few MB for a small model). Slots 0 and 1: the backward
+     * passes' packed operands; 2: a GEMM task's panel of w; 3: {@link #packPanel}'s widened depth tails.
      */
-    private static final ThreadLocal<float[][]> PACK_BUFFERS = ThreadLocal.withInitial(() -> new float[3][0]);
+    private static final ThreadLocal<float[][]> PACK_BUFFERS = ThreadLocal.withInitial(() -> new float[4][0]);
+    private static final ThreadLocal<int[][]> LANE_BUFFERS = ThreadLocal.withInitial(() -> new int[2][0]);
 
     private static float[] scratch(int slot, int size) {
         float[][] buffers = PACK_BUFFERS.get();
         if (buffers[slot].length < size) buffers[slot] = new float[size];
+        return buffers[slot];
+    }
+
+    /** {@link #packPanel}'s int lanes of the calling thread: the panel's rows of w, and their transpose */
+    private static int[] rowBuffer(int size) { return intScratch(0, size); }
+
+    private static int[] laneBuffer(int size) { return intScratch(1, size); }
+
+    private static int[] intScratch(int slot, int size) {
+        int[][] buffers = LANE_BUFFERS.get();
+        if (buffers[slot].length < size) buffers[slot] = new int[size];
         return buffers[slot];
     }
 
@@ -472,30 +677,39 @@ public final class VectorBackend implements Backend {
     static final int PACKED = 0;
 
     /**
-     * out[r0 + m0 .. r0 + m1, c0 + n0 .. c0 + n1) = x · wᵀ from packed w, m0..m1 and n0..n1 counted in the chunk
-     * (n0 a multiple of NR; m0 a multiple of MR where x is packed). x is either packed in row panels ({@code lda == PACKED}) or read in place: row i of
-     * the chunk at a[aBase + i·lda ..] (row-major, lda ≥ k), or, with a row map, at a[rowMap[r0 + i]·lda ..] (aBase
-     * unused). {@code accumulateInto}: out += instead. All x layouts sum every output element in the same order, so
-     * they give the same bits.
+     * out[r0 + m0 .. r0 + m1, c0 + n0 .. c0 + n1) = x · wᵀ, m0..m1 and n0..n1 counted from r0, c0 (n0 a multiple of NR;
+     * m0 a multiple of MR where x is packed). w comes either packed whole (wPacked: column panels (k, NR)), or as the
+     * tensor w, whose panels are packed here one (KC × NR) block at a time, just before every row of x runs against
+     * it. x is either packed in row panels ({@code lda == PACKED}) or read in place: row i (from r0) at
+     * a[aBase + i·lda ..] (row-major, lda ≥ k), or, with a row map, at a[rowMap[r0 + i]·lda ..] (aBase unused).
+     * {@code accumulateInto}: out += instead. All layouts sum every output element in the same order (depth blocks of
+     * KC in order, each summed by the micro-kernel from zero, then added to out), so they give the same bits.
      */
-    private static void gemmTile(float[] out, int n, int r0, int c0, float[] a, int aBase, int lda, int[] rowMap, float[] wPacked, int k,
+    private static void gemmTile(float[] out, int n, int r0, int c0, float[] a, int aBase, int lda, int[] rowMap, float[] wPacked, Tensor w, int k,
                                  int m0, int m1, int n0, int n1, boolean accumulateInto) {
         float[] tile = new float[MR * NR];
-        for (int k0 = 0; k0 < k; k0 += KC) { // a (KC × tile columns) block of w stays in L2
+        float[] panel = w == null ? wPacked : scratch(2, Math.min(k, KC) * NR);
+        for (int k0 = 0; k0 < k; k0 += KC) { // the tile's rows of x over one depth block stay in L2 for all its panels
             int kc = Math.min(KC, k - k0);
             boolean accumulate = accumulateInto || k0 > 0;
             for (int col0 = n0; col0 < n1; col0 += NR) { // one panel (kc × NR) stays in L1 while the rows pass
-                int cols = Math.min(NR, n1 - col0), pOff = ((col0 / NR) * k + k0) * NR;
+                int cols = Math.min(NR, n1 - col0), pOff;
+                if (w == null) {
+                    pOff = ((col0 / NR) * k + k0) * NR;
+                } else {
+                    packPanel(w, k, c0 + col0, cols, k0, kc, panel, 0);
+                    pOff = 0;
+                }
                 for (int i0 = m0; i0 < m1; i0 += MR) {
                     int rows = Math.min(MR, m1 - i0);
                     if (lda == PACKED) {
                         int aOff = ((i0 / MR) * k + k0) * MR;
-                        if (MR == 12) microKernel12(a, aOff, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
-                        else microKernel6(a, aOff, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+                        if (MR == 12) microKernel12(a, aOff, kc, panel, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+                        else microKernel6(a, aOff, kc, panel, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
                     } else {
                         int aOff = rowMap == null ? aBase + i0 * lda + k0 : k0;
-                        if (MR == 12) microKernel12Rows(a, rowMap, r0 + i0, aOff, lda, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
-                        else microKernel6Rows(a, rowMap, r0 + i0, aOff, lda, kc, wPacked, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+                        if (MR == 12) microKernel12Rows(a, rowMap, r0 + i0, aOff, lda, kc, panel, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+                        else microKernel6Rows(a, rowMap, r0 + i0, aOff, lda, kc, panel, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
                     }
                 }
             }
@@ -1160,7 +1374,7 @@ public final class VectorBackend implements Backend {
 
     /**
      * out (rows, cols) (+)= A · B over depth k, A packed in panels of MR rows ({@code lda == PACKED}) or row-major
-     * with row stride lda, B packed in panels of NR columns; in tiles cut by shape only (as {@link #gemmChunk})
+     * with row stride lda, B packed in panels of NR columns; in tiles cut by shape only (as {@link #gemm})
      */
     private void gemmPacked(float[] out, int ldOut, int rows, int cols, int k, float[] a, int lda, float[] bPacked,
                             boolean accumulateInto, boolean parallel) {
@@ -1175,7 +1389,7 @@ public final class VectorBackend implements Backend {
         int mTilesFinal = (rows + mc - 1) / mc;
         parallelFor(nTiles * mTilesFinal, parallel, t -> {
             int nt = t % nTiles, mt = t / nTiles;
-            gemmTile(out, ldOut, 0, 0, a, 0, lda, null, bPacked, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc), accumulateInto);
+            gemmTile(out, ldOut, 0, 0, a, 0, lda, null, bPacked, null, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc), accumulateInto);
         });
     }
 
@@ -1516,8 +1730,8 @@ public final class VectorBackend implements Backend {
 
     /**
      * Experts with fewer than {@value #GEMM_MIN_ROWS} rows run as GEMVs on their rows. The others run as one grouped
-     * GEMM when the packed weights fit ({@link #groupedGemm}: all experts' tiles in a single parallel loop, so a
-     * pool hand-off is paid once per call, not once per expert), else one chunked GEMM per expert.
+     * GEMM ({@link #groupedGemm}: all experts' tiles in a single parallel loop, so a pool hand-off is paid once per
+     * call, not once per expert).
      */
     @Override
     public void groupedMatmul(float[] out, float[] x, int[] offsets, Tensor[] w, Tensor[] bias) {
@@ -1547,13 +1761,6 @@ public final class VectorBackend implements Backend {
             int m = offsets[e + 1] - offsets[e];
             if (m >= GEMM_MIN_ROWS) gemmRows += m;
         }
-        boolean grouped = packedColumnsSize(n, k) <= packedMaxFloats;
-        if (xRows != null && !grouped) { // per-expert chunked GEMMs read x's rows in order: gather them first
-            float[] xs = new float[offsets[experts] * k];
-            gather(xs, x, xRows, offsets[experts], k);
-            x = xs;
-            xRows = null;
-        }
         for (int set = 0; set < outs.length; set++)
             for (int e = 0; e < experts; e++) {
                 int row0 = offsets[e], m = offsets[e + 1] - row0;
@@ -1567,11 +1774,9 @@ public final class VectorBackend implements Backend {
                         gemvRows(part, xs, 0, m, w[set][e], n, k);
                         System.arraycopy(part, 0, outs[set], row0 * n, m * n);
                     }
-                } else if (!grouped) {
-                    gemmRows(outs[set], x, row0, m, w[set][e], n, k);
                 }
             }
-        if (grouped && gemmRows > 0) groupedGemm(outs, x, xRows, offsets, w, n, k, gemmRows);
+        if (gemmRows > 0) groupedGemm(outs, x, xRows, offsets, w, n, k, gemmRows);
         for (int e = 0; e < experts; e++) {
             int row0 = offsets[e], m = offsets[e + 1] - row0;
             if (m > 0 && bias != null && bias[e] != null) addBiasRows(outs[0], row0, m, bias[e], n);
@@ -1583,26 +1788,17 @@ public final class VectorBackend implements Backend {
 
     /**
      * The GEMM experts (≥ {@value #GEMM_MIN_ROWS} rows) of one or more grouped matmuls over the same x in one go, x's
-     * rows read in place (row r, or row xRows[r] where given). Each expert's w comes packed from the cache (read-only weights) or is packed now. Tasks:
-     * (set, expert, row tile, column tile), by shape only; every output element is summed in the same order as in
-     * {@link #gemm}, so the bits equal the per-expert path's.
+     * rows read in place (row r, or row xRows[r] where given). Tasks: (set, expert, row tile, column tile), by shape
+     * only; each packs the panels of its expert's w that it uses as it goes, as in {@link #gemm} (small read-only
+     * experts come packed whole from {@link PackedWeights}), and every output element is summed in the same order as
+     * there, so the bits equal a plain matmul's on the expert's rows.
      */
     private void groupedGemm(float[][] outs, float[] x, int[] xRows, int[] offsets, Tensor[][] w, int n, int k, long gemmRows) {
         int sets = outs.length, experts = w[0].length;
         boolean parallel = sets * gemmRows * n * k >= PARALLEL_MIN_FMAS;
-        // packed w per (set, expert): cached for read-only weights, else packed into a fresh array
-        float[][] wPacked = new float[sets * experts][];
-        int wSize = packedColumnsSize(n, k);
-        for (int set = 0; set < sets; set++)
-            for (int e = 0; e < experts; e++) {
-                if (offsets[e + 1] - offsets[e] < GEMM_MIN_ROWS) continue;
-                float[] cached = PackedWeights.lookup(w[set][e]);
-                if (cached == null) {
-                    cached = packColumns(w[set][e], k, 0, n, parallel, new float[wSize]);
-                    PackedWeights.offer(w[set][e], cached, wSize);
-                }
-                wPacked[set * experts + e] = cached;
-            }
+        float[][] cached = new float[sets * experts][]; // small read-only experts: packed whole, from the cache
+        for (int g = 0; g < sets * experts; g++)
+            if (offsets[g % experts + 1] - offsets[g % experts] >= GEMM_MIN_ROWS) cached[g] = cachedPacked(w[g / experts][g % experts], n, k);
         // tasks: (set, expert, row tile, column tile); group g = set · experts + e
         int nc = 4 * NR, nTiles = (n + nc - 1) / nc, groups = sets * experts;
         int[] taskStart = new int[groups + 1];
@@ -1629,7 +1825,7 @@ public final class VectorBackend implements Backend {
             int e = g % experts, local = task - taskStart[g], mt = local / nTiles, nt = local % nTiles;
             int row0 = offsets[e], m = offsets[e + 1] - row0;
             int m0 = row0 + mt * GROUPED_TILE_ROWS, m1 = row0 + Math.min(m, (mt + 1) * GROUPED_TILE_ROWS);
-            gemmTile(outs[g / experts], n, 0, 0, x, 0, k, xRows, wPacked[g], k, m0, m1, nt * nc, Math.min(n, nt * nc + nc), false);
+            gemmTile(outs[g / experts], n, 0, 0, x, 0, k, xRows, cached[g], cached[g] == null ? w[g / experts][e] : null, k, m0, m1, nt * nc, Math.min(n, nt * nc + nc), false);
         });
     }
 
@@ -1643,13 +1839,6 @@ public final class VectorBackend implements Backend {
             for (; i < upper; i += L) FloatVector.fromArray(F, out, o + i).add(FloatVector.fromArray(F, b, i)).intoArray(out, o + i);
             for (; i < n; i++) out[o + i] += b[i];
         }
-    }
-
-    /** {@link #gemm} on rows [row0, row0+m) of x and out, in place */
-    private void gemmRows(float[] out, float[] x, int row0, int m, Tensor w, int n, int k) {
-        int chunkCols = Math.max(4 * NR, packedMaxFloats / k / (4 * NR) * (4 * NR));
-        for (int c0 = 0; c0 < n; c0 += chunkCols)
-            gemmChunk(out, x, w, n, k, row0, m, c0, Math.min(chunkCols, n - c0));
     }
 
     /** {@link #gemv} on rows [row0, row0+m) of x and out, in place */

@@ -118,26 +118,6 @@ class VectorBackendTest {
         }
     }
 
-    @Test
-    void matmulInColumnChunksMatchesScalar() {
-        // packed w capped at 4096 floats: 301 columns at depth 613 run as 3 column chunks (x is read in place, never chunked)
-        Random r = new Random(31);
-        VectorBackend chunked = new VectorBackend(2, 4096);
-        for (DType dtype : new DType[]{DType.F32, DType.BF16}) {
-            int m = 70, n = 301, k = 613;
-            Tensor w = weight("w", dtype, Storage.OFF_HEAP_UNALIGNED, random(r, n * k, 0.5f), n, k);
-            float[] x = random(r, m * k, 1f);
-            float[] expected = new float[m * n];
-            scalar.matmul(expected, x, m, w);
-            float[] actual = poisoned(m * n);
-            chunked.matmul(actual, x, m, w);
-            assertClose(expected, actual, m * n, 1e-5, "chunked " + dtype);
-            float[] whole = new float[m * n];
-            vector.matmul(whole, x, m, w);
-            assertArrayEquals(whole, Arrays.copyOf(actual, m * n), "chunking must not change the bits (K is never split)");
-        }
-    }
-
     private void checkMatmul(Random r, int m, Tensor w, String what) {
         int n = w.rows(), k = w.cols();
         float[] x = random(r, m * k, 1f);
@@ -146,6 +126,57 @@ class VectorBackendTest {
         float[] actual = poisoned(m * n);
         vector.matmul(actual, x, m, w);
         assertClose(expected, actual, m * n, 1e-5, what);
+    }
+
+    @Test
+    void packPanelWidensAndTransposesEveryElementExactly() {
+        // a partial last panel, and a last depth block (37) that is not a multiple of the transposes' 2·L (or L for F32) depths
+        Random r = new Random(31);
+        int nr = VectorBackend.NR, kcMax = VectorBackend.KC, n = 2 * nr + 5, k = 2 * kcMax + 37;
+        for (DType dtype : new DType[]{DType.F32, DType.BF16, DType.F16}) {
+            for (Storage storage : Storage.values()) {
+                Tensor w = weight("w", dtype, storage, random(r, n * k, 1f), n, k);
+                for (int j0 = 0; j0 < n; j0 += nr)
+                    for (int k0 = 0; k0 < k; k0 += kcMax) {
+                        int cols = Math.min(nr, n - j0), kc = Math.min(kcMax, k - k0);
+                        int off = 5;
+                        float[] panel = new float[off + kc * nr + 3];
+                        Arrays.fill(panel, Float.NaN);
+                        VectorBackend.packPanel(w, k, j0, cols, k0, kc, panel, off);
+                        for (int kk = 0; kk < kc; kk++)
+                            for (int j = 0; j < nr; j++) {
+                                float want = j < cols ? w.getFloat((long) (j0 + j) * k + k0 + kk) : 0f;
+                                assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(panel[off + kk * nr + j]),
+                                        dtype + " " + storage + ": column " + (j0 + j) + ", depth " + (k0 + kk));
+                            }
+                        for (int i : new int[] {0, off - 1, off + kc * nr, panel.length - 1})
+                            assertTrue(Float.isNaN(panel[i]), "wrote outside the panel at " + i);
+                    }
+            }
+        }
+    }
+
+    @Test
+    void matmulGivesTheSameBitsForEveryWeightStorage() {
+        // heap (byte[], float[]) or unaligned off-heap w packed panel by panel, and read-only w packed whole once (cached):
+        // the same packed panels, so the same bits
+        Random r = new Random(32);
+        int m = 70, n = 301, k = 613;
+        for (DType dtype : new DType[]{DType.F32, DType.BF16, DType.F16}) {
+            float[] values = random(r, n * k, 0.5f), x = random(r, m * k, 1f);
+            List<Tensor> ws = new ArrayList<>();
+            for (Storage storage : Storage.values()) ws.add(weight("w", dtype, storage, values, n, k));
+            Tensor offHeap = ws.get(ws.size() - 1);
+            ws.add(new Tensor("w", dtype, offHeap.shape(), offHeap.data().asReadOnly())); // as a mapped checkpoint
+            if (dtype == DType.F32) ws.add(Tensor.ofFloats("w", values, n, k));
+            float[] first = null;
+            for (Tensor w : ws) {
+                float[] out = poisoned(m * n);
+                vector.matmul(out, x, m, w);
+                if (first == null) first = out;
+                else assertArrayEquals(first, out, dtype + ": " + w.data());
+            }
+        }
     }
 
     /**

@@ -422,7 +422,7 @@ public final class VectorBackend implements Backend {
         int mTilesFinal = (m + mc - 1) / mc;
         parallelFor(nTiles * mTilesFinal, parallel, t -> {
             int nt = t % nTiles, mt = t / nTiles;
-            gemmTile(out, n, 0, 0, x, 0, k, null, cached, cached == null ? w : null, k, mt * mc, Math.min(m, mt * mc + mc), nt * nc, Math.min(n, nt * nc + nc), false);
+            gemmTile(out, n, 0, 0, x, 0, k, null, cached, cached == null ? w : null, false, k, mt * mc, Math.min(m, mt * mc + mc), nt * nc, Math.min(n, nt * nc + nc), false);
         });
     }
 
@@ -497,6 +497,18 @@ public final class VectorBackend implements Backend {
             } else {
                 for (int kk = done; kk < kc; kk++) dst[dstOff + kk * NR + j] = 0f;
             }
+        }
+    }
+
+    /**
+     * dst[dstOff + kk·NR + j] = w[k0 + kk, j0 + j] widened to F32 for kk &lt; kc, j &lt; cols, and 0 for cols ≤ j &lt; NR:
+     * the packed (kc, NR) panel of a w whose rows are the depth (dx = dOut · w), kc contiguous row slices, no transpose
+     */
+    static void packDepthPanel(Tensor w, int j0, int cols, int k0, int kc, float[] dst, int dstOff) {
+        long ld = w.cols();
+        for (int kk = 0, d = dstOff; kk < kc; kk++, d += NR) {
+            widen(w, (k0 + kk) * ld + j0, dst, d, cols);
+            if (cols < NR) Arrays.fill(dst, d + cols, d + NR, 0f);
         }
     }
 
@@ -680,13 +692,14 @@ public final class VectorBackend implements Backend {
      * out[r0 + m0 .. r0 + m1, c0 + n0 .. c0 + n1) = x · wᵀ, m0..m1 and n0..n1 counted from r0, c0 (n0 a multiple of NR;
      * m0 a multiple of MR where x is packed). w comes either packed whole (wPacked: column panels (k, NR)), or as the
      * tensor w, whose panels are packed here one (KC × NR) block at a time, just before every row of x runs against
-     * it. x is either packed in row panels ({@code lda == PACKED}) or read in place: row i (from r0) at
+     * it: from w (n, k) by {@link #packPanel}, or, {@code wByDepth}, from w (k, ≥ n) whose rows are the depth
+     * (dx = dOut · w) by {@link #packDepthPanel}. x is either packed in row panels ({@code lda == PACKED}) or read in place: row i (from r0) at
      * a[aBase + i·lda ..] (row-major, lda ≥ k), or, with a row map, at a[rowMap[r0 + i]·lda ..] (aBase unused).
      * {@code accumulateInto}: out += instead. All layouts sum every output element in the same order (depth blocks of
      * KC in order, each summed by the micro-kernel from zero, then added to out), so they give the same bits.
      */
-    private static void gemmTile(float[] out, int n, int r0, int c0, float[] a, int aBase, int lda, int[] rowMap, float[] wPacked, Tensor w, int k,
-                                 int m0, int m1, int n0, int n1, boolean accumulateInto) {
+    private static void gemmTile(float[] out, int n, int r0, int c0, float[] a, int aBase, int lda, int[] rowMap, float[] wPacked, Tensor w,
+                                 boolean wByDepth, int k, int m0, int m1, int n0, int n1, boolean accumulateInto) {
         float[] tile = new float[MR * NR];
         float[] panel = w == null ? wPacked : scratch(2, Math.min(k, KC) * NR);
         for (int k0 = 0; k0 < k; k0 += KC) { // the tile's rows of x over one depth block stay in L2 for all its panels
@@ -697,7 +710,8 @@ public final class VectorBackend implements Backend {
                 if (w == null) {
                     pOff = ((col0 / NR) * k + k0) * NR;
                 } else {
-                    packPanel(w, k, c0 + col0, cols, k0, kc, panel, 0);
+                    if (wByDepth) packDepthPanel(w, c0 + col0, cols, k0, kc, panel, 0);
+                    else packPanel(w, k, c0 + col0, cols, k0, kc, panel, 0);
                     pOff = 0;
                 }
                 for (int i0 = m0; i0 < m1; i0 += MR) {
@@ -1314,8 +1328,9 @@ public final class VectorBackend implements Backend {
     // ---------------------------------------------------------------- backward passes
 
     /**
-     * dx (M, K) = dOut (M, N) · w (N, K): the GEMM with dOut's rows read in place (depth N) and w packed straight
-     * from its rows (row n of w is depth n of every output column), widened to F32.
+     * dx (M, K) = dOut (M, N) · w (N, K): the GEMM with dOut's rows read in place (depth N), w widened and packed per
+     * panel inside each task as {@link #gemm} does (row n of w is depth n of every output column, so a KC × NR panel is
+     * KC contiguous row slices of w: {@link #packDepthPanel}); no packed copy of w outlives the panel. Tiles as gemm's.
      */
     @Override
     public void matmulBackwardInput(float[] dx, float[] dOut, int m, Tensor w) {
@@ -1323,17 +1338,22 @@ public final class VectorBackend implements Backend {
         int n = w.rows(), k = w.cols();
         if ((long) m * n > dOut.length) throw new IllegalArgumentException("matmulBackwardInput with '" + w.name() + "': dOut has " + dOut.length + " floats, expected ≥ m·N = " + m + "·" + n);
         if ((long) m * k > dx.length) throw new IllegalArgumentException("matmulBackwardInput with '" + w.name() + "': dx has " + dx.length + " floats, expected ≥ m·K = " + m + "·" + k);
+        if (n == 0) {
+            Arrays.fill(dx, 0, m * k, 0f);
+            return;
+        }
         boolean parallel = (long) m * n * k >= PARALLEL_MIN_FMAS;
-        float[] bPacked = scratch(1, packedColumnsSize(k, n));
-        int panels = (k + NR - 1) / NR;
-        parallelFor(panels, parallel, p -> { // panel p: columns p·NR .. of dx = columns of w; depth = rows of w
-            int cols = Math.min(NR, k - p * NR);
-            for (int depth = 0, dst = p * n * NR; depth < n; depth++, dst += NR) {
-                widen(w, (long) depth * k + p * NR, bPacked, dst, cols);
-                for (int c = cols; c < NR; c++) bPacked[dst + c] = 0f;
-            }
+        // tiles as gemm's with per-panel packing: narrower column tiles before cutting rows (which would pack the
+        // panels again per row tile)
+        int nc = Math.clamp((k + NR - 1) / NR / 8, 1, 4) * NR;
+        int nTiles = (k + nc - 1) / nc;
+        int mTiles = nTiles >= 8 ? 1 : Math.min((8 + nTiles - 1) / nTiles, (m + MR - 1) / MR);
+        int mc = roundUp((m + mTiles - 1) / mTiles, MR);
+        int mTilesFinal = (m + mc - 1) / mc;
+        parallelFor(nTiles * mTilesFinal, parallel, t -> {
+            int nt = t % nTiles, mt = t / nTiles;
+            gemmTile(dx, k, 0, 0, dOut, 0, n, null, null, w, true, n, mt * mc, Math.min(m, mt * mc + mc), nt * nc, Math.min(k, nt * nc + nc), false);
         });
-        gemmPacked(dx, k, m, k, n, dOut, n, bPacked, false, parallel);
     }
 
     /**
@@ -1389,7 +1409,7 @@ public final class VectorBackend implements Backend {
         int mTilesFinal = (rows + mc - 1) / mc;
         parallelFor(nTiles * mTilesFinal, parallel, t -> {
             int nt = t % nTiles, mt = t / nTiles;
-            gemmTile(out, ldOut, 0, 0, a, 0, lda, null, bPacked, null, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc), accumulateInto);
+            gemmTile(out, ldOut, 0, 0, a, 0, lda, null, bPacked, null, false, k, mt * mc, Math.min(rows, mt * mc + mc), nt * nc, Math.min(cols, nt * nc + nc), accumulateInto);
         });
     }
 
@@ -1825,7 +1845,7 @@ public final class VectorBackend implements Backend {
             int e = g % experts, local = task - taskStart[g], mt = local / nTiles, nt = local % nTiles;
             int row0 = offsets[e], m = offsets[e + 1] - row0;
             int m0 = row0 + mt * GROUPED_TILE_ROWS, m1 = row0 + Math.min(m, (mt + 1) * GROUPED_TILE_ROWS);
-            gemmTile(outs[g / experts], n, 0, 0, x, 0, k, xRows, cached[g], cached[g] == null ? w[g / experts][e] : null, k, m0, m1, nt * nc, Math.min(n, nt * nc + nc), false);
+            gemmTile(outs[g / experts], n, 0, 0, x, 0, k, xRows, cached[g], cached[g] == null ? w[g / experts][e] : null, false, k, m0, m1, nt * nc, Math.min(n, nt * nc + nc), false);
         });
     }
 

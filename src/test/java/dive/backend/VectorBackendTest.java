@@ -230,6 +230,56 @@ class VectorBackendTest {
         }
     }
 
+    /**
+     * The backward GEMMs sum every output element in the kernel's order, whatever the tiling, storage or thread count:
+     * depth blocks of KC in order, each an FMA chain from zero, then added to the output (dx: the first block stored).
+     */
+    @Test
+    void backwardGemmsSumInKernelOrderForEveryThreadCount() {
+        Random r = new Random(41);
+        int kc = VectorBackend.KC;
+        int[][] shapes = {{37, 2 * kc + 45, 3 * VectorBackend.NR + 7}, {13, 301, 70}, {1, 20, 5}, {25, kc, 2 * VectorBackend.NR}, {300, 33, 613}};
+        for (int threads : new int[]{1, 3}) {
+            VectorBackend backend = new VectorBackend(threads);
+            for (int[] s : shapes) {
+                int m = s[0], n = s[1], k = s[2];
+                for (DType dtype : new DType[]{DType.F32, DType.BF16, DType.F16}) {
+                    for (Storage storage : Storage.values()) {
+                        Tensor w = weight("w", dtype, storage, random(r, n * k, 0.5f), n, k);
+                        float[] dOut = random(r, m * n, 1f), want = new float[m * k];
+                        for (int i = 0; i < m; i++)
+                            for (int j = 0; j < k; j++) {
+                                float o = 0f;
+                                for (int d0 = 0; d0 < n; d0 += kc) {
+                                    float acc = 0f;
+                                    for (int d = d0; d < Math.min(n, d0 + kc); d++) acc = Math.fma(dOut[i * n + d], w.getFloat((long) d * k + j), acc);
+                                    o = d0 == 0 ? acc : o + acc;
+                                }
+                                want[i * k + j] = o;
+                            }
+                        float[] dx = poisoned(m * k);
+                        backend.matmulBackwardInput(dx, dOut, m, w);
+                        for (int i = 0; i < m * k; i++)
+                            assertEquals(Float.floatToRawIntBits(want[i]), Float.floatToRawIntBits(dx[i]),
+                                    "dx[" + i + "] " + dtype + " " + storage + " " + Arrays.toString(s) + " threads " + threads);
+                        for (int i = m * k; i < dx.length; i++) assertTrue(Float.isNaN(dx[i]), "dx guard " + i);
+                    }
+                }
+                float[] dOut = random(r, m * n, 1f), x = random(r, m * k, 1f), dw = random(r, n * k, 1f), want = dw.clone();
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < k; j++)
+                        for (int d0 = 0; d0 < m; d0 += kc) {
+                            float acc = 0f;
+                            for (int d = d0; d < Math.min(m, d0 + kc); d++) acc = Math.fma(dOut[d * n + i], x[d * k + j], acc);
+                            want[i * k + j] += acc;
+                        }
+                backend.matmulBackwardWeight(dw, dOut, x, m, n, k);
+                for (int i = 0; i < n * k; i++)
+                    assertEquals(Float.floatToRawIntBits(want[i]), Float.floatToRawIntBits(dw[i]), "dw[" + i + "] " + Arrays.toString(s) + " threads " + threads);
+            }
+        }
+    }
+
     @Test
     void matmulRejectsBadInput() {
         Tensor ints = new Tensor("model.layers.0.mlp.up_proj.weight", DType.I32, new long[]{2, 2}, MemorySegment.ofArray(new byte[16]));

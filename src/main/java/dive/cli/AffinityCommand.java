@@ -38,8 +38,9 @@ final class AffinityCommand implements Callable<Integer> {
                 evalWindows, seqlen, seed, Clustering.Linkage.parse(linkage, "--linkage"), experts, bias);
         Corpus corpus = data.equals("bundled") ? Corpus.bundled() : Corpus.open(Path.of(data));
         int count = AffinityMining.datasetNames(corpus, options).size();
+        dive.backend.Backend backend = common.backend();  // the flags are checked before the plan
         MemoryPlans.state(MemoryPlans.affinity("affinity", modelDir, count, ratio, seqlen), common.quiet);
-        try (Engine engine = common.load(modelDir)) {
+        try (Engine engine = Engine.load(modelDir, backend)) {
             AffinityMining.AffinityResult r;
             try (Progress bar = new Progress("affinity", AffinityMining.progressUnits(count, options), "windows", !common.quiet)) {
                 r = AffinityMining.run(engine.model(), engine.requireTokenizer(), corpus, options, out, bar);

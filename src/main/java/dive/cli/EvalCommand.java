@@ -37,8 +37,9 @@ final class EvalCommand implements Callable<Integer> {
         List<String> names = datasets == null ? known : datasets;
         for (String n : names)
             if (!known.contains(n)) throw new IllegalArgumentException("--datasets: '" + n + "' is not in the corpus " + corpus.location() + " (has " + known + ")");
+        dive.backend.Backend backend = common.backend();  // the flags are checked before the plan
         MemoryPlans.state(MemoryPlans.inference("eval", modelDir, Math.max(window, MemoryPlans.BATCH_ROWS), Math.max(window, MemoryPlans.BATCH_ROWS), window), common.quiet || json);
-        try (Engine engine = common.load(modelDir)) {
+        try (Engine engine = Engine.load(modelDir, backend)) {
             List<List<int[]>> windows = new ArrayList<>();
             int total = 0;
             for (String n : names) {

@@ -26,8 +26,9 @@ final class PplCommand implements Callable<Integer> {
         if (window < 2) throw new IllegalArgumentException("--window " + window + ": expected ≥ 2 tokens");
         byte[] bytes = Files.readAllBytes(textFile);
         if (bytes.length == 0) throw new IllegalArgumentException(textFile + ": empty text, nothing to score");
+        dive.backend.Backend backend = common.backend();  // the flags are checked before the plan
         MemoryPlans.state(MemoryPlans.inference("ppl", modelDir, Math.max(window, MemoryPlans.BATCH_ROWS), Math.max(window, MemoryPlans.BATCH_ROWS), window), common.quiet || json);
-        try (Engine engine = common.load(modelDir)) {
+        try (Engine engine = Engine.load(modelDir, backend)) {
             int[] ids = engine.requireTokenizer().encode(bytes, true);
             Perplexity.Result r;
             try (Progress bar = new Progress("ppl", Perplexity.windowCount(ids.length, window), "windows", !common.quiet && !json)) {

@@ -135,8 +135,11 @@ final class MemoryPlans {
         List<MemoryPlan> phases = new ArrayList<>();
         phases.add(new MemoryPlan("convert").add("weights", m.weightBytes(), false).add("experts", expertBytes, false)
                 .add("calibration", calibration, true));
+        double dropout = Math.max(recipe.stage1().loraDropout(), recipe.stage2().loraDropout());
+        long loraInputs = 4L * rows * topK * (2 * d + width) * layers * (dropout > 0 ? 2 : 1);
         phases.add(new MemoryPlan("convert").add("weights", nonFfn, false).add("experts", expertBytes, false).add("merged experts", expertBytes, false)
-                .add("trainable state", 16 * trainable, true).add("training activations", trainingBytes(c, rows, (long) topK * width), true));
+                .add("trainable state", 16 * trainable, true).add("training activations", trainingBytes(c, rows, (long) topK * width), true)
+                .add("LoRA inputs", loraInputs, true));
         if (taylor)
             phases.add(new MemoryPlan("convert").add("weights", m.weightBytes(), false).add("Taylor gradients", 4 * m.ffnBytes() / m.elementBytes(), true)
                     .add("Taylor activations", taylorActivations, true));
@@ -163,26 +166,31 @@ final class MemoryPlans {
             weights = 0;
         }
         long parameters = m != null ? m.parameters() : new Model(c, 0).parameters();
-        long trainable;
+        long trainable, loraInputs = 0;
+        long rows = (long) recipe.batchSize() * recipe.seqLen();
         if (recipe.lora() != null) {
             long d = c.hiddenSize(), f = c.intermediateSize(), r = recipe.lora().r();
-            long perLayer = 0;
-            for (String t : recipe.lora().targets())
+            long perLayer = 0, inputs = 0;
+            for (String t : recipe.lora().targets()) {
                 perLayer += switch (t) {
                     case "q_proj", "o_proj" -> r * (d + c.queryDim());
                     case "k_proj", "v_proj" -> r * (d + c.kvDim());
                     default -> r * (d + f) * (c.moe() == null ? 1 : c.moe().numLocalExperts());
                 };
+                inputs += switch (t) { case "o_proj" -> c.queryDim(); case "down_proj", "w2" -> f; default -> d; };
+            }
             trainable = perLayer * c.numHiddenLayers() + (2L * c.numHiddenLayers() + 1) * d;
+            // each adapter keeps its (dropped-out) input and, with dropout, the mask: F32, rows × in per target and layer
+            loraInputs = 4L * rows * inputs * c.numHiddenLayers() * (recipe.lora().dropout() > 0 ? 2 : 1);
         } else {
             trainable = parameters;  // full training (patterns may freeze some: an upper bound)
         }
-        long rows = (long) recipe.batchSize() * recipe.seqLen();
         long ffnActive = c.moe() == null ? c.intermediateSize() : (long) c.moe().numExpertsPerTok() * c.intermediateSize();
         return new MemoryPlan("train")
                 .add("weights", weights, false)
                 .add("trainable state", 16 * trainable, true)
                 .add("activations", trainingBytes(c, rows, ffnActive), true)
+                .add("LoRA inputs", loraInputs, true)
                 .add("JVM", JVM_BYTES, false).add("runtime", RUNTIME_HEAP_BYTES + PACK_CACHE, true)
                 .hint("lower batch_size or seq_len (grad_accum keeps the tokens per step)");
     }

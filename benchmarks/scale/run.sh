@@ -24,7 +24,10 @@ MODEL="$OUT/model"
 "$ROOT/dive" build
 DATASETS="java-base,python-core,man2,bible-nt,spdx-osi,pari-manual,gcide,linux-docs-core"
 SAMPLE="$ROOT/src/main/resources/dive/default/sample.txt"
-RESULTS="$OUT/results.jsonl"; : > "$RESULTS"
+RESULTS="$OUT/results.jsonl"; touch "$RESULTS"
+for cmd in $ONLY; do  # a rerun of some commands replaces their rows and keeps the others
+  grep -v "\"command\": \"$cmd\"" "$RESULTS" > "$RESULTS.tmp" || true; mv "$RESULTS.tmp" "$RESULTS"
+done
 
 # measure NAME WHO CMD...: runs CMD under /usr/bin/time -v, records wall seconds and peak RSS (and the exit status)
 measure() {

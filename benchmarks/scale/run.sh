@@ -82,7 +82,7 @@ YAML
       rm -rf "$OUT/convert"
       measure convert dive "$ROOT/dive" convert "$MODEL" --experts 4 --top-k 1 --ratio 0.5 --recipe "$ROOT/benchmarks/scale/tiny.yaml" --out "$OUT/convert" ;;
     compare)
-      sed 's/^methods:.*/methods: [dive, llm_pruner]/; s/^/  /' "$ROOT/benchmarks/scale/tiny.yaml" | grep -v '^  #' > "$OUT/convert-indented.yaml"
+      sed 's/^methods:.*/methods: [dive, llm_pruner]/; /^seed:/d; s/^/  /' "$ROOT/benchmarks/scale/tiny.yaml" | grep -v '^  #' > "$OUT/convert-indented.yaml"
       { echo "settings:"; echo "  - {experts: 4, top_k: 1, ratio: 0.5}"; echo "seeds: [0]"; echo "convert:"; cat "$OUT/convert-indented.yaml"; } > "$OUT/plan.yaml"
       rm -rf "$OUT/compare"
       measure compare dive "$ROOT/dive" compare "$MODEL" --plan "$OUT/plan.yaml" --out "$OUT/compare" ;;

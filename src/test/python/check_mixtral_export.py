@@ -12,7 +12,7 @@ max|dive - transformers| / max|transformers| <= TOL, 1 otherwise (2 on a loading
 transformers reports missing or unexpected weights (a name dive got wrong would load as random init).
 
 Recorded run (2026-11-28, transformers 5.17.0, torch 2.13 CPU, via MixtralExportPythonTest with
-DIVE_PYTHON=/work/pyref/bin/python): the k2_i40 fixture (top-2 of 4 experts, intermediate_size 40) loaded by dive,
+DIVE_PYTHON=.venv-ref/bin/python): the k2_i40 fixture (top-2 of 4 experts, intermediate_size 40) loaded by dive,
 exported by MixtralExport, reloaded by dive (scalar backend) for the logits:
     ok: relative error 1.2e-06 (max abs diff 7.9e-06), 9 tokens x 128 vocab, no missing/unexpected weights
 and through the CLI (vector backend) on the transformers-saved fixture itself:

@@ -5,7 +5,7 @@ src/test/resources/tokenizer/trainer/golden.json, which TokenizerGoldenTest comp
 Make the file first: the Java test BpeTrainerTest writes target/trained-tokenizer.json (trained on
 src/test/resources/tokenizer/trainer/corpus.txt, vocab 400, min frequency 2, specials <|endoftext|> <s>, BOS <s>);
 copy it to src/test/resources/tokenizer/trainer/tokenizer.json, then run
-OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 /work/pyref/bin/python src/test/python/check_trained_tokenizer.py
+OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 .venv-ref/bin/python src/test/python/check_trained_tokenizer.py
 """
 import json
 import os

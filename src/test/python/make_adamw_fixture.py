@@ -1,6 +1,6 @@
 """torch.optim.AdamW reference for AdamWTest: a 2-D parameter (weight decay) and a 1-D one (no decay,
 its own param group as dive skips decay for 1-D params), 5 steps with given gradients and a changing lr.
-Run: OMP_WAIT_POLICY=PASSIVE /work/pyref/bin/python src/test/python/make_adamw_fixture.py"""
+Run: OMP_WAIT_POLICY=PASSIVE .venv-ref/bin/python src/test/python/make_adamw_fixture.py"""
 import json, torch
 
 torch.manual_seed(0)

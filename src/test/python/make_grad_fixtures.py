@@ -2,7 +2,7 @@
 """Reference gradients for dive.train.TrainableLlama: PyTorch autograd through Hugging Face LlamaForCausalLM.
 
 Run (from the repository root; needs torch, transformers 5, safetensors, numpy):
-    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 /work/pyref/bin/python src/test/python/make_grad_fixtures.py
+    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 .venv-ref/bin/python src/test/python/make_grad_fixtures.py
 
 For each model fixture of make_llama_fixtures.py named below (gqa: 4 query / 2 KV heads, untied;
 tiny_bpe: 4 / 2 heads, tied embeddings), loads src/test/resources/llama/<name>/ in F32, takes a seeded

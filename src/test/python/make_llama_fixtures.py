@@ -2,7 +2,7 @@
 """Reference fixtures for dive.model: small random Llama models made and run by Hugging Face transformers.
 
 Run (from the repository root; needs torch, transformers 5, safetensors, tokenizers, numpy):
-    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 /work/pyref/bin/python src/test/python/make_llama_fixtures.py [NAME ...]
+    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 .venv-ref/bin/python src/test/python/make_llama_fixtures.py [NAME ...]
 With NAMEs only those fixtures are (re)written; without, all of them.
 
 Writes src/test/resources/llama/<name>/ for each fixture:

@@ -3,7 +3,7 @@
 Hugging Face transformers (MixtralForCausalLM, the independent reference).
 
 Run (from the repository root; needs torch, transformers 5, safetensors, numpy):
-    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 /work/pyref/bin/python src/test/python/make_mixtral_fixtures.py
+    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 .venv-ref/bin/python src/test/python/make_mixtral_fixtures.py
 
 Writes src/test/resources/mixtral/<name>/ for each fixture:
     config.json, model.safetensors   save_pretrained(safe_serialization=True): Mixtral's on-disk names

@@ -3,7 +3,7 @@
 MixtralForCausalLM.
 
 Run (from the repository root; needs torch, transformers 5, safetensors, numpy):
-    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 /work/pyref/bin/python src/test/python/make_moe_grad_fixtures.py
+    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 .venv-ref/bin/python src/test/python/make_moe_grad_fixtures.py
 
 Loads the Mixtral fixtures of make_mixtral_fixtures.py named below in F32 with experts_implementation="eager"
 (transformers' per-expert loop), takes a seeded batch of 2 × 12 token ids and computes

@@ -3,7 +3,7 @@
 pruning, bias compensation and the pruned model's perplexity, computed with transformers + NumPy.
 
 Run (from the repository root; needs torch, transformers 5, numpy):
-    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 /work/pyref/bin/python src/test/python/make_pruning_fixtures.py
+    OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 .venv-ref/bin/python src/test/python/make_pruning_fixtures.py
 
 Model: the existing fixture src/test/resources/llama/gqa (hidden 48, FFN 80, 2 layers, vocab 300), in F32.
 Calibration: CALIB_WINDOWS windows of CALIB_LEN random ids (numpy seed 1234), run as one batch; a forward

@@ -16,7 +16,7 @@ The Java tests (dive.io.SafetensorsGoldenTest) read these files: every element i
 bit, and SafetensorsWriter, given the same tensors in the same order, must reproduce
 golden.safetensors byte for byte.
 
-Usage:  OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 /work/pyref/bin/python src/test/python/make_safetensors_golden.py
+Usage:  OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 .venv-ref/bin/python src/test/python/make_safetensors_golden.py
         ... make_safetensors_golden.py --check-java DIR
             loads every *.safetensors file in DIR (and DIR/model.safetensors.index.json if present)
             with python safetensors and prints what it found, to check files written by dive's Java

@@ -1,7 +1,7 @@
 """Builds small tokenizer.json files of the kinds Llama checkpoints use, offline, with the
 Hugging Face `tokenizers` library, and records the ids and decoded strings it gives.
 
-Run: OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 /work/pyref/bin/python src/test/python/make_tokenizer_golden.py
+Run: OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 .venv-ref/bin/python src/test/python/make_tokenizer_golden.py
 Writes src/test/resources/tokenizer/{gpt2,llama3,llama2,metaspace}/tokenizer.json and golden.json.
 
 The HF trainer breaks frequency ties in hash order, so a rerun may give other (equally valid) llama2/metaspace

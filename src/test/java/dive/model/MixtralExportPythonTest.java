@@ -16,7 +16,7 @@ import static org.junit.jupiter.api.Assertions.*;
 /**
  * Interop with transformers: our Mixtral export loads as MixtralForCausalLM and gives the logits our engine computed
  * (src/test/python/check_mixtral_export.py). Runs only where {@code DIVE_PYTHON} names a python with torch and
- * transformers (e.g. {@code DIVE_PYTHON=/work/pyref/bin/python ./dive test}); skipped with that reason otherwise.
+ * transformers (e.g. {@code DIVE_PYTHON=.venv-ref/bin/python ./dive test}); skipped with that reason otherwise.
  */
 @Tag("python")
 class MixtralExportPythonTest {

@@ -71,9 +71,6 @@ public final class Parameter {
     /** true while the value is still the source tensor (not yet copied to F32 for writing) */
     public boolean isView() { return value.dtype() != DType.F32 || value.data().isReadOnly(); }
 
-    /** true once a gradient accumulator exists */
-    public boolean hasGrad() { return grad != null; }
-
     /** the gradient accumulator (F32, same shape), allocated (zeros) on first use */
     public float[] grad() {
         if (grad == null) grad = new float[Math.toIntExact(value.numel())];

@@ -449,12 +449,9 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
                     for (int i = 0; i < product.length; i++)
                         w.setAtIndex(Tensor.F32, i, w.getAtIndex(Tensor.F32, i) + lin.loraScale * product[i]);
                 } else {
-                    MemorySegment w = arena.allocate(base.numel() * base.dtype().bytes, 64);
-                    for (int i = 0; i < product.length; i++) {
-                        float merged = base.getFloat(i) + lin.loraScale * product[i];
-                        w.setAtIndex(Tensor.I16, i, base.dtype() == DType.BF16 ? DType.floatToBf16(merged) : Float.floatToFloat16(merged));
-                    }
-                    lin.weight.replaceValue(new Tensor(base.name(), base.dtype(), base.shape(), w));
+                    Tensor merged = Tensor.allocate(base.name(), base.dtype(), base.shape(), arena);
+                    for (int i = 0; i < product.length; i++) merged.setFloat(i, base.getFloat(i) + lin.loraScale * product[i]);
+                    lin.weight.replaceValue(merged);
                     // the checkpoint's pages of the old weight are not read again: give them back now, not at unmapping
                     if (base.data().isMapped()) base.data().unload();
                 }

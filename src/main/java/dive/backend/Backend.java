@@ -16,6 +16,181 @@ public interface Backend {
     /** short name for logs: "scalar", "vector", "cuda" */
     String name();
 
+    // ================================================================ memory and edge transfers
+    // Activations, gradients, KV caches, routing tables and optimizer moments are DeviceTensors this backend allocates
+    // and every op below reads and writes; weights are Tensors (checkpoint memory, uploaded once where the backend
+    // computes elsewhere). Host values cross only through the counted transfers of this section.
+
+    /** a new tensor of n elements of {@code dtype} (F32, I32 or F64), zeros */
+    DeviceTensor allocate(dive.tensor.DType dtype, long n);
+
+    /** a new F32 tensor holding {@code values} (a host → device transfer) */
+    DeviceTensor upload(float[] values);
+
+    /** a new I32 tensor holding {@code values} (a host → device transfer) */
+    DeviceTensor upload(int[] values);
+
+    /** dst[dstOff .. dstOff+n) ← values[0 .. n) (a host → device transfer) */
+    void write(DeviceTensor dst, long dstOff, float[] values, int n);
+
+    /** dst[dstOff .. dstOff+n) ← values[0 .. n) (a host → device transfer) */
+    void write(DeviceTensor dst, long dstOff, int[] values, int n);
+
+    /** dst[0 .. n) ← src[srcOff .. srcOff+n) of an F32 tensor (a device → host transfer) */
+    void read(DeviceTensor src, long srcOff, float[] dst, int n);
+
+    /** dst[0 .. n) ← src[srcOff .. srcOff+n) of an I32 tensor (a device → host transfer) */
+    void read(DeviceTensor src, long srcOff, int[] dst, int n);
+
+    /** dst[0 .. n) ← src[srcOff .. srcOff+n) of an F64 tensor (a device → host transfer) */
+    void read(DeviceTensor src, long srcOff, double[] dst, int n);
+
+    /** the whole F32 tensor on the host (a device → host transfer) */
+    default float[] download(DeviceTensor src) {
+        float[] out = new float[Math.toIntExact(src.size())];
+        read(src, 0, out, out.length);
+        return out;
+    }
+
+    /** the whole I32 tensor on the host (a device → host transfer) */
+    default int[] downloadInts(DeviceTensor src) {
+        int[] out = new int[Math.toIntExact(src.size())];
+        read(src, 0, out, out.length);
+        return out;
+    }
+
+    /** the host↔device transfers made through this backend so far */
+    Transfers transfers();
+
+    /** dst[dstOff .. dstOff+n) ← src[srcOff .. srcOff+n), same dtype, on the device (no transfer) */
+    void copy(DeviceTensor dst, long dstOff, DeviceTensor src, long srcOff, long n);
+
+    /** x[off .. off+n) ← 0 */
+    void zero(DeviceTensor x, long off, long n);
+
+    /**
+     * A trainable weight's host memory is brought up to date with what the ops wrote to it on the device (the
+     * optimizer): call before reading or saving it on the host. A device → host transfer where the backend computes
+     * elsewhere; the CPU backends compute in place (counted all the same).
+     */
+    void readBack(Tensor weight);
+
+    /** the host memory of {@code weight} changed (a restored checkpoint, a merge): the next op reads it afresh */
+    void weightChanged(Tensor weight);
+
+    // ================================================================ ops on device tensors
+    // Each is the float[] op of the same name further down, on this backend's tensors. Integer arguments are sizes;
+    // offsets into tensors are explicit copies (copy) so every kernel reads whole tensors from element 0.
+
+    /** {@link #matmul(float[], float[], int, Tensor)}: x (m, K) · w (N, K)ᵀ → out (m, N) */
+    void matmul(DeviceTensor out, DeviceTensor x, int m, Tensor w);
+
+    /** {@link #rmsNorm(float[], float[], Tensor, int, float)}; out may be x */
+    void rmsNorm(DeviceTensor out, DeviceTensor x, Tensor weight, int rows, float eps);
+
+    /** {@link #rope(float[], int, int, int, int[], float[])}: positions I32 (rows), invFreq F32 (headDim / 2) */
+    void rope(DeviceTensor x, int rows, int heads, int headDim, DeviceTensor positions, DeviceTensor invFreq);
+
+    /** {@link #attention(float[], float[], float[], float[], int, int, int, int, int, float)} */
+    void attention(DeviceTensor out, DeviceTensor q, DeviceTensor kCache, DeviceTensor vCache, int T, int startPos,
+                   int nHeads, int nKvHeads, int headDim, float scale);
+
+    /** {@link #swiglu(float[], float[], float[], int)}; out may alias gate */
+    void swiglu(DeviceTensor out, DeviceTensor gate, DeviceTensor up, int n);
+
+    /** {@link #embedding(float[], Tensor, int[])}: ids I32 (T) */
+    void embedding(DeviceTensor out, Tensor table, DeviceTensor ids, int T);
+
+    /** {@link #add(float[], float[], int)} */
+    void add(DeviceTensor x, DeviceTensor y, int n);
+
+    /** y[r, j] += bias[j] for r &lt; rows, j &lt; bias.numel() (a Linear layer's bias) */
+    void addBias(DeviceTensor y, int rows, Tensor bias);
+
+    /** x[i] ·= a, i &lt; n */
+    void scale(DeviceTensor x, float a, int n);
+
+    /** {@link #matmulBackwardInput(float[], float[], int, Tensor)} */
+    void matmulBackwardInput(DeviceTensor dx, DeviceTensor dOut, int m, Tensor w);
+
+    /** {@link #matmulBackwardWeight(float[], float[], float[], int, int, int)}, accumulated into dw */
+    void matmulBackwardWeight(DeviceTensor dw, DeviceTensor dOut, DeviceTensor x, int m, int n, int k);
+
+    /** {@link #rmsNormBackward(float[], float[], float[], float[], Tensor, int, float)}; dWeight may be null */
+    void rmsNormBackward(DeviceTensor dx, DeviceTensor dWeight, DeviceTensor dOut, DeviceTensor x, Tensor weight, int rows, float eps);
+
+    /** {@link #ropeBackward(float[], int, int, int, int[], float[])} */
+    void ropeBackward(DeviceTensor dx, int rows, int heads, int headDim, DeviceTensor positions, DeviceTensor invFreq);
+
+    /** {@link #attentionBackward(float[], float[], float[], float[], float[], float[], float[], int, int, int, int, int, float)} */
+    void attentionBackward(DeviceTensor dq, DeviceTensor dk, DeviceTensor dv, DeviceTensor dOut, DeviceTensor q, DeviceTensor k,
+                           DeviceTensor v, int B, int T, int nHeads, int nKvHeads, int headDim, float scale);
+
+    /** {@link #swigluBackward(float[], float[], float[], float[], float[], int)} */
+    void swigluBackward(DeviceTensor dGate, DeviceTensor dUp, DeviceTensor dOut, DeviceTensor gate, DeviceTensor up, int n);
+
+    /** {@link #embeddingBackward(float[], float[], int[], int)}: ids I32 (T) */
+    void embeddingBackward(DeviceTensor dTable, DeviceTensor dOut, DeviceTensor ids, int T, int d);
+
+    /**
+     * {@link #crossEntropy(float[], float[], int[], int, int, float)}: targets I32 (rows); the mean loss comes back to
+     * the host (a device → host transfer of one value)
+     */
+    double crossEntropy(DeviceTensor dLogits, DeviceTensor logits, DeviceTensor targets, int rows, int vocab, float gradScale);
+
+    /** {@link #addScaled(float[], float[], float, int)} */
+    void addScaled(DeviceTensor x, DeviceTensor y, float a, int n);
+
+    /**
+     * initial + Σ_{i &lt; n} (double) x[i]², summed in double in index order (the value comes back to the host: a device →
+     * host transfer of one value)
+     */
+    double sumOfSquares(DeviceTensor x, int n, double initial);
+
+    /** index of the first NaN or infinite element of x[0 .. n), or −1 (one value comes back to the host) */
+    long firstNonFinite(DeviceTensor x, long n);
+
+    /** {@link #routeTopK(int[], float[], float[], int, int, int)}: expertIds I32, expertWeights F32 (n, k) */
+    void routeTopK(DeviceTensor expertIds, DeviceTensor expertWeights, DeviceTensor routerLogits, int n, int numExperts, int k);
+
+    /** {@link #sortByExpert(int[], int[], int[], int[], int, int, int)}, all I32 */
+    void sortByExpert(DeviceTensor offsets, DeviceTensor rowToken, DeviceTensor slotRow, DeviceTensor expertIds, int n, int k, int numExperts);
+
+    /** {@link #gather(float[], float[], int[], int, int)}: rows I32 (count) */
+    void gather(DeviceTensor out, DeviceTensor x, DeviceTensor rows, int count, int width);
+
+    /** {@link #groupedMatmul(float[], float[], int[], Tensor[], Tensor[])}: offsets I32 (E + 1) */
+    void groupedMatmul(DeviceTensor out, DeviceTensor x, DeviceTensor offsets, Tensor[] w, Tensor[] bias);
+
+    /** {@link #groupedMatmul2(float[], float[], float[], int[], int[], Tensor[], Tensor[])}: xRows, offsets I32 */
+    void groupedMatmul2(DeviceTensor outGate, DeviceTensor outUp, DeviceTensor x, DeviceTensor xRows, DeviceTensor offsets,
+                        Tensor[] wGate, Tensor[] wUp);
+
+    /** {@link #combineExperts(float[], float[], int[], float[], int, int, int)}: slotRow I32 (n, k) */
+    void combineExperts(DeviceTensor y, DeviceTensor expertOut, DeviceTensor slotRow, DeviceTensor expertWeights, int n, int k, int d);
+
+    /** {@link #combineExpertsBackward(float[], float[], float[], float[], int[], float[], int, int, int)} */
+    void combineExpertsBackward(DeviceTensor dExpertOut, DeviceTensor dWeights, DeviceTensor dy, DeviceTensor expertOut,
+                                DeviceTensor slotRow, DeviceTensor expertWeights, int n, int k, int d);
+
+    /** {@link #scatterAddRows(float[], float[], int[], int, int)}: rows I32 (count) */
+    void scatterAddRows(DeviceTensor x, DeviceTensor src, DeviceTensor rows, int count, int width);
+
+    /**
+     * One AdamW update ({@link #adamW(java.lang.foreign.MemorySegment, float[], float[], float[], int, AdamWStep)}) of a
+     * trainable F32 weight: where the backend computes elsewhere its copy there is updated ({@link #readBack} brings the
+     * host memory up to date). grad, m, v F32 (n); m and v updated in place.
+     */
+    void adamW(Tensor param, DeviceTensor grad, DeviceTensor m, DeviceTensor v, int n, AdamWStep step);
+
+    /**
+     * Per-channel statistics of an activation h (rows, width), merged into running ones (DIVE's calibration): the
+     * batch's mean, M2 = Σ (h − mean)² and Σ h² in double (sums in row order), merged by Chan et al.'s update
+     * n = nA + nB, δ = meanB − meanA, mean = meanA + δ·nB/n, M2 = M2A + M2B + δ²·(nA·nB/n), Σh² += Σh²B. mean, m2,
+     * sumSquares F64 (width), holding the statistics of {@code countBefore} rows; updated in place.
+     */
+    void channelStatistics(DeviceTensor mean, DeviceTensor m2, DeviceTensor sumSquares, long countBefore, DeviceTensor h, int rows, int width);
+
     /**
      * out[m, n] = Σ_k x[m, k] · w[n, k]
      * x (M, K) F32 · w (N, K) → out (M, N). M = 1 is a GEMV (decode), M &gt; 1 a GEMM (prefill).

@@ -50,7 +50,7 @@ import static dive.bindings.cublas_h.*;
  * dimension above 256 (the kernel's limit), and {@code scatterAddRows} when its destination rows are so unevenly
  * hit that the padded device layout would be more than 4× the data.
  */
-public final class CudaBackend implements Backend, AutoCloseable {
+public final class CudaBackend extends CpuBackend implements AutoCloseable {
     private static final Logger LOG = Logger.getLogger(CudaBackend.class.getName());
     private static final ValueLayout.OfFloat F = ValueLayout.JAVA_FLOAT;
     private static final ValueLayout.OfInt I = ValueLayout.JAVA_INT;

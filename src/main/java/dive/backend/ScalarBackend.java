@@ -6,7 +6,7 @@ import dive.tensor.Tensor;
  * The plain reference: loops as the formulas read, F32 (double where a sum is long), one thread.
  * Every faster backend is tested against this one.
  */
-public class ScalarBackend implements Backend {
+public class ScalarBackend extends CpuBackend {
 
     @Override public String name() { return "scalar"; }
 

@@ -46,7 +46,7 @@ import java.util.function.IntConsumer;
  *
  * <p>Threads: system property {@code dive.threads} (default {@link Runtime#availableProcessors()}).
  */
-public final class VectorBackend implements Backend {
+public final class VectorBackend extends CpuBackend {
     static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
     static final int L = F.length();
     static final VectorSpecies<Integer> I = F.withLanes(int.class);

@@ -1,6 +1,7 @@
 package dive.model;
 
 import dive.backend.Backend;
+import dive.backend.DeviceTensor;
 import dive.tensor.DType;
 import dive.tensor.Tensor;
 
@@ -47,27 +48,18 @@ public record DenseFfn(Tensor gate, Tensor up, Tensor down, Tensor gateBias, Ten
     public boolean hasBias() { return gateBias != null || upBias != null || downBias != null; }
 
     @Override
-    public void forward(Backend backend, float[] out, float[] xn, int rows, int layer, Scratch scratch, RoutingObserver observer) {
+    public void forward(Backend backend, DeviceTensor out, DeviceTensor xn, int rows, int layer, Scratch scratch, RoutingObserver observer) {
         int ffn = intermediateSize();
-        float[] g = scratch.floats(0, rows * ffn);  // (N, F)
-        float[] u = scratch.floats(1, rows * ffn);  // (N, F)
+        DeviceTensor g = scratch.floats(0, rows * ffn);  // (N, F)
+        DeviceTensor u = scratch.floats(1, rows * ffn);  // (N, F)
         backend.matmul(g, xn, rows, gate);
-        addBias(g, rows, gateBias);
+        if (gateBias != null) backend.addBias(g, rows, gateBias);
         backend.matmul(u, xn, rows, up);
-        addBias(u, rows, upBias);
+        if (upBias != null) backend.addBias(u, rows, upBias);
         backend.swiglu(g, g, u, rows * ffn);
-        if (observer != null) observer.onDenseIntermediate(layer, rows, ffn, g);
+        if (observer != null) observer.onDenseIntermediate(backend, layer, rows, ffn, g);
         backend.matmul(out, g, rows, down);
-        addBias(out, rows, downBias);
-    }
-
-    /** y (N, n) += bias (n) on every row; nothing when bias is null */
-    private static void addBias(float[] y, int rows, Tensor bias) {
-        if (bias == null) return;
-        int n = Math.toIntExact(bias.numel());
-        float[] b = bias.toFloatArray();
-        for (int r = 0; r < rows; r++)
-            for (int i = 0; i < n; i++) y[r * n + i] += b[i];
+        if (downBias != null) backend.addBias(out, rows, downBias);
     }
 
     @Override

@@ -1,6 +1,8 @@
 package dive.model;
 
 import dive.backend.Backend;
+import dive.backend.DeviceTensor;
+import dive.tensor.DType;
 import dive.tensor.Tensor;
 
 import java.util.Map;
@@ -16,24 +18,39 @@ public sealed interface FeedForward permits DenseFfn, MoeFfn {
      * out (N, d) = FFN(xn (N, d)). {@code observer} (may be null) sees the routing of a sparse block.
      * out must not alias xn.
      */
-    void forward(Backend backend, float[] out, float[] xn, int rows, int layer, Scratch scratch, RoutingObserver observer);
+    void forward(Backend backend, DeviceTensor out, DeviceTensor xn, int rows, int layer, Scratch scratch, RoutingObserver observer);
 
     /** this block's weights under their Hugging Face names, {@code prefix} = "model.layers.{l}." */
     void collectWeights(String prefix, Map<String, Tensor> into);
 
-    /** reusable work arrays of one forward call (not thread-safe): slot i grows to the largest size asked */
-    final class Scratch {
-        private final float[][] floats = new float[8][0];
-        private final int[][] ints = new int[4][0];
+    /**
+     * Reusable work tensors of one forward call on one backend (not thread-safe): slot i grows to the largest size
+     * asked (a grown slot's old tensor is closed).
+     */
+    final class Scratch implements AutoCloseable {
+        private final Backend backend;
+        private final DeviceTensor[] floats = new DeviceTensor[8];
+        private final DeviceTensor[] ints = new DeviceTensor[4];
 
-        public float[] floats(int slot, int size) {
-            if (floats[slot].length < size) floats[slot] = new float[size];
-            return floats[slot];
+        public Scratch(Backend backend) { this.backend = backend; }
+
+        /** F32 tensor of slot {@code slot} with at least {@code size} elements */
+        public DeviceTensor floats(int slot, int size) { return grow(floats, slot, size, DType.F32); }
+
+        /** I32 tensor of slot {@code slot} with at least {@code size} elements */
+        public DeviceTensor ints(int slot, int size) { return grow(ints, slot, size, DType.I32); }
+
+        private DeviceTensor grow(DeviceTensor[] slots, int slot, int size, DType dtype) {
+            if (slots[slot] == null || slots[slot].size() < size) {
+                if (slots[slot] != null) slots[slot].close();
+                slots[slot] = backend.allocate(dtype, size);
+            }
+            return slots[slot];
         }
 
-        public int[] ints(int slot, int size) {
-            if (ints[slot].length < size) ints[slot] = new int[size];
-            return ints[slot];
+        @Override public void close() {
+            for (DeviceTensor t : floats) if (t != null) t.close();
+            for (DeviceTensor t : ints) if (t != null) t.close();
         }
     }
 }

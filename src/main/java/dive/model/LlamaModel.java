@@ -1,6 +1,7 @@
 package dive.model;
 
 import dive.backend.Backend;
+import dive.backend.DeviceTensor;
 import dive.io.Checkpoint;
 import dive.tensor.DType;
 import dive.tensor.Tensor;
@@ -40,7 +41,7 @@ public final class LlamaModel implements AutoCloseable {
     private final LlamaConfig config;
     private final Backend backend;
     private final String source;
-    private final float[] invFreq;        // (headDim / 2)
+    private final DeviceTensor invFreq;   // (headDim / 2), on the backend
     private final Tensor tokenEmbedding;  // (vocab, D)
     private final Layer[] layers;
     private final Tensor finalNorm;       // (D)
@@ -52,7 +53,7 @@ public final class LlamaModel implements AutoCloseable {
         this.config = config;
         this.backend = backend;
         this.source = source;
-        this.invFreq = RopeFrequencies.of(config);
+        this.invFreq = backend.upload(RopeFrequencies.of(config));
         this.tokenEmbedding = tokenEmbedding;
         this.layers = layers;
         this.finalNorm = finalNorm;
@@ -238,7 +239,7 @@ public final class LlamaModel implements AutoCloseable {
     public String source() { return source; }
 
     /** a fresh per-sequence cache for up to {@code capacity} positions (prompt plus generated tokens) */
-    public KVCache newCache(int capacity) { return new KVCache(config, capacity); }
+    public KVCache newCache(int capacity) { return new KVCache(config, capacity, backend); }
 
     /** logits of every position of one fresh sequence → (T, vocab) */
     public float[] logits(int[] ids) {
@@ -319,64 +320,100 @@ public final class LlamaModel implements AutoCloseable {
                 positions[rowStart[b] + t] = caches[b].length + t;
             }
 
-        float[] x = new float[rows * d];            // residual stream (N, D)
-        float[] xn = new float[rows * d];           // normalized (N, D)
-        float[] q = new float[rows * qDim];         // (N, heads, hd)
-        float[] k = new float[rows * kvDim];        // (N, kvHeads, hd)
-        float[] v = new float[rows * kvDim];        // (N, kvHeads, hd)
-        float[] att = new float[rows * qDim];       // (N, heads, hd)
-        float[] proj = new float[rows * d];         // (N, D)
-        FeedForward.Scratch ffnScratch = new FeedForward.Scratch();
+        // edges in: token ids and their positions; everything below stays on the backend until the logits
+        try (Work w = new Work(backend)) {
+            DeviceTensor idsOnDevice = w.keep(backend.upload(allIds));
+            DeviceTensor positionsOnDevice = w.keep(backend.upload(positions));
+            DeviceTensor x = w.floats((long) rows * d);          // residual stream (N, D)
+            DeviceTensor xn = w.floats((long) rows * d);         // normalized (N, D)
+            DeviceTensor q = w.floats((long) rows * qDim);       // (N, heads, hd)
+            DeviceTensor k = w.floats((long) rows * kvDim);      // (N, kvHeads, hd)
+            DeviceTensor v = w.floats((long) rows * kvDim);      // (N, kvHeads, hd)
+            DeviceTensor att = w.floats((long) rows * qDim);     // (N, heads, hd)
+            DeviceTensor proj = w.floats((long) rows * d);       // (N, D)
+            DeviceTensor qb = batch == 1 ? null : w.floats((long) rowsOfLongest(rowStart) * qDim);   // one sequence's q
+            DeviceTensor outB = batch == 1 ? null : w.floats((long) rowsOfLongest(rowStart) * qDim); // and its attention
+            FeedForward.Scratch ffnScratch = w.keep(new FeedForward.Scratch(backend));
 
-        backend.embedding(x, tokenEmbedding, allIds);
-        for (int l = 0; l < layers.length; l++) {
-            Layer layer = layers[l];
-            // attention block
-            backend.rmsNorm(xn, x, layer.inputNorm, rows, eps);
-            backend.matmul(q, xn, rows, layer.wq);
-            backend.matmul(k, xn, rows, layer.wk);
-            backend.matmul(v, xn, rows, layer.wv);
-            backend.rope(q, rows, heads, hd, positions, invFreq);
-            backend.rope(k, rows, kvHeads, hd, positions, invFreq);
-            for (int b = 0; b < batch; b++) {
-                KVCache cache = caches[b];
-                int r0 = rowStart[b], T = rowStart[b + 1] - r0;
-                System.arraycopy(k, r0 * kvDim, cache.keys[l], cache.length * kvDim, T * kvDim);
-                System.arraycopy(v, r0 * kvDim, cache.values[l], cache.length * kvDim, T * kvDim);
-                if (batch == 1) {
-                    backend.attention(att, q, cache.keys[l], cache.values[l], T, cache.length, heads, kvHeads, hd, scale);
-                } else {
-                    float[] qb = Arrays.copyOfRange(q, r0 * qDim, (r0 + T) * qDim);  // (T, heads, hd)
-                    float[] outB = new float[T * qDim];
-                    backend.attention(outB, qb, cache.keys[l], cache.values[l], T, cache.length, heads, kvHeads, hd, scale);
-                    System.arraycopy(outB, 0, att, r0 * qDim, T * qDim);
+            backend.embedding(x, tokenEmbedding, idsOnDevice, rows);
+            for (int l = 0; l < layers.length; l++) {
+                Layer layer = layers[l];
+                // attention block
+                backend.rmsNorm(xn, x, layer.inputNorm, rows, eps);
+                backend.matmul(q, xn, rows, layer.wq);
+                backend.matmul(k, xn, rows, layer.wk);
+                backend.matmul(v, xn, rows, layer.wv);
+                backend.rope(q, rows, heads, hd, positionsOnDevice, invFreq);
+                backend.rope(k, rows, kvHeads, hd, positionsOnDevice, invFreq);
+                for (int b = 0; b < batch; b++) {
+                    KVCache cache = caches[b];
+                    int r0 = rowStart[b], T = rowStart[b + 1] - r0;
+                    backend.copy(cache.keys[l], (long) cache.length * kvDim, k, (long) r0 * kvDim, (long) T * kvDim);
+                    backend.copy(cache.values[l], (long) cache.length * kvDim, v, (long) r0 * kvDim, (long) T * kvDim);
+                    if (batch == 1) {
+                        backend.attention(att, q, cache.keys[l], cache.values[l], T, cache.length, heads, kvHeads, hd, scale);
+                    } else {
+                        backend.copy(qb, 0, q, (long) r0 * qDim, (long) T * qDim);  // (T, heads, hd)
+                        backend.attention(outB, qb, cache.keys[l], cache.values[l], T, cache.length, heads, kvHeads, hd, scale);
+                        backend.copy(att, (long) r0 * qDim, outB, 0, (long) T * qDim);
+                    }
+                }
+                backend.matmul(proj, att, rows, layer.wo);
+                backend.add(x, proj, rows * d);
+                // feed-forward block: SwiGLU MLP or sparse MoE
+                backend.rmsNorm(xn, x, layer.postAttentionNorm, rows, eps);
+                layer.ffn.forward(backend, proj, xn, rows, l, ffnScratch, observer);
+                backend.add(x, proj, rows * d);
+            }
+            for (int b = 0; b < batch; b++) caches[b].length += ids[b].length;
+
+            // edge out: the logits
+            float[][] out = new float[batch][];
+            if (allPositions) {
+                backend.rmsNorm(xn, x, finalNorm, rows, eps);
+                DeviceTensor logits = w.floats(Math.multiplyExact((long) rows, vocab));  // (N, vocab)
+                backend.matmul(logits, xn, rows, lmHead);
+                for (int b = 0; b < batch; b++) {
+                    out[b] = new float[(rowStart[b + 1] - rowStart[b]) * vocab];
+                    backend.read(logits, (long) rowStart[b] * vocab, out[b], out[b].length);
+                }
+            } else {
+                DeviceTensor last = w.floats((long) batch * d);  // the last row of each sequence (B, D)
+                for (int b = 0; b < batch; b++) backend.copy(last, (long) b * d, x, (long) (rowStart[b + 1] - 1) * d, d);
+                backend.rmsNorm(last, last, finalNorm, batch, eps);
+                DeviceTensor logits = w.floats((long) batch * vocab);  // (B, vocab)
+                backend.matmul(logits, last, batch, lmHead);
+                for (int b = 0; b < batch; b++) {
+                    out[b] = new float[vocab];
+                    backend.read(logits, (long) b * vocab, out[b], vocab);
                 }
             }
-            backend.matmul(proj, att, rows, layer.wo);
-            backend.add(x, proj, rows * d);
-            // feed-forward block: SwiGLU MLP or sparse MoE
-            backend.rmsNorm(xn, x, layer.postAttentionNorm, rows, eps);
-            layer.ffn.forward(backend, proj, xn, rows, l, ffnScratch, observer);
-            backend.add(x, proj, rows * d);
+            return out;
         }
-        for (int b = 0; b < batch; b++) caches[b].length += ids[b].length;
+    }
 
-        float[][] out = new float[batch][];
-        if (allPositions) {
-            backend.rmsNorm(xn, x, finalNorm, rows, eps);
-            float[] logits = new float[Math.multiplyExact(rows, vocab)];  // (N, vocab)
-            backend.matmul(logits, xn, rows, lmHead);
-            for (int b = 0; b < batch; b++)
-                out[b] = batch == 1 ? logits : Arrays.copyOfRange(logits, rowStart[b] * vocab, rowStart[b + 1] * vocab);
-        } else {
-            float[] last = new float[batch * d];  // the last row of each sequence (B, D)
-            for (int b = 0; b < batch; b++) System.arraycopy(x, (rowStart[b + 1] - 1) * d, last, b * d, d);
-            backend.rmsNorm(last, last, finalNorm, batch, eps);
-            float[] logits = new float[batch * vocab];  // (B, vocab)
-            backend.matmul(logits, last, batch, lmHead);
-            for (int b = 0; b < batch; b++) out[b] = Arrays.copyOfRange(logits, b * vocab, (b + 1) * vocab);
+    private static int rowsOfLongest(int[] rowStart) {
+        int most = 0;
+        for (int b = 0; b + 1 < rowStart.length; b++) most = Math.max(most, rowStart[b + 1] - rowStart[b]);
+        return most;
+    }
+
+    /** the device tensors of one forward call, freed together when it ends */
+    private static final class Work implements AutoCloseable {
+        private final Backend backend;
+        private final java.util.ArrayList<AutoCloseable> held = new java.util.ArrayList<>();
+
+        Work(Backend backend) { this.backend = backend; }
+
+        DeviceTensor floats(long n) { return keep(backend.allocate(dive.tensor.DType.F32, n)); }
+
+        <T extends AutoCloseable> T keep(T t) { held.add(t); return t; }
+
+        @Override public void close() {
+            for (AutoCloseable t : held) {
+                try { t.close(); } catch (Exception e) { throw new IllegalStateException("freeing a forward call's tensors", e); }
+            }
         }
-        return out;
     }
 
     /** closes the checkpoint the weights live in; the model must not be used afterwards */

@@ -1,6 +1,7 @@
 package dive.model;
 
 import dive.backend.Backend;
+import dive.backend.DeviceTensor;
 import dive.tensor.Tensor;
 
 import java.util.Map;
@@ -42,22 +43,22 @@ public record MoeFfn(Tensor router, Tensor[] w1, Tensor[] w3, Tensor[] w2, Tenso
     public int expertIntermediateSize() { return w1[0].rows(); }
 
     @Override
-    public void forward(Backend backend, float[] out, float[] xn, int rows, int layer, Scratch scratch, RoutingObserver observer) {
+    public void forward(Backend backend, DeviceTensor out, DeviceTensor xn, int rows, int layer, Scratch scratch, RoutingObserver observer) {
         int e = numExperts(), k = topK, d = hiddenSize(), ffn = expertIntermediateSize();
         int assigned = rows * k;                                 // R = N·k permuted rows
-        float[] routerLogits = scratch.floats(0, rows * e);      // (N, E)
-        float[] weights = scratch.floats(1, assigned);           // (N, k)
-        int[] expertIds = scratch.ints(0, assigned);             // (N, k)
-        int[] offsets = scratch.ints(1, e + 1);                  // (E + 1)
-        int[] rowToken = scratch.ints(2, assigned);              // (R)
-        int[] slotRow = scratch.ints(3, assigned);               // (N, k)
-        float[] gate = scratch.floats(3, assigned * ffn);        // (R, I_e)
-        float[] up = scratch.floats(4, assigned * ffn);          // (R, I_e)
-        float[] expertOut = scratch.floats(5, assigned * d);     // (R, d)
+        DeviceTensor routerLogits = scratch.floats(0, rows * e);      // (N, E)
+        DeviceTensor weights = scratch.floats(1, assigned);           // (N, k)
+        DeviceTensor expertIds = scratch.ints(0, assigned);             // (N, k)
+        DeviceTensor offsets = scratch.ints(1, e + 1);                  // (E + 1)
+        DeviceTensor rowToken = scratch.ints(2, assigned);              // (R)
+        DeviceTensor slotRow = scratch.ints(3, assigned);               // (N, k)
+        DeviceTensor gate = scratch.floats(3, assigned * ffn);        // (R, I_e)
+        DeviceTensor up = scratch.floats(4, assigned * ffn);          // (R, I_e)
+        DeviceTensor expertOut = scratch.floats(5, assigned * d);     // (R, d)
 
         backend.matmul(routerLogits, xn, rows, router);
         backend.routeTopK(expertIds, weights, routerLogits, rows, e, k);
-        if (observer != null) observer.onRouting(layer, rows, routerLogits, expertIds, weights);
+        if (observer != null) observer.onRouting(backend, layer, rows, e, k, routerLogits, expertIds, weights);
         backend.sortByExpert(offsets, rowToken, slotRow, expertIds, rows, k, e);
         backend.groupedMatmul2(gate, up, xn, rowToken, offsets, w1, w3); // gathers xn's rows on the way
         backend.swiglu(gate, gate, up, assigned * ffn);

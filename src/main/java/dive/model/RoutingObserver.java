@@ -1,9 +1,17 @@
 package dive.model;
 
+import dive.backend.Backend;
+import dive.backend.DeviceTensor;
+
 /**
  * Sees how each sparse-MoE layer routed the tokens of one forward call (routing statistics, load balance,
  * DIVE's analysis) and, optionally, each dense FFN's intermediate activation (DIVE's calibration statistics).
  * Passed per call; when absent (null) the model does no extra work.
+ *
+ * <p>The model calls the device-tensor forms ({@link #onRouting(Backend, int, int, int, int, DeviceTensor, DeviceTensor,
+ * DeviceTensor)}, {@link #onDenseIntermediate(Backend, int, int, int, DeviceTensor)}); their defaults copy the
+ * tensors to the host (counted transfers) and call the array forms. An observer that reduces on the device (DIVE's
+ * calibration statistics) overrides the device form and transfers nothing inside a layer.
  */
 @FunctionalInterface
 public interface RoutingObserver {
@@ -31,4 +39,28 @@ public interface RoutingObserver {
      * @param intermediate h (N, F) F32
      */
     default void onDenseIntermediate(int layer, int tokens, int width, float[] intermediate) {}
+
+    /**
+     * The model's call, with the routing still on the backend: this default downloads the first {@code tokens} rows
+     * (three device → host transfers) and calls {@link #onRouting(int, int, float[], int[], float[])}.
+     */
+    default void onRouting(Backend backend, int layer, int tokens, int numExperts, int k, DeviceTensor routerLogits,
+                           DeviceTensor expertIds, DeviceTensor expertWeights) {
+        float[] logits = new float[tokens * numExperts], weights = new float[tokens * k];
+        int[] ids = new int[tokens * k];
+        backend.read(routerLogits, 0, logits, logits.length);
+        backend.read(expertIds, 0, ids, ids.length);
+        backend.read(expertWeights, 0, weights, weights.length);
+        onRouting(layer, tokens, logits, ids, weights);
+    }
+
+    /**
+     * The model's call, with h still on the backend: this default downloads h (tokens, width) (a device → host
+     * transfer) and calls {@link #onDenseIntermediate(int, int, int, float[])}.
+     */
+    default void onDenseIntermediate(Backend backend, int layer, int tokens, int width, DeviceTensor intermediate) {
+        float[] h = new float[tokens * width];
+        backend.read(intermediate, 0, h, h.length);
+        onDenseIntermediate(layer, tokens, width, h);
+    }
 }

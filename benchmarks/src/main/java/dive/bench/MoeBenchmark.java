@@ -1,6 +1,7 @@
 package dive.bench;
 
 import dive.backend.Backend;
+import dive.backend.DeviceTensor;
 import dive.backend.VectorBackend;
 import dive.model.DenseFfn;
 import dive.model.FeedForward;
@@ -50,7 +51,7 @@ public class MoeBenchmark {
     private Backend backend;
     private MoeFfn sparse;
     private DenseFfn dense;
-    private float[] xn, out;
+    private DeviceTensor xn, out;
     private FeedForward.Scratch scratch;
 
     @Setup
@@ -70,10 +71,10 @@ public class MoeBenchmark {
         dense = new DenseFfn(readOnly(BenchWeights.weight(arena, DType.F32, active, HIDDEN, seed++)),
                 readOnly(BenchWeights.weight(arena, DType.F32, active, HIDDEN, seed++)),
                 readOnly(BenchWeights.weight(arena, DType.F32, HIDDEN, active, seed)));
-        xn = BenchWeights.activations(tokens * HIDDEN, 99);
-        out = new float[tokens * HIDDEN];
-        scratch = new FeedForward.Scratch();
         backend = new VectorBackend(threads);
+        xn = backend.upload(BenchWeights.activations(tokens * HIDDEN, 99));
+        out = backend.allocate(DType.F32, (long) tokens * HIDDEN);
+        scratch = new FeedForward.Scratch(backend);
     }
 
     private static Tensor readOnly(Tensor t) { return new Tensor(t.name(), t.dtype(), t.shape(), t.data().asReadOnly()); }
@@ -82,13 +83,13 @@ public class MoeBenchmark {
     public void tearDown() { arena.close(); }
 
     @Benchmark
-    public float[] moeFfn() {
+    public DeviceTensor moeFfn() {
         sparse.forward(backend, out, xn, tokens, 0, scratch, null);
         return out;
     }
 
     @Benchmark
-    public float[] denseFfn() {
+    public DeviceTensor denseFfn() {
         dense.forward(backend, out, xn, tokens, 0, scratch, null);
         return out;
     }

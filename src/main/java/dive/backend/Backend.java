@@ -191,6 +191,61 @@ public interface Backend {
      */
     void channelStatistics(DeviceTensor mean, DeviceTensor m2, DeviceTensor sumSquares, long countBefore, DeviceTensor h, int rows, int width);
 
+    // ---------------------------------------------------------------- training on device tensors
+
+    /** x[i] ·= y[i], i &lt; n (a dropout mask) */
+    void multiply(DeviceTensor x, DeviceTensor y, int n);
+
+    /** db[j] += Σ_r dy[r, j] in row order, r &lt; rows, j &lt; width (a Linear bias's gradient) */
+    void biasBackward(DeviceTensor db, DeviceTensor dy, int rows, int width);
+
+    /**
+     * Inverted dropout with the draws of {@link java.util.SplittableRandom}{@code (seed)} numbered from {@code firstDraw}:
+     * draw i is u_i = (mix64(seed + (i + 1)·γ) &gt;&gt;&gt; 11) · 2⁻⁵³ with γ = 0x9E3779B97F4A7C15 and SplittableRandom's
+     * mix64; mask[j] = 0 if u_{firstDraw + j} &lt; p else 1/(1 − p) (as F32), xDropped[j] = x[j] · mask[j], j &lt; n.
+     * Counter-based, so a device computes every element on its own and the host keeps only the draw count.
+     */
+    void dropout(DeviceTensor mask, DeviceTensor xDropped, DeviceTensor x, int n, long seed, long firstDraw, double p);
+
+    /**
+     * Soft routing over all E experts: expertIds[t, j] = j; expertWeights[t, :] = softmax(routerLogits[t, :] ·
+     * invTemperature) (the product rounded to F32, then {@link #softmax}). All (n, E).
+     */
+    void softRouting(DeviceTensor expertIds, DeviceTensor expertWeights, DeviceTensor routerLogits, int n, int numExperts, float invTemperature);
+
+    /** counts[countsOff + id] += 1 for every id of expertIds[0 .. assignments) (I32) */
+    void countExperts(DeviceTensor counts, long countsOff, DeviceTensor expertIds, int assignments);
+
+    /**
+     * Gradient of the routing weights' softmax onto the router logits, accumulated: per token t, with
+     * mean = Σ_s (double) w[t, s]·dw[t, s], dLogits[t, ids[t, s]] += (float) (w[t, s]·(dw[t, s] − mean)·invTemperature).
+     * weights, dWeights F32 (n, slots), expertIds I32 (n, slots) → dLogits (n, E).
+     */
+    void routingBackward(DeviceTensor dLogits, DeviceTensor weights, DeviceTensor dWeights, DeviceTensor expertIds,
+                         int n, int slots, int numExperts, double invTemperature);
+
+    /**
+     * Per-expert {@link #matmul} over row ranges exactly as a loop of matmul calls on each expert's rows: for every
+     * expert e with rows, out[offsets[e] .. offsets[e+1]) = x[those rows] · w[e]ᵀ. x (R, K), w[e] (N, K) → out (R, N).
+     * (Training's twin of {@link #groupedMatmul}: the same numbers as the dense ops it replaces.)
+     */
+    void expertMatmul(DeviceTensor out, DeviceTensor x, DeviceTensor offsets, Tensor[] w);
+
+    /** per expert {@link #matmulBackwardInput}: dx[rows of e] = dOut[rows of e] · w[e], overwritten; dOut (R, N) → dx (R, K) */
+    void expertMatmulBackwardInput(DeviceTensor dx, DeviceTensor dOut, DeviceTensor offsets, Tensor[] w);
+
+    /**
+     * per expert {@link #matmulBackwardWeight}, accumulated: dw[e] += dOut[rows of e]ᵀ · x[rows of e] for every e with
+     * dw[e] not null and rows. dOut (R, n), x (R, k) → dw[e] (n, k).
+     */
+    void expertMatmulBackwardWeight(DeviceTensor[] dw, DeviceTensor dOut, DeviceTensor x, DeviceTensor offsets, int n, int k);
+
+    /** per expert: out[rows of e, :] += bias[e] (d) for every e with a bias */
+    void expertAddBias(DeviceTensor out, DeviceTensor offsets, Tensor[] bias, int d);
+
+    /** per expert {@link #biasBackward}: db[e] += Σ over the rows of e of dy (d), for every e with db[e] not null */
+    void expertBiasBackward(DeviceTensor[] db, DeviceTensor dy, DeviceTensor offsets, int d);
+
     /**
      * out[m, n] = Σ_k x[m, k] · w[n, k]
      * x (M, K) F32 · w (N, K) → out (M, N). M = 1 is a GEMV (decode), M &gt; 1 a GEMM (prefill).

@@ -267,4 +267,128 @@ public abstract class CpuBackend implements Backend {
             runSquares[j] += batchSquares[j];
         }
     }
+    // ---------------------------------------------------------------- training on device tensors
+
+    @Override public void multiply(DeviceTensor x, DeviceTensor y, int n) {
+        float[] a = floats(x, "multiply x"), b = floats(y, "multiply y");
+        for (int i = 0; i < n; i++) a[i] *= b[i];
+    }
+
+    @Override public void biasBackward(DeviceTensor db, DeviceTensor dy, int rows, int width) {
+        float[] g = floats(db, "biasBackward db"), d = floats(dy, "biasBackward dy");
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < width; j++) g[j] += d[r * width + j];
+    }
+
+    /** SplittableRandom's draw {@code index} (0-based) of a generator made with {@code seed} */
+    static double splittableDraw(long seed, long index) {
+        long z = seed + (index + 1) * 0x9E3779B97F4A7C15L;
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        z = z ^ (z >>> 31);
+        return (z >>> 11) * 0x1.0p-53;
+    }
+
+    @Override public void dropout(DeviceTensor mask, DeviceTensor xDropped, DeviceTensor x, int n, long seed, long firstDraw, double p) {
+        float[] m = floats(mask, "dropout mask"), out = floats(xDropped, "dropout xDropped"), in = floats(x, "dropout x");
+        float keep = (float) (1 / (1 - p));
+        for (int i = 0; i < n; i++) {
+            m[i] = splittableDraw(seed, firstDraw + i) < p ? 0f : keep;
+            out[i] = in[i] * m[i];
+        }
+    }
+
+    @Override public void softRouting(DeviceTensor expertIds, DeviceTensor expertWeights, DeviceTensor routerLogits, int n, int numExperts,
+                                      float invTemperature) {
+        int[] ids = ints(expertIds, "softRouting expertIds");
+        float[] w = floats(expertWeights, "softRouting expertWeights"), z = floats(routerLogits, "softRouting routerLogits");
+        int e = numExperts;
+        for (int t = 0; t < n; t++) {
+            for (int j = 0; j < e; j++) {
+                ids[t * e + j] = j;
+                w[t * e + j] = z[t * e + j] * invTemperature;
+            }
+            softmax(w, t * e, e);
+        }
+    }
+
+    @Override public void countExperts(DeviceTensor counts, long countsOff, DeviceTensor expertIds, int assignments) {
+        int[] c = ints(counts, "countExperts counts"), ids = ints(expertIds, "countExperts expertIds");
+        int off = Math.toIntExact(countsOff);
+        for (int i = 0; i < assignments; i++) c[off + ids[i]]++;
+    }
+
+    @Override public void routingBackward(DeviceTensor dLogits, DeviceTensor weights, DeviceTensor dWeights, DeviceTensor expertIds,
+                                          int n, int slots, int numExperts, double invTemperature) {
+        float[] dz = floats(dLogits, "routingBackward dLogits"), w = floats(weights, "routingBackward weights"),
+                dw = floats(dWeights, "routingBackward dWeights");
+        int[] ids = ints(expertIds, "routingBackward expertIds");
+        for (int t = 0; t < n; t++) {
+            double mean = 0;
+            for (int j = 0; j < slots; j++) mean += (double) w[t * slots + j] * dw[t * slots + j];
+            for (int j = 0; j < slots; j++) {
+                int i = t * slots + j;
+                dz[t * numExperts + ids[i]] += (float) (w[i] * (dw[i] - mean) * invTemperature);
+            }
+        }
+    }
+
+    /** the rows [from, to) of a (·, width) array as their own array */
+    private static float[] rows(float[] a, int from, int to, int width) { return java.util.Arrays.copyOfRange(a, from * width, to * width); }
+
+    @Override public void expertMatmul(DeviceTensor out, DeviceTensor x, DeviceTensor offsets, Tensor[] w) {
+        float[] o = floats(out, "expertMatmul out"), in = floats(x, "expertMatmul x");
+        int[] off = ints(offsets, "expertMatmul offsets");
+        for (int e = 0; e < w.length; e++) {
+            int first = off[e], count = off[e + 1] - first, n = w[e].rows(), k = w[e].cols();
+            if (count == 0) continue;
+            float[] y = new float[count * n];
+            matmul(y, rows(in, first, first + count, k), count, w[e]);
+            System.arraycopy(y, 0, o, first * n, count * n);
+        }
+    }
+
+    @Override public void expertMatmulBackwardInput(DeviceTensor dx, DeviceTensor dOut, DeviceTensor offsets, Tensor[] w) {
+        float[] g = floats(dx, "expertMatmulBackwardInput dx"), dy = floats(dOut, "expertMatmulBackwardInput dOut");
+        int[] off = ints(offsets, "expertMatmulBackwardInput offsets");
+        for (int e = 0; e < w.length; e++) {
+            int first = off[e], count = off[e + 1] - first, n = w[e].rows(), k = w[e].cols();
+            if (count == 0) continue;
+            float[] part = new float[count * k];
+            matmulBackwardInput(part, rows(dy, first, first + count, n), count, w[e]);
+            System.arraycopy(part, 0, g, first * k, count * k);
+        }
+    }
+
+    @Override public void expertMatmulBackwardWeight(DeviceTensor[] dw, DeviceTensor dOut, DeviceTensor x, DeviceTensor offsets, int n, int k) {
+        float[] dy = floats(dOut, "expertMatmulBackwardWeight dOut"), in = floats(x, "expertMatmulBackwardWeight x");
+        int[] off = ints(offsets, "expertMatmulBackwardWeight offsets");
+        for (int e = 0; e < dw.length; e++) {
+            int first = off[e], count = off[e + 1] - first;
+            if (count == 0 || dw[e] == null) continue;
+            matmulBackwardWeight(floats(dw[e], "expertMatmulBackwardWeight dw[" + e + "]"), rows(dy, first, first + count, n),
+                    rows(in, first, first + count, k), count, n, k);
+        }
+    }
+
+    @Override public void expertAddBias(DeviceTensor out, DeviceTensor offsets, Tensor[] bias, int d) {
+        float[] o = floats(out, "expertAddBias out");
+        int[] off = ints(offsets, "expertAddBias offsets");
+        for (int e = 0; e < bias.length; e++) {
+            if (bias[e] == null) continue;
+            for (int r = off[e]; r < off[e + 1]; r++)
+                for (int i = 0; i < d; i++) o[r * d + i] += bias[e].getFloat(i);
+        }
+    }
+
+    @Override public void expertBiasBackward(DeviceTensor[] db, DeviceTensor dy, DeviceTensor offsets, int d) {
+        float[] g = floats(dy, "expertBiasBackward dy");
+        int[] off = ints(offsets, "expertBiasBackward offsets");
+        for (int e = 0; e < db.length; e++) {
+            if (db[e] == null) continue;
+            float[] b = floats(db[e], "expertBiasBackward db[" + e + "]");
+            for (int r = off[e]; r < off[e + 1]; r++)
+                for (int i = 0; i < d; i++) b[i] += g[r * d + i];
+        }
+    }
 }

@@ -18,7 +18,11 @@
  * the Java side finds libcublas at run time and binds the few calls it uses (bindings/…/cublas_h.java).
  *
  * Kernels live one family per file in native/src/: runtime.cu, convert.cu, stats.cu, prune.cu, route.cu,
- * moe.cu, elementwise.cu, norm.cu, rope.cu, attention.cu, loss.cu, adamw.cu.
+ * moe.cu, elementwise.cu, norm.cu, rope.cu, attention.cu, loss.cu, adamw.cu, reduce.cu.
+ *
+ * Per-expert arguments (weights, biases, gradients of E experts) are HOST arrays of E device pointers, named h_*:
+ * the launcher passes them to the kernel by value (no copy of the pointers to the device, nothing cached), at most
+ * DIVE_MAX_TABLE_EXPERTS of them.
  */
 #ifndef DIVE_H
 #define DIVE_H
@@ -28,6 +32,9 @@ extern "C" {
 #endif
 
 #define DIVE_ERR_ARGUMENT 10001
+
+/* the most experts a per-expert pointer table (h_* arguments) holds */
+#define DIVE_MAX_TABLE_EXPERTS 256
 
 /* ============================================================ runtime.cu: discovery, memory, streams, events */
 
@@ -111,6 +118,17 @@ int dive_gather_rows(void* d_out, const void* d_in, const int* d_index, int coun
 int dive_gather_columns(void* d_out, const void* d_in, const int* d_index, long rows, int width, int count,
                         int elementBytes, void* stream);
 
+/*
+ * Checked F32 row gather with an optional conversion: for r < n = min(*d_count, maxCount) (n = maxCount when d_count
+ * is null), src = d_rows[r] (src = r when d_rows is null): out[r, :] = x[src, :], as bf16 bits (round to nearest even)
+ * when outBf16 ≠ 0, else F32. x (xRows, width); out (maxCount, width), rows ≥ n untouched. A src outside [0, xRows)
+ * writes a zero row and sets *d_badIndex to the smallest such r when d_badIndex is given (the caller sets −1 before).
+ * d_count is read ON THE DEVICE (e.g. offsets + numExperts: the grouped matmuls' row count), so only the rows in use
+ * are converted while maxCount stays a host-known bound.
+ */
+int dive_gather_convert_rows(void* d_out, int outBf16, const float* d_x, int xRows, const int* d_rows,
+                             const int* d_count, int maxCount, int width, int* d_badIndex, void* stream);
+
 /* ============================================================ route.cu: router top-k and the expert permutation */
 
 /*
@@ -132,6 +150,32 @@ int dive_route_topk(int* d_expertIds, float* d_expertWeights, const float* d_rou
  */
 int dive_sort_by_expert(int* d_offsets, int* d_rowToken, int* d_slotRow, int* d_badAssignment,
                         const int* d_expertIds, int n, int k, int numExperts, void* stream);
+
+/* *d_flag = min(*d_flag, *d_index) where −1 means "none" (dive_sort_by_expert's badAssignment, which it sets on every
+ * call, folded into a flag that stays set until the caller clears it) */
+int dive_fold_first_index(int* d_flag, const int* d_index, void* stream);
+
+/*
+ * Soft routing over all experts: expertIds[t, j] = j; expertWeights[t, :] = softmax(routerLogits[t, :]·invTemperature)
+ * (the product rounded to F32, then the CPU's softmax: max, (float) exp(x − max), Σ in double in order, × (float) 1/Σ).
+ * All (n, numExperts). One thread per token.
+ */
+int dive_soft_routing(int* d_expertIds, float* d_expertWeights, const float* d_routerLogits, int n, int numExperts,
+                      float invTemperature, void* stream);
+
+/* counts[id] += 1 for every id of expertIds[0 .. assignments) (integer atomics); an id outside [0, countsSize) is
+ * skipped and sets *d_badIndex to the smallest such index when d_badIndex is given (the caller sets −1 before) */
+int dive_count_experts(int* d_counts, int countsSize, const int* d_expertIds, int assignments, int* d_badIndex,
+                       void* stream);
+
+/*
+ * Gradient of the routing weights' softmax onto the logits, accumulated, per token t (one thread, the CPU's loop):
+ * mean = Σ_s (double) w[t, s]·dw[t, s], dLogits[t, ids[t, s]] += (float) (w[t, s]·(dw[t, s] − mean)·invTemperature),
+ * every double operation rounded on its own (bitwise the CPU's). weights, dWeights F32 (n, slots), expertIds (n, slots)
+ * → dLogits (n, numExperts). An id outside [0, numExperts) is skipped and recorded in *d_badIndex when given.
+ */
+int dive_routing_backward(float* d_dLogits, const float* d_weights, const float* d_dWeights, const int* d_expertIds,
+                          int n, int slots, int numExperts, double invTemperature, int* d_badIndex, void* stream);
 
 /* ============================================================ moe.cu: grouped expert matmul and the weighted sum */
 
@@ -172,6 +216,39 @@ int dive_combine_experts_backward(float* d_dExpertOut, float* d_dWeights, const 
  * dRows (n·k, d), slotRow (n, k) → dx (n, d). */
 int dive_unpermute_add(float* d_dx, const float* d_dRows, const int* d_slotRow, int n, int k, int d, void* stream);
 
+/*
+ * The grouped matmuls with the experts' weights as a table (h_w: E device pointers, one allocation each; h_bias null
+ * or E pointers, each null or (N) F32), rows read from the device offsets exactly as dive_grouped_matmul_*:
+ *   backwardInput = 0: out (rows, N) = in (rows, K) · w[e]ᵀ (+ bias[e])         (the forward)
+ *   backwardInput = 1: out (rows, K) = in (rows, N) · w[e]  (h_bias must be null) (the input gradient)
+ * w[e] (N, K) as stored in both. BF16: in and w bf16, tensor cores, F32 accumulation (the BF16 kernel's tiles; the
+ * 16-byte path needs the depth (and for backwardInput the width) % 8 == 0 and every pointer 16-byte aligned). F32: each
+ * output summed over the depth in order, products and sums rounded separately (no FMA). 1 ≤ numExperts ≤ 256.
+ */
+int dive_grouped_gemm_bf16(float* d_out, const void* d_in, const int* d_offsets, const void* const* h_w,
+                           const float* const* h_bias, int numExperts, int rows, int N, int K, int backwardInput,
+                           void* stream);
+int dive_grouped_gemm_f32(float* d_out, const float* d_in, const int* d_offsets, const float* const* h_w,
+                          const float* const* h_bias, int numExperts, int rows, int N, int K, int backwardInput,
+                          void* stream);
+
+/*
+ * Per-expert weight gradient, accumulated: dw[e] (N, K) += Σ_{r ∈ rows of e} dOut[r, :]ᵀ · x[r, :] for every e with
+ * h_dw[e] not null; dOut (rows, N), x (rows, K) F32. A block per (64 × 64 tile, expert) sums the expert's rows in
+ * order (products and sums rounded separately) and adds its sum to dw last. 1 ≤ numExperts ≤ 256.
+ */
+int dive_grouped_weight_grad_f32(float* const* h_dw, const float* d_dOut, const float* d_x, const int* d_offsets,
+                                 int numExperts, int rows, int N, int K, void* stream);
+
+/* out[r, :] += bias[e] (d) for the rows r of every expert e whose h_bias[e] is not null; out (rows, d) */
+int dive_expert_add_bias(float* d_out, const int* d_offsets, const float* const* h_bias, int numExperts, int rows, int d,
+                         void* stream);
+
+/* db[e] (d) += Σ over the rows of e of dy (rows, d), in row order (one thread per column: bitwise the CPU's), for
+ * every e whose h_db[e] is not null */
+int dive_expert_bias_backward(float* const* h_db, const float* d_dy, const int* d_offsets, int numExperts, int rows,
+                              int d, void* stream);
+
 /* ============================================================ elementwise.cu */
 
 /* out[i] = SiLU(gate[i]) · up[i], i < n; out may alias gate */
@@ -192,6 +269,36 @@ int dive_embedding(float* d_out, const void* d_table, int elementBytes, const in
 
 /* dTable[ids[t], :] += dOut[t, :] for t = 0, 1, … in order (one thread per column: deterministic) */
 int dive_embedding_backward(float* d_dTable, const float* d_dOut, const int* d_ids, int T, int d, void* stream);
+
+/* y[r, j] += bias[j]; y (rows, width), bias (width) F32 */
+int dive_add_bias(float* d_y, const float* d_bias, long rows, int width, void* stream);
+
+/* x[i] ·= a, i < n */
+int dive_scale(float* d_x, float a, long n, void* stream);
+
+/* x[i] ·= y[i], i < n */
+int dive_multiply(float* d_x, const float* d_y, long n, void* stream);
+
+/* db[j] += Σ_r dy[r, j] in row order (one thread per column: bitwise the CPU's); dy (rows, width), db (width) */
+int dive_bias_backward(float* d_db, const float* d_dy, long rows, int width, void* stream);
+
+/*
+ * Inverted dropout with the draws of java.util.SplittableRandom(seed) numbered from firstDraw (counter-based: every
+ * element on its own): u_i = (mix64(seed + (i + 1)·0x9E3779B97F4A7C15) >>> 11)·2⁻⁵³ (bit for bit Java's),
+ * mask[j] = u_{firstDraw + j} < p ? 0 : keep, xDropped[j] = x[j]·mask[j], j < n. keep = (float) (1 / (1 − p)), formed
+ * by the caller. All (n) F32.
+ */
+int dive_dropout(float* d_mask, float* d_xDropped, const float* d_x, long n, long seed, long firstDraw, double p,
+                 float keep, void* stream);
+
+/*
+ * x[rows[r], :] += src[r, :] for r = 0, 1, …, count − 1 in that order (one thread per column walks the sources: a
+ * fixed order per element, bitwise the CPU's). src (count, width), x (xRows, width). A row outside [0, xRows) is
+ * skipped and sets *d_badIndex to the smallest such r when d_badIndex is given (the caller sets −1 before). The
+ * gradient of a gather, and of an embedding lookup (x = dTable).
+ */
+int dive_scatter_add_rows(float* d_x, const float* d_src, const int* d_rows, int count, int width, int xRows,
+                          int* d_badIndex, void* stream);
 
 /* ============================================================ norm.cu */
 
@@ -253,6 +360,16 @@ int dive_attention_backward(float* d_dq, float* d_dk, float* d_dv, const float* 
 int dive_cross_entropy(float* d_loss, float* d_dLogits, const float* d_logits, const int* d_targets, int rows,
                        int vocab, float gradScale, int* d_badIndex, void* stream);
 
+/*
+ * dive_cross_entropy over the rows, then their mean on the device: d_result (3 doubles) = {Σ loss over the rows whose
+ * target is not −100 (each row's loss in double, summed in a fixed tree), the count of those rows, the first row with
+ * a target outside [0, vocab) or −1}. dLogits (null: no gradient) = gradScale/count · (softmax − onehot), the scale
+ * formed in F32 as the CPU does (0 when no row counts). The host reads d_result once (one device → host copy) and
+ * divides. Temporaries (rows doubles, two ints) from the stream-ordered allocator. rows = 0: nothing is written.
+ */
+int dive_cross_entropy_mean(double* d_result, float* d_dLogits, const float* d_logits, const int* d_targets, int rows,
+                            int vocab, float gradScale, void* stream);
+
 /* ============================================================ adamw.cu */
 
 /*
@@ -269,6 +386,25 @@ int dive_cross_entropy(float* d_loss, float* d_dLogits, const float* d_logits, c
  */
 int dive_adamw(float* d_param, const float* d_grad, float* d_m, float* d_v, long n, float lr, float beta1, float beta2,
                float eps, float weightDecay, float biasCorrection1, float biasCorrection2, void* stream);
+
+/*
+ * The same step with the per-step scalars already formed by the caller (Backend.AdamWStep: each rounded to F32 once),
+ * so the element loop gives the CPU's bits: p ·= decayFactor (if decay ≠ 0); m = m + oneMinusBeta1·(g − m);
+ * v = v·beta2 + oneMinusBeta2·g·g; p −= stepSize · m / (sqrt(v) / sqrtBiasCorrection2 + eps).
+ */
+int dive_adamw_step(float* d_param, const float* d_grad, float* d_m, float* d_v, long n, int decay, float decayFactor,
+                    float stepSize, float sqrtBiasCorrection2, float oneMinusBeta1, float beta2, float oneMinusBeta2,
+                    float eps, void* stream);
+
+/* ============================================================ reduce.cu: results the host reads */
+
+/* *d_out = Σ_{i<n} (double) x[i]², in double: per-block partial sums over a grid fixed by n, then the partials in a
+ * fixed tree (deterministic for a given n, but not the CPU's index order: the last bits can differ). n = 0 gives +0.
+ * A temporary (≤ 1024 doubles) from the stream-ordered allocator. */
+int dive_sum_of_squares(double* d_out, const float* d_x, long n, void* stream);
+
+/* *d_index = the smallest i < n with x[i] NaN or infinite, or −1 (set by this call; integer atomics) */
+int dive_first_non_finite(long* d_index, const float* d_x, long n, void* stream);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,5 @@
-// adamw.cu — one AdamW step in F32, in the order and roundings of dive.train.AdamW (torch's single-tensor formula).
+// adamw.cu — one AdamW step in F32, in the order and roundings of dive.train.AdamW (torch's single-tensor formula):
+// from the optimizer's hyper-parameters (dive_adamw) or from the per-step scalars it already formed (dive_adamw_step).
 #include "common.cuh"
 
 // Each product, quotient and sum is rounded on its own (__f*_rn: never fused into an FMA), as Java evaluates it.
@@ -34,5 +35,17 @@ extern "C" int dive_adamw(float* d_param, const float* d_grad, float* d_m, float
     adamw_kernel<<<dive_blocks(n, 256), 256, 0, dive_stream(stream)>>>(d_param, d_grad, d_m, d_v, n, decayFactor, decay,
                                                                       stepSize, sqrtBiasCorrection2, oneMinusBeta1,
                                                                       beta2, oneMinusBeta2, eps);
+    return dive_launch_status();
+}
+
+extern "C" int dive_adamw_step(float* d_param, const float* d_grad, float* d_m, float* d_v, long n, int decay,
+                               float decayFactor, float stepSize, float sqrtBiasCorrection2, float oneMinusBeta1,
+                               float beta2, float oneMinusBeta2, float eps, void* stream) {
+    DIVE_REQUIRE(n >= 0);
+    if (n == 0) return 0;
+    DIVE_REQUIRE(d_param && d_grad && d_m && d_v);
+    adamw_kernel<<<dive_blocks(n, 256), 256, 0, dive_stream(stream)>>>(d_param, d_grad, d_m, d_v, n, decayFactor,
+                                                                      decay != 0, stepSize, sqrtBiasCorrection2,
+                                                                      oneMinusBeta1, beta2, oneMinusBeta2, eps);
     return dive_launch_status();
 }

@@ -1,4 +1,5 @@
-// elementwise.cu — SwiGLU and its gradient, scaled add, embedding lookup and its gradient.
+// elementwise.cu — SwiGLU and its gradient, scaled add, embedding lookup and its gradient, bias add and gradient,
+// scale, multiply, counter-based dropout, ordered row scatter-add.
 #include "common.cuh"
 
 #define GRID_STRIDE(i, n) for (long i = blockIdx.x * (long) blockDim.x + threadIdx.x; i < (n); i += (long) gridDim.x * blockDim.x)
@@ -101,5 +102,118 @@ extern "C" int dive_embedding_backward(float* d_dTable, const float* d_dOut, con
     if (T == 0 || d == 0) return 0;
     DIVE_REQUIRE(d_dTable && d_dOut && d_ids);
     embedding_backward_kernel<<<(d + 127) / 128, 128, 0, dive_stream(stream)>>>(d_dTable, d_dOut, d_ids, T, d);
+    return dive_launch_status();
+}
+
+// ---------------------------------------------------------------- bias, scale, multiply, dropout, row scatter
+
+// y[r, j] += bias[j]: one add per element (exact as the CPU's)
+__global__ void add_bias_kernel(float* y, const float* bias, long n, int width) {
+    GRID_STRIDE(i, n) y[i] = __fadd_rn(y[i], bias[i % width]);
+}
+
+__global__ void scale_kernel(float* x, float a, long n) {
+    GRID_STRIDE(i, n) x[i] = __fmul_rn(x[i], a);
+}
+
+__global__ void multiply_kernel(float* x, const float* y, long n) {
+    GRID_STRIDE(i, n) x[i] = __fmul_rn(x[i], y[i]);
+}
+
+// one thread per column walks the rows in order: db[j] += dy[r, j] for r = 0, 1, … (the CPU's order, the same bits)
+__global__ void bias_backward_kernel(float* db, const float* dy, long rows, int width) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= width) return;
+    float acc = db[j];
+    for (long r = 0; r < rows; r++) acc = __fadd_rn(acc, dy[r * width + j]);
+    db[j] = acc;
+}
+
+// SplittableRandom(seed)'s draw `index` (0-based): mix64(seed + (index + 1)·γ) >>> 11, times 2⁻⁵³ (exact in double)
+__device__ __forceinline__ double splittable_draw(unsigned long long seed, unsigned long long index) {
+    unsigned long long z = seed + (index + 1ull) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z = z ^ (z >> 31);
+    return (double) (z >> 11) * 0x1.0p-53;
+}
+
+__global__ void dropout_kernel(float* mask, float* xDropped, const float* x, long n, unsigned long long seed,
+                               unsigned long long firstDraw, double p, float keep) {
+    GRID_STRIDE(i, n) {
+        float m = splittable_draw(seed, firstDraw + (unsigned long long) i) < p ? 0.0f : keep;
+        mask[i] = m;
+        xDropped[i] = __fmul_rn(x[i], m);
+    }
+}
+
+// one thread per column walks the sources in order: x[rows[r], i] += src[r, i] for r = 0, 1, …; a row outside
+// [0, xRows) is skipped and recorded (the smallest such r) in badIndex when given
+__global__ void scatter_add_rows_kernel(float* x, const float* src, const int* rows, int count, int width, int xRows,
+                                        int* badIndex) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= width) return;
+    for (int r = 0; r < count; r++) {
+        int row = rows[r];
+        if (row < 0 || row >= xRows) {
+            if (badIndex && i == 0) dive_record_first(badIndex, r);
+            continue;
+        }
+        long at = (long) row * width + i;
+        x[at] = __fadd_rn(x[at], src[(long) r * width + i]);
+    }
+}
+
+extern "C" int dive_add_bias(float* d_y, const float* d_bias, long rows, int width, void* stream) {
+    DIVE_REQUIRE(rows >= 0 && width >= 0);
+    if (rows == 0 || width == 0) return 0;
+    DIVE_REQUIRE(d_y && d_bias);
+    long n = rows * width;
+    add_bias_kernel<<<dive_blocks(n, 256), 256, 0, dive_stream(stream)>>>(d_y, d_bias, n, width);
+    return dive_launch_status();
+}
+
+extern "C" int dive_scale(float* d_x, float a, long n, void* stream) {
+    DIVE_REQUIRE(n >= 0);
+    if (n == 0) return 0;
+    DIVE_REQUIRE(d_x);
+    scale_kernel<<<dive_blocks(n, 256), 256, 0, dive_stream(stream)>>>(d_x, a, n);
+    return dive_launch_status();
+}
+
+extern "C" int dive_multiply(float* d_x, const float* d_y, long n, void* stream) {
+    DIVE_REQUIRE(n >= 0);
+    if (n == 0) return 0;
+    DIVE_REQUIRE(d_x && d_y);
+    multiply_kernel<<<dive_blocks(n, 256), 256, 0, dive_stream(stream)>>>(d_x, d_y, n);
+    return dive_launch_status();
+}
+
+extern "C" int dive_bias_backward(float* d_db, const float* d_dy, long rows, int width, void* stream) {
+    DIVE_REQUIRE(rows >= 0 && width >= 0);
+    if (rows == 0 || width == 0) return 0;
+    DIVE_REQUIRE(d_db && d_dy);
+    bias_backward_kernel<<<(width + 127) / 128, 128, 0, dive_stream(stream)>>>(d_db, d_dy, rows, width);
+    return dive_launch_status();
+}
+
+extern "C" int dive_dropout(float* d_mask, float* d_xDropped, const float* d_x, long n, long seed, long firstDraw,
+                            double p, float keep, void* stream) {
+    DIVE_REQUIRE(n >= 0);
+    if (n == 0) return 0;
+    DIVE_REQUIRE(d_mask && d_xDropped && d_x);
+    dropout_kernel<<<dive_blocks(n, 256), 256, 0, dive_stream(stream)>>>(d_mask, d_xDropped, d_x, n,
+                                                                        (unsigned long long) seed,
+                                                                        (unsigned long long) firstDraw, p, keep);
+    return dive_launch_status();
+}
+
+extern "C" int dive_scatter_add_rows(float* d_x, const float* d_src, const int* d_rows, int count, int width, int xRows,
+                                     int* d_badIndex, void* stream) {
+    DIVE_REQUIRE(count >= 0 && width >= 0 && xRows >= 0);
+    if (count == 0 || width == 0) return 0;
+    DIVE_REQUIRE(d_x && d_src && d_rows);
+    scatter_add_rows_kernel<<<(width + 127) / 128, 128, 0, dive_stream(stream)>>>(d_x, d_src, d_rows, count, width,
+                                                                                  xRows, d_badIndex);
     return dive_launch_status();
 }

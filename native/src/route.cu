@@ -1,4 +1,5 @@
-// route.cu — router top-k and the expert permutation (a stable counting sort), all on the device.
+// route.cu — router top-k and the expert permutation (a stable counting sort), all on the device; soft routing
+// (softmax over every expert), expert counts, the routing weights' gradient onto the logits.
 #include "common.cuh"
 #include <limits.h>
 
@@ -133,5 +134,112 @@ extern "C" int dive_sort_by_expert(int* d_offsets, int* d_rowToken, int* d_slotR
     DIVE_REQUIRE(d_rowToken && d_slotRow && d_expertIds);
     sort_by_expert_kernel<<<1, SORT_THREADS, 0, dive_stream(stream)>>>(d_offsets, d_rowToken, d_slotRow, d_badAssignment,
                                                                        d_expertIds, n, k, numExperts);
+    return dive_launch_status();
+}
+
+// ---------------------------------------------------------------- soft routing, expert counts, routing gradient
+
+// One thread per token: w = logits · invTemperature (F32), then the CPU's softmax as route_topk_kernel does it
+// (max with NaN winning, e = (float) exp(x − max), Σ in double in order, × (float) (1/Σ)); ids = 0 .. E−1.
+__global__ void soft_routing_kernel(int* expertIds, float* expertWeights, const float* logits, int n, int E,
+                                    float invTemperature) {
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n) return;
+    const float* row = logits + (long) t * E;
+    int* ids = expertIds + (long) t * E;
+    float* w = expertWeights + (long) t * E;
+    float max = -INFINITY;
+    for (int j = 0; j < E; j++) {
+        float v = __fmul_rn(row[j], invTemperature);
+        w[j] = v;
+        ids[j] = j;
+        max = (v != v || max != max) ? __int_as_float(0x7fc00000) : fmaxf(max, v);
+    }
+    double sum = 0;
+    for (int j = 0; j < E; j++) {
+        float e = (float) exp((double) (w[j] - max));
+        w[j] = e;
+        sum += e;
+    }
+    float inv = (float) (1.0 / sum);
+    for (int j = 0; j < E; j++) w[j] = __fmul_rn(w[j], inv);
+}
+
+// counts[id] += 1 (integer atomics: the count does not depend on the order); an id outside [0, countsSize) is
+// skipped and recorded (the smallest index) in badIndex when given
+__global__ void count_experts_kernel(int* counts, int countsSize, const int* ids, int assignments, int* badIndex) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < assignments; i += gridDim.x * blockDim.x) {
+        int id = ids[i];
+        if (id < 0 || id >= countsSize) {
+            if (badIndex) dive_record_first(badIndex, i);
+            continue;
+        }
+        atomicAdd(counts + id, 1);
+    }
+}
+
+// One thread per token, the CPU's loop as written: mean = Σ_s (double) w·dw in slot order, then per slot
+// dLogits[t, id] += (float) (w · (dw − mean) · invTemperature), every double operation rounded on its own.
+__global__ void routing_backward_kernel(float* dLogits, const float* w, const float* dw, const int* ids, int n, int slots,
+                                        int E, double invTemperature, int* badIndex) {
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n) return;
+    long base = (long) t * slots;
+    double mean = 0;
+    for (int s = 0; s < slots; s++) mean = __dadd_rn(mean, __dmul_rn((double) w[base + s], (double) dw[base + s]));
+    for (int s = 0; s < slots; s++) {
+        int id = ids[base + s];
+        if (id < 0 || id >= E) {
+            if (badIndex) dive_record_first(badIndex, (int) (base + s));
+            continue;
+        }
+        double g = __dmul_rn(__dmul_rn((double) w[base + s], __dsub_rn((double) dw[base + s], mean)), invTemperature);
+        long at = (long) t * E + id;
+        dLogits[at] = __fadd_rn(dLogits[at], (float) g);
+    }
+}
+
+extern "C" int dive_soft_routing(int* d_expertIds, float* d_expertWeights, const float* d_routerLogits, int n,
+                                 int numExperts, float invTemperature, void* stream) {
+    DIVE_REQUIRE(n >= 0 && numExperts >= 1);
+    if (n == 0) return 0;
+    DIVE_REQUIRE(d_expertIds && d_expertWeights && d_routerLogits);
+    soft_routing_kernel<<<(n + 127) / 128, 128, 0, dive_stream(stream)>>>(d_expertIds, d_expertWeights, d_routerLogits,
+                                                                          n, numExperts, invTemperature);
+    return dive_launch_status();
+}
+
+extern "C" int dive_count_experts(int* d_counts, int countsSize, const int* d_expertIds, int assignments,
+                                  int* d_badIndex, void* stream) {
+    DIVE_REQUIRE(countsSize >= 0 && assignments >= 0);
+    if (assignments == 0) return 0;
+    DIVE_REQUIRE(d_counts && d_expertIds);
+    count_experts_kernel<<<dive_blocks(assignments, 256, 1024), 256, 0, dive_stream(stream)>>>(
+            d_counts, countsSize, d_expertIds, assignments, d_badIndex);
+    return dive_launch_status();
+}
+
+extern "C" int dive_routing_backward(float* d_dLogits, const float* d_weights, const float* d_dWeights,
+                                     const int* d_expertIds, int n, int slots, int numExperts, double invTemperature,
+                                     int* d_badIndex, void* stream) {
+    DIVE_REQUIRE(n >= 0 && slots >= 1 && numExperts >= 1);
+    if (n == 0) return 0;
+    DIVE_REQUIRE(d_dLogits && d_weights && d_dWeights && d_expertIds);
+    routing_backward_kernel<<<(n + 127) / 128, 128, 0, dive_stream(stream)>>>(d_dLogits, d_weights, d_dWeights,
+                                                                              d_expertIds, n, slots, numExperts,
+                                                                              invTemperature, d_badIndex);
+    return dive_launch_status();
+}
+
+// *flag = the first-bad-index rule (−1 = none, else the smaller) applied to *index: folds one call's result into a flag
+// that stays set across calls until the caller clears it
+__global__ void fold_first_index_kernel(int* flag, const int* index) {
+    int v = *index;
+    if (v >= 0) dive_record_first(flag, v);
+}
+
+extern "C" int dive_fold_first_index(int* d_flag, const int* d_index, void* stream) {
+    DIVE_REQUIRE(d_flag && d_index);
+    fold_first_index_kernel<<<1, 1, 0, dive_stream(stream)>>>(d_flag, d_index);
     return dive_launch_status();
 }

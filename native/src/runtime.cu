@@ -6,7 +6,7 @@
 extern "C" int dive_version(int* major, int* minor) {
     DIVE_REQUIRE(major && minor);
     *major = 1;
-    *minor = 0;
+    *minor = 1;
     return 0;
 }
 

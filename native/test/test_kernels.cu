@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -750,6 +751,430 @@ static void test_adamw(long n, float weightDecay) {
     expect_equal(name + " v", dV.get(), v);
 }
 
+// ================================================================ the device-tensor backend's kernels
+
+// prune.cu: the checked gather with conversion, rows counted on the device
+static void test_gather_convert_rows(int xRows, int width, int maxCount, int count, bool rowMap, bool withBad) {
+    std::string name = fmt("gather_convert_rows xRows=%d width=%d max=%d count=%d%s%s", xRows, width, maxCount, count,
+                           rowMap ? " row map" : "", withBad ? " bad row" : "");
+    vector<float> x = randoms((size_t) xRows * width, -3, 3);
+    vector<int> rows(maxCount);
+    for (auto& r : rows) r = below(xRows);
+    int n = count < maxCount ? count : maxCount, wantBad = -1;
+    if (withBad && rowMap && n > 2) { rows[n / 2] = xRows; rows[n - 1] = -1; wantBad = n / 2; }
+    const float poison = bits_to_f32(0xffffffffu);
+    vector<float> wantF((size_t) maxCount * width, poison);
+    vector<uint16_t> wantB((size_t) maxCount * width, 0xffff);
+    for (int r = 0; r < n; r++) {
+        int src = rowMap ? rows[r] : r;
+        bool ok = src >= 0 && src < xRows;
+        for (int i = 0; i < width; i++) {
+            float v = ok ? x[(size_t) src * width + i] : 0.0f;
+            wantF[(size_t) r * width + i] = v;
+            wantB[(size_t) r * width + i] = f32_to_bf16(v);
+        }
+    }
+    Dev<float> dX(x), dOutF((size_t) maxCount * width);
+    Dev<uint16_t> dOutB((size_t) maxCount * width);
+    Dev<int> dRows(rows), dCount(vector<int>{count}), dBad(vector<int>{-1}), dBad2(vector<int>{-1});
+    bool ok = ok_call(dive_gather_convert_rows(dOutF.p, 0, dX.p, xRows, rowMap ? dRows.p : nullptr, dCount.p, maxCount,
+                                               width, dBad.p, nullptr), name, "f32") &&
+              ok_call(dive_gather_convert_rows(dOutB.p, 1, dX.p, xRows, rowMap ? dRows.p : nullptr, dCount.p, maxCount,
+                                               width, dBad2.p, nullptr), name, "bf16") && synced(name);
+    if (!ok) return;
+    expect_equal(name + " f32", dOutF.get(), wantF);
+    expect_equal(name + " bf16", dOutB.get(), wantB);
+    expect_equal(name + " badIndex", dBad.get(), vector<int>{wantBad});
+}
+
+// elementwise.cu: bias add and gradient, scale, multiply (the CPU's loops, F32 rounded as written)
+static void test_bias_scale_multiply(long rows, int width) {
+    std::string name = fmt("bias/scale/multiply rows=%ld width=%d", rows, width);
+    long n = rows * width;
+    vector<float> y = randoms(n), bias = randoms(width), db0 = randoms(width), dy = randoms(n), x = randoms(n), m = randoms(n);
+    vector<float> yWant = y, db = db0, xs = x, xm = x;
+    const float a = -1.37f;
+    for (long r = 0; r < rows; r++)
+        for (int j = 0; j < width; j++) {
+            yWant[r * width + j] += bias[j];
+            db[j] += dy[r * width + j];
+        }
+    for (long i = 0; i < n; i++) { xs[i] *= a; xm[i] *= m[i]; }
+    Dev<float> dY(y), dBias(bias), dDb(db0), dDy(dy), dXs(x), dXm(x), dM(m);
+    bool ok = ok_call(dive_add_bias(dY.p, dBias.p, rows, width, nullptr), name, "add_bias") &&
+              ok_call(dive_bias_backward(dDb.p, dDy.p, rows, width, nullptr), name, "bias_backward") &&
+              ok_call(dive_scale(dXs.p, a, n, nullptr), name, "scale") &&
+              ok_call(dive_multiply(dXm.p, dM.p, n, nullptr), name, "multiply") && synced(name);
+    if (!ok) return;
+    expect_equal(name + " add_bias", dY.get(), yWant);
+    expect_equal(name + " bias_backward (row order)", dDb.get(), db);
+    expect_equal(name + " scale", dXs.get(), xs);
+    expect_equal(name + " multiply", dXm.get(), xm);
+}
+
+// CpuBackend.splittableDraw, as Java writes it (long arithmetic wraps as uint64_t does)
+static double splittable_draw_host(uint64_t seed, uint64_t index) {
+    uint64_t z = seed + (index + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z = z ^ (z >> 31);
+    return (double) (z >> 11) * 0x1.0p-53;
+}
+
+static void test_dropout(long n, long seed, long firstDraw, double p) {
+    std::string name = fmt("dropout n=%ld seed=%ld first=%ld p=%g", n, seed, firstDraw, p);
+    vector<float> x = randoms(n, -4, 4), mask(n), out(n);
+    float keep = (float) (1 / (1 - p));
+    long dropped = 0;
+    for (long i = 0; i < n; i++) {
+        mask[i] = splittable_draw_host((uint64_t) seed, (uint64_t) (firstDraw + i)) < p ? 0.0f : keep;
+        out[i] = x[i] * mask[i];
+        dropped += mask[i] == 0.0f;
+    }
+    Dev<float> dX(x), dMask(n), dOut(n);
+    if (!ok_call(dive_dropout(dMask.p, dOut.p, dX.p, n, seed, firstDraw, p, keep, nullptr), name, "launch") || !synced(name))
+        return;
+    expect_equal(name + " mask", dMask.get(), mask);
+    expect_equal(name + fmt(" xDropped (%ld dropped)", dropped), dOut.get(), out);
+}
+
+static void test_scatter_add_rows(int count, int width, int xRows, bool withBad) {
+    std::string name = fmt("scatter_add_rows count=%d width=%d xRows=%d%s", count, width, xRows, withBad ? " bad row" : "");
+    vector<float> x = randoms((size_t) xRows * width), src = randoms((size_t) count * width), want = x;
+    vector<int> rows(count);
+    for (auto& r : rows) r = below(xRows < 4 ? xRows : 4); // repeats
+    int wantBad = -1;
+    if (withBad) { rows[count / 2] = xRows; rows[count - 1] = -2; wantBad = count / 2; }
+    for (int r = 0; r < count; r++)
+        if (rows[r] >= 0 && rows[r] < xRows)
+            for (int i = 0; i < width; i++) want[(size_t) rows[r] * width + i] += src[(size_t) r * width + i];
+    Dev<float> dX(x), dSrc(src);
+    Dev<int> dRows(rows), dBad(vector<int>{-1});
+    if (!ok_call(dive_scatter_add_rows(dX.p, dSrc.p, dRows.p, count, width, xRows, dBad.p, nullptr), name, "launch") ||
+        !synced(name))
+        return;
+    expect_equal(name + " (source order)", dX.get(), want);
+    expect_equal(name + " badIndex", dBad.get(), vector<int>{wantBad});
+}
+
+// reduce.cu
+static void test_reductions(long n, long nonFiniteAt) {
+    std::string name = fmt("sum_of_squares / first_non_finite n=%ld", n);
+    vector<float> x = randoms(n, -3, 3);
+    double want = 0;
+    for (long i = 0; i < n; i++) want += (double) x[i] * x[i];
+    Dev<float> dX(x);
+    Dev<double> dSum(1);
+    Dev<long> dIdx(1), dIdx2(1);
+    if (!ok_call(dive_sum_of_squares(dSum.p, dX.p, n, nullptr), name, "sum_of_squares") ||
+        !ok_call(dive_first_non_finite(dIdx.p, dX.p, n, nullptr), name, "first_non_finite (all finite)") || !synced(name))
+        return;
+    vector<double> got = dSum.get();
+    double err = fabs(got[0] - want);
+    report(err <= 1e-12 * want + 1e-300, name + " sum_of_squares", fmt("got %.17g want %.17g", got[0], want));
+    expect_equal(name + " first_non_finite none", dIdx.get(), vector<long>{-1});
+    if (nonFiniteAt >= 0 && nonFiniteAt < n) {
+        vector<float> y = x;
+        y[nonFiniteAt] = NAN;
+        if (nonFiniteAt + 7 < n) y[nonFiniteAt + 7] = -INFINITY;
+        if (nonFiniteAt + 1000 < n) y[nonFiniteAt + 1000] = INFINITY;
+        Dev<float> dY(y);
+        if (!ok_call(dive_first_non_finite(dIdx2.p, dY.p, n, nullptr), name, "first_non_finite") || !synced(name)) return;
+        expect_equal(name + fmt(" first_non_finite at %ld", nonFiniteAt), dIdx2.get(), vector<long>{nonFiniteAt});
+    }
+}
+
+// route.cu: soft routing, counts, routing gradient
+static void test_fold_first_index() {
+    std::string name = "fold_first_index";
+    Dev<int> flag(vector<int>{-1}), a(vector<int>{7}), b(vector<int>{-1}), c(vector<int>{3}), d(vector<int>{9});
+    bool ok = ok_call(dive_fold_first_index(flag.p, b.p, nullptr), name, "none") && synced(name);
+    if (!ok) return;
+    expect_equal(name + " none stays none", flag.get(), vector<int>{-1});
+    ok = ok_call(dive_fold_first_index(flag.p, a.p, nullptr), name, "7") && ok_call(dive_fold_first_index(flag.p, b.p, nullptr), name, "none") &&
+         ok_call(dive_fold_first_index(flag.p, d.p, nullptr), name, "9") && ok_call(dive_fold_first_index(flag.p, c.p, nullptr), name, "3") &&
+         synced(name);
+    if (!ok) return;
+    expect_equal(name + " the smallest, sticky", flag.get(), vector<int>{3});
+}
+
+static void test_soft_routing(int n, int E, float invTemperature) {
+    std::string name = fmt("soft_routing n=%d E=%d invT=%g", n, E, invTemperature);
+    vector<float> logits = randoms((size_t) n * E, -5, 5), want((size_t) n * E);
+    vector<int> wantIds((size_t) n * E);
+    for (int t = 0; t < n; t++) {
+        for (int j = 0; j < E; j++) {
+            want[(size_t) t * E + j] = logits[(size_t) t * E + j] * invTemperature;
+            wantIds[(size_t) t * E + j] = j;
+        }
+        cpu_softmax(&want[(size_t) t * E], E);
+    }
+    Dev<float> dLogits(logits), dW((size_t) n * E);
+    Dev<int> dIds((size_t) n * E);
+    if (!ok_call(dive_soft_routing(dIds.p, dW.p, dLogits.p, n, E, invTemperature, nullptr), name, "launch") || !synced(name))
+        return;
+    expect_equal(name + " ids", dIds.get(), wantIds);
+    expect_close(name + " weights", dW.get(), want, 1e-7, 1e-6);
+}
+
+static void test_count_experts(int assignments, int E, bool withBad) {
+    std::string name = fmt("count_experts assignments=%d E=%d%s", assignments, E, withBad ? " bad id" : "");
+    vector<int> ids(assignments), counts0(E + 3), want;
+    for (auto& c : counts0) c = below(10);
+    for (auto& id : ids) id = below(E);
+    int wantBad = -1;
+    if (withBad) { ids[assignments / 3] = E + 3; ids[assignments - 1] = -1; wantBad = assignments / 3; }
+    want = counts0;
+    for (int i = 0; i < assignments; i++)
+        if (ids[i] >= 0 && ids[i] < E + 3) want[ids[i]]++;
+    Dev<int> dCounts(counts0), dIds(ids), dBad(vector<int>{-1});
+    if (!ok_call(dive_count_experts(dCounts.p, E + 3, dIds.p, assignments, dBad.p, nullptr), name, "launch") || !synced(name))
+        return;
+    expect_equal(name + " counts", dCounts.get(), want);
+    expect_equal(name + " badIndex", dBad.get(), vector<int>{wantBad});
+}
+
+static void test_routing_backward(int n, int slots, int E, double invTemperature) {
+    std::string name = fmt("routing_backward n=%d slots=%d E=%d", n, slots, E);
+    vector<float> w = randoms((size_t) n * slots, 0, 1), dw = randoms((size_t) n * slots), dz0 = randoms((size_t) n * E);
+    vector<int> ids((size_t) n * slots);
+    for (int t = 0; t < n; t++)
+        for (int s = 0; s < slots; s++) ids[(size_t) t * slots + s] = (s * 7 + t) % E; // distinct when slots ≤ E, 7 ∤ E
+    vector<float> dz = dz0;
+    for (int t = 0; t < n; t++) { // CpuBackend.routingBackward, as Java evaluates it
+        double mean = 0;
+        for (int s = 0; s < slots; s++) mean += (double) w[(size_t) t * slots + s] * dw[(size_t) t * slots + s];
+        for (int s = 0; s < slots; s++) {
+            size_t i = (size_t) t * slots + s;
+            dz[(size_t) t * E + ids[i]] += (float) ((double) w[i] * ((double) dw[i] - mean) * invTemperature);
+        }
+    }
+    Dev<float> dW(w), dDw(dw), dDz(dz0);
+    Dev<int> dIds(ids);
+    if (!ok_call(dive_routing_backward(dDz.p, dW.p, dDw.p, dIds.p, n, slots, E, invTemperature, nullptr, nullptr), name,
+                 "launch") || !synced(name))
+        return;
+    expect_equal(name + " dLogits", dDz.get(), dz);
+}
+
+// moe.cu: the table forms of the grouped matmuls (forward and input gradient), the weight gradient, the bias ops
+template <typename T>
+using DevPtr = std::unique_ptr<Dev<T>>;
+
+static void test_grouped_gemm_table(int E, int usedRows, int rowsBound, int N, int K, bool withBias, int emptyEvery,
+                                    bool backwardInput) {
+    int C = backwardInput ? K : N, D = backwardInput ? N : K; // out (rows, C) = in (rows, D) · B
+    std::string shape = fmt("E=%d rows=%d (bound %d) N=%d K=%d%s%s", E, usedRows, rowsBound, N, K,
+                            withBias ? " bias" : "", backwardInput ? " backward-input" : "");
+    vector<int> offsets = random_offsets(usedRows, E, emptyEvery);
+    vector<float> in = randoms((size_t) rowsBound * D);
+    vector<uint16_t> inB(in.size());
+    for (size_t i = 0; i < in.size(); i++) inB[i] = f32_to_bf16(in[i]);
+    vector<vector<float>> w(E), bias(E);
+    vector<vector<uint16_t>> wB(E);
+    for (int e = 0; e < E; e++) {
+        w[e] = randoms((size_t) N * K);
+        wB[e].resize(w[e].size());
+        for (size_t i = 0; i < w[e].size(); i++) wB[e][i] = f32_to_bf16(w[e][i]);
+        if (withBias && e % 2 == 0) bias[e] = randoms(N);
+    }
+    // B(p, j): the forward reads w[e][j, p], the input gradient w[e][p, j]
+    auto b = [&](int e, int p, int j, bool bf) {
+        size_t at = backwardInput ? (size_t) p * K + j : (size_t) j * K + p;
+        return bf ? bf16_to_f32(wB[e][at]) : w[e][at];
+    };
+    const float poison = bits_to_f32(0xffffffffu);
+    vector<float> wantBf((size_t) rowsBound * C, poison), wantF32((size_t) rowsBound * C, poison), scale((size_t) rowsBound * C, 0);
+    for (int e = 0; e < E; e++)
+        for (int r = offsets[e]; r < offsets[e + 1]; r++)
+            for (int j = 0; j < C; j++) {
+                double acc = 0, mag = 0;
+                float accF = 0.0f;
+                for (int p = 0; p < D; p++) {
+                    double a = bf16_to_f32(inB[(size_t) r * D + p]), bb = b(e, p, j, true);
+                    acc += a * bb;
+                    mag += fabs(a * bb);
+                    accF += in[(size_t) r * D + p] * b(e, p, j, false);
+                }
+                bool hasBias = !bias[e].empty();
+                float bj = hasBias ? bias[e][j] : 0.0f;
+                wantBf[(size_t) r * C + j] = (float) (acc + bj);
+                scale[(size_t) r * C + j] = (float) (mag + fabs(bj));
+                wantF32[(size_t) r * C + j] = hasBias ? accF + bj : accF;
+            }
+    Dev<int> dOffsets(offsets);
+    Dev<uint16_t> dInB(inB);
+    Dev<float> dIn(in), dOut((size_t) rowsBound * C), dOut2((size_t) rowsBound * C);
+    vector<DevPtr<uint16_t>> dWB;
+    vector<DevPtr<float>> dW, dBias;
+    vector<const void*> hWB(E);
+    vector<const float*> hW(E), hBias(E, nullptr);
+    for (int e = 0; e < E; e++) {
+        dWB.emplace_back(new Dev<uint16_t>(wB[e]));
+        dW.emplace_back(new Dev<float>(w[e]));
+        hWB[e] = dWB[e]->p;
+        hW[e] = dW[e]->p;
+        if (!bias[e].empty()) {
+            dBias.emplace_back(new Dev<float>(bias[e]));
+            hBias[e] = dBias.back()->p;
+        }
+    }
+    const float* const* biasTable = withBias ? hBias.data() : nullptr;
+    std::string name = "grouped_gemm_bf16 " + shape;
+    if (ok_call(dive_grouped_gemm_bf16(dOut.p, dInB.p, dOffsets.p, hWB.data(), biasTable, E, rowsBound, N, K,
+                                       backwardInput, nullptr), name, "launch") &&
+        ok_call(dive_grouped_gemm_bf16(dOut2.p, dInB.p, dOffsets.p, hWB.data(), biasTable, E, rowsBound, N, K,
+                                       backwardInput, nullptr), name, "second launch") &&
+        synced(name)) {
+        vector<float> got = dOut.get();
+        long bad = -1;
+        double worstRel = 0;
+        for (size_t i = 0; i < got.size(); i++) {
+            if (std::isnan(wantBf[i])) { if (!std::isnan(got[i])) { bad = (long) i; break; } continue; } // untouched
+            double err = fabs((double) got[i] - wantBf[i]), lim = (D + 2) * 0x1p-22 * scale[i] + 1e-6;
+            if (!(err <= lim)) { bad = (long) i; break; }
+            worstRel = fmax(worstRel, err / (scale[i] + 1e-30));
+        }
+        report(bad < 0, name, bad < 0 ? fmt("max |err|/Σ|x·w| %.3g", worstRel)
+                                      : fmt("mismatch at row %ld col %ld: got %.9g want %.9g", bad / C, bad % C, got[bad], wantBf[bad]));
+        expect_equal(name + " deterministic", dOut2.get(), got);
+    }
+    name = "grouped_gemm_f32 " + shape;
+    dOut.poison();
+    if (ok_call(dive_grouped_gemm_f32(dOut.p, dIn.p, dOffsets.p, hW.data(), biasTable, E, rowsBound, N, K, backwardInput,
+                                      nullptr), name, "launch") &&
+        synced(name))
+        expect_equal(name + " (the CPU's F32 loop)", dOut.get(), wantF32);
+}
+
+static void test_grouped_weight_grad(int E, int usedRows, int rowsBound, int N, int K, int emptyEvery) {
+    std::string name = fmt("grouped_weight_grad_f32 E=%d rows=%d (bound %d) N=%d K=%d", E, usedRows, rowsBound, N, K);
+    vector<int> offsets = random_offsets(usedRows, E, emptyEvery);
+    vector<float> dOut = randoms((size_t) rowsBound * N), x = randoms((size_t) rowsBound * K);
+    vector<vector<float>> dw0(E), want(E);
+    vector<DevPtr<float>> dDw;
+    vector<float*> hDw(E, nullptr);
+    for (int e = 0; e < E; e++) {
+        dw0[e] = randoms((size_t) N * K);
+        want[e] = dw0[e];
+        dDw.emplace_back(new Dev<float>(dw0[e]));
+        if (e % 3 != 2) hDw[e] = dDw[e]->p; // every third expert has no gradient: untouched
+        if (!hDw[e]) continue;
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < K; k++) {
+                float acc = 0.0f; // the kernel's order: the expert's rows in order, then added to dw
+                for (int r = offsets[e]; r < offsets[e + 1]; r++) acc += dOut[(size_t) r * N + n] * x[(size_t) r * K + k];
+                if (offsets[e + 1] > offsets[e]) want[e][(size_t) n * K + k] += acc;
+            }
+    }
+    Dev<int> dOffsets(offsets);
+    Dev<float> dDOut(dOut), dX(x);
+    if (!ok_call(dive_grouped_weight_grad_f32(hDw.data(), dDOut.p, dX.p, dOffsets.p, E, rowsBound, N, K, nullptr), name,
+                 "launch") || !synced(name))
+        return;
+    for (int e = 0; e < E; e++) expect_equal(name + fmt(" dw[%d]", e), dDw[e]->get(), want[e]);
+}
+
+static void test_expert_bias(int E, int usedRows, int rowsBound, int d, int emptyEvery) {
+    std::string name = fmt("expert_add_bias / bias_backward E=%d rows=%d (bound %d) d=%d", E, usedRows, rowsBound, d);
+    vector<int> offsets = random_offsets(usedRows, E, emptyEvery);
+    vector<float> out = randoms((size_t) rowsBound * d), dy = randoms((size_t) rowsBound * d), wantOut = out;
+    vector<vector<float>> bias(E), db0(E), wantDb(E);
+    vector<DevPtr<float>> dBias, dDb;
+    vector<const float*> hBias(E, nullptr);
+    vector<float*> hDb(E, nullptr);
+    for (int e = 0; e < E; e++) {
+        bias[e] = randoms(d);
+        db0[e] = randoms(d);
+        wantDb[e] = db0[e];
+        dBias.emplace_back(new Dev<float>(bias[e]));
+        dDb.emplace_back(new Dev<float>(db0[e]));
+        if (e % 2 == 0) hBias[e] = dBias[e]->p;
+        if (e % 3 != 1) hDb[e] = dDb[e]->p;
+        for (int r = offsets[e]; r < offsets[e + 1]; r++)
+            for (int i = 0; i < d; i++) {
+                if (hBias[e]) wantOut[(size_t) r * d + i] += bias[e][i];
+                if (hDb[e]) wantDb[e][i] += dy[(size_t) r * d + i];
+            }
+    }
+    Dev<int> dOffsets(offsets);
+    Dev<float> dOut(out), dDy(dy);
+    bool ok = ok_call(dive_expert_add_bias(dOut.p, dOffsets.p, hBias.data(), E, rowsBound, d, nullptr), name, "add") &&
+              ok_call(dive_expert_bias_backward(hDb.data(), dDy.p, dOffsets.p, E, rowsBound, d, nullptr), name, "backward") &&
+              synced(name);
+    if (!ok) return;
+    expect_equal(name + " out", dOut.get(), wantOut);
+    for (int e = 0; e < E; e++) expect_equal(name + fmt(" db[%d]", e), dDb[e]->get(), wantDb[e]);
+}
+
+// loss.cu: the mean on the device
+static void test_cross_entropy_mean(int rows, int vocab, bool withGrad, bool withBadTarget, bool allIgnored) {
+    std::string name = fmt("cross_entropy_mean rows=%d vocab=%d%s%s%s", rows, vocab, withGrad ? "" : " no grad",
+                           withBadTarget ? " bad target" : "", allIgnored ? " all ignored" : "");
+    vector<float> logits = randoms((size_t) rows * vocab, -6, 6);
+    vector<int> targets(rows);
+    for (int r = 0; r < rows; r++) targets[r] = allIgnored || r % 4 == 3 ? -100 : below(vocab);
+    double wantBad = -1;
+    if (withBadTarget) { targets[rows - 1] = vocab; wantBad = rows - 1; }
+    int count = 0;
+    for (int t : targets) count += t != -100;
+    const float gradScale = 0.37f;
+    float g = count == 0 ? 0.0f : gradScale / (float) count;
+    double lossSum = 0;
+    vector<float> dLogits((size_t) rows * vocab, 0.0f);
+    for (int r = 0; r < rows; r++) { // ScalarBackend.crossEntropy
+        int target = targets[r];
+        const float* x = &logits[(size_t) r * vocab];
+        if (target == -100 || target < 0 || target >= vocab) continue;
+        float max = -INFINITY;
+        for (int i = 0; i < vocab; i++) max = fmaxf(max, x[i]);
+        double sum = 0;
+        for (int i = 0; i < vocab; i++) sum += (float) exp((double) (x[i] - max));
+        lossSum += log(sum) + max - x[target];
+        float inv = (float) (1.0 / sum);
+        for (int i = 0; i < vocab; i++)
+            dLogits[(size_t) r * vocab + i] = ((float) exp((double) (x[i] - max)) * inv - (i == target ? 1.0f : 0.0f)) * g;
+    }
+    Dev<float> dLogitsIn(logits), dGrad((size_t) rows * vocab);
+    Dev<int> dTargets(targets);
+    Dev<double> dResult(3);
+    if (!ok_call(dive_cross_entropy_mean(dResult.p, withGrad ? dGrad.p : nullptr, dLogitsIn.p, dTargets.p, rows, vocab,
+                                         gradScale, nullptr), name, "launch") || !synced(name))
+        return;
+    vector<double> got = dResult.get();
+    report(got[1] == count && got[2] == wantBad, name + " count, bad row", fmt("count %g (want %d), bad %g (want %g)", got[1], count, got[2], wantBad));
+    if (!withBadTarget) {
+        double err = fabs(got[0] - lossSum);
+        report(err <= 1e-5 * fabs(lossSum) + 1e-9, name + " Σ loss", fmt("got %.12g want %.12g", got[0], lossSum));
+    }
+    if (withGrad && !withBadTarget) expect_close(name + " dLogits", dGrad.get(), dLogits, 1e-7, 1e-5);
+}
+
+// adamw.cu: the step from the caller's scalars (Backend.AdamWStep.applyPlain)
+static void test_adamw_step(long n, bool decay) {
+    std::string name = fmt("adamw_step n=%ld%s", n, decay ? " decay" : "");
+    const float decayFactor = 0.99997f, stepSize = 3.0e-3f, sqrtBc2 = 0.0316f, omb1 = 0.100000024f, beta2 = 0.999f,
+                omb2 = 0.001f, eps = 1e-8f;
+    vector<float> param = randoms(n), m = randoms(n, -0.01f, 0.01f), v = randoms(n, 0, 0.001f), grad = randoms(n, -0.1f, 0.1f);
+    Dev<float> dP(param), dG(grad), dM(m), dV(v);
+    if (!ok_call(dive_adamw_step(dP.p, dG.p, dM.p, dV.p, n, decay ? 1 : 0, decayFactor, stepSize, sqrtBc2, omb1, beta2,
+                                 omb2, eps, nullptr), name, "step") || !synced(name))
+        return;
+    for (long i = 0; i < n; i++) {
+        float p = param[i];
+        if (decay) p *= decayFactor;
+        float g = grad[i];
+        m[i] = m[i] + omb1 * (g - m[i]);
+        v[i] = v[i] * beta2 + omb2 * g * g;
+        float denom = (float) sqrt((double) v[i]) / sqrtBc2 + eps;
+        p -= stepSize * (m[i] / denom);
+        param[i] = p;
+    }
+    expect_equal(name + " param", dP.get(), param);
+    expect_equal(name + " m", dM.get(), m);
+    expect_equal(name + " v", dV.get(), v);
+}
+
 // ================================================================ argument checks
 
 static void test_arguments() {
@@ -793,6 +1218,33 @@ static void test_arguments() {
     expect_status("args attention_backward null dk", dive_attention_backward(F, nullptr, F, F, F, F, F, 1, 2, 2, 1, 8, 1.0f, nullptr), A);
     expect_status("args cross_entropy vocab 0", dive_cross_entropy(F, F, F, I, 2, 0, 1.0f, I, nullptr), A);
     expect_status("args adamw null m", dive_adamw(F, F, nullptr, F, 4, 1e-3f, 0.9f, 0.999f, 1e-8f, 0, 0.1f, 0.001f, nullptr), A);
+    expect_status("args gather_convert_rows width<0", dive_gather_convert_rows(F, 0, F, 4, I, I, 4, -1, I, nullptr), A);
+    expect_status("args gather_convert_rows null x", dive_gather_convert_rows(F, 1, nullptr, 4, I, I, 4, 4, I, nullptr), A);
+    expect_status("args add_bias null bias", dive_add_bias(F, nullptr, 2, 4, nullptr), A);
+    expect_status("args scale n<0", dive_scale(F, 2.0f, -1, nullptr), A);
+    expect_status("args multiply null y", dive_multiply(F, nullptr, 4, nullptr), A);
+    expect_status("args bias_backward rows<0", dive_bias_backward(F, F, -1, 4, nullptr), A);
+    expect_status("args dropout null mask", dive_dropout(nullptr, F, F, 4, 1, 0, 0.5, 2.0f, nullptr), A);
+    expect_status("args scatter_add_rows null rows", dive_scatter_add_rows(F, F, nullptr, 2, 4, 4, I, nullptr), A);
+    expect_status("args sum_of_squares null out", dive_sum_of_squares(nullptr, F, 4, nullptr), A);
+    expect_status("args first_non_finite n<0", dive_first_non_finite((long*) I, F, -1, nullptr), A);
+    expect_status("args fold_first_index null flag", dive_fold_first_index(nullptr, I, nullptr), A);
+    expect_status("args soft_routing E=0", dive_soft_routing(I, F, F, 2, 0, 1.0f, nullptr), A);
+    expect_status("args count_experts null ids", dive_count_experts(I, 4, nullptr, 2, I, nullptr), A);
+    expect_status("args routing_backward slots=0", dive_routing_backward(F, F, F, I, 2, 0, 4, 1.0, I, nullptr), A);
+    {
+        const void* w2[2] = {F, nullptr};
+        const float* b2[2] = {nullptr, nullptr};
+        float* g2[2] = {F, F};
+        expect_status("args grouped_gemm_bf16 a null weight", dive_grouped_gemm_bf16(F, F, I, w2, nullptr, 2, 4, 4, 4, 0, nullptr), A);
+        expect_status("args grouped_gemm_bf16 257 experts", dive_grouped_gemm_bf16(F, F, I, w2, nullptr, 257, 4, 4, 4, 0, nullptr), A);
+        expect_status("args grouped_gemm_f32 bias with backwardInput", dive_grouped_gemm_f32(F, F, I, (const float* const*) w2, b2, 2, 4, 4, 4, 1, nullptr), A);
+        expect_status("args grouped_weight_grad_f32 null offsets", dive_grouped_weight_grad_f32(g2, F, F, nullptr, 2, 4, 4, 4, nullptr), A);
+        expect_status("args expert_add_bias null table", dive_expert_add_bias(F, I, nullptr, 2, 4, 4, nullptr), A);
+        expect_status("args expert_bias_backward E=0", dive_expert_bias_backward(g2, F, I, 0, 4, 4, nullptr), A);
+    }
+    expect_status("args cross_entropy_mean vocab 0", dive_cross_entropy_mean((double*) F, F, F, I, 2, 0, 1.0f, nullptr), A);
+    expect_status("args adamw_step null grad", dive_adamw_step(F, nullptr, F, F, 4, 0, 1, 1, 1, 0.1f, 0.9f, 0.1f, 1e-8f, nullptr), A);
     expect_status("args no kernel error left behind", dive_stream_sync(nullptr), 0);
 }
 
@@ -873,6 +1325,56 @@ int main() {
     test_adamw(1, 0.01f);
     test_adamw(100003, 0.01f);
     test_adamw(1000, 0.0f);
+
+    test_gather_convert_rows(50, 77, 60, 37, true, false);
+    test_gather_convert_rows(300, 130, 300, 1000, false, false); // the count past maxCount: maxCount rows
+    test_gather_convert_rows(20, 9, 40, 25, true, true);
+    test_bias_scale_multiply(1, 1);
+    test_bias_scale_multiply(37, 300);
+    test_bias_scale_multiply(1000, 129);
+    test_dropout(1, 42, 0, 0.1);
+    test_dropout(100003, -7, 123456789, 0.5);
+    test_dropout(4097, 0x5DEECE66DL, 1L << 40, 0.9);
+    test_scatter_add_rows(1, 3, 2, false);
+    test_scatter_add_rows(300, 129, 50, false);
+    test_scatter_add_rows(77, 40, 9, true);
+    test_reductions(0, -1);
+    test_reductions(1, 0);
+    test_reductions(1000, 999);
+    test_reductions(3000017, 1234567);
+    test_fold_first_index();
+    test_soft_routing(1, 1, 1.0f);
+    test_soft_routing(37, 8, 0.5f);
+    test_soft_routing(500, 300, 2.0f);
+    test_count_experts(1, 4, false);
+    test_count_experts(10000, 64, false);
+    test_count_experts(777, 8, true);
+    test_routing_backward(1, 1, 4, 1.0);
+    test_routing_backward(37, 2, 8, 0.5);
+    test_routing_backward(500, 8, 64, 2.0);
+    //                      E  used  bound  N    K    bias  emptyEvery backwardInput
+    test_grouped_gemm_table(1, 1, 1, 64, 64, false, 0, false);
+    test_grouped_gemm_table(4, 300, 300, 200, 136, true, 0, false);
+    test_grouped_gemm_table(8, 1000, 1100, 130, 77, true, 3, false);
+    test_grouped_gemm_table(1, 1, 1, 64, 64, false, 0, true);
+    test_grouped_gemm_table(4, 300, 300, 200, 136, false, 0, true);  // both % 8 == 0: the 16-byte path
+    test_grouped_gemm_table(8, 1000, 1100, 130, 77, false, 3, true); // guarded path, empty experts
+    test_grouped_gemm_table(16, 129, 129, 128, 32, false, 2, true);
+    test_grouped_gemm_table(3, 4100, 4100, 512, 256, false, 0, true);
+    test_grouped_weight_grad(1, 1, 1, 5, 3, 0);
+    test_grouped_weight_grad(4, 300, 310, 70, 130, 0);
+    test_grouped_weight_grad(8, 500, 500, 64, 64, 3);
+    test_expert_bias(1, 1, 1, 7, 0);
+    test_expert_bias(8, 300, 330, 129, 3);
+    test_expert_bias(16, 100, 100, 64, 2);
+    test_cross_entropy_mean(1, 1, true, false, false);
+    test_cross_entropy_mean(37, 1000, true, false, false);
+    test_cross_entropy_mean(37, 1000, false, true, false);
+    test_cross_entropy_mean(9, 32003, true, false, false);
+    test_cross_entropy_mean(4, 10, true, false, true);
+    test_adamw_step(1, true);
+    test_adamw_step(100003, true);
+    test_adamw_step(1000, false);
 
     test_arguments();
 

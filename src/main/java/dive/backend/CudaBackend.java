@@ -10,66 +10,84 @@ import dive.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.lang.ref.ReferenceQueue;
-import java.lang.ref.WeakReference;
+import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.HashMap;
-import java.util.Map;
-import java.util.Set;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.logging.Logger;
+import java.util.List;
+import java.util.concurrent.atomic.LongAdder;
+import java.util.function.Consumer;
 
-import static dive.bindings.cublas_h.*;
+import static dive.bindings.cublas_h.CUBLAS_OP_N;
+import static dive.bindings.cublas_h.CUBLAS_OP_T;
+import static dive.bindings.cublas_h.CUDA_R_16BF;
+import static dive.bindings.cublas_h.CUDA_R_32F;
 
 /**
- * The Backend on an NVIDIA GPU: the kernels of {@code native/} (dive.h) through FFM, and cuBLAS GemmEx for the dense
- * matmuls.
+ * The Backend on an NVIDIA GPU: the kernels of {@code native/} (dive.h) through FFM and cuBLAS GemmEx, on one stream.
  *
- * <p><b>Per-op transfers.</b> The Backend API takes host {@code float[]} activations, so every call copies its inputs
- * to the device, runs there, and copies its outputs back (through off-heap staging memory; the copy back waits for
- * the stream). This is correct and lets every model, training and DIVE path run on the GPU unchanged, but the
- * transfers dominate for small ops: it is a parity and correctness path, not the fast one. The device-resident MoE
- * layer of the benchmarks keeps activations on the device.
+ * <p><b>Device tensors.</b> Activations, gradients, routing tables, optimizer moments and statistics are
+ * {@link CudaTensor}s (device memory). Every op on device tensors only queues work on the backend's stream — kernels,
+ * cuBLAS calls, device-to-device copies — and returns without waiting: no host copy, no host synchronisation. Expert
+ * offsets stay on the device: the grouped and per-expert ops read them there (one launch for all experts). The host
+ * waits only at the edges, which are the counted transfers ({@link #transfers()}, counted as {@link CpuBackend} counts
+ * them): {@link #read}/{@link #download}, the scalar results of {@link #crossEntropy} (the loss),
+ * {@link #sumOfSquares} and {@link #firstNonFinite}, and {@link #readBack}. {@link #upload} and {@link #write} queue a
+ * host → device copy from staging memory (the driver copies pageable memory before returning; no wait for the
+ * device).
  *
- * <p><b>Weights</b> over read-only memory (memory-mapped checkpoints) are uploaded once and cached per tensor on the
- * device (weak keys: the device copy is freed when the Tensor is collected or the backend is closed), like
- * {@code PackedWeights} on the CPU. Writable tensors (weights being trained) are uploaded on every call, so a cached
- * copy is never stale. F32 stays F32; BF16 stays BF16 where a kernel reads BF16 (matmul, groupedMatmul, embedding) and
- * is widened to F32 where one reads F32 (norm weights, biases); F16 is widened to F32 on upload (dive.h has no F16
- * kernels).
+ * <p><b>Errors found on the device</b> (a token id outside the vocabulary, an expert id outside [0, E), a row index
+ * outside its tensor) are recorded by the kernels in a small device table of first bad indices and raised as an
+ * {@link IllegalArgumentException} at the next edge (the read that would have returned the wrong values); that edge
+ * then also copies the table (32 bytes, bookkeeping: not counted as a transfer of values). The bad element itself is
+ * skipped or read as zeros, never out of bounds. Shapes and sizes are checked on the host before anything is queued.
  *
- * <p><b>Arithmetic.</b> F32 weights: cuBLAS with CUBLAS_COMPUTE_32F and pedantic math (no TF32), so results match the
- * CPU to ~1e-5 relative. BF16 weights: tensor cores on BF16 operands with F32 accumulation; the activation is rounded
- * to BF16 on the device, so results differ from the CPU (which keeps F32 activations) by ~1e-2 relative.
+ * <p><b>Weights</b> ({@link Tensor}s) are uploaded once per tensor and cached ({@link CudaWeights}: weak keys, counted
+ * as host → device transfers). A trainable (writable F32) weight lives on the device for the whole stage:
+ * {@link #adamW} updates the device copy, {@link #readBack} copies it to host memory, {@link #weightChanged} has the
+ * next use upload the host memory again.
  *
- * <p><b>Threads.</b> Safe to call from many threads: device work is serialised per backend instance (one stream,
- * one cuBLAS handle, one lock); concurrent callers wait for each other.
+ * <p><b>Arithmetic.</b> Dense matmuls: cuBLAS GemmEx with F32 accumulation: F32 (and F16, widened) weights with F32
+ * operands and pedantic math (no TF32), ~1e-5 relative to the CPU; BF16 weights on tensor cores with the activation
+ * rounded to BF16 on the device, ~1e-2 relative. Grouped and per-expert matmuls: the grouped kernels of moe.cu (BF16
+ * tensor cores, or F32 in the CPU's order; the weight gradient in F32). Element-wise ops, dropout (counter-based
+ * SplittableRandom draws), bias gradients, routing gradients, channel statistics, AdamW: the CPU's bits (or within an
+ * ulp where an exp is involved). Σx² ({@link #sumOfSquares}) in double in a fixed tree order, not the CPU's index
+ * order.
  *
- * <p><b>CPU fallbacks</b> (a one-line log note the first time each happens): {@code softmax} (no kernel in dive.h;
- * a row-sized op), {@code routeTopK} with more than 256 experts (the kernel's limit), {@code attention} with a head
- * dimension above 256 (the kernel's limit), and {@code scatterAddRows} when its destination rows are so unevenly
- * hit that the padded device layout would be more than 4× the data.
+ * <p><b>Limits</b> (an {@link IllegalArgumentException} before any device work): at most {@value #MAX_EXPERTS} experts
+ * in the routing and expert ops (route_topk, the counting sort, the expert pointer tables), head dimension at most
+ * {@value #MAX_HEAD_DIM} (the attention kernels).
+ *
+ * <p><b>Array ops</b> ({@code float[]} activations, the Backend's older form) run as: upload the inputs, the device
+ * op, download the outputs (each a counted transfer; argument errors are raised on the host first, with the CPU's
+ * messages). {@code softmax} on a host row and {@code adamW} on host memory run on the CPU backend given.
+ *
+ * <p><b>Threads.</b> Safe to call from many threads: device work is serialised per backend instance (one stream, one
+ * cuBLAS handle, one lock).
  */
-public final class CudaBackend extends CpuBackend implements AutoCloseable {
-    private static final Logger LOG = Logger.getLogger(CudaBackend.class.getName());
-    private static final ValueLayout.OfFloat F = ValueLayout.JAVA_FLOAT;
-    private static final ValueLayout.OfInt I = ValueLayout.JAVA_INT;
-    /** dive_route_topk's limit on experts */
-    static final int MAX_ROUTE_EXPERTS = 256;
+public final class CudaBackend implements Backend, AutoCloseable {
+    /** the most experts the routing kernels and the expert pointer tables take (dive.h) */
+    static final int MAX_EXPERTS = 256;
     /** dive_attention's limit on the head dimension */
     static final int MAX_HEAD_DIM = 256;
+
+    // the backend's small device state: first-bad-index flags per kind of fault, then room for scalar results
+    private static final int F_EMBEDDING = 0, F_EMBEDDING_BACKWARD = 1, F_SORT = 2, F_GATHER = 3, F_SCATTER = 4, F_COUNT = 5,
+            F_ROUTING = 6, F_SORT_CALL = 7, FAULTS = 8;
+    private static final long RESULT_OFFSET = 128, STATE_BYTES = 256;
 
     private final CudaDevice device;
     private final CudaKernels kernels;
     private final Backend cpu;
-    private final DeviceArena weightArena = new DeviceArena("weights");
-    private final ReferenceQueue<Tensor> collected = new ReferenceQueue<>();
-    private final Map<WeightKey, DeviceBuffer> weights = new HashMap<>();
-    private final Map<WeightKey, Stack> stacks = new HashMap<>();
-    private final Set<String> fallbacksNoted = ConcurrentHashMap.newKeySet();
+    private final Transfers transfers = new Transfers();
+    private final CudaWeights weights;
+    private final DeviceArena stateArena = new DeviceArena("backend state");
+    private final DeviceBuffer state;
+    private final LongAdder tensorBytes = new LongAdder();
+    private final String[] faultContext = new String[FAULTS];
+    private boolean faultsArmed;
     private boolean closed;
 
-    /** opens device 0 (a new stream and cuBLAS handle); {@code cpu} runs the ops listed as CPU fallbacks */
+    /** opens device 0 (a new stream and cuBLAS handle); {@code cpu} runs the host-array softmax and AdamW */
     public CudaBackend(Backend cpu) {
         this(CudaDevice.open(), cpu);
     }
@@ -79,6 +97,14 @@ public final class CudaBackend extends CpuBackend implements AutoCloseable {
         this.device = device;
         this.kernels = device.kernels();
         this.cpu = cpu;
+        this.weights = new CudaWeights(device, transfers);
+        this.state = stateArena.allocate(STATE_BYTES);
+        device.lock().lock();
+        try {
+            device.memset(state.slice(0, 4L * FAULTS), 0xff); // every flag −1: nothing found
+        } finally {
+            device.lock().unlock();
+        }
     }
 
     @Override public String name() { return "cuda"; }
@@ -86,456 +112,1015 @@ public final class CudaBackend extends CpuBackend implements AutoCloseable {
     /** the device this backend runs on */
     public CudaDevice device() { return device; }
 
-    // ================================================================ weights on the device
-
-    /** how a weight is kept on the device: as stored (F32, or BF16 bits), or widened to F32 */
-    private enum Form { NATIVE, F32 }
-
-    private static boolean keptAsBf16(Tensor w, Form form) { return form == Form.NATIVE && w.dtype() == DType.BF16; }
-
-    private static long deviceBytes(Tensor w, Form form) { return w.numel() * (keptAsBf16(w, form) ? 2 : 4); }
-
-    /** identity of a tensor (weakly held) and a form */
-    private static final class WeightKey extends WeakReference<Tensor> {
-        final Form form;
-        final int hash;
-
-        WeightKey(Tensor t, Form form, ReferenceQueue<Tensor> queue) {
-            super(t, queue);
-            this.form = form;
-            this.hash = System.identityHashCode(t) * 31 + form.ordinal();
-        }
-
-        @Override public int hashCode() { return hash; }
-
-        @Override public boolean equals(Object o) {
-            if (this == o) return true;
-            if (!(o instanceof WeightKey k) || k.form != form) return false;
-            Tensor t = get();
-            return t != null && t == k.get();
-        }
-    }
-
-    /** experts' weights stacked (E, N, K) for the grouped kernels */
-    private record Stack(WeakReference<Tensor>[] members, DeviceBuffer buffer) {
-        boolean holds(Tensor[] w) {
-            if (members.length != w.length) return false;
-            for (int e = 0; e < w.length; e++) if (members[e].get() != w[e]) return false;
-            return true;
-        }
-    }
-
-    /** frees the device copies of collected tensors */
-    private void expunge() {
-        for (var ref = collected.poll(); ref != null; ref = collected.poll()) {
-            DeviceBuffer b = weights.remove(ref);
-            if (b != null) weightArena.free(b);
-            Stack s = stacks.remove(ref);
-            if (s != null) weightArena.free(s.buffer());
-        }
-    }
-
-    /** copies w (in the given form) into dst on the stream; staging lives in {@code host} */
-    private void uploadWeight(DeviceBuffer dst, Tensor w, Form form, Arena host) {
-        if (!w.dtype().isFloatWeight())
-            throw new IllegalArgumentException("weight '" + w.name() + "' is " + w.dtype() + ", expected F32, BF16 or F16");
-        MemorySegment data = w.data();
-        if (w.dtype() == DType.F32 || keptAsBf16(w, form)) {
-            if (data.isNative()) {
-                device.upload(dst, data);            // straight from the (mapped) file or off-heap values
-            } else {
-                MemorySegment staged = host.allocate(data.byteSize(), 16);
-                staged.copyFrom(data);
-                device.upload(dst, staged);
-            }
-        } else {                                      // BF16 / F16 widened to F32 on the host
-            long n = w.numel();
-            MemorySegment staged = host.allocate(4 * n, 16);
-            for (long i = 0; i < n; i++) staged.setAtIndex(F, i, w.getFloat(i));
-            device.upload(dst, staged);
-        }
-    }
-
-    private static boolean cacheable(Tensor w) { return w.data().isReadOnly(); }
-
-    /**
-     * The device copies of {@code ws} in {@code form}: cached ones for read-only tensors (uploaded on first use),
-     * fresh uploads into the weight workspace for writable ones. One call per op (the workspace is carved once).
-     */
-    private DeviceBuffer[] weights(Form form, Arena host, Tensor... ws) {
-        expunge();
-        long[] transientBytes = new long[ws.length];
-        for (int i = 0; i < ws.length; i++) transientBytes[i] = cacheable(ws[i]) ? 0 : deviceBytes(ws[i], form);
-        DeviceBuffer[] scratch = device.workspace(1, transientBytes);
-        DeviceBuffer[] out = new DeviceBuffer[ws.length];
-        for (int i = 0; i < ws.length; i++) {
-            Tensor w = ws[i];
-            if (!cacheable(w)) {
-                uploadWeight(scratch[i], w, form, host);
-                out[i] = scratch[i];
-                continue;
-            }
-            WeightKey key = new WeightKey(w, form, collected);
-            DeviceBuffer cached = weights.get(key);
-            if (cached == null) {
-                cached = weightArena.allocate(deviceBytes(w, form));
-                uploadWeight(cached, w, form, host);
-                weights.put(key, cached);
-            } else {
-                key.clear();
-            }
-            out[i] = cached;
-        }
-        return out;
-    }
-
-    /**
-     * The experts' weights stacked (E, N, K) in one device buffer, in {@code form}: cached when all are read-only; else
-     * uploaded into the weight workspace, skipping experts without rows (the kernels do not read them).
-     */
-    @SuppressWarnings("unchecked")
-    private DeviceBuffer stacked(Tensor[] w, Form form, int[] offsets, Arena host) {
-        expunge();
-        long each = deviceBytes(w[0], form);
-        boolean cacheable = Arrays.stream(w).allMatch(CudaBackend::cacheable);
-        if (!cacheable) {
-            DeviceBuffer buffer = device.workspace(1, each * w.length)[0];
-            for (int e = 0; e < w.length; e++)
-                if (offsets[e + 1] > offsets[e]) uploadWeight(buffer.slice(e * each, each), w[e], form, host);
-            return buffer;
-        }
-        WeightKey key = new WeightKey(w[0], form, collected);
-        Stack s = stacks.get(key);
-        if (s != null && s.holds(w)) {
-            key.clear();
-            return s.buffer();
-        }
-        if (s != null) {                               // the same first expert in another group: replace
-            stacks.remove(key);
-            weightArena.free(s.buffer());
-        }
-        DeviceBuffer buffer = weightArena.allocate(each * w.length);
-        for (int e = 0; e < w.length; e++) uploadWeight(buffer.slice(e * each, each), w[e], form, host);
-        WeakReference<Tensor>[] members = new WeakReference[w.length];
-        for (int e = 0; e < w.length; e++) members[e] = new WeakReference<>(w[e]);
-        stacks.put(key, new Stack(members, buffer));
-        return buffer;
-    }
+    @Override public Transfers transfers() { return transfers; }
 
     /** bytes of device memory held by cached weights */
-    public long cachedWeightBytes() {
-        device.lock().lock();
-        try {
-            expunge();
-            return weightArena.allocatedBytes();
-        } finally {
-            device.lock().unlock();
-        }
+    public long cachedWeightBytes() { return locked(weights::bytes); }
+
+    /** bytes of device memory held by this backend's live device tensors */
+    public long deviceTensorBytes() { return tensorBytes.sum(); }
+
+    /** waits until every op queued so far has run (timing; not needed for correctness: the edges wait) */
+    public void synchronize() {
+        run(host -> {
+            device.sync();
+            checkFaults(host);
+        });
     }
 
-    // ================================================================ transfers
+    // ================================================================ running on the device
 
-    private void put(DeviceBuffer dst, float[] src, int offset, long count, Arena host) {
-        if (count == 0) return;
-        MemorySegment staged = host.allocate(4 * count, 16);
-        MemorySegment.copy(src, offset, staged, F, 0, Math.toIntExact(count));
-        device.upload(dst, staged);
-    }
+    private interface DeviceWork<T> { T run(Arena host); }
 
-    private void put(DeviceBuffer dst, float[] src, long count, Arena host) { put(dst, src, 0, count, host); }
-
-    private void put(DeviceBuffer dst, int[] src, long count, Arena host) {
-        if (count == 0) return;
-        MemorySegment staged = host.allocate(4 * count, 16);
-        MemorySegment.copy(src, 0, staged, I, 0, Math.toIntExact(count));
-        device.upload(dst, staged);
-    }
-
-    private void get(float[] dst, int offset, DeviceBuffer src, long count, Arena host) {
-        if (count == 0) return;
-        MemorySegment staged = host.allocate(4 * count, 16);
-        device.download(staged, src);
-        MemorySegment.copy(staged, F, 0, dst, offset, Math.toIntExact(count));
-    }
-
-    private void get(float[] dst, DeviceBuffer src, long count, Arena host) { get(dst, 0, src, count, host); }
-
-    private void get(int[] dst, DeviceBuffer src, long count, Arena host) {
-        if (count == 0) return;
-        MemorySegment staged = host.allocate(4 * count, 16);
-        device.download(staged, src);
-        MemorySegment.copy(staged, I, 0, dst, 0, Math.toIntExact(count));
-    }
-
-    private int getInt(DeviceBuffer src, Arena host) {
-        MemorySegment staged = host.allocate(4, 16);
-        device.download(staged, src);
-        return staged.get(I, 0);
-    }
-
-    private static long f32(long count) { return 4 * count; }
-
-    /** one device operation: holds the device lock, gives off-heap staging freed afterwards */
-    private interface DeviceWork { void run(Arena host); }
-
-    private void onDevice(DeviceWork work) {
+    /** one operation: holds the device lock, gives off-heap staging freed afterwards */
+    private <T> T onDevice(DeviceWork<T> work) {
         device.lock().lock();
         try (Arena host = Arena.ofConfined()) {
             if (closed) throw new IllegalStateException("CudaBackend is closed");
-            work.run(host);
+            return work.run(host);
         } finally {
             device.lock().unlock();
         }
     }
 
-    private void noteFallback(String what) {
-        if (fallbacksNoted.add(what)) LOG.info("cuda: " + what + " runs on the CPU (" + cpu.name() + ")");
+    private void run(Consumer<Arena> work) {
+        onDevice(host -> {
+            work.accept(host);
+            return null;
+        });
     }
 
-    private static void need(float[] a, long count, String op, String what) {
-        if (a.length < count) throw new IllegalArgumentException(op + ": " + what + " has " + a.length + " floats, expected ≥ " + count);
+    private <T> T locked(java.util.function.Supplier<T> work) {
+        device.lock().lock();
+        try {
+            if (closed) throw new IllegalStateException("CudaBackend is closed");
+            return work.get();
+        } finally {
+            device.lock().unlock();
+        }
     }
 
-    private static void need(int[] a, long count, String op, String what) {
-        if (a.length < count) throw new IllegalArgumentException(op + ": " + what + " has " + a.length + " ints, expected ≥ " + count);
+    // ---------------------------------------------------------------- device tensors as arguments
+
+    private static CudaTensor cuda(DeviceTensor t, DType dtype, String what) {
+        if (t == null) throw new IllegalArgumentException(what + " is null (expected an " + dtype + " tensor of the CUDA backend)");
+        if (!(t instanceof CudaTensor c))
+            throw new IllegalArgumentException(what + " is a " + t.getClass().getSimpleName() + " of another backend (expected an " + dtype
+                    + " tensor of the CUDA backend)");
+        if (c.dtype() != dtype) throw new IllegalArgumentException(what + " is " + c.dtype() + " (expected " + dtype + ")");
+        return c;
     }
 
-    private static int width(Tensor weight) { return Math.toIntExact(weight.numel()); }
+    /** the memory of a tensor of {@code dtype} holding at least {@code count} elements, or an error naming op and argument */
+    private static DeviceBuffer mem(DeviceTensor t, DType dtype, long count, String op, String what) {
+        CudaTensor c = cuda(t, dtype, op + " " + what);
+        if (count < 0 || c.size() < count)
+            throw new IllegalArgumentException(op + ": " + what + " has " + c.size() + " elements, expected ≥ " + count);
+        return c.buffer(op + " " + what);
+    }
+
+    private static DeviceBuffer f32(DeviceTensor t, long count, String op, String what) { return mem(t, DType.F32, count, op, what); }
+
+    private static DeviceBuffer i32(DeviceTensor t, long count, String op, String what) { return mem(t, DType.I32, count, op, what); }
+
+    private static DeviceBuffer f64(DeviceTensor t, long count, String op, String what) { return mem(t, DType.F64, count, op, what); }
+
+    private static long size(DeviceTensor t) { return t.size(); }
+
+    private static void nonNegative(String op, long... values) {
+        for (long v : values) if (v < 0) throw new IllegalArgumentException(op + ": negative size " + v + " in " + Arrays.toString(values));
+    }
+
+    // ---------------------------------------------------------------- faults found on the device
+
+    /** the flag of one kind of fault, armed so the next edge reads the flags; {@code context} says what was checked */
+    private DeviceBuffer fault(int slot, String context) {
+        faultContext[slot] = context;
+        faultsArmed = true;
+        return state.slice(4L * slot, 4);
+    }
+
+    /** after a synchronising edge: raises what the kernels recorded since the last check (and clears it) */
+    private void checkFaults(Arena host) {
+        if (!faultsArmed) return;
+        faultsArmed = false;
+        MemorySegment flags = host.allocate(4L * FAULTS, 4);
+        device.download(flags, state.slice(0, 4L * FAULTS));
+        for (int slot = 0; slot < FAULTS; slot++) {
+            int index = flags.getAtIndex(ValueLayout.JAVA_INT, slot);
+            if (slot == F_SORT_CALL || index < 0) continue;
+            device.memset(state.slice(0, 4L * FAULTS), 0xff);
+            throw new IllegalArgumentException(faultContext[slot] + ": found at index " + index
+                    + " by the device (raised at the next read; the bad element was skipped or read as zeros)");
+        }
+    }
+
+    // ================================================================ memory and edge transfers
+
+    @Override public DeviceTensor allocate(DType dtype, long n) {
+        return onDevice(host -> {
+            CudaTensor t = CudaTensor.allocate(dtype, n, tensorBytes);
+            if (n > 0) device.memset(t.buffer("allocate"), 0);
+            return t;
+        });
+    }
+
+    @Override public DeviceTensor upload(float[] values) {
+        return onDevice(host -> {
+            CudaTensor t = CudaTensor.allocate(DType.F32, values.length, tensorBytes);
+            try {
+                put(t.buffer("upload"), MemorySegment.ofArray(values), ValueLayout.JAVA_FLOAT, values.length, host);
+            } catch (RuntimeException e) {
+                t.close();
+                throw e;
+            }
+            transfers.countToDevice(4L * values.length);
+            return t;
+        });
+    }
+
+    @Override public DeviceTensor upload(int[] values) {
+        return onDevice(host -> {
+            CudaTensor t = CudaTensor.allocate(DType.I32, values.length, tensorBytes);
+            try {
+                put(t.buffer("upload"), MemorySegment.ofArray(values), ValueLayout.JAVA_INT, values.length, host);
+            } catch (RuntimeException e) {
+                t.close();
+                throw e;
+            }
+            transfers.countToDevice(4L * values.length);
+            return t;
+        });
+    }
+
+    /** queues dst ← the first {@code count} elements of a heap array, through off-heap staging */
+    private void put(DeviceBuffer dst, MemorySegment src, ValueLayout layout, long count, Arena host) {
+        if (count == 0) return;
+        long bytes = count * layout.byteSize();
+        MemorySegment staged = host.allocate(bytes, 16);
+        MemorySegment.copy(src, 0, staged, 0, bytes);
+        device.upload(dst, staged);
+    }
+
+    @Override public void write(DeviceTensor dst, long dstOff, float[] values, int n) {
+        if (n < 0 || n > values.length) throw new IllegalArgumentException("write: " + n + " values of an array of " + values.length);
+        CudaTensor t = cuda(dst, DType.F32, "write destination");
+        run(host -> {
+            put(t.slice(dstOff, n, "write destination"), MemorySegment.ofArray(values), ValueLayout.JAVA_FLOAT, n, host);
+            transfers.countToDevice(4L * n);
+        });
+    }
+
+    @Override public void write(DeviceTensor dst, long dstOff, int[] values, int n) {
+        if (n < 0 || n > values.length) throw new IllegalArgumentException("write: " + n + " values of an array of " + values.length);
+        CudaTensor t = cuda(dst, DType.I32, "write destination");
+        run(host -> {
+            put(t.slice(dstOff, n, "write destination"), MemorySegment.ofArray(values), ValueLayout.JAVA_INT, n, host);
+            transfers.countToDevice(4L * n);
+        });
+    }
+
+    /** waits for the stream, copies elements [srcOff, srcOff + n) into {@code dst} (a heap array), counts, checks faults */
+    private void get(CudaTensor src, long srcOff, MemorySegment dst, ValueLayout layout, int n) {
+        if (n < 0 || n * layout.byteSize() > dst.byteSize())
+            throw new IllegalArgumentException("read: " + n + " values into an array of " + dst.byteSize() / layout.byteSize());
+        DeviceBuffer from = src.slice(srcOff, n, "read source");
+        run(host -> {
+            long bytes = n * layout.byteSize();
+            MemorySegment staged = host.allocate(Math.max(bytes, 1), 16);
+            if (n > 0) device.download(staged.asSlice(0, bytes), from);
+            transfers.countToHost(bytes);
+            checkFaults(host);
+            MemorySegment.copy(staged, 0, dst, 0, bytes);
+        });
+    }
+
+    @Override public void read(DeviceTensor src, long srcOff, float[] dst, int n) {
+        get(cuda(src, DType.F32, "read source"), srcOff, MemorySegment.ofArray(dst), ValueLayout.JAVA_FLOAT, n);
+    }
+
+    @Override public void read(DeviceTensor src, long srcOff, int[] dst, int n) {
+        get(cuda(src, DType.I32, "read source"), srcOff, MemorySegment.ofArray(dst), ValueLayout.JAVA_INT, n);
+    }
+
+    @Override public void read(DeviceTensor src, long srcOff, double[] dst, int n) {
+        get(cuda(src, DType.F64, "read source"), srcOff, MemorySegment.ofArray(dst), ValueLayout.JAVA_DOUBLE, n);
+    }
+
+    @Override public void copy(DeviceTensor dst, long dstOff, DeviceTensor src, long srcOff, long n) {
+        if (dst == null || src == null) throw new IllegalArgumentException("copy: a null tensor");
+        if (dst.dtype() != src.dtype()) throw new IllegalArgumentException("copy from " + src.dtype() + " to " + dst.dtype());
+        CudaTensor d = cuda(dst, dst.dtype(), "copy destination"), s = cuda(src, src.dtype(), "copy source");
+        DeviceBuffer to = d.slice(dstOff, n, "copy destination"), from = s.slice(srcOff, n, "copy source");
+        if (n == 0) return;
+        run(host -> device.copy(to, from));
+    }
+
+    @Override public void zero(DeviceTensor x, long off, long n) {
+        CudaTensor t = cuda(x, x == null ? DType.F32 : x.dtype(), "zero");
+        DeviceBuffer span = t.slice(off, n, "zero");
+        if (n == 0) return;
+        run(host -> device.memset(span, 0));
+    }
+
+    @Override public void readBack(Tensor weight) {
+        run(host -> {
+            weights.readBack(weight, host);
+            transfers.countToHost(weight.data().byteSize());
+            checkFaults(host);
+        });
+    }
+
+    @Override public void weightChanged(Tensor weight) {
+        locked(() -> {
+            weights.changed(weight);
+            return null;
+        });
+    }
 
     // ================================================================ dense ops
 
     /** Row-major out (M, N) = x (M, K) · wᵀ is column-major outᵀ (N, M) = (w as K×N)ᵀ · (x as K×M). */
-    @Override
-    public void matmul(float[] out, float[] x, int m, Tensor w) {
-        withWeight("matmul", out, "out (M, N)", x, "x (M, K)", m, w, true);
+    @Override public void matmul(DeviceTensor out, DeviceTensor x, int m, Tensor w) {
+        nonNegative("matmul", m);
+        int n = w.rows(), k = w.cols();
+        gemmWithWeight(f32(out, (long) m * n, "matmul", "out (M, N)"), f32(x, (long) m * k, "matmul", "x (M, K)"), m, w, true);
     }
 
     /** dx (M, K) = dOut (M, N) · w (N, K): column-major dxᵀ (K, M) = (w as K×N) · (dOut as N×M) */
-    @Override
-    public void matmulBackwardInput(float[] dx, float[] dOut, int m, Tensor w) {
-        withWeight("matmulBackwardInput", dx, "dx (M, K)", dOut, "dOut (M, N)", m, w, false);
+    @Override public void matmulBackwardInput(DeviceTensor dx, DeviceTensor dOut, int m, Tensor w) {
+        nonNegative("matmulBackwardInput", m);
+        int n = w.rows(), k = w.cols();
+        gemmWithWeight(f32(dx, (long) m * k, "matmulBackwardInput", "dx (M, K)"), f32(dOut, (long) m * n, "matmulBackwardInput", "dOut (M, N)"),
+                m, w, false);
     }
 
     /**
      * out (M, cols) = in (M, depth) · op(w) for w (N, K) as stored (column-major: K × N, leading dimension K):
      * {@code transposeW} true: op(w) = wᵀ (depth K, cols N, the forward); false: op(w) = w (depth N, cols K, the input
-     * gradient). BF16 weights multiply a BF16 copy of {@code in}; F32 weights run in F32.
+     * gradient). BF16 weights multiply a BF16 copy of {@code in} (device workspace); F32 weights run in F32.
      */
-    private void withWeight(String op, float[] out, String outName, float[] in, String inName, int m, Tensor w, boolean transposeW) {
+    private void gemmWithWeight(DeviceBuffer out, DeviceBuffer in, int m, Tensor w, boolean transposeW) {
         int n = w.rows(), k = w.cols(), depth = transposeW ? k : n, cols = transposeW ? n : k;
-        need(in, (long) m * depth, op, inName);
-        need(out, (long) m * cols, op, outName);
         if (m == 0 || cols == 0) return;
         boolean bf16 = w.dtype() == DType.BF16;
         int type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
-        onDevice(host -> {
-            DeviceBuffer wd = weights(Form.NATIVE, host, w)[0];
-            DeviceBuffer[] b = device.workspace(f32((long) m * depth), f32((long) m * cols), bf16 ? 2L * m * depth : 0);
-            put(b[0], in, (long) m * depth, host);
-            if (depth == 0) device.memset(b[1], 0);
-            else {
-                if (bf16) kernels.f32ToBf16(b[2], b[0], (long) m * depth);
-                device.gemm(transposeW ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, cols, m, depth, wd, type, k,
-                        bf16 ? b[2] : b[0], type, depth, 0f, b[1], cols, !bf16);
+        run(host -> {
+            DeviceBuffer wd = weights.get(w, CudaWeights.Form.NATIVE, host);
+            if (depth == 0) {
+                device.memset(out.slice(0, 4L * m * cols), 0);
+                return;
             }
-            get(out, b[1], (long) m * cols, host);
+            DeviceBuffer a = in;
+            if (bf16) {
+                a = device.workspace(2L * m * depth)[0];
+                kernels.f32ToBf16(a, in, (long) m * depth);
+            }
+            device.gemm(transposeW ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, cols, m, depth, wd, type, k, a, type, depth, 0f, out, cols, !bf16);
         });
     }
 
     /** dw (N, K) += dOutᵀ · x: column-major dwᵀ (K, N) += (x as K×M) · (dOut as N×M)ᵀ, in F32 */
-    @Override
-    public void matmulBackwardWeight(float[] dw, float[] dOut, float[] x, int m, int n, int k) {
+    @Override public void matmulBackwardWeight(DeviceTensor dw, DeviceTensor dOut, DeviceTensor x, int m, int n, int k) {
+        nonNegative("matmulBackwardWeight", m, n, k);
+        DeviceBuffer g = f32(dw, (long) n * k, "matmulBackwardWeight", "dw (N, K)");
+        DeviceBuffer dy = f32(dOut, (long) m * n, "matmulBackwardWeight", "dOut (M, N)");
+        DeviceBuffer in = f32(x, (long) m * k, "matmulBackwardWeight", "x (M, K)");
+        if (m == 0 || n == 0 || k == 0) return;
+        run(host -> device.gemm(CUBLAS_OP_N, CUBLAS_OP_T, k, n, m, in, CUDA_R_32F, k, dy, CUDA_R_32F, n, 1f, g, k, true));
+    }
+
+    @Override public void rmsNorm(DeviceTensor out, DeviceTensor x, Tensor weight, int rows, float eps) {
+        nonNegative("rmsNorm", rows);
+        int d = Math.toIntExact(weight.numel());
+        long count = (long) rows * d;
+        DeviceBuffer o = f32(out, count, "rmsNorm", "out (rows, d)"), in = f32(x, count, "rmsNorm", "x (rows, d)");
+        if (count == 0) return;
+        run(host -> kernels.rmsNorm(o, in, weights.get(weight, CudaWeights.Form.F32, host), rows, d, eps));
+    }
+
+    @Override public void rmsNormBackward(DeviceTensor dx, DeviceTensor dWeight, DeviceTensor dOut, DeviceTensor x, Tensor weight,
+                                          int rows, float eps) {
+        nonNegative("rmsNormBackward", rows);
+        int d = Math.toIntExact(weight.numel());
+        long count = (long) rows * d;
+        DeviceBuffer g = f32(dx, count, "rmsNormBackward", "dx (rows, d)"), dy = f32(dOut, count, "rmsNormBackward", "dOut (rows, d)");
+        DeviceBuffer in = f32(x, count, "rmsNormBackward", "x (rows, d)");
+        DeviceBuffer gw = dWeight == null ? DeviceBuffer.NULL : f32(dWeight, d, "rmsNormBackward", "dWeight (d)");
+        if (count == 0) return;
+        run(host -> kernels.rmsNormBackward(g, gw, dy, in, weights.get(weight, CudaWeights.Form.F32, host), rows, d, eps));
+    }
+
+    @Override public void rope(DeviceTensor x, int rows, int heads, int headDim, DeviceTensor positions, DeviceTensor invFreq) {
+        rope("rope", x, rows, heads, headDim, positions, invFreq, false);
+    }
+
+    @Override public void ropeBackward(DeviceTensor dx, int rows, int heads, int headDim, DeviceTensor positions, DeviceTensor invFreq) {
+        rope("ropeBackward", dx, rows, heads, headDim, positions, invFreq, true);
+    }
+
+    private void rope(String op, DeviceTensor x, int rows, int heads, int headDim, DeviceTensor positions, DeviceTensor invFreq, boolean inverse) {
+        nonNegative(op, rows, heads, headDim);
+        if (headDim % 2 != 0) throw new IllegalArgumentException(op + ": head dimension " + headDim + " is odd");
+        long count = (long) rows * heads * headDim;
+        DeviceBuffer v = f32(x, count, op, "x (rows, heads, headDim)"), pos = i32(positions, rows, op, "positions (rows)");
+        DeviceBuffer freq = f32(invFreq, headDim / 2, op, "invFreq (headDim/2)");
+        if (count == 0) return;
+        run(host -> kernels.rope(v, rows, heads, headDim, pos, freq, inverse));
+    }
+
+    private static void checkHeads(String op, int nHeads, int nKvHeads, int headDim) {
+        if (nKvHeads < 1 || nHeads % nKvHeads != 0)
+            throw new IllegalArgumentException(op + ": " + nHeads + " query heads over " + nKvHeads + " KV heads, expected a multiple");
+        if (headDim > MAX_HEAD_DIM)
+            throw new IllegalArgumentException(op + ": head dimension " + headDim + " > " + MAX_HEAD_DIM + " (the CUDA attention kernels' limit)");
+    }
+
+    @Override public void attention(DeviceTensor out, DeviceTensor q, DeviceTensor kCache, DeviceTensor vCache, int T, int startPos,
+                                    int nHeads, int nKvHeads, int headDim, float scale) {
+        checkHeads("attention", nHeads, nKvHeads, headDim);
+        nonNegative("attention", T, startPos, nHeads, headDim);
+        long qCount = (long) T * nHeads * headDim, kvCount = (long) (startPos + T) * nKvHeads * headDim;
+        DeviceBuffer o = f32(out, qCount, "attention", "out (T, nHeads, headDim)"), qb = f32(q, qCount, "attention", "q (T, nHeads, headDim)");
+        DeviceBuffer kb = f32(kCache, kvCount, "attention", "kCache (startPos + T, nKvHeads, headDim)");
+        DeviceBuffer vb = f32(vCache, kvCount, "attention", "vCache (startPos + T, nKvHeads, headDim)");
+        if (qCount == 0) return;
+        run(host -> kernels.attention(o, qb, kb, vb, T, startPos, nHeads, nKvHeads, headDim, scale));
+    }
+
+    @Override public void attentionBackward(DeviceTensor dq, DeviceTensor dk, DeviceTensor dv, DeviceTensor dOut, DeviceTensor q,
+                                            DeviceTensor k, DeviceTensor v, int B, int T, int nHeads, int nKvHeads, int headDim, float scale) {
+        checkHeads("attentionBackward", nHeads, nKvHeads, headDim);
+        nonNegative("attentionBackward", B, T, nHeads, headDim);
+        long qCount = (long) B * T * nHeads * headDim, kvCount = (long) B * T * nKvHeads * headDim;
+        String op = "attentionBackward";
+        DeviceBuffer gq = f32(dq, qCount, op, "dq (B, T, nHeads, headDim)"), gk = f32(dk, kvCount, op, "dk (B, T, nKvHeads, headDim)");
+        DeviceBuffer gv = f32(dv, kvCount, op, "dv (B, T, nKvHeads, headDim)"), dy = f32(dOut, qCount, op, "dOut (B, T, nHeads, headDim)");
+        DeviceBuffer qb = f32(q, qCount, op, "q (B, T, nHeads, headDim)"), kb = f32(k, kvCount, op, "k (B, T, nKvHeads, headDim)");
+        DeviceBuffer vb = f32(v, kvCount, op, "v (B, T, nKvHeads, headDim)");
+        if (qCount == 0) return;
+        run(host -> kernels.attentionBackward(gq, gk, gv, dy, qb, kb, vb, B, T, nHeads, nKvHeads, headDim, scale));
+    }
+
+    @Override public void swiglu(DeviceTensor out, DeviceTensor gate, DeviceTensor up, int n) {
+        nonNegative("swiglu", n);
+        DeviceBuffer o = f32(out, n, "swiglu", "out"), g = f32(gate, n, "swiglu", "gate"), u = f32(up, n, "swiglu", "up");
+        if (n == 0) return;
+        run(host -> kernels.swiglu(o, g, u, n));
+    }
+
+    @Override public void swigluBackward(DeviceTensor dGate, DeviceTensor dUp, DeviceTensor dOut, DeviceTensor gate, DeviceTensor up, int n) {
+        nonNegative("swigluBackward", n);
+        String op = "swigluBackward";
+        DeviceBuffer gg = f32(dGate, n, op, "dGate"), gu = f32(dUp, n, op, "dUp"), dy = f32(dOut, n, op, "dOut");
+        DeviceBuffer g = f32(gate, n, op, "gate"), u = f32(up, n, op, "up");
+        if (n == 0) return;
+        run(host -> kernels.swigluBackward(gg, gu, dy, g, u, n));
+    }
+
+    @Override public void embedding(DeviceTensor out, Tensor table, DeviceTensor ids, int T) {
+        nonNegative("embedding", T);
+        int vocab = table.rows(), d = table.cols();
+        DeviceBuffer o = f32(out, (long) T * d, "embedding", "out (T, d)"), idb = i32(ids, T, "embedding", "ids (T)");
+        if (T == 0 || d == 0) return;
+        run(host -> {
+            DeviceBuffer td = weights.get(table, CudaWeights.Form.NATIVE, host);
+            kernels.embedding(o, td, table.dtype() == DType.BF16 ? 2 : 4, idb, T, vocab, d,
+                    fault(F_EMBEDDING, "embedding: a token id outside the vocabulary [0, " + vocab + ") of '" + table.name() + "' (index = position)"));
+        });
+    }
+
+    /** dTable[ids[t], :] += dOut[t, :] in order t: the ordered row scatter-add */
+    @Override public void embeddingBackward(DeviceTensor dTable, DeviceTensor dOut, DeviceTensor ids, int T, int d) {
+        nonNegative("embeddingBackward", T);
+        if (d < 1) throw new IllegalArgumentException("embeddingBackward: d = " + d + ", expected ≥ 1");
+        DeviceBuffer table = f32(dTable, 0, "embeddingBackward", "dTable (vocab, d)");
+        DeviceBuffer dy = f32(dOut, (long) T * d, "embeddingBackward", "dOut (T, d)"), idb = i32(ids, T, "embeddingBackward", "ids (T)");
+        int vocab = Math.toIntExact(size(dTable) / d);
+        if (T == 0) return;
+        run(host -> kernels.scatterAddRows(table, dy, idb, T, d, vocab,
+                fault(F_EMBEDDING_BACKWARD, "embeddingBackward: a token id outside dTable's " + vocab + " rows (index = position)")));
+    }
+
+    @Override public void add(DeviceTensor x, DeviceTensor y, int n) { addScaled(x, y, 1f, n); }
+
+    @Override public void addScaled(DeviceTensor x, DeviceTensor y, float a, int n) {
+        nonNegative("addScaled", n);
+        DeviceBuffer xb = f32(x, n, "addScaled", "x"), yb = f32(y, n, "addScaled", "y");
+        if (n == 0) return;
+        run(host -> kernels.addScaled(xb, yb, a, n));
+    }
+
+    @Override public void addBias(DeviceTensor y, int rows, Tensor bias) {
+        nonNegative("addBias", rows);
+        int width = Math.toIntExact(bias.numel());
+        DeviceBuffer yb = f32(y, (long) rows * width, "addBias", "y (rows, width)");
+        if (rows == 0 || width == 0) return;
+        run(host -> kernels.addBias(yb, weights.get(bias, CudaWeights.Form.F32, host), rows, width));
+    }
+
+    @Override public void scale(DeviceTensor x, float a, int n) {
+        nonNegative("scale", n);
+        DeviceBuffer xb = f32(x, n, "scale", "x");
+        if (n == 0) return;
+        run(host -> kernels.scale(xb, a, n));
+    }
+
+    @Override public void multiply(DeviceTensor x, DeviceTensor y, int n) {
+        nonNegative("multiply", n);
+        DeviceBuffer xb = f32(x, n, "multiply", "x"), yb = f32(y, n, "multiply", "y");
+        if (n == 0) return;
+        run(host -> kernels.multiply(xb, yb, n));
+    }
+
+    @Override public void biasBackward(DeviceTensor db, DeviceTensor dy, int rows, int width) {
+        nonNegative("biasBackward", rows, width);
+        DeviceBuffer g = f32(db, width, "biasBackward", "db (width)"), d = f32(dy, (long) rows * width, "biasBackward", "dy (rows, width)");
+        if (rows == 0 || width == 0) return;
+        run(host -> kernels.biasBackward(g, d, rows, width));
+    }
+
+    @Override public void dropout(DeviceTensor mask, DeviceTensor xDropped, DeviceTensor x, int n, long seed, long firstDraw, double p) {
+        nonNegative("dropout", n);
+        DeviceBuffer mb = f32(mask, n, "dropout", "mask"), ob = f32(xDropped, n, "dropout", "xDropped"), xb = f32(x, n, "dropout", "x");
+        float keep = (float) (1 / (1 - p));
+        if (n == 0) return;
+        run(host -> kernels.dropout(mb, ob, xb, n, seed, firstDraw, p, keep));
+    }
+
+    // ---------------------------------------------------------------- edges: scalar results
+
+    /** the loss comes back to the host (one counted transfer); the mean is formed on the device */
+    @Override public double crossEntropy(DeviceTensor dLogits, DeviceTensor logits, DeviceTensor targets, int rows, int vocab, float gradScale) {
+        nonNegative("crossEntropy", rows);
+        if (vocab < 1) throw new IllegalArgumentException("crossEntropy: vocabulary of " + vocab + ", expected ≥ 1");
+        long count = (long) rows * vocab;
+        DeviceBuffer lb = f32(logits, count, "crossEntropy", "logits (rows, vocab)"), tb = i32(targets, rows, "crossEntropy", "targets (rows)");
+        DeviceBuffer gb = dLogits == null ? DeviceBuffer.NULL : f32(dLogits, count, "crossEntropy", "dLogits (rows, vocab)");
+        return onDevice(host -> {
+            if (rows == 0) {
+                transfers.countToHost(8);
+                return Double.NaN;
+            }
+            DeviceBuffer result = state.slice(RESULT_OFFSET, 24);
+            kernels.crossEntropyMean(result, gb, lb, tb, rows, vocab, gradScale);
+            MemorySegment r = host.allocate(24, 8);
+            device.download(r, result);
+            transfers.countToHost(8);
+            checkFaults(host);
+            double sum = r.getAtIndex(ValueLayout.JAVA_DOUBLE, 0), counted = r.getAtIndex(ValueLayout.JAVA_DOUBLE, 1);
+            int bad = (int) r.getAtIndex(ValueLayout.JAVA_DOUBLE, 2);
+            if (bad >= 0) {                              // the CPU's message: read the offending target (an error path)
+                MemorySegment t = host.allocate(4, 4);
+                device.download(t, tb.slice(4L * bad, 4));
+                throw new IllegalArgumentException("target " + t.get(ValueLayout.JAVA_INT, 0) + " of row " + bad + " is outside the vocabulary [0, "
+                        + vocab + ") and not " + IGNORE_INDEX);
+            }
+            return counted == 0 ? Double.NaN : sum / counted;
+        });
+    }
+
+    @Override public double sumOfSquares(DeviceTensor x, int n, double initial) {
+        nonNegative("sumOfSquares", n);
+        DeviceBuffer xb = f32(x, n, "sumOfSquares", "x");
+        return onDevice(host -> {
+            DeviceBuffer result = state.slice(RESULT_OFFSET, 8);
+            kernels.sumOfSquares(result, xb, n);
+            MemorySegment r = host.allocate(8, 8);
+            device.download(r, result);
+            transfers.countToHost(8);
+            checkFaults(host);
+            return initial + r.get(ValueLayout.JAVA_DOUBLE, 0);
+        });
+    }
+
+    @Override public long firstNonFinite(DeviceTensor x, long n) {
+        nonNegative("firstNonFinite", n);
+        DeviceBuffer xb = f32(x, n, "firstNonFinite", "x");
+        return onDevice(host -> {
+            DeviceBuffer result = state.slice(RESULT_OFFSET, 8);
+            kernels.firstNonFinite(result, xb, n);
+            MemorySegment r = host.allocate(8, 8);
+            device.download(r, result);
+            transfers.countToHost(8);
+            checkFaults(host);
+            return r.get(ValueLayout.JAVA_LONG, 0);
+        });
+    }
+
+    // ================================================================ Mixture of Experts
+
+    private static void checkExperts(String op, int numExperts) {
+        if (numExperts < 1 || numExperts > MAX_EXPERTS)
+            throw new IllegalArgumentException(op + ": " + numExperts + " experts, expected 1 ≤ E ≤ " + MAX_EXPERTS + " (the CUDA kernels' limit)");
+    }
+
+    @Override public void routeTopK(DeviceTensor expertIds, DeviceTensor expertWeights, DeviceTensor routerLogits, int n, int numExperts, int k) {
+        nonNegative("routeTopK", n);
+        checkExperts("routeTopK", numExperts);
+        if (k < 1 || k > numExperts) throw new IllegalArgumentException("routeTopK: k = " + k + ", expected 1 ≤ k ≤ numExperts = " + numExperts);
+        DeviceBuffer ids = i32(expertIds, (long) n * k, "routeTopK", "expertIds (N, k)");
+        DeviceBuffer w = f32(expertWeights, (long) n * k, "routeTopK", "expertWeights (N, k)");
+        DeviceBuffer z = f32(routerLogits, (long) n * numExperts, "routeTopK", "routerLogits (N, E)");
+        if (n == 0) return;
+        run(host -> kernels.routeTopK(ids, w, z, n, numExperts, k));
+    }
+
+    /** the counting sort on the device (dive_sort_by_expert); an id outside [0, E) is raised at the next edge */
+    @Override public void sortByExpert(DeviceTensor offsets, DeviceTensor rowToken, DeviceTensor slotRow, DeviceTensor expertIds,
+                                       int n, int k, int numExperts) {
+        nonNegative("sortByExpert", n);
+        checkExperts("sortByExpert", numExperts);
+        if (k < 1) throw new IllegalArgumentException("sortByExpert: k = " + k + ", expected ≥ 1");
+        long assigned = (long) n * k;
+        if (assigned > Integer.MAX_VALUE) throw new IllegalArgumentException("sortByExpert: N·k = " + assigned + " assignments, expected < 2³¹");
+        DeviceBuffer off = i32(offsets, numExperts + 1, "sortByExpert", "offsets (E + 1)");
+        DeviceBuffer rt = i32(rowToken, assigned, "sortByExpert", "rowToken (N·k)"), sr = i32(slotRow, assigned, "sortByExpert", "slotRow (N, k)");
+        DeviceBuffer ids = i32(expertIds, assigned, "sortByExpert", "expertIds (N, k)");
+        run(host -> {
+            DeviceBuffer call = state.slice(4L * F_SORT_CALL, 4);
+            kernels.sortByExpert(off, rt, sr, call, ids, n, k, numExperts);
+            kernels.foldFirstIndex(fault(F_SORT, "sortByExpert: an expert id outside [0, " + numExperts + ") (index = token·k + slot)"), call);
+        });
+    }
+
+    @Override public void gather(DeviceTensor out, DeviceTensor x, DeviceTensor rows, int count, int width) {
+        nonNegative("gather", count, width);
+        DeviceBuffer o = f32(out, (long) count * width, "gather", "out (count, width)"), xb = f32(x, 0, "gather", "x (·, width)");
+        DeviceBuffer rb = i32(rows, count, "gather", "rows (count)");
+        if (count == 0 || width == 0) return;
+        int xRows = Math.toIntExact(Math.min(Integer.MAX_VALUE, size(x) / width));
+        run(host -> kernels.gatherConvertRows(o, false, xb, xRows, rb, DeviceBuffer.NULL, count, width,
+                fault(F_GATHER, "gather: a row outside x's " + xRows + " rows (index = output row)")));
+    }
+
+    /** what the expert ops need of a weight list: E, one shape (N, K), and whether every expert is BF16 */
+    private record ExpertShape(int experts, int n, int k, boolean bf16) {}
+
+    private static ExpertShape expertShape(String op, Tensor[] w) {
+        if (w == null || w.length == 0) throw new IllegalArgumentException(op + ": no expert weights");
+        checkExperts(op, w.length);
+        int n = w[0].rows(), k = w[0].cols();
+        boolean bf16 = true;
+        for (Tensor t : w) {
+            if (t == null) throw new IllegalArgumentException(op + ": a null expert weight");
+            if (!t.dtype().isFloatWeight())
+                throw new IllegalArgumentException(op + ": weight '" + t.name() + "' is " + t.dtype() + ", expected F32, BF16 or F16");
+            if (t.rows() != n || t.cols() != k)
+                throw new IllegalArgumentException(op + ": weight '" + t.name() + "' has shape " + Arrays.toString(t.shape()) + ", expected ["
+                        + n + ", " + k + "] like '" + w[0].name() + "'");
+            bf16 &= t.dtype() == DType.BF16;
+        }
+        return new ExpertShape(w.length, n, k, bf16);
+    }
+
+    private static void checkBiases(String op, Tensor[] bias, int experts, int n) {
+        if (bias == null) return;
+        if (bias.length != experts) throw new IllegalArgumentException(op + ": " + bias.length + " biases for " + experts + " experts");
+        for (Tensor b : bias)
+            if (b != null && b.numel() != n)
+                throw new IllegalArgumentException(op + ": bias '" + b.name() + "' has shape " + Arrays.toString(b.shape()) + ", expected [" + n + "]");
+    }
+
+    /** the experts' device weights (BF16 as stored when {@code bf16}, else F32) */
+    private DeviceBuffer[] expertWeights(Tensor[] w, boolean bf16, Arena host) {
+        DeviceBuffer[] out = new DeviceBuffer[w.length];
+        for (int e = 0; e < w.length; e++) out[e] = weights.get(w[e], bf16 ? CudaWeights.Form.NATIVE : CudaWeights.Form.F32, host);
+        return out;
+    }
+
+    /** the biases' device copies (F32), null entries kept; null for no biases */
+    private DeviceBuffer[] expertBiases(Tensor[] bias, Arena host) {
+        if (bias == null || Arrays.stream(bias).allMatch(b -> b == null)) return null;
+        DeviceBuffer[] out = new DeviceBuffer[bias.length];
+        for (int e = 0; e < bias.length; e++) out[e] = bias[e] == null ? null : weights.get(bias[e], CudaWeights.Form.F32, host);
+        return out;
+    }
+
+    /** rows a (·, width) tensor holds (a bound on the permuted rows R, which only the device knows) */
+    private static int rowsOf(DeviceTensor t, int width) {
+        return width == 0 ? Integer.MAX_VALUE : (int) Math.min(Integer.MAX_VALUE, size(t) / width);
+    }
+
+    /** offsets[E] as a device pointer: the permuted row count the kernels read */
+    private static DeviceBuffer rowCount(DeviceBuffer offsets, int experts) { return offsets.slice(4L * experts, 4); }
+
+    /**
+     * out (R, N) = x (R, K) · w[e]ᵀ (+ bias[e]) per expert row range, in one launch: BF16 experts on tensor cores with the
+     * rows in use (R = offsets[E], read on the device) rounded to BF16 first; otherwise F32 in the CPU's order.
+     */
+    private void expertForward(String op, DeviceTensor out, DeviceTensor x, DeviceTensor offsets, Tensor[] w, Tensor[] bias) {
+        ExpertShape s = expertShape(op, w);
+        checkBiases(op, bias, s.experts(), s.n());
+        DeviceBuffer off = i32(offsets, s.experts() + 1, op, "offsets (E + 1)");
+        DeviceBuffer ob = f32(out, 0, op, "out (R, N)"), xb = f32(x, 0, op, "x (R, K)");
+        int rows = Math.min(rowsOf(out, s.n()), rowsOf(x, s.k()));
+        if (rows == 0 || rows == Integer.MAX_VALUE || s.n() == 0) return;
+        run(host -> {
+            DeviceBuffer[] wd = expertWeights(w, s.bf16(), host);
+            DeviceBuffer[] bd = expertBiases(bias, host);
+            DeviceBuffer in = xb;
+            if (s.bf16()) {
+                in = device.workspace(2L * rows * s.k())[0];
+                kernels.gatherConvertRows(in, true, xb, rows, DeviceBuffer.NULL, rowCount(off, s.experts()), rows, s.k(), DeviceBuffer.NULL);
+            }
+            kernels.groupedGemm(s.bf16(), ob, in, off, wd, bd, rows, s.n(), s.k(), false);
+        });
+    }
+
+    @Override public void groupedMatmul(DeviceTensor out, DeviceTensor x, DeviceTensor offsets, Tensor[] w, Tensor[] bias) {
+        expertForward("groupedMatmul", out, x, offsets, w, bias);
+    }
+
+    @Override public void expertMatmul(DeviceTensor out, DeviceTensor x, DeviceTensor offsets, Tensor[] w) {
+        expertForward("expertMatmul", out, x, offsets, w, null);
+    }
+
+    /** the permuted rows of x gathered once (as BF16 when both weight sets are BF16), then the two grouped matmuls */
+    @Override public void groupedMatmul2(DeviceTensor outGate, DeviceTensor outUp, DeviceTensor x, DeviceTensor xRows, DeviceTensor offsets,
+                                         Tensor[] wGate, Tensor[] wUp) {
+        String op = "groupedMatmul2";
+        ExpertShape g = expertShape(op, wGate), u = expertShape(op, wUp);
+        if (u.experts() != g.experts() || u.n() != g.n() || u.k() != g.k())
+            throw new IllegalArgumentException(op + ": up weight '" + wUp[0].name() + "' has shape " + Arrays.toString(wUp[0].shape()) + " ("
+                    + wUp.length + " experts), expected " + Arrays.toString(wGate[0].shape()) + " like gate weight '" + wGate[0].name() + "' ("
+                    + wGate.length + " experts)");
+        int experts = g.experts(), n = g.n(), k = g.k();
+        boolean bf16 = g.bf16() && u.bf16();
+        DeviceBuffer off = i32(offsets, experts + 1, op, "offsets (E + 1)");
+        DeviceBuffer og = f32(outGate, 0, op, "outGate (R, N)"), ou = f32(outUp, 0, op, "outUp (R, N)");
+        DeviceBuffer xb = f32(x, 0, op, "x (·, K)"), rb = i32(xRows, 0, op, "xRows (R)");
+        int rows = (int) Math.min(Math.min(rowsOf(outGate, n), rowsOf(outUp, n)), size(xRows));
+        if (rows == 0 || n == 0) return;
+        int xRowCount = rowsOf(x, k);
+        run(host -> {
+            DeviceBuffer[] wg = expertWeights(wGate, bf16, host), wu = expertWeights(wUp, bf16, host);
+            DeviceBuffer xs = device.workspace((bf16 ? 2L : 4L) * rows * Math.max(k, 1))[0];
+            kernels.gatherConvertRows(xs, bf16, xb, xRowCount, rb, rowCount(off, experts), rows, k,
+                    fault(F_GATHER, op + ": a row of xRows outside x's " + xRowCount + " rows (index = permuted row)"));
+            kernels.groupedGemm(bf16, og, xs, off, wg, null, rows, n, k, false);
+            kernels.groupedGemm(bf16, ou, xs, off, wu, null, rows, n, k, false);
+        });
+    }
+
+    @Override public void expertMatmulBackwardInput(DeviceTensor dx, DeviceTensor dOut, DeviceTensor offsets, Tensor[] w) {
+        String op = "expertMatmulBackwardInput";
+        ExpertShape s = expertShape(op, w);
+        DeviceBuffer off = i32(offsets, s.experts() + 1, op, "offsets (E + 1)");
+        DeviceBuffer gx = f32(dx, 0, op, "dx (R, K)"), dy = f32(dOut, 0, op, "dOut (R, N)");
+        int rows = Math.min(rowsOf(dx, s.k()), rowsOf(dOut, s.n()));
+        if (rows == 0 || rows == Integer.MAX_VALUE || s.k() == 0) return;
+        run(host -> {
+            DeviceBuffer[] wd = expertWeights(w, s.bf16(), host);
+            DeviceBuffer in = dy;
+            if (s.bf16()) {
+                in = device.workspace(2L * rows * Math.max(s.n(), 1))[0];
+                kernels.gatherConvertRows(in, true, dy, rows, DeviceBuffer.NULL, rowCount(off, s.experts()), rows, s.n(), DeviceBuffer.NULL);
+            }
+            kernels.groupedGemm(s.bf16(), gx, in, off, wd, null, rows, s.n(), s.k(), true);
+        });
+    }
+
+    @Override public void expertMatmulBackwardWeight(DeviceTensor[] dw, DeviceTensor dOut, DeviceTensor x, DeviceTensor offsets, int n, int k) {
+        String op = "expertMatmulBackwardWeight";
+        nonNegative(op, n, k);
+        if (dw == null || dw.length == 0) throw new IllegalArgumentException(op + ": no expert gradients");
+        checkExperts(op, dw.length);
+        DeviceBuffer[] g = new DeviceBuffer[dw.length];
+        for (int e = 0; e < dw.length; e++) g[e] = dw[e] == null ? null : f32(dw[e], (long) n * k, op, "dw[" + e + "] (N, K)");
+        DeviceBuffer off = i32(offsets, dw.length + 1, op, "offsets (E + 1)");
+        DeviceBuffer dy = f32(dOut, 0, op, "dOut (R, N)"), xb = f32(x, 0, op, "x (R, K)");
+        int rows = Math.min(rowsOf(dOut, n), rowsOf(x, k));
+        if (n == 0 || k == 0 || rows == 0 || Arrays.stream(g).allMatch(b -> b == null)) return;
+        run(host -> kernels.groupedWeightGradF32(g, dy, xb, off, rows, n, k));
+    }
+
+    @Override public void expertAddBias(DeviceTensor out, DeviceTensor offsets, Tensor[] bias, int d) {
+        String op = "expertAddBias";
+        nonNegative(op, d);
+        if (bias == null || bias.length == 0) throw new IllegalArgumentException(op + ": no expert biases");
+        checkExperts(op, bias.length);
+        checkBiases(op, bias, bias.length, d);
+        DeviceBuffer ob = f32(out, 0, op, "out (R, d)"), off = i32(offsets, bias.length + 1, op, "offsets (E + 1)");
+        int rows = rowsOf(out, d);
+        if (d == 0 || rows == 0 || Arrays.stream(bias).allMatch(b -> b == null)) return;
+        run(host -> kernels.expertAddBias(ob, off, expertBiases(bias, host), rows, d));
+    }
+
+    @Override public void expertBiasBackward(DeviceTensor[] db, DeviceTensor dy, DeviceTensor offsets, int d) {
+        String op = "expertBiasBackward";
+        nonNegative(op, d);
+        if (db == null || db.length == 0) throw new IllegalArgumentException(op + ": no expert bias gradients");
+        checkExperts(op, db.length);
+        DeviceBuffer[] g = new DeviceBuffer[db.length];
+        for (int e = 0; e < db.length; e++) g[e] = db[e] == null ? null : f32(db[e], d, op, "db[" + e + "] (d)");
+        DeviceBuffer gy = f32(dy, 0, op, "dy (R, d)"), off = i32(offsets, db.length + 1, op, "offsets (E + 1)");
+        int rows = rowsOf(dy, d);
+        if (d == 0 || rows == 0 || Arrays.stream(g).allMatch(b -> b == null)) return;
+        run(host -> kernels.expertBiasBackward(g, gy, off, rows, d));
+    }
+
+    @Override public void combineExperts(DeviceTensor y, DeviceTensor expertOut, DeviceTensor slotRow, DeviceTensor expertWeights,
+                                         int n, int k, int d) {
+        String op = "combineExperts";
+        nonNegative(op, n, d);
+        if (k < 1) throw new IllegalArgumentException(op + ": k = " + k + ", expected ≥ 1");
+        long assigned = (long) n * k;
+        DeviceBuffer yb = f32(y, (long) n * d, op, "y (N, d)"), eo = f32(expertOut, assigned * d, op, "expertOut (N·k, d)");
+        DeviceBuffer sr = i32(slotRow, assigned, op, "slotRow (N, k)"), w = f32(expertWeights, assigned, op, "expertWeights (N, k)");
+        if (n == 0 || d == 0) return;
+        run(host -> kernels.combineExperts(yb, eo, sr, w, n, k, d));
+    }
+
+    @Override public void combineExpertsBackward(DeviceTensor dExpertOut, DeviceTensor dWeights, DeviceTensor dy, DeviceTensor expertOut,
+                                                 DeviceTensor slotRow, DeviceTensor expertWeights, int n, int k, int d) {
+        String op = "combineExpertsBackward";
+        nonNegative(op, n, d);
+        if (k < 1) throw new IllegalArgumentException(op + ": k = " + k + ", expected ≥ 1");
+        long assigned = (long) n * k;
+        DeviceBuffer geo = f32(dExpertOut, assigned * d, op, "dExpertOut (N·k, d)"), gw = f32(dWeights, assigned, op, "dWeights (N, k)");
+        DeviceBuffer gy = f32(dy, (long) n * d, op, "dy (N, d)"), eo = f32(expertOut, assigned * d, op, "expertOut (N·k, d)");
+        DeviceBuffer sr = i32(slotRow, assigned, op, "slotRow (N, k)"), w = f32(expertWeights, assigned, op, "expertWeights (N, k)");
+        if (assigned == 0) return;
+        run(host -> kernels.combineExpertsBackward(geo, gw, gy, eo, sr, w, n, k, d));
+    }
+
+    /** x[rows[r], :] += src[r, :] in order r = 0, 1, …: one thread per column walks the sources (deterministic) */
+    @Override public void scatterAddRows(DeviceTensor x, DeviceTensor src, DeviceTensor rows, int count, int width) {
+        String op = "scatterAddRows";
+        nonNegative(op, count, width);
+        DeviceBuffer xb = f32(x, 0, op, "x (·, width)"), sb = f32(src, (long) count * width, op, "src (count, width)");
+        DeviceBuffer rb = i32(rows, count, op, "rows (count)");
+        if (count == 0 || width == 0) return;
+        int xRows = rowsOf(x, width);
+        run(host -> kernels.scatterAddRows(xb, sb, rb, count, width, xRows,
+                fault(F_SCATTER, op + ": a row outside x's " + xRows + " rows (index = source row)")));
+    }
+
+    @Override public void softRouting(DeviceTensor expertIds, DeviceTensor expertWeights, DeviceTensor routerLogits, int n, int numExperts,
+                                      float invTemperature) {
+        String op = "softRouting";
+        nonNegative(op, n);
+        if (numExperts < 1) throw new IllegalArgumentException(op + ": " + numExperts + " experts, expected ≥ 1");
+        long count = (long) n * numExperts;
+        DeviceBuffer ids = i32(expertIds, count, op, "expertIds (N, E)"), w = f32(expertWeights, count, op, "expertWeights (N, E)");
+        DeviceBuffer z = f32(routerLogits, count, op, "routerLogits (N, E)");
+        if (n == 0) return;
+        run(host -> kernels.softRouting(ids, w, z, n, numExperts, invTemperature));
+    }
+
+    @Override public void countExperts(DeviceTensor counts, long countsOff, DeviceTensor expertIds, int assignments) {
+        String op = "countExperts";
+        nonNegative(op, assignments, countsOff);
+        CudaTensor c = cuda(counts, DType.I32, op + " counts");
+        if (countsOff > c.size()) throw new IllegalArgumentException(op + ": offset " + countsOff + " past the " + c.size() + " counts");
+        int countsSize = (int) Math.min(Integer.MAX_VALUE, c.size() - countsOff);
+        DeviceBuffer cb = c.slice(countsOff, countsSize, op + " counts"), ids = i32(expertIds, assignments, op, "expertIds");
+        if (assignments == 0) return;
+        run(host -> kernels.countExperts(cb, countsSize, ids, assignments,
+                fault(F_COUNT, op + ": an expert id outside the " + countsSize + " counts past offset " + countsOff + " (index = assignment)")));
+    }
+
+    @Override public void routingBackward(DeviceTensor dLogits, DeviceTensor weights, DeviceTensor dWeights, DeviceTensor expertIds,
+                                          int n, int slots, int numExperts, double invTemperature) {
+        String op = "routingBackward";
+        nonNegative(op, n);
+        if (slots < 1 || numExperts < 1) throw new IllegalArgumentException(op + ": " + slots + " slots over " + numExperts + " experts");
+        long assigned = (long) n * slots;
+        DeviceBuffer dz = f32(dLogits, (long) n * numExperts, op, "dLogits (N, E)"), w = f32(weights, assigned, op, "weights (N, slots)");
+        DeviceBuffer dw = f32(dWeights, assigned, op, "dWeights (N, slots)"), ids = i32(expertIds, assigned, op, "expertIds (N, slots)");
+        if (n == 0) return;
+        run(host -> kernels.routingBackward(dz, w, dw, ids, n, slots, numExperts, invTemperature,
+                fault(F_ROUTING, op + ": an expert id outside [0, " + numExperts + ") (index = token·slots + slot)")));
+    }
+
+    // ================================================================ optimiser, statistics
+
+    /** the update runs on the weight's device copy (uploaded on first use); {@link #readBack} brings the host memory up to date */
+    @Override public void adamW(Tensor param, DeviceTensor grad, DeviceTensor m, DeviceTensor v, int n, AdamWStep step) {
+        if (param.dtype() != DType.F32 || param.data().isReadOnly())
+            throw new IllegalArgumentException("adamW: parameter '" + param.name() + "' is " + param.dtype()
+                    + (param.data().isReadOnly() ? " in read-only memory" : "") + " (expected writable F32)");
+        nonNegative("adamW", n);
+        if (param.numel() < n) throw new IllegalArgumentException("adamW: " + n + " elements, but param has " + param.numel());
+        DeviceBuffer g = f32(grad, n, "adamW", "grad"), mb = f32(m, n, "adamW", "m"), vb = f32(v, n, "adamW", "v");
+        if (n == 0) return;
+        run(host -> kernels.adamWStep(weights.master(param, host), g, mb, vb, n, step.decay(), step.decayFactor(), step.stepSize(),
+                step.sqrtBiasCorrection2(), step.oneMinusBeta1(), step.beta2(), step.oneMinusBeta2(), step.eps()));
+    }
+
+    @Override public void channelStatistics(DeviceTensor mean, DeviceTensor m2, DeviceTensor sumSquares, long countBefore, DeviceTensor h,
+                                            int rows, int width) {
+        String op = "channelStatistics";
+        nonNegative(op, countBefore, width);
+        DeviceBuffer mb = f64(mean, width, op, "mean (width)"), m2b = f64(m2, width, op, "m2 (width)");
+        DeviceBuffer sb = f64(sumSquares, width, op, "sumSquares (width)");
+        if (rows <= 0) return;
+        DeviceBuffer hb = f32(h, (long) rows * width, op, "h (rows, width)");
+        if (width == 0) return;
+        run(host -> kernels.channelStatsUpdate(mb, m2b, sb, countBefore, hb, rows, width));
+    }
+
+    // ================================================================ array ops: upload, the device op, download
+
+    /** one array op on the device: its arrays uploaded, the device op, its outputs downloaded (each a counted transfer) */
+    private final class Staged implements AutoCloseable {
+        private final List<DeviceTensor> tensors = new ArrayList<>();
+        private final List<Runnable> results = new ArrayList<>();
+
+        private DeviceTensor keep(DeviceTensor t) {
+            tensors.add(t);
+            return t;
+        }
+
+        DeviceTensor in(float[] a, long n) {
+            DeviceTensor t = keep(allocate(DType.F32, n));
+            if (n > 0) write(t, 0, a, Math.toIntExact(n));
+            return t;
+        }
+
+        DeviceTensor in(int[] a, long n) {
+            DeviceTensor t = keep(allocate(DType.I32, n));
+            if (n > 0) write(t, 0, a, Math.toIntExact(n));
+            return t;
+        }
+
+        /** read back into {@code a} after the op */
+        DeviceTensor back(DeviceTensor t, float[] a, long n) {
+            if (n > 0) results.add(() -> read(t, 0, a, Math.toIntExact(n)));
+            return t;
+        }
+
+        DeviceTensor back(DeviceTensor t, int[] a, long n) {
+            if (n > 0) results.add(() -> read(t, 0, a, Math.toIntExact(n)));
+            return t;
+        }
+
+        DeviceTensor out(float[] a, long n) { return back(keep(allocate(DType.F32, n)), a, n); }
+
+        DeviceTensor out(int[] a, long n) { return back(keep(allocate(DType.I32, n)), a, n); }
+
+        DeviceTensor inOut(float[] a, long n) { return back(in(a, n), a, n); }
+
+        /** {@code a} as an output that may be the same array as an input already staged as {@code staged} */
+        DeviceTensor outOrSame(float[] a, float[] input, DeviceTensor staged, long n) {
+            return a == input ? back(staged, a, n) : out(a, n);
+        }
+
+        void done() { for (Runnable r : results) r.run(); }
+
+        @Override public void close() { for (DeviceTensor t : tensors) t.close(); }
+    }
+
+    private static void need(float[] a, long count, String op, String what) {
+        if (a == null) throw new IllegalArgumentException(op + ": " + what + " is null");
+        if (a.length < count) throw new IllegalArgumentException(op + ": " + what + " has " + a.length + " floats, expected ≥ " + count);
+    }
+
+    private static void need(int[] a, long count, String op, String what) {
+        if (a == null) throw new IllegalArgumentException(op + ": " + what + " is null");
+        if (a.length < count) throw new IllegalArgumentException(op + ": " + what + " has " + a.length + " ints, expected ≥ " + count);
+    }
+
+    @Override public void matmul(float[] out, float[] x, int m, Tensor w) {
+        int n = w.rows(), k = w.cols();
+        need(x, (long) m * k, "matmul", "x (M, K)");
+        need(out, (long) m * n, "matmul", "out (M, N)");
+        try (Staged s = new Staged()) {
+            matmul(s.out(out, (long) m * n), s.in(x, (long) m * k), m, w);
+            s.done();
+        }
+    }
+
+    @Override public void matmulBackwardInput(float[] dx, float[] dOut, int m, Tensor w) {
+        int n = w.rows(), k = w.cols();
+        need(dOut, (long) m * n, "matmulBackwardInput", "dOut (M, N)");
+        need(dx, (long) m * k, "matmulBackwardInput", "dx (M, K)");
+        try (Staged s = new Staged()) {
+            matmulBackwardInput(s.out(dx, (long) m * k), s.in(dOut, (long) m * n), m, w);
+            s.done();
+        }
+    }
+
+    @Override public void matmulBackwardWeight(float[] dw, float[] dOut, float[] x, int m, int n, int k) {
         need(dOut, (long) m * n, "matmulBackwardWeight", "dOut (M, N)");
         need(x, (long) m * k, "matmulBackwardWeight", "x (M, K)");
         need(dw, (long) n * k, "matmulBackwardWeight", "dw (N, K)");
-        if (m == 0 || n == 0 || k == 0) return;
-        onDevice(host -> {
-            DeviceBuffer[] b = device.workspace(f32((long) m * n), f32((long) m * k), f32((long) n * k));
-            put(b[0], dOut, (long) m * n, host);
-            put(b[1], x, (long) m * k, host);
-            put(b[2], dw, (long) n * k, host);
-            device.gemm(CUBLAS_OP_N, CUBLAS_OP_T, k, n, m, b[1], CUDA_R_32F, k, b[0], CUDA_R_32F, n, 1f, b[2], k, true);
-            get(dw, b[2], (long) n * k, host);
-        });
+        try (Staged s = new Staged()) {
+            matmulBackwardWeight(s.inOut(dw, (long) n * k), s.in(dOut, (long) m * n), s.in(x, (long) m * k), m, n, k);
+            s.done();
+        }
     }
 
-    @Override
-    public void rmsNorm(float[] out, float[] x, Tensor weight, int rows, float eps) {
-        int d = width(weight);
-        long count = (long) rows * d;
+    @Override public void rmsNorm(float[] out, float[] x, Tensor weight, int rows, float eps) {
+        long count = (long) rows * weight.numel();
         need(x, count, "rmsNorm", "x (rows, d)");
         need(out, count, "rmsNorm", "out (rows, d)");
-        if (count == 0) return;
-        onDevice(host -> {
-            DeviceBuffer wd = weights(Form.F32, host, weight)[0];
-            DeviceBuffer[] b = device.workspace(f32(count), f32(count));
-            put(b[0], x, count, host);
-            kernels.rmsNorm(b[1], b[0], wd, rows, d, eps);
-            get(out, b[1], count, host);
-        });
+        try (Staged s = new Staged()) {
+            DeviceTensor in = s.in(x, count);
+            rmsNorm(s.outOrSame(out, x, in, count), in, weight, rows, eps);
+            s.done();
+        }
     }
 
-    @Override
-    public void rmsNormBackward(float[] dx, float[] dWeight, float[] dOut, float[] x, Tensor weight, int rows, float eps) {
-        int d = width(weight);
+    @Override public void rmsNormBackward(float[] dx, float[] dWeight, float[] dOut, float[] x, Tensor weight, int rows, float eps) {
+        int d = Math.toIntExact(weight.numel());
         long count = (long) rows * d;
         need(x, count, "rmsNormBackward", "x (rows, d)");
         need(dOut, count, "rmsNormBackward", "dOut (rows, d)");
         need(dx, count, "rmsNormBackward", "dx (rows, d)");
         if (dWeight != null) need(dWeight, d, "rmsNormBackward", "dWeight (d)");
-        if (count == 0) return;
-        onDevice(host -> {
-            DeviceBuffer wd = weights(Form.F32, host, weight)[0];
-            DeviceBuffer[] b = device.workspace(f32(count), f32(count), f32(count), dWeight != null ? f32(d) : 0);
-            put(b[0], dOut, count, host);
-            put(b[1], x, count, host);
-            if (dWeight != null) put(b[3], dWeight, d, host);
-            kernels.rmsNormBackward(b[2], dWeight != null ? b[3] : DeviceBuffer.NULL, b[0], b[1], wd, rows, d, eps);
-            get(dx, b[2], count, host);
-            if (dWeight != null) get(dWeight, b[3], d, host);
-        });
+        try (Staged s = new Staged()) {
+            DeviceTensor dy = s.in(dOut, count);
+            DeviceTensor gw = dWeight == null ? null : s.inOut(dWeight, d);
+            rmsNormBackward(s.outOrSame(dx, dOut, dy, count), gw, dy, s.in(x, count), weight, rows, eps);
+            s.done();
+        }
     }
 
-    @Override
-    public void rope(float[] x, int rows, int heads, int headDim, int[] positions, float[] invFreq) {
-        rope(x, rows, heads, headDim, positions, invFreq, false, "rope");
+    @Override public void rope(float[] x, int rows, int heads, int headDim, int[] positions, float[] invFreq) {
+        ropeArrays("rope", x, rows, heads, headDim, positions, invFreq, false);
     }
 
-    @Override
-    public void ropeBackward(float[] dx, int rows, int heads, int headDim, int[] positions, float[] invFreq) {
-        rope(dx, rows, heads, headDim, positions, invFreq, true, "ropeBackward");
+    @Override public void ropeBackward(float[] dx, int rows, int heads, int headDim, int[] positions, float[] invFreq) {
+        ropeArrays("ropeBackward", dx, rows, heads, headDim, positions, invFreq, true);
     }
 
-    private void rope(float[] x, int rows, int heads, int headDim, int[] positions, float[] invFreq, boolean inverse, String op) {
+    private void ropeArrays(String op, float[] x, int rows, int heads, int headDim, int[] positions, float[] invFreq, boolean inverse) {
         long count = (long) rows * heads * headDim;
         need(x, count, op, "x (rows, heads, headDim)");
         need(positions, rows, op, "positions (rows)");
         need(invFreq, headDim / 2, op, "invFreq (headDim/2)");
-        if (count == 0) return;
-        onDevice(host -> {
-            DeviceBuffer[] b = device.workspace(f32(count), 4L * rows, f32(headDim / 2));
-            put(b[0], x, count, host);
-            put(b[1], positions, rows, host);
-            put(b[2], invFreq, headDim / 2, host);
-            kernels.rope(b[0], rows, heads, headDim, b[1], b[2], inverse);
-            get(x, b[0], count, host);
-        });
+        try (Staged s = new Staged()) {
+            rope(op, s.inOut(x, count), rows, heads, headDim, s.in(positions, rows), s.in(invFreq, headDim / 2), inverse);
+            s.done();
+        }
     }
 
-    @Override
-    public void attention(float[] out, float[] q, float[] kCache, float[] vCache, int T, int startPos,
-                          int nHeads, int nKvHeads, int headDim, float scale) {
-        if (nKvHeads < 1 || nHeads % nKvHeads != 0)
-            throw new IllegalArgumentException("attention: " + nHeads + " query heads over " + nKvHeads + " KV heads, expected a multiple");
-        if (headDim > MAX_HEAD_DIM) {
-            noteFallback("attention with head dimension " + headDim + " > " + MAX_HEAD_DIM);
-            cpu.attention(out, q, kCache, vCache, T, startPos, nHeads, nKvHeads, headDim, scale);
-            return;
-        }
+    @Override public void attention(float[] out, float[] q, float[] kCache, float[] vCache, int T, int startPos,
+                                    int nHeads, int nKvHeads, int headDim, float scale) {
+        checkHeads("attention", nHeads, nKvHeads, headDim);
         long qCount = (long) T * nHeads * headDim, kvCount = (long) (startPos + T) * nKvHeads * headDim;
         need(q, qCount, "attention", "q (T, nHeads, headDim)");
         need(out, qCount, "attention", "out (T, nHeads, headDim)");
         need(kCache, kvCount, "attention", "kCache (startPos + T, nKvHeads, headDim)");
         need(vCache, kvCount, "attention", "vCache (startPos + T, nKvHeads, headDim)");
-        if (qCount == 0) return;
-        onDevice(host -> {
-            DeviceBuffer[] b = device.workspace(f32(qCount), f32(kvCount), f32(kvCount), f32(qCount));
-            put(b[0], q, qCount, host);
-            put(b[1], kCache, kvCount, host);
-            put(b[2], vCache, kvCount, host);
-            kernels.attention(b[3], b[0], b[1], b[2], T, startPos, nHeads, nKvHeads, headDim, scale);
-            get(out, b[3], qCount, host);
-        });
+        try (Staged s = new Staged()) {
+            attention(s.out(out, qCount), s.in(q, qCount), s.in(kCache, kvCount), s.in(vCache, kvCount), T, startPos, nHeads, nKvHeads, headDim, scale);
+            s.done();
+        }
     }
 
-    @Override
-    public void attentionBackward(float[] dq, float[] dk, float[] dv, float[] dOut, float[] q, float[] k, float[] v,
-                                  int B, int T, int nHeads, int nKvHeads, int headDim, float scale) {
-        if (nKvHeads < 1 || nHeads % nKvHeads != 0)
-            throw new IllegalArgumentException("attentionBackward: " + nHeads + " query heads over " + nKvHeads + " KV heads, expected a multiple");
+    @Override public void attentionBackward(float[] dq, float[] dk, float[] dv, float[] dOut, float[] q, float[] k, float[] v,
+                                            int B, int T, int nHeads, int nKvHeads, int headDim, float scale) {
+        checkHeads("attentionBackward", nHeads, nKvHeads, headDim);
         long qCount = (long) B * T * nHeads * headDim, kvCount = (long) B * T * nKvHeads * headDim;
         need(q, qCount, "attentionBackward", "q (B, T, nHeads, headDim)");
         need(dOut, qCount, "attentionBackward", "dOut (B, T, nHeads, headDim)");
         need(dq, qCount, "attentionBackward", "dq (B, T, nHeads, headDim)");
         for (float[] a : new float[][] {k, v, dk, dv}) need(a, kvCount, "attentionBackward", "k, v, dk, dv (B, T, nKvHeads, headDim)");
-        if (qCount == 0) return;
-        if (headDim > MAX_HEAD_DIM) {
-            noteFallback("attentionBackward with head dimension " + headDim + " > " + MAX_HEAD_DIM);
-            cpu.attentionBackward(dq, dk, dv, dOut, q, k, v, B, T, nHeads, nKvHeads, headDim, scale);
-            return;
+        try (Staged s = new Staged()) {
+            attentionBackward(s.out(dq, qCount), s.out(dk, kvCount), s.out(dv, kvCount), s.in(dOut, qCount), s.in(q, qCount), s.in(k, kvCount),
+                    s.in(v, kvCount), B, T, nHeads, nKvHeads, headDim, scale);
+            s.done();
         }
-        onDevice(host -> {
-            DeviceBuffer[] b = device.workspace(f32(qCount), f32(qCount), f32(kvCount), f32(kvCount), f32(qCount), f32(kvCount), f32(kvCount));
-            put(b[0], dOut, qCount, host);
-            put(b[1], q, qCount, host);
-            put(b[2], k, kvCount, host);
-            put(b[3], v, kvCount, host);
-            kernels.attentionBackward(b[4], b[5], b[6], b[0], b[1], b[2], b[3], B, T, nHeads, nKvHeads, headDim, scale);
-            get(dq, b[4], qCount, host);
-            get(dk, b[5], kvCount, host);
-            get(dv, b[6], kvCount, host);
-        });
     }
 
-    @Override
-    public void swiglu(float[] out, float[] gate, float[] up, int n) {
+    @Override public void swiglu(float[] out, float[] gate, float[] up, int n) {
         need(gate, n, "swiglu", "gate");
         need(up, n, "swiglu", "up");
         need(out, n, "swiglu", "out");
-        if (n == 0) return;
-        onDevice(host -> {
-            DeviceBuffer[] b = device.workspace(f32(n), f32(n));
-            put(b[0], gate, n, host);
-            put(b[1], up, n, host);
-            kernels.swiglu(b[0], b[0], b[1], n);
-            get(out, b[0], n, host);
-        });
+        try (Staged s = new Staged()) {
+            DeviceTensor g = s.in(gate, n);
+            swiglu(s.outOrSame(out, gate, g, n), g, s.in(up, n), n);
+            s.done();
+        }
     }
 
-    @Override
-    public void swigluBackward(float[] dGate, float[] dUp, float[] dOut, float[] gate, float[] up, int n) {
+    @Override public void swigluBackward(float[] dGate, float[] dUp, float[] dOut, float[] gate, float[] up, int n) {
         for (float[] a : new float[][] {dGate, dUp, dOut, gate, up}) need(a, n, "swigluBackward", "an argument");
-        if (n == 0) return;
-        onDevice(host -> {
-            DeviceBuffer[] b = device.workspace(f32(n), f32(n), f32(n), f32(n), f32(n));
-            put(b[0], dOut, n, host);
-            put(b[1], gate, n, host);
-            put(b[2], up, n, host);
-            kernels.swigluBackward(b[3], b[4], b[0], b[1], b[2], n);
-            get(dGate, b[3], n, host);
-            get(dUp, b[4], n, host);
-        });
+        try (Staged s = new Staged()) {
+            swigluBackward(s.out(dGate, n), s.out(dUp, n), s.in(dOut, n), s.in(gate, n), s.in(up, n), n);
+            s.done();
+        }
     }
 
-    /** no kernel in dive.h: one row, on the CPU */
-    @Override
-    public void softmax(float[] x, int off, int n) {
-        noteFallback("softmax");
-        cpu.softmax(x, off, n);
-    }
+    /** a row of a host array: on the CPU backend (no device work to gain) */
+    @Override public void softmax(float[] x, int off, int n) { cpu.softmax(x, off, n); }
 
-    @Override
-    public void embedding(float[] out, Tensor table, int[] ids) {
+    @Override public void embedding(float[] out, Tensor table, int[] ids) {
         int vocab = table.rows(), d = table.cols(), tokens = ids.length;
         for (int t = 0; t < tokens; t++)
             if (ids[t] < 0 || ids[t] >= vocab)
                 throw new IllegalArgumentException("token id " + ids[t] + " at position " + t + " is outside the vocabulary [0, " + vocab + ")");
         need(out, (long) tokens * d, "embedding", "out (T, d)");
-        if (tokens == 0 || d == 0) return;
-        onDevice(host -> {
-            DeviceBuffer td = weights(Form.NATIVE, host, table)[0];
-            DeviceBuffer[] b = device.workspace(f32((long) tokens * d), 4L * tokens, 4);
-            put(b[1], ids, tokens, host);
-            device.memset(b[2], 0xff); // badIndex = −1
-            kernels.embedding(b[0], td, table.dtype() == DType.BF16 ? 2 : 4, b[1], tokens, vocab, d, b[2]);
-            get(out, b[0], (long) tokens * d, host);
-            int bad = getInt(b[2], host);
-            if (bad >= 0) throw new IllegalStateException("dive_embedding reported token position " + bad + " out of range although the ids were checked");
-        });
+        try (Staged s = new Staged()) {
+            embedding(s.out(out, (long) tokens * d), table, s.in(ids, tokens), tokens);
+            s.done();
+        }
     }
 
-    @Override
-    public void embeddingBackward(float[] dTable, float[] dOut, int[] ids, int d) {
+    @Override public void embeddingBackward(float[] dTable, float[] dOut, int[] ids, int d) {
         int tokens = ids.length;
         if (d < 1) throw new IllegalArgumentException("embeddingBackward: d = " + d + ", expected ≥ 1");
         int vocab = dTable.length / d;
@@ -543,92 +1128,51 @@ public final class CudaBackend extends CpuBackend implements AutoCloseable {
             if (ids[t] < 0 || ids[t] >= vocab)
                 throw new IllegalArgumentException("embeddingBackward: token id " + ids[t] + " at position " + t + " is outside dTable's " + vocab + " rows");
         need(dOut, (long) tokens * d, "embeddingBackward", "dOut (T, d)");
-        if (tokens == 0) return;
-        long tableCount = (long) vocab * d;
-        onDevice(host -> {
-            DeviceBuffer[] b = device.workspace(f32(tableCount), f32((long) tokens * d), 4L * tokens);
-            put(b[0], dTable, tableCount, host);
-            put(b[1], dOut, (long) tokens * d, host);
-            put(b[2], ids, tokens, host);
-            kernels.embeddingBackward(b[0], b[1], b[2], tokens, d);
-            get(dTable, b[0], tableCount, host);
-        });
+        try (Staged s = new Staged()) {
+            embeddingBackward(s.inOut(dTable, (long) vocab * d), s.in(dOut, (long) tokens * d), s.in(ids, tokens), tokens, d);
+            s.done();
+        }
     }
 
-    @Override
-    public void add(float[] x, float[] y, int n) { addScaled(x, y, 1f, n); }
+    @Override public void add(float[] x, float[] y, int n) { addScaled(x, y, 1f, n); }
 
-    @Override
-    public void addScaled(float[] x, float[] y, float a, int n) {
+    @Override public void addScaled(float[] x, float[] y, float a, int n) {
         need(x, n, "addScaled", "x");
         need(y, n, "addScaled", "y");
-        if (n == 0) return;
-        onDevice(host -> {
-            DeviceBuffer[] b = device.workspace(f32(n), f32(n));
-            put(b[0], x, n, host);
-            put(b[1], y, n, host);
-            kernels.addScaled(b[0], b[1], a, n);
-            get(x, b[0], n, host);
-        });
+        try (Staged s = new Staged()) {
+            addScaled(s.inOut(x, n), s.in(y, n), a, n);
+            s.done();
+        }
     }
 
-    @Override
-    public double crossEntropy(float[] dLogits, float[] logits, int[] targets, int rows, int vocab, float gradScale) {
+    @Override public double crossEntropy(float[] dLogits, float[] logits, int[] targets, int rows, int vocab, float gradScale) {
         long count = (long) rows * vocab;
         need(logits, count, "crossEntropy", "logits (rows, vocab)");
         need(targets, rows, "crossEntropy", "targets (rows)");
         if (dLogits != null) need(dLogits, count, "crossEntropy", "dLogits (rows, vocab)");
-        int counted = 0;
         for (int r = 0; r < rows; r++) {
             int target = targets[r];
-            if (target == IGNORE_INDEX) continue;
-            if (target < 0 || target >= vocab)
+            if (target != IGNORE_INDEX && (target < 0 || target >= vocab))
                 throw new IllegalArgumentException("target " + target + " of row " + r + " is outside the vocabulary [0, " + vocab + ") and not " + IGNORE_INDEX);
-            counted++;
         }
-        if (rows == 0) return Double.NaN;
-        float scale = counted == 0 ? 0f : gradScale / counted;
-        float[] loss = new float[rows];
-        onDevice(host -> {
-            DeviceBuffer[] b = device.workspace(f32(count), f32(rows), 4L * rows, 4, dLogits != null ? f32(count) : 0);
-            put(b[0], logits, count, host);
-            put(b[2], targets, rows, host);
-            device.memset(b[3], 0xff); // badIndex = −1
-            kernels.crossEntropy(b[1], dLogits != null ? b[4] : DeviceBuffer.NULL, b[0], b[2], rows, vocab, scale, b[3]);
-            get(loss, b[1], rows, host);
-            if (dLogits != null) get(dLogits, b[4], count, host);
-            int bad = getInt(b[3], host);
-            if (bad >= 0) throw new IllegalStateException("dive_cross_entropy reported row " + bad + " out of range although the targets were checked");
-        });
-        if (counted == 0) return Double.NaN;
-        double sum = 0;
-        for (int r = 0; r < rows; r++) if (targets[r] != IGNORE_INDEX) sum += loss[r];
-        return sum / counted;
+        try (Staged s = new Staged()) {
+            DeviceTensor l = s.in(logits, count);
+            DeviceTensor g = dLogits == null ? null : s.outOrSame(dLogits, logits, l, count);
+            double loss = crossEntropy(g, l, s.in(targets, rows), rows, vocab, gradScale);
+            s.done();
+            return loss;
+        }
     }
 
-    // ================================================================ Mixture of Experts
-
-    @Override
-    public void routeTopK(int[] expertIds, float[] expertWeights, float[] routerLogits, int n, int numExperts, int k) {
+    @Override public void routeTopK(int[] expertIds, float[] expertWeights, float[] routerLogits, int n, int numExperts, int k) {
         MoeChecks.routeTopK(expertIds, expertWeights, routerLogits, n, numExperts, k);
-        if (numExperts > MAX_ROUTE_EXPERTS) {
-            noteFallback("routeTopK with " + numExperts + " > " + MAX_ROUTE_EXPERTS + " experts");
-            cpu.routeTopK(expertIds, expertWeights, routerLogits, n, numExperts, k);
-            return;
+        try (Staged s = new Staged()) {
+            routeTopK(s.out(expertIds, (long) n * k), s.out(expertWeights, (long) n * k), s.in(routerLogits, (long) n * numExperts), n, numExperts, k);
+            s.done();
         }
-        if (n == 0) return;
-        onDevice(host -> {
-            DeviceBuffer[] b = device.workspace(f32((long) n * numExperts), 4L * n * k, f32((long) n * k));
-            put(b[0], routerLogits, (long) n * numExperts, host);
-            kernels.routeTopK(b[1], b[2], b[0], n, numExperts, k);
-            get(expertIds, b[1], (long) n * k, host);
-            get(expertWeights, b[2], (long) n * k, host);
-        });
     }
 
-    /** the counting sort on the device (dive_sort_by_expert); ids are checked on the host first, as on the CPU */
-    @Override
-    public void sortByExpert(int[] offsets, int[] rowToken, int[] slotRow, int[] expertIds, int n, int k, int numExperts) {
+    @Override public void sortByExpert(int[] offsets, int[] rowToken, int[] slotRow, int[] expertIds, int n, int k, int numExperts) {
         long assigned = (long) n * k;
         need(expertIds, assigned, "sortByExpert", "expertIds (N, k)");
         need(offsets, numExperts + 1, "sortByExpert", "offsets (E + 1)");
@@ -640,110 +1184,66 @@ public final class CudaBackend extends CpuBackend implements AutoCloseable {
                 throw new IllegalArgumentException("sortByExpert: token " + i / k + " slot " + i % k + " has expert id " + e
                         + ", expected 0 ≤ id < " + numExperts);
         }
-        if (assigned == 0) {
-            Arrays.fill(offsets, 0, numExperts + 1, 0);
-            return;
+        try (Staged s = new Staged()) {
+            sortByExpert(s.out(offsets, numExperts + 1), s.out(rowToken, assigned), s.out(slotRow, assigned), s.in(expertIds, assigned), n, k, numExperts);
+            s.done();
         }
-        onDevice(host -> {
-            DeviceBuffer[] b = device.workspace(4L * assigned, 4L * (numExperts + 1), 4L * assigned, 4L * assigned, 4);
-            put(b[0], expertIds, assigned, host);
-            device.memset(b[4], 0xff);
-            kernels.sortByExpert(b[1], b[2], b[3], b[4], b[0], n, k, numExperts);
-            get(offsets, b[1], numExperts + 1, host);
-            get(rowToken, b[2], assigned, host);
-            get(slotRow, b[3], assigned, host);
-            int bad = getInt(b[4], host);
-            if (bad >= 0) throw new IllegalStateException("dive_sort_by_expert reported assignment " + bad + " out of range although the ids were checked");
-        });
     }
 
-    @Override
-    public void gather(float[] out, float[] x, int[] rows, int count, int width) {
+    @Override public void gather(float[] out, float[] x, int[] rows, int count, int width) {
         need(rows, count, "gather", "rows");
         need(out, (long) count * width, "gather", "out (count, width)");
         int sourceRows = width == 0 ? 0 : x.length / width;
         for (int r = 0; r < count; r++)
             if (rows[r] < 0 || rows[r] >= sourceRows)
                 throw new IllegalArgumentException("gather: rows[" + r + "] = " + rows[r] + ", expected 0 ≤ row < " + sourceRows + " (rows of x)");
-        if (count == 0 || width == 0) return;
-        long xCount = (long) sourceRows * width;
-        onDevice(host -> {
-            DeviceBuffer[] b = device.workspace(f32(xCount), 4L * count, f32((long) count * width));
-            put(b[0], x, xCount, host);
-            put(b[1], rows, count, host);
-            kernels.gatherRows(b[2], b[0], b[1], count, width, 4);
-            get(out, b[2], (long) count * width, host);
-        });
+        try (Staged s = new Staged()) {
+            gather(s.out(out, (long) count * width), s.in(x, (long) sourceRows * width), s.in(rows, count), count, width);
+            s.done();
+        }
     }
 
-    /**
-     * One kernel launch for all experts: F32 weights (and F16, widened) with the F32 kernel, BF16 weights with the
-     * BF16 tensor-core kernel (x rounded to BF16 on the device). The experts' weights are stacked (E, N, K).
-     */
-    @Override
-    public void groupedMatmul(float[] out, float[] x, int[] offsets, Tensor[] w, Tensor[] bias) {
+    @Override public void groupedMatmul(float[] out, float[] x, int[] offsets, Tensor[] w, Tensor[] bias) {
         MoeChecks.groupedMatmul(out, x, offsets, w, bias);
         int experts = w.length, n = w[0].rows(), k = w[0].cols(), rows = offsets[experts];
-        if (rows == 0 || n == 0) return;
-        if (k == 0) { // no inputs: out = bias, nothing for a kernel to do
-            cpu.groupedMatmul(out, x, offsets, w, bias);
-            return;
+        try (Staged s = new Staged()) {
+            groupedMatmul(s.out(out, (long) rows * n), s.in(x, (long) rows * k), s.in(offsets, experts + 1), w, bias);
+            s.done();
         }
-        boolean bf16 = Arrays.stream(w).allMatch(t -> t.dtype() == DType.BF16);
-        boolean hasBias = bias != null && Arrays.stream(bias).anyMatch(t -> t != null);
-        float[] biasRows = null;
-        if (hasBias) {                                   // (E, N) F32, zeros for experts without a bias
-            biasRows = new float[experts * n];
-            for (int e = 0; e < experts; e++)
-                if (bias[e] != null) for (int j = 0; j < n; j++) biasRows[e * n + j] = bias[e].getFloat(j);
-        }
-        float[] biasHost = biasRows;
-        onDevice(host -> {
-            DeviceBuffer wd = stacked(w, bf16 ? Form.NATIVE : Form.F32, offsets, host);
-            DeviceBuffer[] b = device.workspace(f32((long) rows * k), f32((long) rows * n), 4L * (experts + 1),
-                    hasBias ? f32((long) experts * n) : 0, bf16 ? 2L * rows * k : 0);
-            put(b[0], x, (long) rows * k, host);
-            put(b[2], offsets, experts + 1, host);
-            if (hasBias) put(b[3], biasHost, (long) experts * n, host);
-            DeviceBuffer biasD = hasBias ? b[3] : DeviceBuffer.NULL;
-            if (bf16) {
-                kernels.f32ToBf16(b[4], b[0], (long) rows * k);
-                kernels.groupedMatmulBf16(b[1], b[4], b[2], wd, biasD, experts, rows, n, k);
-            } else {
-                kernels.groupedMatmulF32(b[1], b[0], b[2], wd, biasD, experts, rows, n, k);
-            }
-            get(out, b[1], (long) rows * n, host);
-        });
     }
 
-    @Override
-    public void combineExperts(float[] y, float[] expertOut, int[] slotRow, float[] expertWeights, int n, int k, int d) {
-        long assigned = (long) n * k;
-        need(expertOut, assigned * d, "combineExperts", "expertOut (N·k, d)");
-        need(slotRow, assigned, "combineExperts", "slotRow (N, k)");
-        need(expertWeights, assigned, "combineExperts", "expertWeights (N, k)");
-        need(y, (long) n * d, "combineExperts", "y (N, d)");
-        checkRows(slotRow, assigned, "combineExperts");
-        if (n == 0 || d == 0) return;
-        onDevice(host -> {
-            DeviceBuffer[] b = device.workspace(f32(assigned * d), 4L * assigned, f32(assigned), f32((long) n * d));
-            put(b[0], expertOut, assigned * d, host);
-            put(b[1], slotRow, assigned, host);
-            put(b[2], expertWeights, assigned, host);
-            kernels.combineExperts(b[3], b[0], b[1], b[2], n, k, d);
-            get(y, b[3], (long) n * d, host);
-        });
+    @Override public void groupedMatmul2(float[] outGate, float[] outUp, float[] x, int[] xRows, int[] offsets, Tensor[] wGate, Tensor[] wUp) {
+        MoeChecks.groupedMatmul2(outGate, outUp, x, xRows, offsets, wGate, wUp);
+        int experts = wGate.length, n = wGate[0].rows(), k = wGate[0].cols(), rows = offsets[experts];
+        long xCount = k == 0 ? 0 : (long) (x.length / k) * k;
+        try (Staged s = new Staged()) {
+            groupedMatmul2(s.out(outGate, (long) rows * n), s.out(outUp, (long) rows * n), s.in(x, xCount), s.in(xRows, rows),
+                    s.in(offsets, experts + 1), wGate, wUp);
+            s.done();
+        }
     }
 
-    private static void checkRows(int[] slotRow, long assigned, String op) {
+    private static void checkSlotRows(int[] slotRow, long assigned, String op) {
         for (int i = 0; i < assigned; i++)
             if (slotRow[i] < 0 || slotRow[i] >= assigned)
                 throw new IllegalArgumentException(op + ": slotRow[" + i + "] = " + slotRow[i] + ", expected 0 ≤ row < N·k = " + assigned);
     }
 
-    @Override
-    public void combineExpertsBackward(float[] dExpertOut, float[] dWeights, float[] dy, float[] expertOut, int[] slotRow,
-                                       float[] expertWeights, int n, int k, int d) {
+    @Override public void combineExperts(float[] y, float[] expertOut, int[] slotRow, float[] expertWeights, int n, int k, int d) {
+        long assigned = (long) n * k;
+        need(expertOut, assigned * d, "combineExperts", "expertOut (N·k, d)");
+        need(slotRow, assigned, "combineExperts", "slotRow (N, k)");
+        need(expertWeights, assigned, "combineExperts", "expertWeights (N, k)");
+        need(y, (long) n * d, "combineExperts", "y (N, d)");
+        checkSlotRows(slotRow, assigned, "combineExperts");
+        try (Staged s = new Staged()) {
+            combineExperts(s.out(y, (long) n * d), s.in(expertOut, assigned * d), s.in(slotRow, assigned), s.in(expertWeights, assigned), n, k, d);
+            s.done();
+        }
+    }
+
+    @Override public void combineExpertsBackward(float[] dExpertOut, float[] dWeights, float[] dy, float[] expertOut, int[] slotRow,
+                                                 float[] expertWeights, int n, int k, int d) {
         long assigned = (long) n * k;
         need(dy, (long) n * d, "combineExpertsBackward", "dy (N, d)");
         need(expertOut, assigned * d, "combineExpertsBackward", "expertOut (N·k, d)");
@@ -751,83 +1251,48 @@ public final class CudaBackend extends CpuBackend implements AutoCloseable {
         need(slotRow, assigned, "combineExpertsBackward", "slotRow (N, k)");
         need(expertWeights, assigned, "combineExpertsBackward", "expertWeights (N, k)");
         need(dWeights, assigned, "combineExpertsBackward", "dWeights (N, k)");
-        checkRows(slotRow, assigned, "combineExpertsBackward");
-        if (assigned == 0) return;
-        onDevice(host -> {
-            DeviceBuffer[] b = device.workspace(f32((long) n * d), f32(assigned * d), 4L * assigned, f32(assigned), f32(assigned * d), f32(assigned));
-            put(b[0], dy, (long) n * d, host);
-            put(b[1], expertOut, assigned * d, host);
-            put(b[2], slotRow, assigned, host);
-            put(b[3], expertWeights, assigned, host);
-            kernels.combineExpertsBackward(b[4], b[5], b[0], b[1], b[2], b[3], n, k, d);
-            get(dExpertOut, b[4], assigned * d, host);
-            get(dWeights, b[5], assigned, host);
-        });
+        checkSlotRows(slotRow, assigned, "combineExpertsBackward");
+        try (Staged s = new Staged()) {
+            combineExpertsBackward(s.out(dExpertOut, assigned * d), s.out(dWeights, assigned), s.in(dy, (long) n * d), s.in(expertOut, assigned * d),
+                    s.in(slotRow, assigned), s.in(expertWeights, assigned), n, k, d);
+            s.done();
+        }
     }
 
-    /**
-     * x[rows[r], :] += src[r, :] in order r = 0, 1, …: laid out for dive_unpermute_add as a (destinations, kMax) table of
-     * source rows in increasing r, padded with a zero row, so each destination sums its sources in the CPU's order.
-     */
-    @Override
-    public void scatterAddRows(float[] x, float[] src, int[] rows, int count, int width) {
+    @Override public void scatterAddRows(float[] x, float[] src, int[] rows, int count, int width) {
         need(rows, count, "scatterAddRows", "rows");
         need(src, (long) count * width, "scatterAddRows", "src (count, width)");
-        if (count == 0 || width == 0) return;
         int destinations = 0;
         for (int r = 0; r < count; r++) {
             if (rows[r] < 0) throw new IllegalArgumentException("scatterAddRows: rows[" + r + "] = " + rows[r] + ", expected ≥ 0");
             destinations = Math.max(destinations, rows[r] + 1);
         }
         need(x, (long) destinations * width, "scatterAddRows", "x (· , width)");
-        int[] hits = new int[destinations];
-        int kMax = 0;
-        for (int r = 0; r < count; r++) kMax = Math.max(kMax, ++hits[rows[r]]);
-        if ((long) destinations * kMax > 4L * (count + destinations)) {
-            noteFallback("scatterAddRows with unevenly hit rows");
-            cpu.scatterAddRows(x, src, rows, count, width);
-            return;
+        try (Staged s = new Staged()) {
+            scatterAddRows(s.inOut(x, (long) destinations * width), s.in(src, (long) count * width), s.in(rows, count), count, width);
+            s.done();
         }
-        int[] table = new int[destinations * kMax];
-        Arrays.fill(table, count);                      // the zero row appended to src
-        int[] filled = new int[destinations];
-        for (int r = 0; r < count; r++) table[rows[r] * kMax + filled[rows[r]]++] = r;
-        long xCount = (long) destinations * width, srcCount = (long) count * width;
-        int n = destinations, k = kMax;
-        onDevice(host -> {
-            DeviceBuffer[] b = device.workspace(f32(xCount), f32(srcCount + width), 4L * table.length);
-            put(b[0], x, xCount, host);
-            put(b[1], src, srcCount, host);
-            device.memset(b[1].floats(srcCount, width), 0);
-            put(b[2], table, table.length, host);
-            kernels.unpermuteAdd(b[0], b[1], b[2], n, k, width);
-            get(x, b[0], xCount, host);
-        });
     }
 
-    /** frees the cached weights and closes the device (stream, cuBLAS handle, workspace) */
-    @Override
-    public void close() {
+    /** an update of host memory: on the CPU backend (the device-tensor adamW is the one that runs on the GPU) */
+    @Override public void adamW(MemorySegment param, float[] grad, float[] m, float[] v, int n, AdamWStep s) {
+        cpu.adamW(param, grad, m, v, n, s);
+    }
+
+    // ================================================================ closing
+
+    /** frees the cached weights and the backend's state and closes the device (stream, cuBLAS handle, workspace) */
+    @Override public void close() {
         device.lock().lock();
         try {
             if (closed) return;
             closed = true;
-            weights.clear();
-            stacks.clear();
-            weightArena.close();
+            device.sync();
+            weights.close();
+            stateArena.close();
         } finally {
             device.lock().unlock();
         }
         device.close();
-    }
-
-    /**
-     * The optimizer step stays on the CPU backend: parameters live in host memory between the per-op copies, so
-     * moving them for the element-wise update would cost more than it saves (the device kernel, {@code dive_adamw},
-     * is for a device-resident trainer). Same bits on every backend.
-     */
-    @Override
-    public void adamW(java.lang.foreign.MemorySegment param, float[] grad, float[] m, float[] v, int n, AdamWStep s) {
-        cpu.adamW(param, grad, m, v, n, s);
     }
 }

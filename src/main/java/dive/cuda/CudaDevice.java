@@ -125,6 +125,12 @@ public final class CudaDevice implements AutoCloseable {
         CudaException.check(dive_h.dive_memcpy_d2h_sync(dst, src.pointer(), dst.byteSize(), stream), "dive_memcpy_d2h_sync(" + dst.byteSize() + " bytes)");
     }
 
+    /** queues a device → device copy of src into dst (as many bytes as src has) */
+    public void copy(DeviceBuffer dst, DeviceBuffer src) {
+        if (src.bytes() > dst.bytes()) throw new IllegalArgumentException("device copy of " + src.bytes() + " bytes into " + dst);
+        CudaException.check(dive_h.dive_memcpy_d2d(dst.pointer(), src.pointer(), src.bytes(), stream), "dive_memcpy_d2d(" + src.bytes() + " bytes)");
+    }
+
     /** sets every byte of dst to value on the stream */
     public void memset(DeviceBuffer dst, int value) {
         CudaException.check(dive_h.dive_memset(dst.pointer(), value, dst.bytes(), stream), "dive_memset(" + dst.bytes() + " bytes)");

@@ -2,7 +2,9 @@ package dive.cuda;
 
 import dive.bindings.dive_h;
 
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 
 import static dive.cuda.CudaException.check;
 
@@ -49,6 +51,17 @@ public final class CudaKernels {
                 "dive_gather_columns(rows=" + rows + ", width=" + width + ", count=" + count + ")");
     }
 
+    /**
+     * out[r, :] = x[rows[r], :] (rows NULL: r) as bf16 ({@code bf16}) or F32, for r &lt; min(*count, maxCount) (count NULL:
+     * maxCount) — the count read on the device; a source row outside [0, xRows) gives zeros and is recorded in badIndex
+     * (NULL: not recorded)
+     */
+    public void gatherConvertRows(DeviceBuffer out, boolean bf16, DeviceBuffer x, int xRows, DeviceBuffer rows, DeviceBuffer count,
+                                  int maxCount, int width, DeviceBuffer badIndex) {
+        check(dive_h.dive_gather_convert_rows(out.pointer(), bf16 ? 1 : 0, x.pointer(), xRows, rows.pointer(), count.pointer(), maxCount,
+                width, badIndex.pointer(), s()), "dive_gather_convert_rows(max=" + maxCount + ", width=" + width + (bf16 ? ", bf16" : "") + ")");
+    }
+
     // ---------------------------------------------------------------- route.cu
     /** routerLogits (n, E) → expertIds, expertWeights (n, k) */
     public void routeTopK(DeviceBuffer expertIds, DeviceBuffer expertWeights, DeviceBuffer routerLogits, int n, int numExperts, int k) {
@@ -61,6 +74,31 @@ public final class CudaKernels {
                              DeviceBuffer expertIds, int n, int k, int numExperts) {
         check(dive_h.dive_sort_by_expert(offsets.pointer(), rowToken.pointer(), slotRow.pointer(), badAssignment.pointer(),
                 expertIds.pointer(), n, k, numExperts, s()), "dive_sort_by_expert(n=" + n + ", k=" + k + ", experts=" + numExperts + ")");
+    }
+
+    /** flag = the smaller of flag and index where −1 means none (folds a per-call bad index into a sticky flag) */
+    public void foldFirstIndex(DeviceBuffer flag, DeviceBuffer index) {
+        check(dive_h.dive_fold_first_index(flag.pointer(), index.pointer(), s()), "dive_fold_first_index");
+    }
+
+    /** expertIds (n, E) = 0 .. E−1, expertWeights (n, E) = softmax(routerLogits · invTemperature) */
+    public void softRouting(DeviceBuffer expertIds, DeviceBuffer expertWeights, DeviceBuffer routerLogits, int n, int numExperts,
+                            float invTemperature) {
+        check(dive_h.dive_soft_routing(expertIds.pointer(), expertWeights.pointer(), routerLogits.pointer(), n, numExperts, invTemperature, s()),
+                "dive_soft_routing(n=" + n + ", experts=" + numExperts + ")");
+    }
+
+    /** counts[id] += 1 for the ids of expertIds[0 .. assignments); an id outside [0, countsSize) recorded in badIndex */
+    public void countExperts(DeviceBuffer counts, int countsSize, DeviceBuffer expertIds, int assignments, DeviceBuffer badIndex) {
+        check(dive_h.dive_count_experts(counts.pointer(), countsSize, expertIds.pointer(), assignments, badIndex.pointer(), s()),
+                "dive_count_experts(assignments=" + assignments + ", counts=" + countsSize + ")");
+    }
+
+    /** the routing softmax's gradient onto dLogits (n, E), accumulated */
+    public void routingBackward(DeviceBuffer dLogits, DeviceBuffer weights, DeviceBuffer dWeights, DeviceBuffer expertIds, int n, int slots,
+                                int numExperts, double invTemperature, DeviceBuffer badIndex) {
+        check(dive_h.dive_routing_backward(dLogits.pointer(), weights.pointer(), dWeights.pointer(), expertIds.pointer(), n, slots, numExperts,
+                invTemperature, badIndex.pointer(), s()), "dive_routing_backward(n=" + n + ", slots=" + slots + ", experts=" + numExperts + ")");
     }
 
     // ---------------------------------------------------------------- moe.cu
@@ -76,6 +114,55 @@ public final class CudaKernels {
                                  int numExperts, int rows, int n, int k) {
         check(dive_h.dive_grouped_matmul_f32(out.pointer(), x.pointer(), offsets.pointer(), w.pointer(), bias.pointer(), numExperts, rows, n, k, s()),
                 "dive_grouped_matmul_f32(experts=" + numExperts + ", rows=" + rows + ", N=" + n + ", K=" + k + ")");
+    }
+
+    /** a host array of the buffers' device addresses (NULL entries: null), in {@code arena}; null for a null list */
+    private static MemorySegment table(Arena arena, DeviceBuffer[] buffers) {
+        if (buffers == null) return MemorySegment.NULL;
+        MemorySegment t = arena.allocate(ValueLayout.ADDRESS, buffers.length);
+        for (int e = 0; e < buffers.length; e++) t.setAtIndex(ValueLayout.ADDRESS, e, buffers[e] == null ? MemorySegment.NULL : buffers[e].pointer());
+        return t;
+    }
+
+    /**
+     * The grouped matmul with per-expert weight buffers (each (N, K), one allocation each): {@code backwardInput} false:
+     * out (rows, N) = in (rows, K) · w[e]ᵀ (+ bias[e] (N) F32, bias null or entries null); true: out (rows, K) = in (rows,
+     * N) · w[e] (bias null). {@code bf16}: in and w bf16 on tensor cores; else F32 in order.
+     */
+    public void groupedGemm(boolean bf16, DeviceBuffer out, DeviceBuffer in, DeviceBuffer offsets, DeviceBuffer[] w, DeviceBuffer[] bias,
+                            int rows, int n, int k, boolean backwardInput) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment wt = table(arena, w), bt = table(arena, bias);
+            int status = bf16
+                    ? dive_h.dive_grouped_gemm_bf16(out.pointer(), in.pointer(), offsets.pointer(), wt, bt, w.length, rows, n, k, backwardInput ? 1 : 0, s())
+                    : dive_h.dive_grouped_gemm_f32(out.pointer(), in.pointer(), offsets.pointer(), wt, bt, w.length, rows, n, k, backwardInput ? 1 : 0, s());
+            check(status, (bf16 ? "dive_grouped_gemm_bf16" : "dive_grouped_gemm_f32") + "(experts=" + w.length + ", rows=" + rows + ", N=" + n
+                    + ", K=" + k + (backwardInput ? ", backward input" : "") + ")");
+        }
+    }
+
+    /** dw[e] (N, K) += dOut[rows of e]ᵀ · x[rows of e] for every e with dw[e] not null */
+    public void groupedWeightGradF32(DeviceBuffer[] dw, DeviceBuffer dOut, DeviceBuffer x, DeviceBuffer offsets, int rows, int n, int k) {
+        try (Arena arena = Arena.ofConfined()) {
+            check(dive_h.dive_grouped_weight_grad_f32(table(arena, dw), dOut.pointer(), x.pointer(), offsets.pointer(), dw.length, rows, n, k, s()),
+                    "dive_grouped_weight_grad_f32(experts=" + dw.length + ", rows=" + rows + ", N=" + n + ", K=" + k + ")");
+        }
+    }
+
+    /** out[rows of e, :] += bias[e] (d) for every e with bias[e] not null */
+    public void expertAddBias(DeviceBuffer out, DeviceBuffer offsets, DeviceBuffer[] bias, int rows, int d) {
+        try (Arena arena = Arena.ofConfined()) {
+            check(dive_h.dive_expert_add_bias(out.pointer(), offsets.pointer(), table(arena, bias), bias.length, rows, d, s()),
+                    "dive_expert_add_bias(experts=" + bias.length + ", rows=" + rows + ", d=" + d + ")");
+        }
+    }
+
+    /** db[e] (d) += Σ over the rows of e of dy, in row order, for every e with db[e] not null */
+    public void expertBiasBackward(DeviceBuffer[] db, DeviceBuffer dy, DeviceBuffer offsets, int rows, int d) {
+        try (Arena arena = Arena.ofConfined()) {
+            check(dive_h.dive_expert_bias_backward(table(arena, db), dy.pointer(), offsets.pointer(), db.length, rows, d, s()),
+                    "dive_expert_bias_backward(experts=" + db.length + ", rows=" + rows + ", d=" + d + ")");
+        }
     }
 
     /** y (n, d) = Σ_s expertWeights[t, s] · expertOut[slotRow[t, s], :] */
@@ -109,6 +196,38 @@ public final class CudaKernels {
     /** x += a · y */
     public void addScaled(DeviceBuffer x, DeviceBuffer y, float a, long n) {
         check(dive_h.dive_add_scaled(x.pointer(), y.pointer(), a, n, s()), "dive_add_scaled(n=" + n + ")");
+    }
+
+    /** y[r, j] += bias[j]; y (rows, width) */
+    public void addBias(DeviceBuffer y, DeviceBuffer bias, long rows, int width) {
+        check(dive_h.dive_add_bias(y.pointer(), bias.pointer(), rows, width, s()), "dive_add_bias(rows=" + rows + ", width=" + width + ")");
+    }
+
+    /** x ·= a */
+    public void scale(DeviceBuffer x, float a, long n) {
+        check(dive_h.dive_scale(x.pointer(), a, n, s()), "dive_scale(n=" + n + ")");
+    }
+
+    /** x ·= y, element-wise */
+    public void multiply(DeviceBuffer x, DeviceBuffer y, long n) {
+        check(dive_h.dive_multiply(x.pointer(), y.pointer(), n, s()), "dive_multiply(n=" + n + ")");
+    }
+
+    /** db[j] += Σ_r dy[r, j] in row order */
+    public void biasBackward(DeviceBuffer db, DeviceBuffer dy, long rows, int width) {
+        check(dive_h.dive_bias_backward(db.pointer(), dy.pointer(), rows, width, s()), "dive_bias_backward(rows=" + rows + ", width=" + width + ")");
+    }
+
+    /** inverted dropout with SplittableRandom(seed)'s draws from firstDraw: mask, xDropped (n) */
+    public void dropout(DeviceBuffer mask, DeviceBuffer xDropped, DeviceBuffer x, long n, long seed, long firstDraw, double p, float keep) {
+        check(dive_h.dive_dropout(mask.pointer(), xDropped.pointer(), x.pointer(), n, seed, firstDraw, p, keep, s()),
+                "dive_dropout(n=" + n + ", p=" + p + ")");
+    }
+
+    /** x[rows[r], :] += src[r, :] in order r; a row outside [0, xRows) recorded in badIndex (NULL: not recorded) */
+    public void scatterAddRows(DeviceBuffer x, DeviceBuffer src, DeviceBuffer rows, int count, int width, int xRows, DeviceBuffer badIndex) {
+        check(dive_h.dive_scatter_add_rows(x.pointer(), src.pointer(), rows.pointer(), count, width, xRows, badIndex.pointer(), s()),
+                "dive_scatter_add_rows(count=" + count + ", width=" + width + ")");
     }
 
     /** out (T, d) F32 = table[ids[t], :]; badIndex (1 int) receives a bad position */
@@ -159,9 +278,34 @@ public final class CudaKernels {
                 badIndex.pointer(), s()), "dive_cross_entropy(rows=" + rows + ", vocab=" + vocab + ")");
     }
 
+    /** result (3 doubles) = {Σ loss over counted rows, counted rows, first bad row or −1}; dLogits NULL: no gradient */
+    public void crossEntropyMean(DeviceBuffer result, DeviceBuffer dLogits, DeviceBuffer logits, DeviceBuffer targets, int rows, int vocab,
+                                 float gradScale) {
+        check(dive_h.dive_cross_entropy_mean(result.pointer(), dLogits.pointer(), logits.pointer(), targets.pointer(), rows, vocab, gradScale, s()),
+                "dive_cross_entropy_mean(rows=" + rows + ", vocab=" + vocab + ")");
+    }
+
     public void adamW(DeviceBuffer param, DeviceBuffer grad, DeviceBuffer m, DeviceBuffer v, long n, float lr, float beta1, float beta2,
                       float eps, float weightDecay, float biasCorrection1, float biasCorrection2) {
         check(dive_h.dive_adamw(param.pointer(), grad.pointer(), m.pointer(), v.pointer(), n, lr, beta1, beta2, eps, weightDecay,
                 biasCorrection1, biasCorrection2, s()), "dive_adamw(n=" + n + ")");
+    }
+
+    /** one AdamW step from the per-step scalars already rounded to F32 (Backend.AdamWStep): the CPU's bits */
+    public void adamWStep(DeviceBuffer param, DeviceBuffer grad, DeviceBuffer m, DeviceBuffer v, long n, boolean decay, float decayFactor,
+                          float stepSize, float sqrtBiasCorrection2, float oneMinusBeta1, float beta2, float oneMinusBeta2, float eps) {
+        check(dive_h.dive_adamw_step(param.pointer(), grad.pointer(), m.pointer(), v.pointer(), n, decay ? 1 : 0, decayFactor, stepSize,
+                sqrtBiasCorrection2, oneMinusBeta1, beta2, oneMinusBeta2, eps, s()), "dive_adamw_step(n=" + n + ")");
+    }
+
+    // ---------------------------------------------------------------- reduce.cu
+    /** out (1 double) = Σ x[i]², i &lt; n */
+    public void sumOfSquares(DeviceBuffer out, DeviceBuffer x, long n) {
+        check(dive_h.dive_sum_of_squares(out.pointer(), x.pointer(), n, s()), "dive_sum_of_squares(n=" + n + ")");
+    }
+
+    /** index (1 long) = the first non-finite i &lt; n, or −1 */
+    public void firstNonFinite(DeviceBuffer index, DeviceBuffer x, long n) {
+        check(dive_h.dive_first_non_finite(index.pointer(), x.pointer(), n, s()), "dive_first_non_finite(n=" + n + ")");
     }
 }

@@ -27,6 +27,7 @@ public final class dive_h {
     public static final ValueLayout.OfInt C_INT = ValueLayout.JAVA_INT;
     public static final ValueLayout.OfLong C_LONG = ValueLayout.JAVA_LONG;
     public static final ValueLayout.OfFloat C_FLOAT = ValueLayout.JAVA_FLOAT;
+    public static final ValueLayout.OfDouble C_DOUBLE = ValueLayout.JAVA_DOUBLE;
     public static final AddressLayout C_POINTER = ValueLayout.ADDRESS;
 
     private static final Linker LINKER = Linker.nativeLinker();
@@ -161,6 +162,10 @@ public final class dive_h {
     public static final FunctionDescriptor dive_gather_columns$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_LONG, C_INT, C_INT, C_INT, C_POINTER);
     public static final MethodHandle dive_gather_columns$MH = bind("dive_gather_columns", dive_gather_columns$DESC);
 
+    // int dive_gather_convert_rows(void* d_out, int outBf16, const float* d_x, int xRows, const int* d_rows, const int* d_count, int maxCount, int width, int* d_badIndex, void* stream)
+    public static final FunctionDescriptor dive_gather_convert_rows$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_INT, C_POINTER, C_INT, C_POINTER, C_POINTER, C_INT, C_INT, C_POINTER, C_POINTER);
+    public static final MethodHandle dive_gather_convert_rows$MH = bind("dive_gather_convert_rows", dive_gather_convert_rows$DESC);
+
     // int dive_route_topk(int* d_expertIds, float* d_expertWeights, const float* d_routerLogits, int n, int numExperts, int k, void* stream)
     public static final FunctionDescriptor dive_route_topk$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_INT, C_POINTER);
     public static final MethodHandle dive_route_topk$MH = bind("dive_route_topk", dive_route_topk$DESC);
@@ -168,6 +173,22 @@ public final class dive_h {
     // int dive_sort_by_expert(int* d_offsets, int* d_rowToken, int* d_slotRow, int* d_badAssignment, const int* d_expertIds, int n, int k, int numExperts, void* stream)
     public static final FunctionDescriptor dive_sort_by_expert$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_INT, C_POINTER);
     public static final MethodHandle dive_sort_by_expert$MH = bind("dive_sort_by_expert", dive_sort_by_expert$DESC);
+
+    // int dive_fold_first_index(int* d_flag, const int* d_index, void* stream)
+    public static final FunctionDescriptor dive_fold_first_index$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER);
+    public static final MethodHandle dive_fold_first_index$MH = bind("dive_fold_first_index", dive_fold_first_index$DESC);
+
+    // int dive_soft_routing(int* d_expertIds, float* d_expertWeights, const float* d_routerLogits, int n, int numExperts, float invTemperature, void* stream)
+    public static final FunctionDescriptor dive_soft_routing$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_FLOAT, C_POINTER);
+    public static final MethodHandle dive_soft_routing$MH = bind("dive_soft_routing", dive_soft_routing$DESC);
+
+    // int dive_count_experts(int* d_counts, int countsSize, const int* d_expertIds, int assignments, int* d_badIndex, void* stream)
+    public static final FunctionDescriptor dive_count_experts$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_INT, C_POINTER, C_INT, C_POINTER, C_POINTER);
+    public static final MethodHandle dive_count_experts$MH = bind("dive_count_experts", dive_count_experts$DESC);
+
+    // int dive_routing_backward(float* d_dLogits, const float* d_weights, const float* d_dWeights, const int* d_expertIds, int n, int slots, int numExperts, double invTemperature, int* d_badIndex, void* stream)
+    public static final FunctionDescriptor dive_routing_backward$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_INT, C_DOUBLE, C_POINTER, C_POINTER);
+    public static final MethodHandle dive_routing_backward$MH = bind("dive_routing_backward", dive_routing_backward$DESC);
 
     // int dive_grouped_matmul_bf16(float* d_out, const void* d_x, const int* d_offsets, const void* d_w, const float* d_bias, int numExperts, int rows, int N, int K, void* stream)
     public static final FunctionDescriptor dive_grouped_matmul_bf16$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_INT, C_INT, C_POINTER);
@@ -189,6 +210,26 @@ public final class dive_h {
     public static final FunctionDescriptor dive_unpermute_add$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_INT, C_POINTER);
     public static final MethodHandle dive_unpermute_add$MH = bind("dive_unpermute_add", dive_unpermute_add$DESC);
 
+    // int dive_grouped_gemm_bf16(float* d_out, const void* d_in, const int* d_offsets, const void* const* h_w, const float* const* h_bias, int numExperts, int rows, int N, int K, int backwardInput, void* stream)
+    public static final FunctionDescriptor dive_grouped_gemm_bf16$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_INT, C_INT, C_INT, C_POINTER);
+    public static final MethodHandle dive_grouped_gemm_bf16$MH = bind("dive_grouped_gemm_bf16", dive_grouped_gemm_bf16$DESC);
+
+    // int dive_grouped_gemm_f32(float* d_out, const float* d_in, const int* d_offsets, const float* const* h_w, const float* const* h_bias, int numExperts, int rows, int N, int K, int backwardInput, void* stream)
+    public static final FunctionDescriptor dive_grouped_gemm_f32$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_INT, C_INT, C_INT, C_POINTER);
+    public static final MethodHandle dive_grouped_gemm_f32$MH = bind("dive_grouped_gemm_f32", dive_grouped_gemm_f32$DESC);
+
+    // int dive_grouped_weight_grad_f32(float* const* h_dw, const float* d_dOut, const float* d_x, const int* d_offsets, int numExperts, int rows, int N, int K, void* stream)
+    public static final FunctionDescriptor dive_grouped_weight_grad_f32$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_INT, C_INT, C_POINTER);
+    public static final MethodHandle dive_grouped_weight_grad_f32$MH = bind("dive_grouped_weight_grad_f32", dive_grouped_weight_grad_f32$DESC);
+
+    // int dive_expert_add_bias(float* d_out, const int* d_offsets, const float* const* h_bias, int numExperts, int rows, int d, void* stream)
+    public static final FunctionDescriptor dive_expert_add_bias$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_INT, C_POINTER);
+    public static final MethodHandle dive_expert_add_bias$MH = bind("dive_expert_add_bias", dive_expert_add_bias$DESC);
+
+    // int dive_expert_bias_backward(float* const* h_db, const float* d_dy, const int* d_offsets, int numExperts, int rows, int d, void* stream)
+    public static final FunctionDescriptor dive_expert_bias_backward$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_INT, C_POINTER);
+    public static final MethodHandle dive_expert_bias_backward$MH = bind("dive_expert_bias_backward", dive_expert_bias_backward$DESC);
+
     // int dive_swiglu(float* d_out, const float* d_gate, const float* d_up, long n, void* stream)
     public static final FunctionDescriptor dive_swiglu$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_LONG, C_POINTER);
     public static final MethodHandle dive_swiglu$MH = bind("dive_swiglu", dive_swiglu$DESC);
@@ -208,6 +249,30 @@ public final class dive_h {
     // int dive_embedding_backward(float* d_dTable, const float* d_dOut, const int* d_ids, int T, int d, void* stream)
     public static final FunctionDescriptor dive_embedding_backward$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_POINTER);
     public static final MethodHandle dive_embedding_backward$MH = bind("dive_embedding_backward", dive_embedding_backward$DESC);
+
+    // int dive_add_bias(float* d_y, const float* d_bias, long rows, int width, void* stream)
+    public static final FunctionDescriptor dive_add_bias$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_LONG, C_INT, C_POINTER);
+    public static final MethodHandle dive_add_bias$MH = bind("dive_add_bias", dive_add_bias$DESC);
+
+    // int dive_scale(float* d_x, float a, long n, void* stream)
+    public static final FunctionDescriptor dive_scale$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_FLOAT, C_LONG, C_POINTER);
+    public static final MethodHandle dive_scale$MH = bind("dive_scale", dive_scale$DESC);
+
+    // int dive_multiply(float* d_x, const float* d_y, long n, void* stream)
+    public static final FunctionDescriptor dive_multiply$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_LONG, C_POINTER);
+    public static final MethodHandle dive_multiply$MH = bind("dive_multiply", dive_multiply$DESC);
+
+    // int dive_bias_backward(float* d_db, const float* d_dy, long rows, int width, void* stream)
+    public static final FunctionDescriptor dive_bias_backward$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_LONG, C_INT, C_POINTER);
+    public static final MethodHandle dive_bias_backward$MH = bind("dive_bias_backward", dive_bias_backward$DESC);
+
+    // int dive_dropout(float* d_mask, float* d_xDropped, const float* d_x, long n, long seed, long firstDraw, double p, float keep, void* stream)
+    public static final FunctionDescriptor dive_dropout$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_LONG, C_LONG, C_LONG, C_DOUBLE, C_FLOAT, C_POINTER);
+    public static final MethodHandle dive_dropout$MH = bind("dive_dropout", dive_dropout$DESC);
+
+    // int dive_scatter_add_rows(float* d_x, const float* d_src, const int* d_rows, int count, int width, int xRows, int* d_badIndex, void* stream)
+    public static final FunctionDescriptor dive_scatter_add_rows$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_INT, C_POINTER, C_POINTER);
+    public static final MethodHandle dive_scatter_add_rows$MH = bind("dive_scatter_add_rows", dive_scatter_add_rows$DESC);
 
     // int dive_rmsnorm(float* d_out, const float* d_x, const float* d_weight, int rows, int d, float eps, void* stream)
     public static final FunctionDescriptor dive_rmsnorm$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_FLOAT, C_POINTER);
@@ -233,9 +298,25 @@ public final class dive_h {
     public static final FunctionDescriptor dive_cross_entropy$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_FLOAT, C_POINTER, C_POINTER);
     public static final MethodHandle dive_cross_entropy$MH = bind("dive_cross_entropy", dive_cross_entropy$DESC);
 
+    // int dive_cross_entropy_mean(double* d_result, float* d_dLogits, const float* d_logits, const int* d_targets, int rows, int vocab, float gradScale, void* stream)
+    public static final FunctionDescriptor dive_cross_entropy_mean$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_FLOAT, C_POINTER);
+    public static final MethodHandle dive_cross_entropy_mean$MH = bind("dive_cross_entropy_mean", dive_cross_entropy_mean$DESC);
+
     // int dive_adamw(float* d_param, const float* d_grad, float* d_m, float* d_v, long n, float lr, float beta1, float beta2, float eps, float weightDecay, float biasCorrection1, float biasCorrection2, void* stream)
     public static final FunctionDescriptor dive_adamw$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_LONG, C_FLOAT, C_FLOAT, C_FLOAT, C_FLOAT, C_FLOAT, C_FLOAT, C_FLOAT, C_POINTER);
     public static final MethodHandle dive_adamw$MH = bind("dive_adamw", dive_adamw$DESC);
+
+    // int dive_adamw_step(float* d_param, const float* d_grad, float* d_m, float* d_v, long n, int decay, float decayFactor, float stepSize, float sqrtBiasCorrection2, float oneMinusBeta1, float beta2, float oneMinusBeta2, float eps, void* stream)
+    public static final FunctionDescriptor dive_adamw_step$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_LONG, C_INT, C_FLOAT, C_FLOAT, C_FLOAT, C_FLOAT, C_FLOAT, C_FLOAT, C_FLOAT, C_POINTER);
+    public static final MethodHandle dive_adamw_step$MH = bind("dive_adamw_step", dive_adamw_step$DESC);
+
+    // int dive_sum_of_squares(double* d_out, const float* d_x, long n, void* stream)
+    public static final FunctionDescriptor dive_sum_of_squares$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_LONG, C_POINTER);
+    public static final MethodHandle dive_sum_of_squares$MH = bind("dive_sum_of_squares", dive_sum_of_squares$DESC);
+
+    // int dive_first_non_finite(long* d_index, const float* d_x, long n, void* stream)
+    public static final FunctionDescriptor dive_first_non_finite$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_LONG, C_POINTER);
+    public static final MethodHandle dive_first_non_finite$MH = bind("dive_first_non_finite", dive_first_non_finite$DESC);
 
     private static MethodHandle require(MethodHandle mh, String name) {
         if (mh == null) throw new IllegalStateException(name + ": " + (REASON != null ? REASON : "symbol not found in the native library"));
@@ -367,6 +448,11 @@ public final class dive_h {
         catch (Throwable t) { throw rethrow(t); }
     }
 
+    public static int dive_gather_convert_rows(MemorySegment d_out, int outBf16, MemorySegment d_x, int xRows, MemorySegment d_rows, MemorySegment d_count, int maxCount, int width, MemorySegment d_badIndex, MemorySegment stream) {
+        try { return (int) require(dive_gather_convert_rows$MH, "dive_gather_convert_rows").invokeExact(d_out, outBf16, d_x, xRows, d_rows, d_count, maxCount, width, d_badIndex, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
     public static int dive_route_topk(MemorySegment d_expertIds, MemorySegment d_expertWeights, MemorySegment d_routerLogits, int n, int numExperts, int k, MemorySegment stream) {
         try { return (int) require(dive_route_topk$MH, "dive_route_topk").invokeExact(d_expertIds, d_expertWeights, d_routerLogits, n, numExperts, k, stream); }
         catch (Throwable t) { throw rethrow(t); }
@@ -374,6 +460,26 @@ public final class dive_h {
 
     public static int dive_sort_by_expert(MemorySegment d_offsets, MemorySegment d_rowToken, MemorySegment d_slotRow, MemorySegment d_badAssignment, MemorySegment d_expertIds, int n, int k, int numExperts, MemorySegment stream) {
         try { return (int) require(dive_sort_by_expert$MH, "dive_sort_by_expert").invokeExact(d_offsets, d_rowToken, d_slotRow, d_badAssignment, d_expertIds, n, k, numExperts, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_fold_first_index(MemorySegment d_flag, MemorySegment d_index, MemorySegment stream) {
+        try { return (int) require(dive_fold_first_index$MH, "dive_fold_first_index").invokeExact(d_flag, d_index, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_soft_routing(MemorySegment d_expertIds, MemorySegment d_expertWeights, MemorySegment d_routerLogits, int n, int numExperts, float invTemperature, MemorySegment stream) {
+        try { return (int) require(dive_soft_routing$MH, "dive_soft_routing").invokeExact(d_expertIds, d_expertWeights, d_routerLogits, n, numExperts, invTemperature, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_count_experts(MemorySegment d_counts, int countsSize, MemorySegment d_expertIds, int assignments, MemorySegment d_badIndex, MemorySegment stream) {
+        try { return (int) require(dive_count_experts$MH, "dive_count_experts").invokeExact(d_counts, countsSize, d_expertIds, assignments, d_badIndex, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_routing_backward(MemorySegment d_dLogits, MemorySegment d_weights, MemorySegment d_dWeights, MemorySegment d_expertIds, int n, int slots, int numExperts, double invTemperature, MemorySegment d_badIndex, MemorySegment stream) {
+        try { return (int) require(dive_routing_backward$MH, "dive_routing_backward").invokeExact(d_dLogits, d_weights, d_dWeights, d_expertIds, n, slots, numExperts, invTemperature, d_badIndex, stream); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
@@ -402,6 +508,31 @@ public final class dive_h {
         catch (Throwable t) { throw rethrow(t); }
     }
 
+    public static int dive_grouped_gemm_bf16(MemorySegment d_out, MemorySegment d_in, MemorySegment d_offsets, MemorySegment h_w, MemorySegment h_bias, int numExperts, int rows, int N, int K, int backwardInput, MemorySegment stream) {
+        try { return (int) require(dive_grouped_gemm_bf16$MH, "dive_grouped_gemm_bf16").invokeExact(d_out, d_in, d_offsets, h_w, h_bias, numExperts, rows, N, K, backwardInput, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_grouped_gemm_f32(MemorySegment d_out, MemorySegment d_in, MemorySegment d_offsets, MemorySegment h_w, MemorySegment h_bias, int numExperts, int rows, int N, int K, int backwardInput, MemorySegment stream) {
+        try { return (int) require(dive_grouped_gemm_f32$MH, "dive_grouped_gemm_f32").invokeExact(d_out, d_in, d_offsets, h_w, h_bias, numExperts, rows, N, K, backwardInput, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_grouped_weight_grad_f32(MemorySegment h_dw, MemorySegment d_dOut, MemorySegment d_x, MemorySegment d_offsets, int numExperts, int rows, int N, int K, MemorySegment stream) {
+        try { return (int) require(dive_grouped_weight_grad_f32$MH, "dive_grouped_weight_grad_f32").invokeExact(h_dw, d_dOut, d_x, d_offsets, numExperts, rows, N, K, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_expert_add_bias(MemorySegment d_out, MemorySegment d_offsets, MemorySegment h_bias, int numExperts, int rows, int d, MemorySegment stream) {
+        try { return (int) require(dive_expert_add_bias$MH, "dive_expert_add_bias").invokeExact(d_out, d_offsets, h_bias, numExperts, rows, d, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_expert_bias_backward(MemorySegment h_db, MemorySegment d_dy, MemorySegment d_offsets, int numExperts, int rows, int d, MemorySegment stream) {
+        try { return (int) require(dive_expert_bias_backward$MH, "dive_expert_bias_backward").invokeExact(h_db, d_dy, d_offsets, numExperts, rows, d, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
     public static int dive_swiglu(MemorySegment d_out, MemorySegment d_gate, MemorySegment d_up, long n, MemorySegment stream) {
         try { return (int) require(dive_swiglu$MH, "dive_swiglu").invokeExact(d_out, d_gate, d_up, n, stream); }
         catch (Throwable t) { throw rethrow(t); }
@@ -424,6 +555,36 @@ public final class dive_h {
 
     public static int dive_embedding_backward(MemorySegment d_dTable, MemorySegment d_dOut, MemorySegment d_ids, int T, int d, MemorySegment stream) {
         try { return (int) require(dive_embedding_backward$MH, "dive_embedding_backward").invokeExact(d_dTable, d_dOut, d_ids, T, d, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_add_bias(MemorySegment d_y, MemorySegment d_bias, long rows, int width, MemorySegment stream) {
+        try { return (int) require(dive_add_bias$MH, "dive_add_bias").invokeExact(d_y, d_bias, rows, width, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_scale(MemorySegment d_x, float a, long n, MemorySegment stream) {
+        try { return (int) require(dive_scale$MH, "dive_scale").invokeExact(d_x, a, n, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_multiply(MemorySegment d_x, MemorySegment d_y, long n, MemorySegment stream) {
+        try { return (int) require(dive_multiply$MH, "dive_multiply").invokeExact(d_x, d_y, n, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_bias_backward(MemorySegment d_db, MemorySegment d_dy, long rows, int width, MemorySegment stream) {
+        try { return (int) require(dive_bias_backward$MH, "dive_bias_backward").invokeExact(d_db, d_dy, rows, width, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_dropout(MemorySegment d_mask, MemorySegment d_xDropped, MemorySegment d_x, long n, long seed, long firstDraw, double p, float keep, MemorySegment stream) {
+        try { return (int) require(dive_dropout$MH, "dive_dropout").invokeExact(d_mask, d_xDropped, d_x, n, seed, firstDraw, p, keep, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_scatter_add_rows(MemorySegment d_x, MemorySegment d_src, MemorySegment d_rows, int count, int width, int xRows, MemorySegment d_badIndex, MemorySegment stream) {
+        try { return (int) require(dive_scatter_add_rows$MH, "dive_scatter_add_rows").invokeExact(d_x, d_src, d_rows, count, width, xRows, d_badIndex, stream); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
@@ -457,8 +618,28 @@ public final class dive_h {
         catch (Throwable t) { throw rethrow(t); }
     }
 
+    public static int dive_cross_entropy_mean(MemorySegment d_result, MemorySegment d_dLogits, MemorySegment d_logits, MemorySegment d_targets, int rows, int vocab, float gradScale, MemorySegment stream) {
+        try { return (int) require(dive_cross_entropy_mean$MH, "dive_cross_entropy_mean").invokeExact(d_result, d_dLogits, d_logits, d_targets, rows, vocab, gradScale, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
     public static int dive_adamw(MemorySegment d_param, MemorySegment d_grad, MemorySegment d_m, MemorySegment d_v, long n, float lr, float beta1, float beta2, float eps, float weightDecay, float biasCorrection1, float biasCorrection2, MemorySegment stream) {
         try { return (int) require(dive_adamw$MH, "dive_adamw").invokeExact(d_param, d_grad, d_m, d_v, n, lr, beta1, beta2, eps, weightDecay, biasCorrection1, biasCorrection2, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_adamw_step(MemorySegment d_param, MemorySegment d_grad, MemorySegment d_m, MemorySegment d_v, long n, int decay, float decayFactor, float stepSize, float sqrtBiasCorrection2, float oneMinusBeta1, float beta2, float oneMinusBeta2, float eps, MemorySegment stream) {
+        try { return (int) require(dive_adamw_step$MH, "dive_adamw_step").invokeExact(d_param, d_grad, d_m, d_v, n, decay, decayFactor, stepSize, sqrtBiasCorrection2, oneMinusBeta1, beta2, oneMinusBeta2, eps, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_sum_of_squares(MemorySegment d_out, MemorySegment d_x, long n, MemorySegment stream) {
+        try { return (int) require(dive_sum_of_squares$MH, "dive_sum_of_squares").invokeExact(d_out, d_x, n, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_first_non_finite(MemorySegment d_index, MemorySegment d_x, long n, MemorySegment stream) {
+        try { return (int) require(dive_first_non_finite$MH, "dive_first_non_finite").invokeExact(d_index, d_x, n, stream); }
         catch (Throwable t) { throw rethrow(t); }
     }
 

@@ -16,6 +16,9 @@ public interface Backend {
     /** short name for logs: "scalar", "vector", "cuda" */
     String name();
 
+    /** true for the CPU backends, whose device memory is the host's: their tensors work with one another */
+    default boolean isCpu() { return this instanceof CpuBackend; }
+
     // ================================================================ memory and edge transfers
     // Activations, gradients, KV caches, routing tables and optimizer moments are DeviceTensors this backend allocates
     // and every op below reads and writes; weights are Tensors (checkpoint memory, uploaded once where the backend
@@ -104,6 +107,9 @@ public interface Backend {
     /** {@link #add(float[], float[], int)} */
     void add(DeviceTensor x, DeviceTensor y, int n);
 
+    /** {@link #softmax(float[], int, int)} of every row: x (rows, n) in place */
+    void softmax(DeviceTensor x, int rows, int n);
+
     /** y[r, j] += bias[j] for r &lt; rows, j &lt; bias.numel() (a Linear layer's bias) */
     void addBias(DeviceTensor y, int rows, Tensor bias);
 
@@ -142,10 +148,10 @@ public interface Backend {
     void addScaled(DeviceTensor x, DeviceTensor y, float a, int n);
 
     /**
-     * initial + Σ_{i &lt; n} (double) x[i]², summed in double in index order (the value comes back to the host: a device →
-     * host transfer of one value)
+     * sum[0] += Σ_{i &lt; n} (double) x[i]², accumulated in double from sum[0] in index order; sum F64 (1) stays on the
+     * device (a global gradient norm: one accumulator over many tensors, one value read at the end)
      */
-    double sumOfSquares(DeviceTensor x, int n, double initial);
+    void sumOfSquares(DeviceTensor sum, DeviceTensor x, int n);
 
     /** index of the first NaN or infinite element of x[0 .. n), or −1 (one value comes back to the host) */
     long firstNonFinite(DeviceTensor x, long n);

@@ -110,6 +110,11 @@ public abstract class CpuBackend implements Backend {
 
     @Override public void add(DeviceTensor x, DeviceTensor y, int n) { add(floats(x, "add x"), floats(y, "add y"), n); }
 
+    @Override public void softmax(DeviceTensor x, int rows, int n) {
+        float[] v = floats(x, "softmax x");
+        for (int r = 0; r < rows; r++) softmax(v, r * n, n);
+    }
+
     @Override public void addBias(DeviceTensor y, int rows, Tensor bias) {
         float[] out = floats(y, "addBias y"), b = bias.toFloatArray();
         int n = b.length;
@@ -171,12 +176,12 @@ public abstract class CpuBackend implements Backend {
         addScaled(floats(x, "addScaled x"), floats(y, "addScaled y"), a, n);
     }
 
-    @Override public double sumOfSquares(DeviceTensor x, int n, double initial) {
+    @Override public void sumOfSquares(DeviceTensor sum, DeviceTensor x, int n) {
         float[] v = floats(x, "sumOfSquares x");
-        double s = initial;
+        double[] acc = doubles(sum, "sumOfSquares sum");
+        double s = acc[0];
         for (int i = 0; i < n; i++) s += (double) v[i] * v[i];
-        transfers.countToHost(8);
-        return s;
+        acc[0] = s;
     }
 
     @Override public long firstNonFinite(DeviceTensor x, long n) {

@@ -1,6 +1,7 @@
 package dive.model;
 
 import dive.backend.Backend;
+import dive.backend.DeviceScope;
 import dive.backend.DeviceTensor;
 import dive.io.Checkpoint;
 import dive.tensor.DType;
@@ -321,7 +322,7 @@ public final class LlamaModel implements AutoCloseable {
             }
 
         // edges in: token ids and their positions; everything below stays on the backend until the logits
-        try (Work w = new Work(backend)) {
+        try (DeviceScope w = new DeviceScope(backend)) {
             DeviceTensor idsOnDevice = w.keep(backend.upload(allIds));
             DeviceTensor positionsOnDevice = w.keep(backend.upload(positions));
             DeviceTensor x = w.floats((long) rows * d);          // residual stream (N, D)
@@ -396,24 +397,6 @@ public final class LlamaModel implements AutoCloseable {
         int most = 0;
         for (int b = 0; b + 1 < rowStart.length; b++) most = Math.max(most, rowStart[b + 1] - rowStart[b]);
         return most;
-    }
-
-    /** the device tensors of one forward call, freed together when it ends */
-    private static final class Work implements AutoCloseable {
-        private final Backend backend;
-        private final java.util.ArrayList<AutoCloseable> held = new java.util.ArrayList<>();
-
-        Work(Backend backend) { this.backend = backend; }
-
-        DeviceTensor floats(long n) { return keep(backend.allocate(dive.tensor.DType.F32, n)); }
-
-        <T extends AutoCloseable> T keep(T t) { held.add(t); return t; }
-
-        @Override public void close() {
-            for (AutoCloseable t : held) {
-                try { t.close(); } catch (Exception e) { throw new IllegalStateException("freeing a forward call's tensors", e); }
-            }
-        }
     }
 
     /** closes the checkpoint the weights live in; the model must not be used afterwards */

@@ -1,5 +1,7 @@
 package dive.train;
 
+import dive.backend.Backend;
+import dive.backend.DeviceTensor;
 import dive.tensor.DType;
 import dive.tensor.Tensor;
 
@@ -20,17 +22,17 @@ public final class Parameter {
     private final String name;
     private final Arena arena;  // where the F32 copy of a view goes; null when the value is F32 and writable from the start
     private Tensor value;
-    private float[] grad;       // null until the parameter trains
+    private DeviceTensor grad;  // null until the parameter trains
+    private Backend gradBackend; // where grad lives
     private boolean trainable = true;
 
-    /** a trainable F32 parameter over writable memory (its gradient is allocated now) */
+    /** a trainable F32 parameter over writable memory (its gradient is allocated on first use) */
     public Parameter(String name, Tensor value) {
         if (value.dtype() != DType.F32) throw new IllegalArgumentException("parameter '" + name + "' must be F32, is " + value.dtype());
         if (value.data().isReadOnly()) throw new IllegalArgumentException("parameter '" + name + "' lives in read-only memory");
         this.name = name;
         this.arena = null;
         this.value = value;
-        this.grad = new float[Math.toIntExact(value.numel())];
     }
 
     private Parameter(String name, Tensor source, Arena arena) {
@@ -71,10 +73,31 @@ public final class Parameter {
     /** true while the value is still the source tensor (not yet copied to F32 for writing) */
     public boolean isView() { return value.dtype() != DType.F32 || value.data().isReadOnly(); }
 
-    /** the gradient accumulator (F32, same shape), allocated (zeros) on first use */
-    public float[] grad() {
-        if (grad == null) grad = new float[Math.toIntExact(value.numel())];
+    /** the gradient accumulator (F32, same number of elements) on {@code backend}, allocated (zeros) on first use */
+    public DeviceTensor grad(Backend backend) {
+        if (grad == null) {
+            grad = backend.allocate(DType.F32, value.numel());
+            gradBackend = backend;
+        } else if (backend != gradBackend && !(backend.isCpu() && gradBackend.isCpu())) {
+            throw new IllegalStateException("parameter '" + name + "': gradient lives on backend " + gradBackend.name()
+                    + ", asked for on " + backend.name());
+        }
         return grad;
+    }
+
+    /** the gradient accumulator, or null while the parameter has not trained */
+    public DeviceTensor gradOrNull() { return grad; }
+
+    /** the gradient's values on the host (a counted device → host transfer); zeros while none was allocated */
+    public float[] gradValues() {
+        if (grad == null) return new float[Math.toIntExact(value.numel())];
+        return gradBackend.download(grad);
+    }
+
+    /** the value as a writable F32 tensor (the optimizer's): a view is copied to F32 first */
+    public Tensor writableValue() {
+        writableData();
+        return value;
     }
 
     /** the value's memory for writing (F32): a view is copied to F32 first */
@@ -98,7 +121,7 @@ public final class Parameter {
     public boolean trainable() { return trainable; }
     public void setTrainable(boolean trainable) { this.trainable = trainable; }
     /** zeros the gradient (nothing to do while none was allocated) */
-    public void zeroGrad() { if (grad != null) java.util.Arrays.fill(grad, 0f); }
+    public void zeroGrad() { if (grad != null) gradBackend.zero(grad, 0, grad.size()); }
 
     @Override public String toString() { return name + (trainable ? "" : " (frozen)") + " " + value; }
 }

@@ -57,6 +57,7 @@ public final class TrainState {
         Map<String, AdamW.Moments> state = optimizer.state(parameters);
         for (Parameter p : parameters) {
             if (!p.trainable()) continue;
+            optimizer.backend().readBack(p.writableValue());  // the trained values, where the backend keeps them
             values.add(new Tensor(p.name(), DType.F32, p.value().shape(), p.writableData()));
             AdamW.Moments mv = state.get(p.name());
             if (mv != null) {
@@ -145,6 +146,7 @@ public final class TrainState {
             for (Parameter p : parameters) {
                 if (!p.trainable()) continue;
                 MemorySegment.copy(values.tensor(p.name()).data(), 0, p.writableData(), 0, p.numel() * 4);
+                optimizer.backend().weightChanged(p.value());
                 if (info.optimizerSteps() > 0) {
                     state.put(p.name(), new AdamW.Moments(moments.tensor(p.name() + ".exp_avg").toFloatArray(),
                             moments.tensor(p.name() + ".exp_avg_sq").toFloatArray()));

@@ -75,7 +75,7 @@ public final class AdamW {
             Moments mv = moments.computeIfAbsent(p.name(), k -> new Moments(new float[n], new float[n]));
             if (mv.m.length != n) throw new IllegalStateException("optimizer state of '" + p.name() + "' has " + mv.m.length + " elements, parameter has " + n);
             boolean decay = options.weightDecay > 0 && (options.decayOneDim || p.value().rank() > 1);
-            backend.adamW(p.writableData(), p.grad(), mv.m, mv.v, n, new Backend.AdamWStep(decay, decayFactor, stepSize, sqrtBiasCorrection2,
+            backend.adamW(p.writableData().data(), p.grad(), mv.m, mv.v, n, new Backend.AdamWStep(decay, decayFactor, stepSize, sqrtBiasCorrection2,
                     (float) (1 - beta1), (float) beta2, (float) (1 - beta2), (float) options.eps));
         }
     }

@@ -6,6 +6,7 @@ import dive.data.Corpus;
 import dive.data.Manifest;
 import dive.model.LlamaModel;
 import dive.report.Heatmap;
+import dive.tensor.TensorArena;
 import dive.tokenizer.Tokenizer;
 import dive.util.AtomicFiles;
 import dive.util.Progress;
@@ -114,7 +115,7 @@ public final class AffinityMining {
         for (int i = 0; i < count; i++) {
             ChannelScore score = options.score().equalsIgnoreCase("taylor")
                     ? TaylorScore.compute(dense, windows.get(i).calibration()) : ChannelScore.parse(options.score(), "--score");
-            try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared()) {  // one pruned model in memory at a time
+            try (TensorArena arena = TensorArena.shared()) {  // one pruned model in memory at a time
                 LlamaModel pruned = Pruning.prunedModel(dense, statistics.get(i), score, options.ratio(), options.biasCompensation(),
                         dense.source() + " pruned with " + names.get(i), arena);
                 perplexity[i] = WindowPerplexity.perGroup(pruned, evalGroups, step);

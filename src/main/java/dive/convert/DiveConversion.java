@@ -11,6 +11,7 @@ import dive.model.LlamaConfig;
 import dive.model.LlamaModel;
 import dive.model.MixtralExport;
 import dive.tensor.DType;
+import dive.tensor.TensorArena;
 import dive.tokenizer.Tokenizer;
 import dive.train.Recipe;
 import dive.train.TrainState;
@@ -183,7 +184,7 @@ public final class DiveConversion {
                         bar.step(1);
                     }
                 }
-                try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared()) {  // the experts, freed once written
+                try (TensorArena arena = TensorArena.shared()) {  // the experts, freed once written
                     ExpertReconstruction.Result built = ExpertReconstruction.reconstruct(dense, groupStats, scores, options, arena);
                     if (recipe.outputScale()) {
                         double[][] scales = new double[q.experts()][];

@@ -4,6 +4,7 @@ import dive.model.DenseFfn;
 import dive.model.LlamaConfig;
 import dive.model.LlamaModel;
 import dive.tensor.Tensor;
+import dive.tensor.TensorArena;
 import dive.train.SplitMix64;
 
 import java.util.ArrayList;
@@ -118,12 +119,12 @@ public final class ExpertReconstruction {
 
     /** as {@link #reconstruct(LlamaModel, List, Options)} with a score per group (Taylor scores depend on the group's windows) */
     public static Result reconstruct(LlamaModel dense, List<CalibrationStatistics> groupStatistics, List<ChannelScore> groupScores, Options options) {
-        return reconstruct(dense, groupStatistics, groupScores, options, java.lang.foreign.Arena.ofAuto());
+        return reconstruct(dense, groupStatistics, groupScores, options, TensorArena.auto());
     }
 
     /** as above, the experts' weights in memory owned by {@code arena} (shared): the result is valid while it and {@code dense} are open */
     public static Result reconstruct(LlamaModel dense, List<CalibrationStatistics> groupStatistics, List<ChannelScore> groupScores, Options options,
-                                     java.lang.foreign.Arena arena) {
+                                     TensorArena arena) {
         LlamaConfig dc = dense.config();
         int experts = options.experts();
         if (groupStatistics.size() != experts)
@@ -140,12 +141,12 @@ public final class ExpertReconstruction {
      * data-free baselines ({@link BaselineConversion}) with channel sets of their own.
      */
     public static Result fromKeptChannels(LlamaModel dense, int[][][] kept, List<CalibrationStatistics> biasStatistics, Options options) {
-        return fromKeptChannels(dense, kept, biasStatistics, options, java.lang.foreign.Arena.ofAuto());
+        return fromKeptChannels(dense, kept, biasStatistics, options, TensorArena.auto());
     }
 
     /** as above, the experts' weights in memory owned by {@code arena} (shared) */
     public static Result fromKeptChannels(LlamaModel dense, int[][][] kept, List<CalibrationStatistics> biasStatistics, Options options,
-                                          java.lang.foreign.Arena arena) {
+                                          TensorArena arena) {
         LlamaConfig dc = dense.config();
         int experts = options.experts();
         if (kept.length != experts) throw new IllegalArgumentException(kept.length + " channel sets for --experts " + experts);

@@ -5,6 +5,7 @@ import dive.model.DenseFfn;
 import dive.model.LlamaModel;
 import dive.model.RoutingObserver;
 import dive.tensor.Tensor;
+import dive.tensor.TensorArena;
 
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -121,7 +122,7 @@ public final class OutputScale {
 
     /** a new read-only tensor: {@code t} × c, same name, shape and dtype (off-heap; a BF16 weight stays BF16) */
     static Tensor scaled(Tensor t, double c) {
-        Tensor out = Tensor.allocate(t.name(), t.dtype(), t.shape(), java.lang.foreign.Arena.ofAuto());
+        Tensor out = Tensor.allocate(t.name(), t.dtype(), t.shape(), TensorArena.auto());
         for (long i = 0, n = t.numel(); i < n; i++) out.setFloat(i, (float) (t.getFloat(i) * c));
         return out.asReadOnly();
     }

@@ -86,7 +86,7 @@ public final class AdamW {
             DeviceMoments mv = moments.computeIfAbsent(p.name(), k -> new DeviceMoments(backend.allocate(DType.F32, n), backend.allocate(DType.F32, n)));
             if (mv.m.size() != n) throw new IllegalStateException("optimizer state of '" + p.name() + "' has " + mv.m.size() + " elements, parameter has " + n);
             boolean decay = options.weightDecay > 0 && (options.decayOneDim || p.value().rank() > 1);
-            backend.adamW(p.writableValue(), p.grad(backend), mv.m, mv.v, n, new Backend.AdamWStep(decay, decayFactor, stepSize, sqrtBiasCorrection2,
+            backend.adamW(p.writableData(), p.grad(backend), mv.m, mv.v, n, new Backend.AdamWStep(decay, decayFactor, stepSize, sqrtBiasCorrection2,
                     (float) (1 - beta1), (float) beta2, (float) (1 - beta2), (float) options.eps));
         }
     }

@@ -9,8 +9,6 @@ import dive.tensor.Tensor;
 import dive.tokenizer.Tokenizer;
 
 import java.io.IOException;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;

@@ -4,9 +4,7 @@ import dive.backend.Backend;
 import dive.backend.DeviceTensor;
 import dive.tensor.DType;
 import dive.tensor.Tensor;
-
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
+import dive.tensor.TensorArena;
 
 /**
  * A named parameter of a model being trained: its value (a Tensor the Backend's forward ops read like any weight) and,
@@ -20,7 +18,7 @@ import java.lang.foreign.MemorySegment;
  */
 public final class Parameter {
     private final String name;
-    private final Arena arena;  // where the F32 copy of a view goes; null when the value is F32 and writable from the start
+    private final TensorArena arena;  // where the F32 copy of a view goes; null when the value is F32 and writable from the start
     private Tensor value;
     private DeviceTensor grad;  // null until the parameter trains
     private Backend gradBackend; // where grad lives
@@ -35,7 +33,7 @@ public final class Parameter {
         this.value = value;
     }
 
-    private Parameter(String name, Tensor source, Arena arena) {
+    private Parameter(String name, Tensor source, TensorArena arena) {
         if (!source.dtype().isFloatWeight())
             throw new IllegalArgumentException("parameter '" + name + "' has dtype " + source.dtype() + " (expected F32, BF16 or F16)");
         this.name = name;
@@ -48,21 +46,21 @@ public final class Parameter {
      * {@code arena} the first time it needs a gradient or writable values. {@code source} must stay valid as long as
      * the parameter is used without having been copied.
      */
-    public static Parameter view(String name, Tensor source, Arena arena) {
+    public static Parameter view(String name, Tensor source, TensorArena arena) {
         return new Parameter(name, source, arena);
     }
 
     /** a new parameter holding a copy of {@code source} widened to F32, in memory owned by {@code arena} */
-    public static Parameter copyOf(String name, Tensor source, Arena arena) {
+    public static Parameter copyOf(String name, Tensor source, TensorArena arena) {
         return new Parameter(name, widened(name, source, arena));
     }
 
-    private static Tensor widened(String name, Tensor source, Arena arena) {
+    private static Tensor widened(String name, Tensor source, TensorArena arena) {
         long n = source.numel();
-        MemorySegment seg = arena.allocate(n * 4, 64);
-        if (source.dtype() == DType.F32) MemorySegment.copy(source.data(), 0, seg, 0, n * 4);
-        else for (long i = 0; i < n; i++) seg.setAtIndex(Tensor.F32, i, source.getFloat(i));
-        return new Tensor(name, DType.F32, source.shape(), seg);
+        Tensor copy = Tensor.allocate(name, DType.F32, source.shape(), arena);
+        if (source.dtype() == DType.F32) copy.copyFrom(source);
+        else for (long i = 0; i < n; i++) copy.setFloat(i, source.getFloat(i));
+        return copy;
     }
 
     public String name() { return name; }
@@ -94,16 +92,10 @@ public final class Parameter {
         return gradBackend.download(grad);
     }
 
-    /** the value as a writable F32 tensor (the optimizer's): a view is copied to F32 first */
-    public Tensor writableValue() {
-        writableData();
+    /** the value for writing (F32, writable memory): a view is copied to F32 first */
+    public Tensor writableData() {
+        if (isView()) value = widened(name, value, arena == null ? TensorArena.auto() : arena);
         return value;
-    }
-
-    /** the value's memory for writing (F32): a view is copied to F32 first */
-    public MemorySegment writableData() {
-        if (isView()) value = widened(name, value, arena == null ? Arena.ofAuto() : arena);
-        return value.data();
     }
 
     /**

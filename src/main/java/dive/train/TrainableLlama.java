@@ -14,11 +14,10 @@ import dive.model.MixtralExport;
 import dive.model.RopeFrequencies;
 import dive.tensor.DType;
 import dive.tensor.Tensor;
+import dive.tensor.TensorArena;
 import dive.util.AtomicFiles;
 
 import java.io.IOException;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -200,7 +199,7 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
     private final LlamaConfig config;
     private final Backend backend;
     /** the F32 copies of trained weights and merged LoRA weights: freed by {@link #close} (or once the model is unreachable) */
-    private final Arena arena = Arena.ofShared();
+    private final TensorArena arena = TensorArena.shared();
     private volatile AutoCloseable checkpoint;  // the mapped source weights (fromCheckpoint), closed with the model
     private final DeviceTensor invFreq;  // (headDim / 2) on the backend
     private final double initStd;
@@ -351,7 +350,7 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
     private static final java.lang.ref.Cleaner CLEANER = java.lang.ref.Cleaner.create();
 
     /** closes an arena once (the cleaner's action; refers to the arena, never to the model) */
-    private record ArenaCloser(Arena arena) implements Runnable {
+    private record ArenaCloser(TensorArena arena) implements Runnable {
         @Override public void run() {
             try { arena.close(); } catch (IllegalStateException alreadyClosed) { /* closed by close() */ }
         }
@@ -457,10 +456,10 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
                 }
                 Tensor base = lin.weight.value();
                 if (base.dtype() == DType.F32) {
-                    backend.readBack(lin.weight.writableValue());
-                    MemorySegment w = lin.weight.writableData();
+                    backend.readBack(lin.weight.writableData());
+                    Tensor w = lin.weight.writableData();
                     for (int i = 0; i < product.length; i++)
-                        w.setAtIndex(Tensor.F32, i, w.getAtIndex(Tensor.F32, i) + lin.loraScale * product[i]);
+                        w.setFloat(i, w.getFloat(i) + lin.loraScale * product[i]);
                     backend.weightChanged(lin.weight.value());
                 } else {
                     Tensor merged = Tensor.allocate(base.name(), base.dtype(), base.shape(), arena);

@@ -4,11 +4,11 @@ import dive.backend.Backend;
 import dive.backend.ScalarBackend;
 import dive.backend.VectorBackend;
 import dive.tensor.Tensor;
+import dive.tensor.TensorArena;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
-import java.lang.foreign.Arena;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -144,7 +144,7 @@ class MoeBlockFiniteDifferenceTest {
             for (int e = 0; e < E; e++) if (z[e] >= sorted[E - c.k()]) fraction[e] += 1.0 / N;
         }
 
-        Arena arena = Arena.ofAuto();
+        TensorArena arena = TensorArena.auto();
         Backend b = c.backend();
         Parameter router = param("router", v, ROUTER, E, D, arena);
         TrainableLlama.Linear[] w1 = new TrainableLlama.Linear[E], w3 = new TrainableLlama.Linear[E], w2 = new TrainableLlama.Linear[E];
@@ -209,7 +209,7 @@ class MoeBlockFiniteDifferenceTest {
             for (float g : router.grad()) assertEquals(0f, g, "top-1 without aux: the weight is softmax of one logit = 1");
     }
 
-    static Parameter param(String name, double[] v, int at, int rows, int cols, Arena arena) {
+    static Parameter param(String name, double[] v, int at, int rows, int cols, TensorArena arena) {
         float[] f = new float[rows * cols];
         for (int i = 0; i < f.length; i++) f[i] = (float) v[at + i];
         Tensor t = rows == 1 ? Tensor.ofFloats(name, f, cols) : Tensor.ofFloats(name, f, rows, cols);

@@ -16,7 +16,7 @@ class OptimizationTest {
     static Parameter param(String name, float[] values, long... shape) {
         Tensor t = Tensor.ofFloats(name, values, shape);
         // Tensor.ofFloats may be heap-backed; copy into writable off-heap memory
-        return Parameter.copyOf(name, t, java.lang.foreign.Arena.ofAuto());
+        return Parameter.copyOf(name, t, dive.tensor.TensorArena.auto());
     }
 
     static float[] values(Parameter p) { return p.value().toFloatArray(); }

@@ -112,7 +112,7 @@ class TrainableLlamaTest {
         Random r = new Random(3);
         for (Parameter p : model.parameters())
             if (p.name().endsWith("lora_B.weight"))
-                for (long i = 0; i < p.numel(); i++) p.writableData().setAtIndex(Tensor.F32, i, (float) (r.nextGaussian() * 0.05));
+                for (long i = 0; i < p.numel(); i++) p.writableData().setFloat(i, (float) (r.nextGaussian() * 0.05));
         return model;
     }
 
@@ -156,7 +156,7 @@ class TrainableLlamaTest {
             Random r = new Random(3);
             for (Parameter p : model.parameters())
                 if (p.name().endsWith("lora_B.weight"))
-                    for (long i = 0; i < p.numel(); i++) p.writableData().setAtIndex(Tensor.F32, i, (float) (r.nextGaussian() * 0.05));
+                    for (long i = 0; i < p.numel(); i++) p.writableData().setFloat(i, (float) (r.nextGaussian() * 0.05));
             int[] ids = {5, 250, 3, 77, 1, 0, 9, 12};
             float[] unmerged = model.logits(ids);
             TrainableLlama plain = TrainableLlama.fromCheckpoint(GQA, backend);
@@ -283,7 +283,7 @@ class TrainableLlamaTest {
     }
 
     private static void set(Parameter p, float[] original, float[] u, double eps) {
-        for (int i = 0; i < original.length; i++) p.writableData().setAtIndex(Tensor.F32, i, (float) (original[i] + eps * u[i]));
+        for (int i = 0; i < original.length; i++) p.writableData().setFloat(i, (float) (original[i] + eps * u[i]));
     }
 
     @Test

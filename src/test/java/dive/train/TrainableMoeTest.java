@@ -8,10 +8,10 @@ import dive.model.LlamaConfig;
 import dive.model.LlamaModel;
 import dive.tensor.DType;
 import dive.tensor.Tensor;
+import dive.tensor.TensorArena;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.lang.foreign.Arena;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashMap;
@@ -109,7 +109,7 @@ class TrainableMoeTest {
     /** E = 2, d = 2, I = 1 worked by hand: soft weights softmax(z / t), top-1 weight 1 */
     @Test
     void softRoutingHandExample() {
-        Arena arena = Arena.ofAuto();
+        TensorArena arena = TensorArena.auto();
         Backend b = new ScalarBackend();
         Parameter router = Parameter.copyOf("router", Tensor.ofFloats("router", new float[] {1, 0, 0, 1}, 2, 2), arena);
         TrainableLlama.Linear[] w1 = {linear(b, "w1", new float[] {2, 0}, 1, 2, arena), linear(b, "w1", new float[] {0, 1}, 1, 2, arena)};
@@ -130,7 +130,7 @@ class TrainableMoeTest {
         assertEquals(0, y[1], 0);
     }
 
-    static TrainableLlama.Linear linear(Backend b, String module, float[] w, int out, int in, Arena arena) {
+    static TrainableLlama.Linear linear(Backend b, String module, float[] w, int out, int in, TensorArena arena) {
         return new TrainableLlama.Linear(b, module, module, Parameter.copyOf(module, Tensor.ofFloats(module, w, out, in), arena));
     }
 
@@ -254,10 +254,10 @@ class TrainableMoeTest {
             double[] losses = new double[2];
             for (int side = 0; side < 2; side++) {
                 for (int i = 0; i < original.length; i++)
-                    p.writableData().setAtIndex(dive.tensor.Tensor.F32, i, (float) (original[i] + (side == 0 ? eps : -eps) * u[i]));
+                    p.writableData().setFloat(i, (float) (original[i] + (side == 0 ? eps : -eps) * u[i]));
                 losses[side] = model.loss(batch);
             }
-            for (int i = 0; i < original.length; i++) p.writableData().setAtIndex(dive.tensor.Tensor.F32, i, original[i]);
+            for (int i = 0; i < original.length; i++) p.writableData().setFloat(i, original[i]);
             double numeric = (losses[0] - losses[1]) / (2 * eps);
             assertTrue(magnitude > 1e-4, name + ": gradient (almost) zero");
             assertEquals(numeric, analytic, 1e-2 * magnitude, name + ": analytic " + analytic + " vs finite differences " + numeric);

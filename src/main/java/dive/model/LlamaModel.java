@@ -275,10 +275,22 @@ public final class LlamaModel implements AutoCloseable {
 
     /** {@link #forwardBatch} with a routing observer (may be null); its rows are the B sequences' tokens concatenated */
     public float[][] forwardBatch(int[][] ids, KVCache[] caches, boolean allPositions, RoutingObserver observer) {
-        return run(ids, caches, allPositions, observer);
+        return run(ids, caches, allPositions, observer, true);
+    }
+
+    /**
+     * Runs a batch as {@link #forwardBatch} for what {@code observer} sees alone (calibration): no final norm, no LM
+     * head, no logits; the caches are appended to as usual.
+     */
+    public void observe(int[][] ids, KVCache[] caches, RoutingObserver observer) {
+        run(ids, caches, false, observer, false);
     }
 
     private float[][] run(int[][] ids, KVCache[] caches, boolean allPositions, RoutingObserver observer) {
+        return run(ids, caches, allPositions, observer, true);
+    }
+
+    private float[][] run(int[][] ids, KVCache[] caches, boolean allPositions, RoutingObserver observer, boolean logitsOut) {
         int batch = ids.length;
         if (caches.length != batch) throw new IllegalArgumentException(batch + " sequences but " + caches.length + " KV caches");
         int d = config.hiddenSize(), vocab = config.vocabSize();
@@ -370,6 +382,7 @@ public final class LlamaModel implements AutoCloseable {
 
             // edge out: the logits
             float[][] out = new float[batch][];
+            if (!logitsOut) return null;
             if (allPositions) {
                 backend.rmsNorm(xn, x, finalNorm, rows, eps);
                 DeviceTensor logits = w.floats(Math.multiplyExact((long) rows, vocab));  // (N, vocab)

@@ -81,7 +81,7 @@ class TransferCountTest {
         try (LlamaModel model = LlamaModel.load(DENSE, backend)) {
             List<int[]> windows = new ArrayList<>();
             for (int w = 0; w < 5; w++) windows.add(new int[] {1 + w, 7, 11 + w, 13, 2, 40 + w});
-            int batches = CalibrationStatistics.batches(windows, CalibrationStatistics.TOKENS_PER_BATCH).size();
+            int batches = 1;  // 30 tokens, under TOKENS_PER_BATCH: one batched forward
             int layers = model.config().numHiddenLayers(), width = model.config().intermediateSize();
             var before = backend.transfers().snapshot();
             CalibrationStatistics stats = CalibrationStatistics.collect(model, windows);

@@ -254,7 +254,7 @@ public final class BaselineConversion {
         ConvertRecipe recipe = q.recipe();
         if (method.equals("dive_random_groups")) {
             Map<String, Object> report = DiveConversion.run(new DiveConversion.Request(modelDir, q.data(), q.experts(), q.topK(), q.ratio(),
-                    recipe.withRandomGroupingOnly(), dir, q.progress()));
+                    recipe.withRandomGroupingOnly(), dir, q.progress()), backend);
             @SuppressWarnings("unchecked") Map<String, Object> entry = new LinkedHashMap<>((Map<String, Object>) ((Map<String, Object>) report.get("methods")).get("dive"));
             entry.put("variant", "DIVE with grouping: random (no affinity mining)");
             return entry;
@@ -349,7 +349,7 @@ public final class BaselineConversion {
             ConvertRecipe.Stage stage = stages.get(s);
             if (stage == null || stage.tokens() == 0) continue;
             Path stageDir = dir.resolve("stage" + s);
-            trainingTokens += DiveConversion.runStage(s, stage, q, recipe, previous, tokenizerJson, names, stageDir, timings, denseMethod, method + "_");
+            trainingTokens += DiveConversion.runStage(s, stage, q, recipe, previous, tokenizerJson, names, stageDir, timings, backend, denseMethod, method + "_");
             previous = stageDir.resolve(Trainer.FINAL_DIR);
         }
         // ---- export

@@ -4,7 +4,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import dive.backend.Backend;
-import dive.backend.Backends;
 import dive.data.Corpus;
 import dive.data.Manifest;
 import dive.model.LlamaConfig;
@@ -89,7 +88,8 @@ public final class DiveConversion {
     public record MethodResult(Map<String, Double> pplBefore, Map<String, Double> pplAfter, long paramsTotal, long paramsActive,
                                long trainingTokens, Path export) {}
 
-    public static Map<String, Object> run(Request q) throws Exception {
+    /** runs (or resumes) the conversion {@code q}, every model on {@code backend}; returns the report (report.json) */
+    public static Map<String, Object> run(Request q, Backend backend) throws Exception {
         ConvertRecipe recipe = q.recipe();
         Path out = q.outDir().toAbsolutePath().normalize();
         Path modelDir = q.modelDir().toAbsolutePath().normalize();
@@ -120,7 +120,6 @@ public final class DiveConversion {
         claimOutput(out, settings);
         Map<String, Double> timings = readTimings(out);
         Tokenizer tokenizer = Tokenizer.load(tokenizerJson);
-        Backend backend = Backends.select();
 
         Path expertsDir = out.resolve("experts");
         List<DatasetWindows> windows;
@@ -213,7 +212,7 @@ public final class DiveConversion {
             ConvertRecipe.Stage stage = stages.get(s);
             if (stage.tokens() == 0) continue;
             Path dir = out.resolve("stage" + s);
-            trainingTokens += runStage(s, stage, q, recipe, previous, tokenizerJson, names, dir, timings);
+            trainingTokens += runStage(s, stage, q, recipe, previous, tokenizerJson, names, dir, timings, backend);
             previous = dir.resolve(Trainer.FINAL_DIR);
             writeTimings(out, timings);
         }
@@ -318,8 +317,8 @@ public final class DiveConversion {
 
     /** one stage: skipped when its done marker exists, resumed from its latest checkpoint, else started; returns its tokens */
     static long runStage(int s, ConvertRecipe.Stage stage, Request q, ConvertRecipe recipe, Path from, Path tokenizerJson,
-                         List<String> names, Path dir, Map<String, Double> timings) throws IOException {
-        return runStage(s, stage, q, recipe, from, tokenizerJson, names, dir, timings, false, "");
+                         List<String> names, Path dir, Map<String, Double> timings, Backend backend) throws IOException {
+        return runStage(s, stage, q, recipe, from, tokenizerJson, names, dir, timings, backend, false, "");
     }
 
     /**
@@ -327,7 +326,8 @@ public final class DiveConversion {
      * {@code phasePrefix} names the method in timings.json ("" for DIVE, "flap_" …)
      */
     static long runStage(int s, ConvertRecipe.Stage stage, Request q, ConvertRecipe recipe, Path from, Path tokenizerJson,
-                         List<String> names, Path dir, Map<String, Double> timings, boolean dense, String phasePrefix) throws IOException {
+                         List<String> names, Path dir, Map<String, Double> timings, Backend backend, boolean dense,
+                         String phasePrefix) throws IOException {
         Path done = dir.resolve(DONE_FILE);
         if (Files.isRegularFile(done)) return JSON.readTree(done.toFile()).path("tokens").asLong();
         long start = System.nanoTime();
@@ -379,7 +379,7 @@ public final class DiveConversion {
         boolean resume = TrainState.latest(dir) != null;
         if (resume) LOG.info("stage " + s + ": resuming " + dir);
         Trainer.Result result;
-        try (TrainingRun run = TrainingRun.prepare(parsed, dir, resume, q.progress())) {  // its memory freed at once after
+        try (TrainingRun run = TrainingRun.prepare(parsed, dir, resume, q.progress(), backend)) {  // its memory freed at once after
             result = run.run();
         } catch (IOException | RuntimeException e) {
             throw e;

@@ -61,7 +61,7 @@ public final class Backends {
     /** {@code threads} 0: the vector backend's default pool */
     private static Backend make(String device, String cpuBackend, int threads) {
         if (!DEVICES.contains(device)) throw new IllegalArgumentException("device '" + device + "': expected auto, cuda or cpu");
-        Backend cpu = createCpu(cpuBackend, threads);
+        CpuBackend cpu = createCpu(cpuBackend, threads);
         switch (device) {
             case "cpu" -> { return cpu; }
             case "cuda" -> {
@@ -96,12 +96,12 @@ public final class Backends {
         if (DEVICE_LOGGED.compareAndSet(false, true)) LOG.info(line);
     }
 
-    private static CudaBackend sharedCuda(String cpuName, int threads, Backend cpu) {
+    private static CudaBackend sharedCuda(String cpuName, int threads, CpuBackend cpu) {
         return CUDA.computeIfAbsent(cpuName + "/" + threads, key -> new CudaBackend(cpu));
     }
 
     /** {@code threads} 0: the vector backend's default pool */
-    private static Backend createCpu(String name, int threads) {
+    private static CpuBackend createCpu(String name, int threads) {
         switch (name) {
             case "scalar" -> { LOG.fine("backend: scalar (requested)"); return new ScalarBackend(); }
             case "vector", "auto" -> {
@@ -111,7 +111,7 @@ public final class Backends {
                     LOG.info("backend: scalar (jdk.incubator.vector not loaded; add --add-modules jdk.incubator.vector)");
                     return new ScalarBackend();
                 }
-                Backend v = threads == 0 ? new VectorBackend() : VECTOR.computeIfAbsent(threads, VectorBackend::new);
+                CpuBackend v = threads == 0 ? new VectorBackend() : VECTOR.computeIfAbsent(threads, VectorBackend::new);
                 LOG.fine("backend: " + v.name());
                 return v;
             }

@@ -61,7 +61,7 @@ public final class CudaBackend extends CpuBackend implements AutoCloseable {
 
     private final CudaDevice device;
     private final CudaKernels kernels;
-    private final Backend cpu;
+    private final CpuBackend cpu;
     private final DeviceArena weightArena = new DeviceArena("weights");
     private final ReferenceQueue<Tensor> collected = new ReferenceQueue<>();
     private final Map<WeightKey, DeviceBuffer> weights = new HashMap<>();
@@ -70,12 +70,12 @@ public final class CudaBackend extends CpuBackend implements AutoCloseable {
     private boolean closed;
 
     /** opens device 0 (a new stream and cuBLAS handle); {@code cpu} runs the ops listed as CPU fallbacks */
-    public CudaBackend(Backend cpu) {
+    public CudaBackend(CpuBackend cpu) {
         this(CudaDevice.open(), cpu);
     }
 
     /** on an open device, which this backend then owns (closes) */
-    public CudaBackend(CudaDevice device, Backend cpu) {
+    public CudaBackend(CudaDevice device, CpuBackend cpu) {
         this.device = device;
         this.kernels = device.kernels();
         this.cpu = cpu;

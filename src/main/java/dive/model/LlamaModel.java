@@ -275,7 +275,7 @@ public final class LlamaModel implements AutoCloseable {
 
     /** {@link #forwardBatch} with a routing observer (may be null); its rows are the B sequences' tokens concatenated */
     public float[][] forwardBatch(int[][] ids, KVCache[] caches, boolean allPositions, RoutingObserver observer) {
-        return run(ids, caches, allPositions, observer, true);
+        return run(ids, caches, allPositions, observer, true, null, null);
     }
 
     /**
@@ -283,14 +283,32 @@ public final class LlamaModel implements AutoCloseable {
      * head, no logits; the caches are appended to as usual.
      */
     public void observe(int[][] ids, KVCache[] caches, RoutingObserver observer) {
-        run(ids, caches, false, observer, false);
+        run(ids, caches, false, observer, false, null, null);
+    }
+
+    /**
+     * Each sequence's summed cross-entropy (nats) against {@code targets}, formed on the backend so only the B sums come
+     * back, not the logits: ids[b] (T_b) run after caches[b] as in {@link #forwardBatch}; targets[b] (T_b) is the id
+     * position t should predict, {@link Backend#IGNORE_INDEX} where none is counted. → (B) Σ over counted positions of
+     * −log softmax(logits)[target] (0 where none is counted); {@code observer} may be null.
+     */
+    public double[] crossEntropySums(int[][] ids, int[][] targets, KVCache[] caches, RoutingObserver observer) {
+        if (targets.length != ids.length) throw new IllegalArgumentException(ids.length + " sequences but " + targets.length + " target rows");
+        for (int b = 0; b < ids.length; b++)
+            if (targets[b] == null || ids[b] == null || targets[b].length != ids[b].length)
+                throw new IllegalArgumentException("sequence " + b + ": " + (ids[b] == null ? 0 : ids[b].length) + " tokens but "
+                        + (targets[b] == null ? 0 : targets[b].length) + " targets");
+        double[] sums = new double[ids.length];
+        run(ids, caches, true, observer, false, targets, sums);
+        return sums;
     }
 
     private float[][] run(int[][] ids, KVCache[] caches, boolean allPositions, RoutingObserver observer) {
-        return run(ids, caches, allPositions, observer, true);
+        return run(ids, caches, allPositions, observer, true, null, null);
     }
 
-    private float[][] run(int[][] ids, KVCache[] caches, boolean allPositions, RoutingObserver observer, boolean logitsOut) {
+    private float[][] run(int[][] ids, KVCache[] caches, boolean allPositions, RoutingObserver observer, boolean logitsOut,
+                          int[][] targets, double[] lossSums) {
         int batch = ids.length;
         if (caches.length != batch) throw new IllegalArgumentException(batch + " sequences but " + caches.length + " KV caches");
         int d = config.hiddenSize(), vocab = config.vocabSize();
@@ -382,11 +400,23 @@ public final class LlamaModel implements AutoCloseable {
 
             // edge out: the logits
             float[][] out = new float[batch][];
-            if (!logitsOut) return null;
+            if (!logitsOut && targets == null) return null;
             if (allPositions) {
                 backend.rmsNorm(xn, x, finalNorm, rows, eps);
                 DeviceTensor logits = w.floats(Math.multiplyExact((long) rows, vocab));  // (N, vocab)
                 backend.matmul(logits, xn, rows, lmHead);
+                if (targets != null) {  // edge out: one loss per sequence
+                    for (int b = 0; b < batch; b++) {
+                        int T = rowStart[b + 1] - rowStart[b];
+                        int counted = 0;
+                        for (int t : targets[b]) if (t != Backend.IGNORE_INDEX) counted++;
+                        if (counted == 0) continue;
+                        DeviceTensor rowsOfB = batch == 1 ? logits : w.floats((long) T * vocab);
+                        if (batch > 1) backend.copy(rowsOfB, 0, logits, (long) rowStart[b] * vocab, (long) T * vocab);
+                        lossSums[b] = backend.crossEntropy(null, rowsOfB, w.upload(targets[b]), T, vocab, 1f) * counted;
+                    }
+                    return null;
+                }
                 for (int b = 0; b < batch; b++) {
                     out[b] = new float[(rowStart[b + 1] - rowStart[b]) * vocab];
                     backend.read(logits, (long) rowStart[b] * vocab, out[b], out[b].length);

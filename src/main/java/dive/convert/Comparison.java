@@ -171,7 +171,7 @@ public final class Comparison {
                 if (!Files.isRegularFile(report)) {
                     if (partial) continue;
                     throw new IOException(report + " is missing: that run has not finished (rerun the same command, or look at the "
-                            + "finished runs with --summary-only)");
+                            + "finished runs alone: compare --summary-only)");
                 }
                 reports.add(JSON.readTree(report.toFile()));
                 finished.add(seed);

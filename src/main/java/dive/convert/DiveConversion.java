@@ -300,7 +300,7 @@ public final class DiveConversion {
                 List<String> differ = new ArrayList<>();
                 now.fieldNames().forEachRemaining(k -> { if (!now.get(k).equals(old.get(k))) differ.add(k); });
                 throw new IllegalArgumentException(out + " holds a conversion with other settings (" + String.join(", ", differ)
-                        + " differ from " + file + "): choose another --out or rerun with the same settings to resume");
+                        + " differ from " + file + "): choose another output folder or rerun with the same settings to resume");
             }
             return;
         }

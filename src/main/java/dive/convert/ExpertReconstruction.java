@@ -56,12 +56,12 @@ public final class ExpertReconstruction {
      * round(I·(1 − r)) ≥ 1, E ≤ the number of datasets. Returns the expert width.
      */
     public static int validate(int experts, int topK, double ratio, int intermediateSize, int datasets) {
-        if (experts < 1) throw new IllegalArgumentException("--experts " + experts + ": expected ≥ 1");
-        if (topK < 1) throw new IllegalArgumentException("--top-k " + topK + ": expected ≥ 1");
-        if (topK > experts) throw new IllegalArgumentException("--top-k " + topK + " exceeds --experts " + experts + " (a token cannot use more experts than exist)");
+        if (experts < 1) throw new IllegalArgumentException("experts " + experts + ": expected ≥ 1");
+        if (topK < 1) throw new IllegalArgumentException("top_k " + topK + ": expected ≥ 1");
+        if (topK > experts) throw new IllegalArgumentException("top_k " + topK + " exceeds experts " + experts + " (a token cannot use more experts than exist)");
         int width = Pruning.keptWidth(intermediateSize, ratio);  // names --ratio: r ∉ (0, 1) or a width that rounds to 0
         if (experts > datasets)
-            throw new IllegalArgumentException("--experts " + experts + " exceeds the " + datasets + " datasets: every expert needs at least one dataset");
+            throw new IllegalArgumentException("experts " + experts + " exceeds the " + datasets + " datasets: every expert needs at least one dataset");
         return width;
     }
 
@@ -128,7 +128,7 @@ public final class ExpertReconstruction {
         LlamaConfig dc = dense.config();
         int experts = options.experts();
         if (groupStatistics.size() != experts)
-            throw new IllegalArgumentException(groupStatistics.size() + " groups of statistics for --experts " + experts);
+            throw new IllegalArgumentException(groupStatistics.size() + " groups of statistics for experts " + experts);
         int[][][] kept = new int[experts][][];
         for (int g = 0; g < experts; g++) kept[g] = Pruning.keptChannels(dense, groupStatistics.get(g), groupScores.get(g), options.ratio());
         return fromKeptChannels(dense, kept, groupStatistics, options, arena);
@@ -149,7 +149,7 @@ public final class ExpertReconstruction {
                                           TensorArena arena) {
         LlamaConfig dc = dense.config();
         int experts = options.experts();
-        if (kept.length != experts) throw new IllegalArgumentException(kept.length + " channel sets for --experts " + experts);
+        if (kept.length != experts) throw new IllegalArgumentException(kept.length + " channel sets for experts " + experts);
         int width = validate(experts, options.topK(), options.ratio(), dc.intermediateSize(), experts);
         for (int[][] perLayer : kept)
             for (int[] k : perLayer)
@@ -194,7 +194,7 @@ public final class ExpertReconstruction {
      * non-empty groups (a Fisher–Yates permutation by SplitMix64(seed), dataset at position p → group p mod E).
      */
     public static int[] randomGroups(int datasets, int experts, long seed) {
-        if (experts > datasets) throw new IllegalArgumentException("--experts " + experts + " exceeds the " + datasets + " datasets");
+        if (experts > datasets) throw new IllegalArgumentException("experts " + experts + " exceeds the " + datasets + " datasets");
         int[] order = new int[datasets];
         for (int i = 0; i < datasets; i++) order[i] = i;
         SplitMix64 random = new SplitMix64(seed);

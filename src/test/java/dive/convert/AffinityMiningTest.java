@@ -115,7 +115,7 @@ class AffinityMiningTest {
         var e = assertThrows(IllegalArgumentException.class, () -> AffinityMining.run(model, tokenizer, corpus, options(4), tmp, null));
         assertTrue(e.getMessage().contains("4 expert groups from 3 datasets"), e.getMessage());
         var bad = assertThrows(IllegalArgumentException.class, () -> new AffinityMining.Options(DATASETS, 0.5, "nope", 3, 2, 32, 7, Clustering.Linkage.AVERAGE, 2, false));
-        assertTrue(bad.getMessage().contains("--score"), bad.getMessage());
+        assertTrue(bad.getMessage().contains("score"), bad.getMessage());
         var unknown = assertThrows(IllegalArgumentException.class, () -> AffinityMining.datasetNames(corpus,
                 new AffinityMining.Options(List.of("nope"), 0.5, "wifv", 3, 2, 32, 7, Clustering.Linkage.AVERAGE, 1, false)));
         assertTrue(unknown.getMessage().contains("'nope'"), unknown.getMessage());

@@ -163,6 +163,10 @@ int dive_fold_first_index(int* d_flag, const int* d_index, void* stream);
 int dive_soft_routing(int* d_expertIds, float* d_expertWeights, const float* d_routerLogits, int n, int numExperts,
                       float invTemperature, void* stream);
 
+/* softmax of every row of x (rows, n) in place, the CPU's loop (max, (float) exp(x − max), Σ in double in order,
+ * × (float) 1/Σ), one thread per row (routing widths; a wide row runs serially) */
+int dive_softmax_rows(float* d_x, long rows, int n, void* stream);
+
 /* counts[id] += 1 for every id of expertIds[0 .. assignments) (integer atomics); an id outside [0, countsSize) is
  * skipped and sets *d_badIndex to the smallest such index when d_badIndex is given (the caller sets −1 before) */
 int dive_count_experts(int* d_counts, int countsSize, const int* d_expertIds, int assignments, int* d_badIndex,
@@ -396,12 +400,13 @@ int dive_adamw_step(float* d_param, const float* d_grad, float* d_m, float* d_v,
                     float stepSize, float sqrtBiasCorrection2, float oneMinusBeta1, float beta2, float oneMinusBeta2,
                     float eps, void* stream);
 
-/* ============================================================ reduce.cu: results the host reads */
+/* ============================================================ reduce.cu: whole-tensor reductions */
 
-/* *d_out = Σ_{i<n} (double) x[i]², in double: per-block partial sums over a grid fixed by n, then the partials in a
- * fixed tree (deterministic for a given n, but not the CPU's index order: the last bits can differ). n = 0 gives +0.
- * A temporary (≤ 1024 doubles) from the stream-ordered allocator. */
-int dive_sum_of_squares(double* d_out, const float* d_x, long n, void* stream);
+/* *d_sum += Σ_{i<n} (double) x[i]², in double on the device (a global gradient norm: one accumulator over many
+ * tensors, read once at the end): per-block partial sums over a grid fixed by n, the partials in a fixed tree, then
+ * added to *d_sum (deterministic for a given n, but not the CPU's index order: the last bits can differ). n = 0
+ * changes nothing. A temporary (≤ 1024 doubles) from the stream-ordered allocator. */
+int dive_sum_of_squares(double* d_sum, const float* d_x, long n, void* stream);
 
 /* *d_index = the smallest i < n with x[i] NaN or infinite, or −1 (set by this call; integer atomics) */
 int dive_first_non_finite(long* d_index, const float* d_x, long n, void* stream);

@@ -1,12 +1,13 @@
-// reduce.cu — whole-tensor reductions whose one result the host reads: Σ x² in double, the first non-finite index.
+// reduce.cu — whole-tensor reductions: Σ x² accumulated in double on the device, the first non-finite index.
 #include "common.cuh"
 #include <math.h>
 
 #define SSQ_THREADS 256
 #define SSQ_MAX_BLOCKS 1024
 
-// Pass 1: block b sums (double) x[i]² over i = b·256 + t, stepping by the grid (a fixed assignment for a given n), then
-// a fixed tree over the block: partial[b]. Pass 2: one block adds the partials in a fixed tree. Same n, same bits; the
+// d_sum[0] += Σ x². Pass 1: block b sums (double) x[i]² over i = b·256 + t, stepping by the grid (a fixed assignment for a given n), then
+// a fixed tree over the block: partial[b]. Pass 2: one block adds the partials in a fixed tree, then that sum to d_sum[0].
+// Same n, same bits; the
 // order is not the CPU's index order (documented in dive.h). x[i]² of an F32 is exact in double.
 __global__ void sum_squares_partial_kernel(double* partial, const float* x, long n) {
     __shared__ double scratch[32];
@@ -19,12 +20,12 @@ __global__ void sum_squares_partial_kernel(double* partial, const float* x, long
     if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
-__global__ void sum_partials_kernel(double* out, const double* partial, int count) {
+__global__ void sum_partials_kernel(double* sum, const double* partial, int count) {
     __shared__ double scratch[32];
     double s = 0;
     for (int i = threadIdx.x; i < count; i += blockDim.x) s = __dadd_rn(s, partial[i]);
     s = dive_block_sum(s, scratch);
-    if (threadIdx.x == 0) *out = s;
+    if (threadIdx.x == 0) *sum = __dadd_rn(*sum, s);
 }
 
 // index (as an unsigned 64-bit min, starting from all ones = −1) of the first NaN or infinite element
@@ -33,17 +34,17 @@ __global__ void first_non_finite_kernel(unsigned long long* index, const float* 
         if (!isfinite(x[i])) atomicMin(index, (unsigned long long) i);
 }
 
-extern "C" int dive_sum_of_squares(double* d_out, const float* d_x, long n, void* stream) {
-    DIVE_REQUIRE(n >= 0 && d_out && (n == 0 || d_x));
+extern "C" int dive_sum_of_squares(double* d_sum, const float* d_x, long n, void* stream) {
+    DIVE_REQUIRE(n >= 0 && d_sum && (n == 0 || d_x));
+    if (n == 0) return 0;
     cudaStream_t s = dive_stream(stream);
-    if (n == 0) return (int) cudaMemsetAsync(d_out, 0, sizeof(double), s); // +0.0
     long blocks = (n + SSQ_THREADS * 8L - 1) / (SSQ_THREADS * 8L);
     if (blocks > SSQ_MAX_BLOCKS) blocks = SSQ_MAX_BLOCKS;
     double* partial = nullptr;
     cudaError_t err = cudaMallocAsync((void**) &partial, (size_t) blocks * sizeof(double), s);
     if (err != cudaSuccess) { (void) cudaGetLastError(); return (int) err; } // clear the pending error: returned here
     sum_squares_partial_kernel<<<(unsigned) blocks, SSQ_THREADS, 0, s>>>(partial, d_x, n);
-    sum_partials_kernel<<<1, SSQ_THREADS, 0, s>>>(d_out, partial, (int) blocks);
+    sum_partials_kernel<<<1, SSQ_THREADS, 0, s>>>(d_sum, partial, (int) blocks);
     err = cudaGetLastError();
     cudaError_t freeErr = cudaFreeAsync(partial, s);
     if (err != cudaSuccess) return (int) err;

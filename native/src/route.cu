@@ -139,8 +139,25 @@ extern "C" int dive_sort_by_expert(int* d_offsets, int* d_rowToken, int* d_slotR
 
 // ---------------------------------------------------------------- soft routing, expert counts, routing gradient
 
-// One thread per token: w = logits · invTemperature (F32), then the CPU's softmax as route_topk_kernel does it
-// (max with NaN winning, e = (float) exp(x − max), Σ in double in order, × (float) (1/Σ)); ids = 0 .. E−1.
+// The CPU's softmax of one row, as route_topk_kernel does it: max with NaN winning, e = (float) exp(x − max), Σ in
+// double in order, × (float) (1/Σ)
+__device__ void softmax_row(float* w, int n) {
+    float max = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        float v = w[j];
+        max = (v != v || max != max) ? __int_as_float(0x7fc00000) : fmaxf(max, v);
+    }
+    double sum = 0;
+    for (int j = 0; j < n; j++) {
+        float e = (float) exp((double) (w[j] - max));
+        w[j] = e;
+        sum += e;
+    }
+    float inv = (float) (1.0 / sum);
+    for (int j = 0; j < n; j++) w[j] = __fmul_rn(w[j], inv);
+}
+
+// One thread per token: w = logits · invTemperature (F32), then softmax_row; ids = 0 .. E−1.
 __global__ void soft_routing_kernel(int* expertIds, float* expertWeights, const float* logits, int n, int E,
                                     float invTemperature) {
     int t = blockIdx.x * blockDim.x + threadIdx.x;
@@ -148,21 +165,17 @@ __global__ void soft_routing_kernel(int* expertIds, float* expertWeights, const 
     const float* row = logits + (long) t * E;
     int* ids = expertIds + (long) t * E;
     float* w = expertWeights + (long) t * E;
-    float max = -INFINITY;
     for (int j = 0; j < E; j++) {
-        float v = __fmul_rn(row[j], invTemperature);
-        w[j] = v;
+        w[j] = __fmul_rn(row[j], invTemperature);
         ids[j] = j;
-        max = (v != v || max != max) ? __int_as_float(0x7fc00000) : fmaxf(max, v);
     }
-    double sum = 0;
-    for (int j = 0; j < E; j++) {
-        float e = (float) exp((double) (w[j] - max));
-        w[j] = e;
-        sum += e;
-    }
-    float inv = (float) (1.0 / sum);
-    for (int j = 0; j < E; j++) w[j] = __fmul_rn(w[j], inv);
+    softmax_row(w, E);
+}
+
+// one thread per row
+__global__ void softmax_rows_kernel(float* x, long rows, int n) {
+    for (long r = blockIdx.x * (long) blockDim.x + threadIdx.x; r < rows; r += (long) gridDim.x * blockDim.x)
+        softmax_row(x + r * n, n);
 }
 
 // counts[id] += 1 (integer atomics: the count does not depend on the order); an id outside [0, countsSize) is
@@ -206,6 +219,14 @@ extern "C" int dive_soft_routing(int* d_expertIds, float* d_expertWeights, const
     DIVE_REQUIRE(d_expertIds && d_expertWeights && d_routerLogits);
     soft_routing_kernel<<<(n + 127) / 128, 128, 0, dive_stream(stream)>>>(d_expertIds, d_expertWeights, d_routerLogits,
                                                                           n, numExperts, invTemperature);
+    return dive_launch_status();
+}
+
+extern "C" int dive_softmax_rows(float* d_x, long rows, int n, void* stream) {
+    DIVE_REQUIRE(rows >= 0 && n >= 0);
+    if (rows == 0 || n == 0) return 0;
+    DIVE_REQUIRE(d_x);
+    softmax_rows_kernel<<<dive_blocks(rows, 128), 128, 0, dive_stream(stream)>>>(d_x, rows, n);
     return dive_launch_status();
 }
 

@@ -861,17 +861,18 @@ static void test_scatter_add_rows(int count, int width, int xRows, bool withBad)
 static void test_reductions(long n, long nonFiniteAt) {
     std::string name = fmt("sum_of_squares / first_non_finite n=%ld", n);
     vector<float> x = randoms(n, -3, 3);
-    double want = 0;
+    const double initial = 12.5; // accumulated into
+    double want = initial;
     for (long i = 0; i < n; i++) want += (double) x[i] * x[i];
     Dev<float> dX(x);
-    Dev<double> dSum(1);
+    Dev<double> dSum(vector<double>{initial});
     Dev<long> dIdx(1), dIdx2(1);
     if (!ok_call(dive_sum_of_squares(dSum.p, dX.p, n, nullptr), name, "sum_of_squares") ||
         !ok_call(dive_first_non_finite(dIdx.p, dX.p, n, nullptr), name, "first_non_finite (all finite)") || !synced(name))
         return;
     vector<double> got = dSum.get();
     double err = fabs(got[0] - want);
-    report(err <= 1e-12 * want + 1e-300, name + " sum_of_squares", fmt("got %.17g want %.17g", got[0], want));
+    report(err <= 1e-12 * want, name + " sum_of_squares (accumulated)", fmt("got %.17g want %.17g", got[0], want));
     expect_equal(name + " first_non_finite none", dIdx.get(), vector<long>{-1});
     if (nonFiniteAt >= 0 && nonFiniteAt < n) {
         vector<float> y = x;
@@ -915,6 +916,16 @@ static void test_soft_routing(int n, int E, float invTemperature) {
         return;
     expect_equal(name + " ids", dIds.get(), wantIds);
     expect_close(name + " weights", dW.get(), want, 1e-7, 1e-6);
+}
+
+static void test_softmax_rows(long rows, int n) {
+    std::string name = fmt("softmax_rows rows=%ld n=%d", rows, n);
+    vector<float> x = randoms((size_t) rows * n, -8, 8), want = x;
+    if (rows > 1) x[n] = want[n] = NAN; // row 1 has a NaN: the whole row NaN
+    for (long r = 0; r < rows; r++) cpu_softmax(&want[(size_t) r * n], n);
+    Dev<float> dX(x);
+    if (!ok_call(dive_softmax_rows(dX.p, rows, n, nullptr), name, "launch") || !synced(name)) return;
+    expect_close(name, dX.get(), want, 1e-7, 1e-6);
 }
 
 static void test_count_experts(int assignments, int E, bool withBad) {
@@ -1230,6 +1241,7 @@ static void test_arguments() {
     expect_status("args first_non_finite n<0", dive_first_non_finite((long*) I, F, -1, nullptr), A);
     expect_status("args fold_first_index null flag", dive_fold_first_index(nullptr, I, nullptr), A);
     expect_status("args soft_routing E=0", dive_soft_routing(I, F, F, 2, 0, 1.0f, nullptr), A);
+    expect_status("args softmax_rows n<0", dive_softmax_rows(F, 2, -1, nullptr), A);
     expect_status("args count_experts null ids", dive_count_experts(I, 4, nullptr, 2, I, nullptr), A);
     expect_status("args routing_backward slots=0", dive_routing_backward(F, F, F, I, 2, 0, 4, 1.0, I, nullptr), A);
     {
@@ -1346,6 +1358,9 @@ int main() {
     test_soft_routing(1, 1, 1.0f);
     test_soft_routing(37, 8, 0.5f);
     test_soft_routing(500, 300, 2.0f);
+    test_softmax_rows(1, 1);
+    test_softmax_rows(37, 8);
+    test_softmax_rows(1000, 300);
     test_count_experts(1, 4, false);
     test_count_experts(10000, 64, false);
     test_count_experts(777, 8, true);

@@ -33,9 +33,13 @@ public final class Engine implements AutoCloseable {
         this.tokenizer = tokenizer;
     }
 
-    /** loads {@code dir} (config.json, safetensors, optional tokenizer.json) on the backend chosen at start-up */
-    public static Engine load(Path dir) throws IOException { return load(dir, Backends.select()); }
+    /**
+     * loads {@code dir} on the default backend: device auto (the GPU when one works, else the CPU) with the auto CPU
+     * backend on all cores, i.e. {@code load(dir, Backends.create("auto", "auto"))}
+     */
+    public static Engine load(Path dir) throws IOException { return load(dir, Backends.create("auto", "auto")); }
 
+    /** loads {@code dir} (config.json, safetensors, optional tokenizer.json), computing on {@code backend} */
     public static Engine load(Path dir, Backend backend) throws IOException {
         if (!Files.isDirectory(dir)) throw new IOException(dir + ": model folder does not exist (expected config.json, *.safetensors, tokenizer.json)");
         LlamaModel model = LlamaModel.load(dir, backend);

@@ -10,9 +10,7 @@ import dive.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.List;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.function.Consumer;
 
@@ -29,8 +27,8 @@ import static dive.bindings.cublas_h.CUDA_R_32F;
  * cuBLAS calls, device-to-device copies — and returns without waiting: no host copy, no host synchronisation. Expert
  * offsets stay on the device: the grouped and per-expert ops read them there (one launch for all experts). The host
  * waits only at the edges, which are the counted transfers ({@link #transfers()}, counted as {@link CpuBackend} counts
- * them): {@link #read}/{@link #download}, the scalar results of {@link #crossEntropy} (the loss),
- * {@link #sumOfSquares} and {@link #firstNonFinite}, and {@link #readBack}. {@link #upload} and {@link #write} queue a
+ * them): {@link #read}/{@link #download}, the scalar results of {@link #crossEntropy} (the loss) and
+ * {@link #firstNonFinite}, and {@link #readBack}. {@link #upload} and {@link #write} queue a
  * host → device copy from staging memory (the driver copies pageable memory before returning; no wait for the
  * device).
  *
@@ -51,15 +49,11 @@ import static dive.bindings.cublas_h.CUDA_R_32F;
  * tensor cores, or F32 in the CPU's order; the weight gradient in F32). Element-wise ops, dropout (counter-based
  * SplittableRandom draws), bias gradients, routing gradients, channel statistics, AdamW: the CPU's bits (or within an
  * ulp where an exp is involved). Σx² ({@link #sumOfSquares}) in double in a fixed tree order, not the CPU's index
- * order.
+ * order (the last bits can differ).
  *
  * <p><b>Limits</b> (an {@link IllegalArgumentException} before any device work): at most {@value #MAX_EXPERTS} experts
  * in the routing and expert ops (route_topk, the counting sort, the expert pointer tables), head dimension at most
  * {@value #MAX_HEAD_DIM} (the attention kernels).
- *
- * <p><b>Array ops</b> ({@code float[]} activations, the Backend's older form) run as: upload the inputs, the device
- * op, download the outputs (each a counted transfer; argument errors are raised on the host first, with the CPU's
- * messages). {@code softmax} on a host row and {@code adamW} on host memory run on the CPU backend given.
  *
  * <p><b>Threads.</b> Safe to call from many threads: device work is serialised per backend instance (one stream, one
  * cuBLAS handle, one lock).
@@ -77,7 +71,7 @@ public final class CudaBackend implements Backend, AutoCloseable {
 
     private final CudaDevice device;
     private final CudaKernels kernels;
-    private final Backend cpu;
+    private final CpuBackend cpu;
     private final Transfers transfers = new Transfers();
     private final CudaWeights weights;
     private final DeviceArena stateArena = new DeviceArena("backend state");
@@ -87,13 +81,16 @@ public final class CudaBackend implements Backend, AutoCloseable {
     private boolean faultsArmed;
     private boolean closed;
 
-    /** opens device 0 (a new stream and cuBLAS handle); {@code cpu} runs the host-array softmax and AdamW */
-    public CudaBackend(Backend cpu) {
+    /**
+     * Opens device 0 (a new stream and cuBLAS handle). {@code cpu} is the CPU backend paired with this one
+     * ({@link #cpu()}: for callers' host-side work); no op of this backend runs on it.
+     */
+    public CudaBackend(CpuBackend cpu) {
         this(CudaDevice.open(), cpu);
     }
 
     /** on an open device, which this backend then owns (closes) */
-    public CudaBackend(CudaDevice device, Backend cpu) {
+    public CudaBackend(CudaDevice device, CpuBackend cpu) {
         this.device = device;
         this.kernels = device.kernels();
         this.cpu = cpu;
@@ -111,6 +108,9 @@ public final class CudaBackend implements Backend, AutoCloseable {
 
     /** the device this backend runs on */
     public CudaDevice device() { return device; }
+
+    /** the CPU backend this one was made with */
+    public CpuBackend cpu() { return cpu; }
 
     @Override public Transfers transfers() { return transfers; }
 
@@ -504,6 +504,14 @@ public final class CudaBackend implements Backend, AutoCloseable {
 
     @Override public void add(DeviceTensor x, DeviceTensor y, int n) { addScaled(x, y, 1f, n); }
 
+    /** one thread per row, the CPU's softmax loop (rows of a routing width; a wide row runs serially) */
+    @Override public void softmax(DeviceTensor x, int rows, int n) {
+        nonNegative("softmax", rows, n);
+        DeviceBuffer xb = f32(x, (long) rows * n, "softmax", "x (rows, n)");
+        if (rows == 0 || n == 0) return;
+        run(host -> kernels.softmaxRows(xb, rows, n));
+    }
+
     @Override public void addScaled(DeviceTensor x, DeviceTensor y, float a, int n) {
         nonNegative("addScaled", n);
         DeviceBuffer xb = f32(x, n, "addScaled", "x"), yb = f32(y, n, "addScaled", "y");
@@ -580,18 +588,12 @@ public final class CudaBackend implements Backend, AutoCloseable {
         });
     }
 
-    @Override public double sumOfSquares(DeviceTensor x, int n, double initial) {
+    /** sum[0] += Σ x² on the device (no transfer): per-block partial sums in double in a fixed tree (not index order) */
+    @Override public void sumOfSquares(DeviceTensor sum, DeviceTensor x, int n) {
         nonNegative("sumOfSquares", n);
-        DeviceBuffer xb = f32(x, n, "sumOfSquares", "x");
-        return onDevice(host -> {
-            DeviceBuffer result = state.slice(RESULT_OFFSET, 8);
-            kernels.sumOfSquares(result, xb, n);
-            MemorySegment r = host.allocate(8, 8);
-            device.download(r, result);
-            transfers.countToHost(8);
-            checkFaults(host);
-            return initial + r.get(ValueLayout.JAVA_DOUBLE, 0);
-        });
+        DeviceBuffer sb = f64(sum, 1, "sumOfSquares", "sum (1)"), xb = f32(x, n, "sumOfSquares", "x");
+        if (n == 0) return;
+        run(host -> kernels.sumOfSquares(sb.slice(0, 8), xb, n));
     }
 
     @Override public long firstNonFinite(DeviceTensor x, long n) {
@@ -652,6 +654,16 @@ public final class CudaBackend implements Backend, AutoCloseable {
         int xRows = Math.toIntExact(Math.min(Integer.MAX_VALUE, size(x) / width));
         run(host -> kernels.gatherConvertRows(o, false, xb, xRows, rb, DeviceBuffer.NULL, count, width,
                 fault(F_GATHER, "gather: a row outside x's " + xRows + " rows (index = output row)")));
+    }
+
+    /** out[r, c] = x[r, cols[c]]: dive_gather_columns (cols must be inside [0, width): not checked on the device) */
+    @Override public void gatherColumns(DeviceTensor out, DeviceTensor x, DeviceTensor cols, int rows, int width, int count) {
+        nonNegative("gatherColumns", rows, width, count);
+        DeviceBuffer o = f32(out, (long) rows * count, "gatherColumns", "out (rows, count)");
+        DeviceBuffer xb = f32(x, (long) rows * width, "gatherColumns", "x (rows, width)"), cb = i32(cols, count, "gatherColumns", "cols (count)");
+        if (rows == 0 || count == 0) return;
+        if (width == 0) throw new IllegalArgumentException("gatherColumns: " + count + " columns of rows of width 0");
+        run(host -> kernels.gatherColumns(o, xb, cb, rows, width, count, 4));
     }
 
     /** what the expert ops need of a weight list: E, one shape (N, K), and whether every expert is BF16 */
@@ -919,364 +931,6 @@ public final class CudaBackend implements Backend, AutoCloseable {
         DeviceBuffer hb = f32(h, (long) rows * width, op, "h (rows, width)");
         if (width == 0) return;
         run(host -> kernels.channelStatsUpdate(mb, m2b, sb, countBefore, hb, rows, width));
-    }
-
-    // ================================================================ array ops: upload, the device op, download
-
-    /** one array op on the device: its arrays uploaded, the device op, its outputs downloaded (each a counted transfer) */
-    private final class Staged implements AutoCloseable {
-        private final List<DeviceTensor> tensors = new ArrayList<>();
-        private final List<Runnable> results = new ArrayList<>();
-
-        private DeviceTensor keep(DeviceTensor t) {
-            tensors.add(t);
-            return t;
-        }
-
-        DeviceTensor in(float[] a, long n) {
-            DeviceTensor t = keep(allocate(DType.F32, n));
-            if (n > 0) write(t, 0, a, Math.toIntExact(n));
-            return t;
-        }
-
-        DeviceTensor in(int[] a, long n) {
-            DeviceTensor t = keep(allocate(DType.I32, n));
-            if (n > 0) write(t, 0, a, Math.toIntExact(n));
-            return t;
-        }
-
-        /** read back into {@code a} after the op */
-        DeviceTensor back(DeviceTensor t, float[] a, long n) {
-            if (n > 0) results.add(() -> read(t, 0, a, Math.toIntExact(n)));
-            return t;
-        }
-
-        DeviceTensor back(DeviceTensor t, int[] a, long n) {
-            if (n > 0) results.add(() -> read(t, 0, a, Math.toIntExact(n)));
-            return t;
-        }
-
-        DeviceTensor out(float[] a, long n) { return back(keep(allocate(DType.F32, n)), a, n); }
-
-        DeviceTensor out(int[] a, long n) { return back(keep(allocate(DType.I32, n)), a, n); }
-
-        DeviceTensor inOut(float[] a, long n) { return back(in(a, n), a, n); }
-
-        /** {@code a} as an output that may be the same array as an input already staged as {@code staged} */
-        DeviceTensor outOrSame(float[] a, float[] input, DeviceTensor staged, long n) {
-            return a == input ? back(staged, a, n) : out(a, n);
-        }
-
-        void done() { for (Runnable r : results) r.run(); }
-
-        @Override public void close() { for (DeviceTensor t : tensors) t.close(); }
-    }
-
-    private static void need(float[] a, long count, String op, String what) {
-        if (a == null) throw new IllegalArgumentException(op + ": " + what + " is null");
-        if (a.length < count) throw new IllegalArgumentException(op + ": " + what + " has " + a.length + " floats, expected ≥ " + count);
-    }
-
-    private static void need(int[] a, long count, String op, String what) {
-        if (a == null) throw new IllegalArgumentException(op + ": " + what + " is null");
-        if (a.length < count) throw new IllegalArgumentException(op + ": " + what + " has " + a.length + " ints, expected ≥ " + count);
-    }
-
-    @Override public void matmul(float[] out, float[] x, int m, Tensor w) {
-        int n = w.rows(), k = w.cols();
-        need(x, (long) m * k, "matmul", "x (M, K)");
-        need(out, (long) m * n, "matmul", "out (M, N)");
-        try (Staged s = new Staged()) {
-            matmul(s.out(out, (long) m * n), s.in(x, (long) m * k), m, w);
-            s.done();
-        }
-    }
-
-    @Override public void matmulBackwardInput(float[] dx, float[] dOut, int m, Tensor w) {
-        int n = w.rows(), k = w.cols();
-        need(dOut, (long) m * n, "matmulBackwardInput", "dOut (M, N)");
-        need(dx, (long) m * k, "matmulBackwardInput", "dx (M, K)");
-        try (Staged s = new Staged()) {
-            matmulBackwardInput(s.out(dx, (long) m * k), s.in(dOut, (long) m * n), m, w);
-            s.done();
-        }
-    }
-
-    @Override public void matmulBackwardWeight(float[] dw, float[] dOut, float[] x, int m, int n, int k) {
-        need(dOut, (long) m * n, "matmulBackwardWeight", "dOut (M, N)");
-        need(x, (long) m * k, "matmulBackwardWeight", "x (M, K)");
-        need(dw, (long) n * k, "matmulBackwardWeight", "dw (N, K)");
-        try (Staged s = new Staged()) {
-            matmulBackwardWeight(s.inOut(dw, (long) n * k), s.in(dOut, (long) m * n), s.in(x, (long) m * k), m, n, k);
-            s.done();
-        }
-    }
-
-    @Override public void rmsNorm(float[] out, float[] x, Tensor weight, int rows, float eps) {
-        long count = (long) rows * weight.numel();
-        need(x, count, "rmsNorm", "x (rows, d)");
-        need(out, count, "rmsNorm", "out (rows, d)");
-        try (Staged s = new Staged()) {
-            DeviceTensor in = s.in(x, count);
-            rmsNorm(s.outOrSame(out, x, in, count), in, weight, rows, eps);
-            s.done();
-        }
-    }
-
-    @Override public void rmsNormBackward(float[] dx, float[] dWeight, float[] dOut, float[] x, Tensor weight, int rows, float eps) {
-        int d = Math.toIntExact(weight.numel());
-        long count = (long) rows * d;
-        need(x, count, "rmsNormBackward", "x (rows, d)");
-        need(dOut, count, "rmsNormBackward", "dOut (rows, d)");
-        need(dx, count, "rmsNormBackward", "dx (rows, d)");
-        if (dWeight != null) need(dWeight, d, "rmsNormBackward", "dWeight (d)");
-        try (Staged s = new Staged()) {
-            DeviceTensor dy = s.in(dOut, count);
-            DeviceTensor gw = dWeight == null ? null : s.inOut(dWeight, d);
-            rmsNormBackward(s.outOrSame(dx, dOut, dy, count), gw, dy, s.in(x, count), weight, rows, eps);
-            s.done();
-        }
-    }
-
-    @Override public void rope(float[] x, int rows, int heads, int headDim, int[] positions, float[] invFreq) {
-        ropeArrays("rope", x, rows, heads, headDim, positions, invFreq, false);
-    }
-
-    @Override public void ropeBackward(float[] dx, int rows, int heads, int headDim, int[] positions, float[] invFreq) {
-        ropeArrays("ropeBackward", dx, rows, heads, headDim, positions, invFreq, true);
-    }
-
-    private void ropeArrays(String op, float[] x, int rows, int heads, int headDim, int[] positions, float[] invFreq, boolean inverse) {
-        long count = (long) rows * heads * headDim;
-        need(x, count, op, "x (rows, heads, headDim)");
-        need(positions, rows, op, "positions (rows)");
-        need(invFreq, headDim / 2, op, "invFreq (headDim/2)");
-        try (Staged s = new Staged()) {
-            rope(op, s.inOut(x, count), rows, heads, headDim, s.in(positions, rows), s.in(invFreq, headDim / 2), inverse);
-            s.done();
-        }
-    }
-
-    @Override public void attention(float[] out, float[] q, float[] kCache, float[] vCache, int T, int startPos,
-                                    int nHeads, int nKvHeads, int headDim, float scale) {
-        checkHeads("attention", nHeads, nKvHeads, headDim);
-        long qCount = (long) T * nHeads * headDim, kvCount = (long) (startPos + T) * nKvHeads * headDim;
-        need(q, qCount, "attention", "q (T, nHeads, headDim)");
-        need(out, qCount, "attention", "out (T, nHeads, headDim)");
-        need(kCache, kvCount, "attention", "kCache (startPos + T, nKvHeads, headDim)");
-        need(vCache, kvCount, "attention", "vCache (startPos + T, nKvHeads, headDim)");
-        try (Staged s = new Staged()) {
-            attention(s.out(out, qCount), s.in(q, qCount), s.in(kCache, kvCount), s.in(vCache, kvCount), T, startPos, nHeads, nKvHeads, headDim, scale);
-            s.done();
-        }
-    }
-
-    @Override public void attentionBackward(float[] dq, float[] dk, float[] dv, float[] dOut, float[] q, float[] k, float[] v,
-                                            int B, int T, int nHeads, int nKvHeads, int headDim, float scale) {
-        checkHeads("attentionBackward", nHeads, nKvHeads, headDim);
-        long qCount = (long) B * T * nHeads * headDim, kvCount = (long) B * T * nKvHeads * headDim;
-        need(q, qCount, "attentionBackward", "q (B, T, nHeads, headDim)");
-        need(dOut, qCount, "attentionBackward", "dOut (B, T, nHeads, headDim)");
-        need(dq, qCount, "attentionBackward", "dq (B, T, nHeads, headDim)");
-        for (float[] a : new float[][] {k, v, dk, dv}) need(a, kvCount, "attentionBackward", "k, v, dk, dv (B, T, nKvHeads, headDim)");
-        try (Staged s = new Staged()) {
-            attentionBackward(s.out(dq, qCount), s.out(dk, kvCount), s.out(dv, kvCount), s.in(dOut, qCount), s.in(q, qCount), s.in(k, kvCount),
-                    s.in(v, kvCount), B, T, nHeads, nKvHeads, headDim, scale);
-            s.done();
-        }
-    }
-
-    @Override public void swiglu(float[] out, float[] gate, float[] up, int n) {
-        need(gate, n, "swiglu", "gate");
-        need(up, n, "swiglu", "up");
-        need(out, n, "swiglu", "out");
-        try (Staged s = new Staged()) {
-            DeviceTensor g = s.in(gate, n);
-            swiglu(s.outOrSame(out, gate, g, n), g, s.in(up, n), n);
-            s.done();
-        }
-    }
-
-    @Override public void swigluBackward(float[] dGate, float[] dUp, float[] dOut, float[] gate, float[] up, int n) {
-        for (float[] a : new float[][] {dGate, dUp, dOut, gate, up}) need(a, n, "swigluBackward", "an argument");
-        try (Staged s = new Staged()) {
-            swigluBackward(s.out(dGate, n), s.out(dUp, n), s.in(dOut, n), s.in(gate, n), s.in(up, n), n);
-            s.done();
-        }
-    }
-
-    /** a row of a host array: on the CPU backend (no device work to gain) */
-    @Override public void softmax(float[] x, int off, int n) { cpu.softmax(x, off, n); }
-
-    @Override public void embedding(float[] out, Tensor table, int[] ids) {
-        int vocab = table.rows(), d = table.cols(), tokens = ids.length;
-        for (int t = 0; t < tokens; t++)
-            if (ids[t] < 0 || ids[t] >= vocab)
-                throw new IllegalArgumentException("token id " + ids[t] + " at position " + t + " is outside the vocabulary [0, " + vocab + ")");
-        need(out, (long) tokens * d, "embedding", "out (T, d)");
-        try (Staged s = new Staged()) {
-            embedding(s.out(out, (long) tokens * d), table, s.in(ids, tokens), tokens);
-            s.done();
-        }
-    }
-
-    @Override public void embeddingBackward(float[] dTable, float[] dOut, int[] ids, int d) {
-        int tokens = ids.length;
-        if (d < 1) throw new IllegalArgumentException("embeddingBackward: d = " + d + ", expected ≥ 1");
-        int vocab = dTable.length / d;
-        for (int t = 0; t < tokens; t++)
-            if (ids[t] < 0 || ids[t] >= vocab)
-                throw new IllegalArgumentException("embeddingBackward: token id " + ids[t] + " at position " + t + " is outside dTable's " + vocab + " rows");
-        need(dOut, (long) tokens * d, "embeddingBackward", "dOut (T, d)");
-        try (Staged s = new Staged()) {
-            embeddingBackward(s.inOut(dTable, (long) vocab * d), s.in(dOut, (long) tokens * d), s.in(ids, tokens), tokens, d);
-            s.done();
-        }
-    }
-
-    @Override public void add(float[] x, float[] y, int n) { addScaled(x, y, 1f, n); }
-
-    @Override public void addScaled(float[] x, float[] y, float a, int n) {
-        need(x, n, "addScaled", "x");
-        need(y, n, "addScaled", "y");
-        try (Staged s = new Staged()) {
-            addScaled(s.inOut(x, n), s.in(y, n), a, n);
-            s.done();
-        }
-    }
-
-    @Override public double crossEntropy(float[] dLogits, float[] logits, int[] targets, int rows, int vocab, float gradScale) {
-        long count = (long) rows * vocab;
-        need(logits, count, "crossEntropy", "logits (rows, vocab)");
-        need(targets, rows, "crossEntropy", "targets (rows)");
-        if (dLogits != null) need(dLogits, count, "crossEntropy", "dLogits (rows, vocab)");
-        for (int r = 0; r < rows; r++) {
-            int target = targets[r];
-            if (target != IGNORE_INDEX && (target < 0 || target >= vocab))
-                throw new IllegalArgumentException("target " + target + " of row " + r + " is outside the vocabulary [0, " + vocab + ") and not " + IGNORE_INDEX);
-        }
-        try (Staged s = new Staged()) {
-            DeviceTensor l = s.in(logits, count);
-            DeviceTensor g = dLogits == null ? null : s.outOrSame(dLogits, logits, l, count);
-            double loss = crossEntropy(g, l, s.in(targets, rows), rows, vocab, gradScale);
-            s.done();
-            return loss;
-        }
-    }
-
-    @Override public void routeTopK(int[] expertIds, float[] expertWeights, float[] routerLogits, int n, int numExperts, int k) {
-        MoeChecks.routeTopK(expertIds, expertWeights, routerLogits, n, numExperts, k);
-        try (Staged s = new Staged()) {
-            routeTopK(s.out(expertIds, (long) n * k), s.out(expertWeights, (long) n * k), s.in(routerLogits, (long) n * numExperts), n, numExperts, k);
-            s.done();
-        }
-    }
-
-    @Override public void sortByExpert(int[] offsets, int[] rowToken, int[] slotRow, int[] expertIds, int n, int k, int numExperts) {
-        long assigned = (long) n * k;
-        need(expertIds, assigned, "sortByExpert", "expertIds (N, k)");
-        need(offsets, numExperts + 1, "sortByExpert", "offsets (E + 1)");
-        need(rowToken, assigned, "sortByExpert", "rowToken (N·k)");
-        need(slotRow, assigned, "sortByExpert", "slotRow (N, k)");
-        for (int i = 0; i < assigned; i++) {
-            int e = expertIds[i];
-            if (e < 0 || e >= numExperts)
-                throw new IllegalArgumentException("sortByExpert: token " + i / k + " slot " + i % k + " has expert id " + e
-                        + ", expected 0 ≤ id < " + numExperts);
-        }
-        try (Staged s = new Staged()) {
-            sortByExpert(s.out(offsets, numExperts + 1), s.out(rowToken, assigned), s.out(slotRow, assigned), s.in(expertIds, assigned), n, k, numExperts);
-            s.done();
-        }
-    }
-
-    @Override public void gather(float[] out, float[] x, int[] rows, int count, int width) {
-        need(rows, count, "gather", "rows");
-        need(out, (long) count * width, "gather", "out (count, width)");
-        int sourceRows = width == 0 ? 0 : x.length / width;
-        for (int r = 0; r < count; r++)
-            if (rows[r] < 0 || rows[r] >= sourceRows)
-                throw new IllegalArgumentException("gather: rows[" + r + "] = " + rows[r] + ", expected 0 ≤ row < " + sourceRows + " (rows of x)");
-        try (Staged s = new Staged()) {
-            gather(s.out(out, (long) count * width), s.in(x, (long) sourceRows * width), s.in(rows, count), count, width);
-            s.done();
-        }
-    }
-
-    @Override public void groupedMatmul(float[] out, float[] x, int[] offsets, Tensor[] w, Tensor[] bias) {
-        MoeChecks.groupedMatmul(out, x, offsets, w, bias);
-        int experts = w.length, n = w[0].rows(), k = w[0].cols(), rows = offsets[experts];
-        try (Staged s = new Staged()) {
-            groupedMatmul(s.out(out, (long) rows * n), s.in(x, (long) rows * k), s.in(offsets, experts + 1), w, bias);
-            s.done();
-        }
-    }
-
-    @Override public void groupedMatmul2(float[] outGate, float[] outUp, float[] x, int[] xRows, int[] offsets, Tensor[] wGate, Tensor[] wUp) {
-        MoeChecks.groupedMatmul2(outGate, outUp, x, xRows, offsets, wGate, wUp);
-        int experts = wGate.length, n = wGate[0].rows(), k = wGate[0].cols(), rows = offsets[experts];
-        long xCount = k == 0 ? 0 : (long) (x.length / k) * k;
-        try (Staged s = new Staged()) {
-            groupedMatmul2(s.out(outGate, (long) rows * n), s.out(outUp, (long) rows * n), s.in(x, xCount), s.in(xRows, rows),
-                    s.in(offsets, experts + 1), wGate, wUp);
-            s.done();
-        }
-    }
-
-    private static void checkSlotRows(int[] slotRow, long assigned, String op) {
-        for (int i = 0; i < assigned; i++)
-            if (slotRow[i] < 0 || slotRow[i] >= assigned)
-                throw new IllegalArgumentException(op + ": slotRow[" + i + "] = " + slotRow[i] + ", expected 0 ≤ row < N·k = " + assigned);
-    }
-
-    @Override public void combineExperts(float[] y, float[] expertOut, int[] slotRow, float[] expertWeights, int n, int k, int d) {
-        long assigned = (long) n * k;
-        need(expertOut, assigned * d, "combineExperts", "expertOut (N·k, d)");
-        need(slotRow, assigned, "combineExperts", "slotRow (N, k)");
-        need(expertWeights, assigned, "combineExperts", "expertWeights (N, k)");
-        need(y, (long) n * d, "combineExperts", "y (N, d)");
-        checkSlotRows(slotRow, assigned, "combineExperts");
-        try (Staged s = new Staged()) {
-            combineExperts(s.out(y, (long) n * d), s.in(expertOut, assigned * d), s.in(slotRow, assigned), s.in(expertWeights, assigned), n, k, d);
-            s.done();
-        }
-    }
-
-    @Override public void combineExpertsBackward(float[] dExpertOut, float[] dWeights, float[] dy, float[] expertOut, int[] slotRow,
-                                                 float[] expertWeights, int n, int k, int d) {
-        long assigned = (long) n * k;
-        need(dy, (long) n * d, "combineExpertsBackward", "dy (N, d)");
-        need(expertOut, assigned * d, "combineExpertsBackward", "expertOut (N·k, d)");
-        need(dExpertOut, assigned * d, "combineExpertsBackward", "dExpertOut (N·k, d)");
-        need(slotRow, assigned, "combineExpertsBackward", "slotRow (N, k)");
-        need(expertWeights, assigned, "combineExpertsBackward", "expertWeights (N, k)");
-        need(dWeights, assigned, "combineExpertsBackward", "dWeights (N, k)");
-        checkSlotRows(slotRow, assigned, "combineExpertsBackward");
-        try (Staged s = new Staged()) {
-            combineExpertsBackward(s.out(dExpertOut, assigned * d), s.out(dWeights, assigned), s.in(dy, (long) n * d), s.in(expertOut, assigned * d),
-                    s.in(slotRow, assigned), s.in(expertWeights, assigned), n, k, d);
-            s.done();
-        }
-    }
-
-    @Override public void scatterAddRows(float[] x, float[] src, int[] rows, int count, int width) {
-        need(rows, count, "scatterAddRows", "rows");
-        need(src, (long) count * width, "scatterAddRows", "src (count, width)");
-        int destinations = 0;
-        for (int r = 0; r < count; r++) {
-            if (rows[r] < 0) throw new IllegalArgumentException("scatterAddRows: rows[" + r + "] = " + rows[r] + ", expected ≥ 0");
-            destinations = Math.max(destinations, rows[r] + 1);
-        }
-        need(x, (long) destinations * width, "scatterAddRows", "x (· , width)");
-        try (Staged s = new Staged()) {
-            scatterAddRows(s.inOut(x, (long) destinations * width), s.in(src, (long) count * width), s.in(rows, count), count, width);
-            s.done();
-        }
-    }
-
-    /** an update of host memory: on the CPU backend (the device-tensor adamW is the one that runs on the GPU) */
-    @Override public void adamW(MemorySegment param, float[] grad, float[] m, float[] v, int n, AdamWStep s) {
-        cpu.adamW(param, grad, m, v, n, s);
     }
 
     // ================================================================ closing

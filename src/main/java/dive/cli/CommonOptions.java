@@ -3,13 +3,14 @@ package dive.cli;
 import dive.api.Engine;
 import dive.backend.Backend;
 import dive.backend.Backends;
+import dive.cuda.CudaUnavailableException;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
 
-/** Options every model command takes. */
+/** Options every model command takes; {@link #backend()} makes the one backend the command passes to the library. */
 final class CommonOptions {
-    @Option(names = "--device", paramLabel = "auto|cuda|cpu", defaultValue = "${sys:dive.device:-auto}",
+    @Option(names = "--device", paramLabel = "auto|cuda|cpu", defaultValue = "auto",
             description = "where to compute: auto (default: the GPU when one works, else the CPU, saying why once), cuda, cpu")
     String device;
 
@@ -23,33 +24,42 @@ final class CommonOptions {
     @Option(names = {"-q", "--quiet"}, description = "no progress bars or log lines")
     boolean quiet;
 
+    private Backend made;
+
+    /**
+     * The backend of --device, --backend and --threads (made once per command; applies --quiet first). A bad value is
+     * reported naming its flag.
+     */
     Backend backend() {
-        if (threads != null) {
-            if (threads < 1) throw new IllegalArgumentException("--threads " + threads + ": expected ≥ 1");
-            System.setProperty("dive.threads", Integer.toString(threads));
-        }
         Main.quietLogs(quiet);
-        return Backends.create(device, backend);
+        if (made == null) made = create(device, backend, threads);
+        return made;
+    }
+
+    /** the backend of the flags' values ({@code threads} null: all cores), errors naming the flag */
+    static Backend create(String device, String cpuBackend, Integer threads) {
+        try {
+            return threads == null ? Backends.create(device, cpuBackend) : Backends.create(device, cpuBackend, threads);
+        } catch (CudaUnavailableException e) {
+            CudaUnavailableException flagged = new CudaUnavailableException(asFlags(e.getMessage()));
+            flagged.initCause(e);
+            throw flagged;
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(asFlags(e.getMessage()), e);
+        } catch (IllegalStateException e) {
+            throw new IllegalStateException(asFlags(e.getMessage()), e);
+        }
     }
 
     /**
-     * Runs {@code body} with the flags as the system properties that Backends.select() reads (for training and conversion
-     * code), restoring the properties afterwards.
+     * a backend message with the parameter it names as the flag: "device 'tpu': …" → "--device 'tpu': …",
+     * "cpu backend 'x': …" → "--backend 'x': …", "threads 0: …" → "--threads 0: …"
      */
-    <T> T withSelection(java.util.concurrent.Callable<T> body) throws Exception {
-        String device0 = System.getProperty("dive.device"), backend0 = System.getProperty("dive.backend");
-        System.setProperty("dive.device", device);
-        System.setProperty("dive.backend", backend);
-        try {
-            return body.call();
-        } finally {
-            restore("dive.device", device0);
-            restore("dive.backend", backend0);
-        }
-    }
-
-    private static void restore(String key, String value) {
-        if (value == null) System.clearProperty(key); else System.setProperty(key, value);
+    static String asFlags(String message) {
+        if (message == null) return null;
+        for (String[] p : new String[][] {{"device ", "--device "}, {"cpu backend ", "--backend "}, {"threads ", "--threads "}})
+            if (message.startsWith(p[0])) return p[1] + message.substring(p[0].length());
+        return message;
     }
 
     Engine load(Path modelDir) throws Exception {

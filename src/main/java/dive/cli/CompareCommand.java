@@ -24,7 +24,7 @@ final class CompareCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         if (!Files.isRegularFile(plan)) throw new java.nio.file.NoSuchFileException(plan + " (--plan)");
         Comparison.Plan p = Comparison.Plan.load(plan);
-        common.backend();  // applies --threads and --quiet, checks the device and backend names
+        dive.backend.Backend backend = common.backend();  // the flags are checked before the plan
         if (!summaryOnly) {  // the runs are one after another: the plan is the largest setting's
             dive.util.MemoryPlan largest = null;
             for (Comparison.Setting s : p.settings()) {
@@ -34,8 +34,8 @@ final class CompareCommand implements Callable<Integer> {
             MemoryPlans.state(largest, common.quiet);
         }
         if (summaryOnly) Comparison.summarise(p, out, true);
-        else common.withSelection(() -> Comparison.run(modelDir, data, p, out, !common.quiet,  // the conversion code uses Backends.select()
-                "./dive compare " + modelDir + " --plan " + plan + " --data " + data + " --out " + out));
+        else Comparison.run(modelDir, data, p, out, !common.quiet,
+                "./dive compare " + modelDir + " --plan " + plan + " --data " + data + " --out " + out, backend);
         System.out.print(Files.readString(out.resolve("comparison.md")));
         System.out.println("\nsummary → " + out.resolve("comparison.md"));
         return 0;

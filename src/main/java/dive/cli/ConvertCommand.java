@@ -30,10 +30,10 @@ final class ConvertCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         ConvertRecipe loaded = recipe == null ? ConvertRecipe.defaults() : ConvertRecipe.load(recipe);
         ConvertRecipe r = dtype == null ? loaded : loaded.withExportDtype(dtype);
-        common.backend();  // applies --threads and --quiet, checks the device and backend names
+        dive.backend.Backend backend = common.backend();  // the flags are checked before the plan
         MemoryPlans.state(MemoryPlans.convert(modelDir, r, experts, topK, ratio), common.quiet);
-        Map<String, Object> report = common.withSelection(  // the conversion code uses Backends.select()
-                () -> DiveConversion.run(new DiveConversion.Request(modelDir, data, experts, topK, ratio, r, out, !common.quiet, commandLine())));
+        Map<String, Object> report = DiveConversion.run(
+                new DiveConversion.Request(modelDir, data, experts, topK, ratio, r, out, !common.quiet, commandLine()), backend);
         Path dir = out.toAbsolutePath().normalize();
         System.out.print(ConversionReport.textTables(report, dir));
         System.out.println("report → " + dir.resolve("report.md") + " (report.json, ppl.png, routing.png, loss.png beside it)");

@@ -35,9 +35,9 @@ final class DemoCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         long start = System.nanoTime();
         ConvertRecipe r = recipe == null ? ConvertRecipe.bundled(ConvertRecipe.DEMO_RESOURCE) : ConvertRecipe.load(recipe);
-        common.backend();  // applies --threads and --quiet, checks the device and backend names
+        dive.backend.Backend backend = common.backend();  // the flags are checked before any work
         Path dir = DefaultModel.extract();
-        try (Engine engine = common.load(dir)) {  // the dense model at a glance: a second or two
+        try (Engine engine = Engine.load(dir, backend)) {  // the dense model at a glance: a second or two
             var c = engine.config();
             System.out.printf(Locale.ROOT, "model    embedded default (%s): hidden %d, %d layers, %d heads / %d KV heads, FFN %d, vocab %d%n",
                     dir, c.hiddenSize(), c.numHiddenLayers(), c.numAttentionHeads(), c.numKeyValueHeads(), c.intermediateSize(), c.vocabSize());
@@ -51,8 +51,8 @@ final class DemoCommand implements Callable<Integer> {
         System.out.printf(Locale.ROOT, "convert  %d experts, top-%d, ratio %s, methods %s → %s%n", experts, topK, ratio, r.methods(), outDir);
         String command = "./dive demo --out " + out + (recipe == null ? "" : " --recipe " + recipe)
                 + (experts == 8 && topK == 1 && ratio == 0.5 ? "" : " --experts " + experts + " --top-k " + topK + " --ratio " + ratio);
-        Map<String, Object> report = common.withSelection(  // the conversion code uses Backends.select()
-                () -> DiveConversion.run(new DiveConversion.Request(dir, "bundled", experts, topK, ratio, r, outDir, !common.quiet, command)));
+        Map<String, Object> report = DiveConversion.run(
+                new DiveConversion.Request(dir, "bundled", experts, topK, ratio, r, outDir, !common.quiet, command), backend);
         System.out.print(ConversionReport.textTables(report, outDir));
         System.out.println("report → " + outDir.resolve("report.md") + " (report.json, ppl.png, routing.png, loss.png, affinity/affinity.png beside it)");
         System.out.printf(Locale.ROOT, "done in %.1f min%n", (System.nanoTime() - start) / 6e10);

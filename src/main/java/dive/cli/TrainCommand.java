@@ -1,9 +1,11 @@
 package dive.cli;
 
+import dive.backend.Backend;
 import dive.train.Recipe;
 import dive.train.Trainer;
 import dive.train.TrainingRun;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
@@ -20,34 +22,21 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--resume", description = "continue the run in RUN_DIR from its latest checkpoint") boolean resume;
     @Option(names = "--export-latest", paramLabel = "DIR",
             description = "do not train: export the model of RUN_DIR's latest checkpoint as a Hugging Face folder DIR (must not exist)") Path exportLatest;
-    @Option(names = {"-q", "--quiet"}, description = "no progress bar or log lines") boolean quiet;
-    @Option(names = "--device", paramLabel = "auto|cuda|cpu", defaultValue = "${sys:dive.device:-auto}",
-            description = "where to compute: auto (default: the GPU when one works, else the CPU, saying why once), cuda, cpu") String device;
+    @Mixin CommonOptions common;
 
     @Override
     public Integer call() throws Exception {
-        Main.quietLogs(quiet);
-        dive.backend.Backends.create(device, System.getProperty("dive.backend", "auto"));  // checks --device (cuda without a GPU: the reason)
-        String before = System.getProperty("dive.device");
-        System.setProperty("dive.device", device);  // the training code uses Backends.select()
-        try {
-            return train();
-        } finally {
-            if (before == null) System.clearProperty("dive.device"); else System.setProperty("dive.device", before);
-        }
-    }
-
-    private int train() throws Exception {
+        Backend backend = common.backend();  // the flags are checked before any work (cuda without a GPU: the reason)
         Recipe recipe = Recipe.load(recipeFile);
         Path runDir = out != null ? out : Path.of("runs", stem(recipeFile));
         if (exportLatest != null && Boolean.getBoolean(MemoryPlans.PLAN_HEAP)) return 0;  // the launcher's planning pass: no plan
         if (exportLatest != null) {
-            TrainingRun run = TrainingRun.prepare(recipe, runDir, true, false);
+            TrainingRun run = TrainingRun.prepare(recipe, runDir, true, false, backend);
             System.out.println("exported step " + run.trainer().step() + " of " + runDir + " to " + run.exportLatest(exportLatest));
             return 0;
         }
-        MemoryPlans.state(MemoryPlans.train(recipe), quiet);
-        TrainingRun run = TrainingRun.prepare(recipe, runDir, resume, !quiet);
+        MemoryPlans.state(MemoryPlans.train(recipe), common.quiet);
+        TrainingRun run = TrainingRun.prepare(recipe, runDir, resume, !common.quiet, backend);
         Trainer.Result r = run.run();
         System.out.printf("trained %d steps (%,d tokens): last loss %.4f%s; model in %s%n", r.steps(), r.tokensSeen(), r.lastLoss(),
                 r.evalLoss().isEmpty() ? "" : ", eval " + r.evalLoss().entrySet().stream()

@@ -6,6 +6,7 @@ import dive.data.Corpus;
 import dive.data.Manifest;
 import dive.model.LlamaModel;
 import dive.report.Heatmap;
+import dive.tensor.TensorArena;
 import dive.tokenizer.Tokenizer;
 import dive.util.AtomicFiles;
 import dive.util.Progress;
@@ -44,11 +45,11 @@ public final class AffinityMining {
         public Options {
             datasets = List.copyOf(datasets);
             Pruning.keptWidth(1 << 20, ratio);  // checks r ∈ (0, 1)
-            if (!score.equalsIgnoreCase("taylor")) ChannelScore.parse(score, "--score");
-            if (calibrationWindows < 1) throw new IllegalArgumentException("--windows " + calibrationWindows + ": expected ≥ 1");
-            if (evalWindows < 1) throw new IllegalArgumentException("--eval-windows " + evalWindows + ": expected ≥ 1");
-            if (seqlen < 2) throw new IllegalArgumentException("--seqlen " + seqlen + ": expected ≥ 2");
-            if (experts < 1) throw new IllegalArgumentException("--experts " + experts + ": expected ≥ 1");
+            if (!score.equalsIgnoreCase("taylor")) ChannelScore.parse(score, "score");
+            if (calibrationWindows < 1) throw new IllegalArgumentException("calibration_windows " + calibrationWindows + ": expected ≥ 1");
+            if (evalWindows < 1) throw new IllegalArgumentException("eval_windows " + evalWindows + ": expected ≥ 1");
+            if (seqlen < 2) throw new IllegalArgumentException("seqlen " + seqlen + ": expected ≥ 2");
+            if (experts < 1) throw new IllegalArgumentException("experts " + experts + ": expected ≥ 1");
         }
 
         public static Options defaults(int experts) {
@@ -79,7 +80,7 @@ public final class AffinityMining {
         List<String> all = corpus.datasets().stream().map(Manifest.Entry::name).toList();
         if (options.datasets().isEmpty()) return all;
         for (String name : options.datasets())
-            if (!all.contains(name)) throw new IllegalArgumentException("--datasets: '" + name + "' is not a dataset of " + corpus.location() + " " + all);
+            if (!all.contains(name)) throw new IllegalArgumentException("datasets: '" + name + "' is not a dataset of " + corpus.location() + " " + all);
         return options.datasets();
     }
 
@@ -88,7 +89,7 @@ public final class AffinityMining {
         List<String> names = datasetNames(corpus, options);
         if (names.size() < options.experts())
             throw new IllegalArgumentException("cannot form " + options.experts() + " expert groups from " + names.size()
-                    + " datasets (--experts must be ≤ the number of datasets)");
+                    + " datasets (experts must be ≤ the number of datasets)");
         List<DatasetWindows> windows = new ArrayList<>();
         for (int i = 0; i < names.size(); i++)
             windows.add(DatasetWindows.of(corpus, names.get(i), tokenizer, options.calibrationWindows(), options.evalWindows(),
@@ -102,7 +103,7 @@ public final class AffinityMining {
         int count = windows.size();
         if (count < options.experts())
             throw new IllegalArgumentException("cannot form " + options.experts() + " expert groups from " + count
-                    + " datasets (--experts must be ≤ the number of datasets)");
+                    + " datasets (experts must be ≤ the number of datasets)");
         Pruning.keptWidth(dense.config().intermediateSize(), options.ratio());
         List<String> names = windows.stream().map(DatasetWindows::dataset).toList();
         java.util.function.IntConsumer step = progress == null ? n -> {} : progress::step;
@@ -113,8 +114,8 @@ public final class AffinityMining {
         double[][] perplexity = new double[count][];
         for (int i = 0; i < count; i++) {
             ChannelScore score = options.score().equalsIgnoreCase("taylor")
-                    ? TaylorScore.compute(dense, windows.get(i).calibration()) : ChannelScore.parse(options.score(), "--score");
-            try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared()) {  // one pruned model in memory at a time
+                    ? TaylorScore.compute(dense, windows.get(i).calibration()) : ChannelScore.parse(options.score(), "score");
+            try (TensorArena arena = TensorArena.shared()) {  // one pruned model in memory at a time
                 LlamaModel pruned = Pruning.prunedModel(dense, statistics.get(i), score, options.ratio(), options.biasCompensation(),
                         dense.source() + " pruned with " + names.get(i), arena);
                 perplexity[i] = WindowPerplexity.perGroup(pruned, evalGroups, step);

@@ -9,6 +9,7 @@ import dive.model.LlamaModel;
 import dive.model.MixtralExport;
 import dive.tensor.DType;
 import dive.tensor.Tensor;
+import dive.tensor.TensorArena;
 import dive.train.SplitMix64;
 import dive.train.Trainer;
 import dive.train.TrainableLlama;
@@ -201,11 +202,11 @@ public final class BaselineConversion {
 
     /** every layer's FFN of {@code dense} narrowed to {@code kept[l]}, with the down bias of {@code stats}' compensation when not null */
     static DenseFfn[] prunedBlocks(LlamaModel dense, int[][] kept, CalibrationStatistics stats) {
-        return prunedBlocks(dense, kept, stats, java.lang.foreign.Arena.ofAuto());
+        return prunedBlocks(dense, kept, stats, TensorArena.auto());
     }
 
     /** as above, the pruned weights in memory owned by {@code arena} */
-    static DenseFfn[] prunedBlocks(LlamaModel dense, int[][] kept, CalibrationStatistics stats, java.lang.foreign.Arena arena) {
+    static DenseFfn[] prunedBlocks(LlamaModel dense, int[][] kept, CalibrationStatistics stats, TensorArena arena) {
         DenseFfn[] pruned = new DenseFfn[kept.length];
         for (int l = 0; l < kept.length; l++) {
             DenseFfn block = Pruning.denseBlock(dense, l);
@@ -253,7 +254,7 @@ public final class BaselineConversion {
         ConvertRecipe recipe = q.recipe();
         if (method.equals("dive_random_groups")) {
             Map<String, Object> report = DiveConversion.run(new DiveConversion.Request(modelDir, q.data(), q.experts(), q.topK(), q.ratio(),
-                    recipe.withRandomGroupingOnly(), dir, q.progress()));
+                    recipe.withRandomGroupingOnly(), dir, q.progress()), backend);
             @SuppressWarnings("unchecked") Map<String, Object> entry = new LinkedHashMap<>((Map<String, Object>) ((Map<String, Object>) report.get("methods")).get("dive"));
             entry.put("variant", "DIVE with grouping: random (no affinity mining)");
             return entry;
@@ -284,7 +285,7 @@ public final class BaselineConversion {
                     CalibrationStatistics stats = method.equals("flap") || compensated ? CalibrationStatistics.collect(dense, pooled) : null;
                     int[][] kept = denseKeptChannels(dense, method, pooled, stats, active);
                     writeKept(dir.resolve("kept_channels.json"), new int[][][] {kept});
-                    try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared()) {  // the pruned FFNs, freed once written
+                    try (TensorArena arena = TensorArena.shared()) {  // the pruned FFNs, freed once written
                         DenseFfn[] blocks = prunedBlocks(dense, kept, compensated ? stats : null, arena);
                         double[] scale = null;
                         if (recipe.outputScale()) {
@@ -316,7 +317,7 @@ public final class BaselineConversion {
                     List<CalibrationStatistics> biasStats = null;
                     if (recipe.biasCompensation())
                         biasStats = java.util.Collections.nCopies(q.experts(), CalibrationStatistics.collect(dense, pooled));
-                    try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared()) {  // the experts, freed once written
+                    try (TensorArena arena = TensorArena.shared()) {  // the experts, freed once written
                         ExpertReconstruction.Result built = ExpertReconstruction.fromKeptChannels(dense, kept, biasStats, options, arena);
                         if (recipe.outputScale()) {
                             double[][] scales = new double[q.experts()][];
@@ -348,7 +349,7 @@ public final class BaselineConversion {
             ConvertRecipe.Stage stage = stages.get(s);
             if (stage == null || stage.tokens() == 0) continue;
             Path stageDir = dir.resolve("stage" + s);
-            trainingTokens += DiveConversion.runStage(s, stage, q, recipe, previous, tokenizerJson, names, stageDir, timings, denseMethod, method + "_");
+            trainingTokens += DiveConversion.runStage(s, stage, q, recipe, previous, tokenizerJson, names, stageDir, timings, backend, denseMethod, method + "_");
             previous = stageDir.resolve(Trainer.FINAL_DIR);
         }
         // ---- export

@@ -93,7 +93,7 @@ public record CalibrationStatistics(ChannelStatistics[] layers) {
             KVCache[] caches = new KVCache[batch.size()];
             for (int b = 0; b < caches.length; b++) caches[b] = dense.newCache(batch.get(b).length);
             try {
-                dense.forwardBatch(batch.toArray(int[][]::new), caches, false, observer);
+                dense.observe(batch.toArray(int[][]::new), caches, observer);
             } finally {
                 for (KVCache c : caches) c.close();
             }

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.dataformat.yaml.YAMLMapper;
+import dive.backend.Backend;
 import dive.report.Charts;
 import dive.util.AtomicFiles;
 
@@ -118,9 +119,11 @@ public final class Comparison {
 
     /**
      * runs every (setting, seed) that is not finished yet, then summarises; returns the summary written to comparison.json.
-     * {@code command} (the compare command line, or null) is named in each run's report.md with its setting and seed.
+     * {@code command} (the compare command line, or null) is named in each run's report.md with its setting and seed;
+     * every run computes on {@code backend}.
      */
-    public static Map<String, Object> run(Path modelDir, String data, Plan plan, Path out, boolean progress, String command) throws Exception {
+    public static Map<String, Object> run(Path modelDir, String data, Plan plan, Path out, boolean progress, String command,
+                                          Backend backend) throws Exception {
         Files.createDirectories(out);
         int total = plan.settings().size() * plan.seeds().size(), done = 0, ran = 0;
         long start = System.nanoTime();
@@ -131,7 +134,7 @@ public final class Comparison {
                 if (progress) System.err.printf(Locale.ROOT, "compare: run %d of %d — %s, seed %d%s%n", done, total, s.label(), seed,
                         finished ? " (finished earlier)" : eta(start, ran, total - done + 1));
                 DiveConversion.run(new DiveConversion.Request(modelDir, data, s.experts(), s.topK(), s.ratio(), plan.convert().withSeed(seed),
-                        runFolder(out, s, seed), progress, command == null ? null : command + " (run " + s.label() + ", seed " + seed + ")"));
+                        runFolder(out, s, seed), progress, command == null ? null : command + " (run " + s.label() + ", seed " + seed + ")"), backend);
                 if (!finished) ran++;
             }
         }
@@ -168,7 +171,7 @@ public final class Comparison {
                 if (!Files.isRegularFile(report)) {
                     if (partial) continue;
                     throw new IOException(report + " is missing: that run has not finished (rerun the same command, or look at the "
-                            + "finished runs with --summary-only)");
+                            + "finished runs alone: compare --summary-only)");
                 }
                 reports.add(JSON.readTree(report.toFile()));
                 finished.add(seed);

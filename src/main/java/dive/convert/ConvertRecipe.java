@@ -139,7 +139,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
     public ConvertRecipe withExportDtype(String dtype) {
         return new ConvertRecipe(datasets, score, linkage, calibrationWindows, evalWindows, finalEvalWindows, seqlen, seed, biasCompensation,
                 outputScale, grouping, groupsFile, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2,
-                methods, exportDtype(dtype, "--dtype"));
+                methods, exportDtype(dtype, "export_dtype"));
     }
 
     /** the exported models' dtype for a dense checkpoint whose weights are {@code denseDtype} */

@@ -49,10 +49,10 @@ public record DatasetWindows(String dataset, int seqlen, long calibrationSeed, i
      * {@link SplitMix64}({@code seed}); offsets returned in {@code offsetsOut} (length count).
      */
     public static List<int[]> sample(int[] tokens, int count, int seqlen, long seed, int[] offsetsOut, String label) {
-        if (seqlen < 2) throw new IllegalArgumentException("--seqlen " + seqlen + ": expected ≥ 2 tokens");
-        if (count < 1) throw new IllegalArgumentException("--windows " + count + ": expected ≥ 1 calibration window");
+        if (seqlen < 2) throw new IllegalArgumentException("seqlen " + seqlen + ": expected ≥ 2 tokens");
+        if (count < 1) throw new IllegalArgumentException("calibration_windows " + count + ": expected ≥ 1 calibration window");
         if (tokens.length < seqlen)
-            throw new IllegalArgumentException(label + " has " + tokens.length + " tokens, fewer than one window of --seqlen " + seqlen);
+            throw new IllegalArgumentException(label + " has " + tokens.length + " tokens, fewer than one window of seqlen " + seqlen);
         SplitMix64 random = new SplitMix64(seed);
         List<int[]> windows = new ArrayList<>(count);
         for (int i = 0; i < count; i++) {
@@ -85,14 +85,14 @@ public record DatasetWindows(String dataset, int seqlen, long calibrationSeed, i
 
     /** as {@link #of(Corpus, String, Tokenizer, int, int, int, long)} from token streams */
     public static DatasetWindows of(String dataset, int[] calib, int[] eval, int calibrationWindows, int evalWindows, int seqlen, long seed) {
-        if (evalWindows < 1) throw new IllegalArgumentException("--eval-windows " + evalWindows + ": expected ≥ 1");
+        if (evalWindows < 1) throw new IllegalArgumentException("eval_windows " + evalWindows + ": expected ≥ 1");
         int[] offsets = new int[calibrationWindows];
         List<int[]> calibration = sample(calib, calibrationWindows, seqlen, seed, offsets, "dataset '" + dataset + "' split calib");
         int half = eval.length / 2;
         List<int[]> affinity = consecutive(eval, 0, half, seqlen, evalWindows);
         List<int[]> last = consecutive(eval, half, eval.length, seqlen, evalWindows);
         if (affinity.isEmpty() || last.isEmpty())
-            throw new IllegalArgumentException("dataset '" + dataset + "' split eval has " + eval.length + " tokens: each half needs at least one window of --seqlen "
+            throw new IllegalArgumentException("dataset '" + dataset + "' split eval has " + eval.length + " tokens: each half needs at least one window of seqlen "
                     + seqlen + " (affinity evaluation uses the first half, final evaluation the second)");
         return new DatasetWindows(dataset, seqlen, seed, offsets, List.copyOf(calibration), List.copyOf(affinity), List.copyOf(last), calib.length, eval.length);
     }

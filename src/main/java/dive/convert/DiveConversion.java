@@ -4,13 +4,13 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import dive.backend.Backend;
-import dive.backend.Backends;
 import dive.data.Corpus;
 import dive.data.Manifest;
 import dive.model.LlamaConfig;
 import dive.model.LlamaModel;
 import dive.model.MixtralExport;
 import dive.tensor.DType;
+import dive.tensor.TensorArena;
 import dive.tokenizer.Tokenizer;
 import dive.train.Recipe;
 import dive.train.TrainState;
@@ -88,7 +88,8 @@ public final class DiveConversion {
     public record MethodResult(Map<String, Double> pplBefore, Map<String, Double> pplAfter, long paramsTotal, long paramsActive,
                                long trainingTokens, Path export) {}
 
-    public static Map<String, Object> run(Request q) throws Exception {
+    /** runs (or resumes) the conversion {@code q}, every model on {@code backend}; returns the report (report.json) */
+    public static Map<String, Object> run(Request q, Backend backend) throws Exception {
         ConvertRecipe recipe = q.recipe();
         Path out = q.outDir().toAbsolutePath().normalize();
         Path modelDir = q.modelDir().toAbsolutePath().normalize();
@@ -119,7 +120,6 @@ public final class DiveConversion {
         claimOutput(out, settings);
         Map<String, Double> timings = readTimings(out);
         Tokenizer tokenizer = Tokenizer.load(tokenizerJson);
-        Backend backend = Backends.select();
 
         Path expertsDir = out.resolve("experts");
         List<DatasetWindows> windows;
@@ -183,7 +183,7 @@ public final class DiveConversion {
                         bar.step(1);
                     }
                 }
-                try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared()) {  // the experts, freed once written
+                try (TensorArena arena = TensorArena.shared()) {  // the experts, freed once written
                     ExpertReconstruction.Result built = ExpertReconstruction.reconstruct(dense, groupStats, scores, options, arena);
                     if (recipe.outputScale()) {
                         double[][] scales = new double[q.experts()][];
@@ -212,7 +212,7 @@ public final class DiveConversion {
             ConvertRecipe.Stage stage = stages.get(s);
             if (stage.tokens() == 0) continue;
             Path dir = out.resolve("stage" + s);
-            trainingTokens += runStage(s, stage, q, recipe, previous, tokenizerJson, names, dir, timings);
+            trainingTokens += runStage(s, stage, q, recipe, previous, tokenizerJson, names, dir, timings, backend);
             previous = dir.resolve(Trainer.FINAL_DIR);
             writeTimings(out, timings);
         }
@@ -300,7 +300,7 @@ public final class DiveConversion {
                 List<String> differ = new ArrayList<>();
                 now.fieldNames().forEachRemaining(k -> { if (!now.get(k).equals(old.get(k))) differ.add(k); });
                 throw new IllegalArgumentException(out + " holds a conversion with other settings (" + String.join(", ", differ)
-                        + " differ from " + file + "): choose another --out or rerun with the same settings to resume");
+                        + " differ from " + file + "): choose another output folder or rerun with the same settings to resume");
             }
             return;
         }
@@ -317,8 +317,8 @@ public final class DiveConversion {
 
     /** one stage: skipped when its done marker exists, resumed from its latest checkpoint, else started; returns its tokens */
     static long runStage(int s, ConvertRecipe.Stage stage, Request q, ConvertRecipe recipe, Path from, Path tokenizerJson,
-                         List<String> names, Path dir, Map<String, Double> timings) throws IOException {
-        return runStage(s, stage, q, recipe, from, tokenizerJson, names, dir, timings, false, "");
+                         List<String> names, Path dir, Map<String, Double> timings, Backend backend) throws IOException {
+        return runStage(s, stage, q, recipe, from, tokenizerJson, names, dir, timings, backend, false, "");
     }
 
     /**
@@ -326,7 +326,8 @@ public final class DiveConversion {
      * {@code phasePrefix} names the method in timings.json ("" for DIVE, "flap_" …)
      */
     static long runStage(int s, ConvertRecipe.Stage stage, Request q, ConvertRecipe recipe, Path from, Path tokenizerJson,
-                         List<String> names, Path dir, Map<String, Double> timings, boolean dense, String phasePrefix) throws IOException {
+                         List<String> names, Path dir, Map<String, Double> timings, Backend backend, boolean dense,
+                         String phasePrefix) throws IOException {
         Path done = dir.resolve(DONE_FILE);
         if (Files.isRegularFile(done)) return JSON.readTree(done.toFile()).path("tokens").asLong();
         long start = System.nanoTime();
@@ -378,7 +379,7 @@ public final class DiveConversion {
         boolean resume = TrainState.latest(dir) != null;
         if (resume) LOG.info("stage " + s + ": resuming " + dir);
         Trainer.Result result;
-        try (TrainingRun run = TrainingRun.prepare(parsed, dir, resume, q.progress())) {  // its memory freed at once after
+        try (TrainingRun run = TrainingRun.prepare(parsed, dir, resume, q.progress(), backend)) {  // its memory freed at once after
             result = run.run();
         } catch (IOException | RuntimeException e) {
             throw e;

@@ -4,6 +4,7 @@ import dive.model.DenseFfn;
 import dive.model.LlamaConfig;
 import dive.model.LlamaModel;
 import dive.tensor.Tensor;
+import dive.tensor.TensorArena;
 import dive.train.SplitMix64;
 
 import java.util.ArrayList;
@@ -55,12 +56,12 @@ public final class ExpertReconstruction {
      * round(I·(1 − r)) ≥ 1, E ≤ the number of datasets. Returns the expert width.
      */
     public static int validate(int experts, int topK, double ratio, int intermediateSize, int datasets) {
-        if (experts < 1) throw new IllegalArgumentException("--experts " + experts + ": expected ≥ 1");
-        if (topK < 1) throw new IllegalArgumentException("--top-k " + topK + ": expected ≥ 1");
-        if (topK > experts) throw new IllegalArgumentException("--top-k " + topK + " exceeds --experts " + experts + " (a token cannot use more experts than exist)");
+        if (experts < 1) throw new IllegalArgumentException("experts " + experts + ": expected ≥ 1");
+        if (topK < 1) throw new IllegalArgumentException("top_k " + topK + ": expected ≥ 1");
+        if (topK > experts) throw new IllegalArgumentException("top_k " + topK + " exceeds experts " + experts + " (a token cannot use more experts than exist)");
         int width = Pruning.keptWidth(intermediateSize, ratio);  // names --ratio: r ∉ (0, 1) or a width that rounds to 0
         if (experts > datasets)
-            throw new IllegalArgumentException("--experts " + experts + " exceeds the " + datasets + " datasets: every expert needs at least one dataset");
+            throw new IllegalArgumentException("experts " + experts + " exceeds the " + datasets + " datasets: every expert needs at least one dataset");
         return width;
     }
 
@@ -118,16 +119,16 @@ public final class ExpertReconstruction {
 
     /** as {@link #reconstruct(LlamaModel, List, Options)} with a score per group (Taylor scores depend on the group's windows) */
     public static Result reconstruct(LlamaModel dense, List<CalibrationStatistics> groupStatistics, List<ChannelScore> groupScores, Options options) {
-        return reconstruct(dense, groupStatistics, groupScores, options, java.lang.foreign.Arena.ofAuto());
+        return reconstruct(dense, groupStatistics, groupScores, options, TensorArena.auto());
     }
 
     /** as above, the experts' weights in memory owned by {@code arena} (shared): the result is valid while it and {@code dense} are open */
     public static Result reconstruct(LlamaModel dense, List<CalibrationStatistics> groupStatistics, List<ChannelScore> groupScores, Options options,
-                                     java.lang.foreign.Arena arena) {
+                                     TensorArena arena) {
         LlamaConfig dc = dense.config();
         int experts = options.experts();
         if (groupStatistics.size() != experts)
-            throw new IllegalArgumentException(groupStatistics.size() + " groups of statistics for --experts " + experts);
+            throw new IllegalArgumentException(groupStatistics.size() + " groups of statistics for experts " + experts);
         int[][][] kept = new int[experts][][];
         for (int g = 0; g < experts; g++) kept[g] = Pruning.keptChannels(dense, groupStatistics.get(g), groupScores.get(g), options.ratio());
         return fromKeptChannels(dense, kept, groupStatistics, options, arena);
@@ -140,15 +141,15 @@ public final class ExpertReconstruction {
      * data-free baselines ({@link BaselineConversion}) with channel sets of their own.
      */
     public static Result fromKeptChannels(LlamaModel dense, int[][][] kept, List<CalibrationStatistics> biasStatistics, Options options) {
-        return fromKeptChannels(dense, kept, biasStatistics, options, java.lang.foreign.Arena.ofAuto());
+        return fromKeptChannels(dense, kept, biasStatistics, options, TensorArena.auto());
     }
 
     /** as above, the experts' weights in memory owned by {@code arena} (shared) */
     public static Result fromKeptChannels(LlamaModel dense, int[][][] kept, List<CalibrationStatistics> biasStatistics, Options options,
-                                          java.lang.foreign.Arena arena) {
+                                          TensorArena arena) {
         LlamaConfig dc = dense.config();
         int experts = options.experts();
-        if (kept.length != experts) throw new IllegalArgumentException(kept.length + " channel sets for --experts " + experts);
+        if (kept.length != experts) throw new IllegalArgumentException(kept.length + " channel sets for experts " + experts);
         int width = validate(experts, options.topK(), options.ratio(), dc.intermediateSize(), experts);
         for (int[][] perLayer : kept)
             for (int[] k : perLayer)
@@ -193,7 +194,7 @@ public final class ExpertReconstruction {
      * non-empty groups (a Fisher–Yates permutation by SplitMix64(seed), dataset at position p → group p mod E).
      */
     public static int[] randomGroups(int datasets, int experts, long seed) {
-        if (experts > datasets) throw new IllegalArgumentException("--experts " + experts + " exceeds the " + datasets + " datasets");
+        if (experts > datasets) throw new IllegalArgumentException("experts " + experts + " exceeds the " + datasets + " datasets");
         int[] order = new int[datasets];
         for (int i = 0; i < datasets; i++) order[i] = i;
         SplitMix64 random = new SplitMix64(seed);

@@ -48,15 +48,19 @@ public final class HeldOutEvaluation {
             };
             KVCache[] caches = new KVCache[batch.size()];
             for (int b = 0; b < caches.length; b++) caches[b] = model.newCache(batch.get(b).length);
-            float[][] logits = model.forwardBatch(batch.toArray(int[][]::new), caches, true, observer);  // per window (T, vocab)
-            for (int b = 0; b < batch.size(); b++, next++) {
+            int[][] targets = new int[batch.size()][];
+            for (int b = 0; b < batch.size(); b++) {
                 int[] w = batch.get(b);
+                targets[b] = new int[w.length];  // row t predicts w[t+1]; the last row predicts nothing
+                System.arraycopy(w, 1, targets[b], 0, w.length - 1);
+                targets[b][w.length - 1] = Backend.IGNORE_INDEX;
+            }
+            double[] sums = model.crossEntropySums(batch.toArray(int[][]::new), targets, caches, observer);  // only the B sums come back
+            for (KVCache c : caches) c.close();
+            for (int b = 0; b < batch.size(); b++, next++) {
                 int g = groupOf.get(next);
-                int[] targets = new int[w.length];  // row t predicts w[t+1]; the last row predicts nothing
-                System.arraycopy(w, 1, targets, 0, w.length - 1);
-                targets[w.length - 1] = Backend.IGNORE_INDEX;
-                nll[g] += model.backend().crossEntropy(null, logits[b], targets, w.length, vocab, 1f) * (w.length - 1);
-                predicted[g] += w.length - 1;
+                nll[g] += sums[b];
+                predicted[g] += batch.get(b).length - 1;
             }
             if (windowsDone != null) windowsDone.accept(batch.size());
         }

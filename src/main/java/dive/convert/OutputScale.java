@@ -1,10 +1,13 @@
 package dive.convert;
 
 import dive.backend.Backend;
+import dive.backend.DeviceScope;
+import dive.backend.DeviceTensor;
 import dive.model.DenseFfn;
 import dive.model.LlamaModel;
 import dive.model.RoutingObserver;
 import dive.tensor.Tensor;
+import dive.tensor.TensorArena;
 
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -42,26 +45,37 @@ public final class OutputScale {
         Tensor[] denseDown = new Tensor[layers];
         for (int l = 0; l < layers; l++) denseDown[l] = Pruning.denseBlock(dense, l).down();
         double[] dot = new double[layers], norm = new double[layers];
+        DeviceTensor[] keptOnDevice = new DeviceTensor[layers];
+        for (int l = 0; l < layers; l++) keptOnDevice[l] = backend.upload(kept[l]);
         RoutingObserver observer = new RoutingObserver() {
             @Override public void onRouting(int layer, int tokens, float[] routerLogits, int[] expertIds, float[] expertWeights) {}
-            @Override public void onDenseIntermediate(int layer, int tokens, int width, float[] h) {
+            @Override public void onDenseIntermediate(Backend b, int layer, int tokens, int width, DeviceTensor h) {
                 int[] s = kept[layer];
-                float[] hs = new float[tokens * s.length];
-                for (int t = 0; t < tokens; t++)
-                    for (int c = 0; c < s.length; c++) hs[t * s.length + c] = h[t * width + s[c]];
-                float[] y = new float[tokens * d], yHat = new float[tokens * d];
-                backend.matmul(y, h, tokens, denseDown[layer]);
-                backend.matmul(yHat, hs, tokens, down[layer]);
-                float[] b = bias == null ? null : bias[layer];
-                for (int t = 0; t < tokens; t++)
-                    for (int i = 0; i < d; i++) {
-                        double e = yHat[t * d + i] + (b == null ? 0 : b[i]);
-                        dot[layer] += y[t * d + i] * e;
-                        norm[layer] += e * e;
-                    }
+                try (DeviceScope scope = new DeviceScope(b)) {
+                    DeviceTensor hs = scope.floats((long) tokens * s.length), yT = scope.floats((long) tokens * d),
+                            yHatT = scope.floats((long) tokens * d);
+                    b.gatherColumns(hs, h, keptOnDevice[layer], tokens, width, s.length);
+                    b.matmul(yT, h, tokens, denseDown[layer]);
+                    b.matmul(yHatT, hs, tokens, down[layer]);
+                    // statistics out: both projections come to the host for the two double sums
+                    float[] y = new float[tokens * d], yHat = new float[tokens * d];
+                    b.read(yT, 0, y, y.length);
+                    b.read(yHatT, 0, yHat, yHat.length);
+                    float[] bs = bias == null ? null : bias[layer];
+                    for (int t = 0; t < tokens; t++)
+                        for (int i = 0; i < d; i++) {
+                            double e = yHat[t * d + i] + (bs == null ? 0 : bs[i]);
+                            dot[layer] += y[t * d + i] * e;
+                            norm[layer] += e * e;
+                        }
+                }
             }
         };
-        CalibrationStatistics.observe(dense, windows, observer, done -> {});
+        try {
+            CalibrationStatistics.observe(dense, windows, observer, done -> {});
+        } finally {
+            for (DeviceTensor t : keptOnDevice) t.close();
+        }
         double[] scale = new double[layers];
         for (int l = 0; l < layers; l++) {
             scale[l] = dot[l] / norm[l];
@@ -121,7 +135,7 @@ public final class OutputScale {
 
     /** a new read-only tensor: {@code t} × c, same name, shape and dtype (off-heap; a BF16 weight stays BF16) */
     static Tensor scaled(Tensor t, double c) {
-        Tensor out = Tensor.allocate(t.name(), t.dtype(), t.shape(), java.lang.foreign.Arena.ofAuto());
+        Tensor out = Tensor.allocate(t.name(), t.dtype(), t.shape(), TensorArena.auto());
         for (long i = 0, n = t.numel(); i < n; i++) out.setFloat(i, (float) (t.getFloat(i) * c));
         return out.asReadOnly();
     }

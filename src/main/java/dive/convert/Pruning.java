@@ -4,11 +4,9 @@ import dive.model.DenseFfn;
 import dive.model.FeedForward;
 import dive.model.LlamaConfig;
 import dive.model.LlamaModel;
-import dive.tensor.DType;
 import dive.tensor.Tensor;
+import dive.tensor.TensorArena;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 
 /**
@@ -21,9 +19,9 @@ public final class Pruning {
 
     /** round(F·(1 − r)) (halves up): the channels kept of F at pruning ratio r; checks r ∈ (0, 1) and the result ≥ 1 */
     public static int keptWidth(int width, double ratio) {
-        if (!(ratio > 0 && ratio < 1)) throw new IllegalArgumentException("--ratio " + ratio + ": expected a share of FFN channels to remove in (0, 1)");
+        if (!(ratio > 0 && ratio < 1)) throw new IllegalArgumentException("ratio " + ratio + ": expected a share of FFN channels to remove in (0, 1)");
         int kept = (int) Math.floor(width * (1 - ratio) + 0.5);
-        if (kept < 1) throw new IllegalArgumentException("--ratio " + ratio + " keeps " + kept + " of " + width + " FFN channels (expected ≥ 1)");
+        if (kept < 1) throw new IllegalArgumentException("ratio " + ratio + " keeps " + kept + " of " + width + " FFN channels (expected ≥ 1)");
         return kept;
     }
 
@@ -72,10 +70,10 @@ public final class Pruning {
      * (BF16 stays BF16: a pruned weight is a selection of the dense one's elements, copied bit for bit) in off-heap
      * memory freed when they are no longer reachable, plus an optional F32 bias (d)
      */
-    public static DenseFfn prune(DenseFfn dense, int[] kept, float[] bias) { return prune(dense, kept, bias, Arena.ofAuto()); }
+    public static DenseFfn prune(DenseFfn dense, int[] kept, float[] bias) { return prune(dense, kept, bias, TensorArena.auto()); }
 
     /** as {@link #prune(DenseFfn, int[], float[])}, the weights in memory owned by {@code arena} (a shared one: backends read from many threads) */
-    public static DenseFfn prune(DenseFfn dense, int[] kept, float[] bias, Arena arena) {
+    public static DenseFfn prune(DenseFfn dense, int[] kept, float[] bias, TensorArena arena) {
         int width = dense.intermediateSize(), d = dense.down().rows();
         for (int i = 0; i < kept.length; i++)
             if (kept[i] < 0 || kept[i] >= width || (i > 0 && kept[i] <= kept[i - 1]))
@@ -83,11 +81,10 @@ public final class Pruning {
         int k = kept.length;
         Tensor g = keptRows(dense.gate(), kept, d, arena), u = keptRows(dense.up(), kept, d, arena);
         Tensor down = dense.down();
-        long e = down.dtype().bytes;
         Tensor w = Tensor.allocate(down.name(), down.dtype(), new long[] {d, k}, arena);
         for (int i = 0; i < d; i++)
             for (int c = 0; c < k; c++)  // w[i, c] = down[i, kept[c]]
-                MemorySegment.copy(down.data(), ((long) i * width + kept[c]) * e, w.data(), ((long) i * k + c) * e, e);
+                w.copyFrom(down, (long) i * width + kept[c], (long) i * k + c, 1);
         Tensor biasTensor = null;
         if (bias != null) {
             if (bias.length != d) throw new IllegalArgumentException("bias of " + bias.length + " values for hidden size " + d);
@@ -97,10 +94,9 @@ public final class Pruning {
     }
 
     /** rows {@code kept} of {@code w} (·, d), copied bit for bit into a new read-only tensor (kept.length, d) of w's dtype */
-    private static Tensor keptRows(Tensor w, int[] kept, int d, Arena arena) {
-        long rowBytes = (long) d * w.dtype().bytes;
+    private static Tensor keptRows(Tensor w, int[] kept, int d, TensorArena arena) {
         Tensor out = Tensor.allocate(w.name(), w.dtype(), new long[] {kept.length, d}, arena);
-        for (int r = 0; r < kept.length; r++) MemorySegment.copy(w.data(), kept[r] * rowBytes, out.data(), r * rowBytes, rowBytes);
+        for (int r = 0; r < kept.length; r++) out.copyFrom(w, (long) kept[r] * d, (long) r * d, d);
         return out.asReadOnly();
     }
 
@@ -109,11 +105,11 @@ public final class Pruning {
      * the FFN outputs when not null. Shares the dense model's other tensors: valid while {@code dense} is open.
      */
     public static LlamaModel prunedModel(LlamaModel dense, int[][] kept, float[][] biases, String source) {
-        return prunedModel(dense, kept, biases, source, Arena.ofAuto());
+        return prunedModel(dense, kept, biases, source, TensorArena.auto());
     }
 
     /** as above, the pruned weights in memory owned by {@code arena}: the model is valid while it and {@code dense} are open */
-    public static LlamaModel prunedModel(LlamaModel dense, int[][] kept, float[][] biases, String source, Arena arena) {
+    public static LlamaModel prunedModel(LlamaModel dense, int[][] kept, float[][] biases, String source, TensorArena arena) {
         int layers = dense.config().numHiddenLayers();
         if (kept.length != layers) throw new IllegalArgumentException(kept.length + " channel masks for " + layers + " layers");
         FeedForward[] ffns = new FeedForward[layers];
@@ -128,12 +124,12 @@ public final class Pruning {
     /** the whole pruning step for one calibration set: masks from {@code score}, optional bias compensation */
     public static LlamaModel prunedModel(LlamaModel dense, CalibrationStatistics stats, ChannelScore score, double ratio,
                                          boolean biasCompensation, String source) {
-        return prunedModel(dense, stats, score, ratio, biasCompensation, source, Arena.ofAuto());
+        return prunedModel(dense, stats, score, ratio, biasCompensation, source, TensorArena.auto());
     }
 
     /** as above, the pruned weights in memory owned by {@code arena} */
     public static LlamaModel prunedModel(LlamaModel dense, CalibrationStatistics stats, ChannelScore score, double ratio,
-                                         boolean biasCompensation, String source, Arena arena) {
+                                         boolean biasCompensation, String source, TensorArena arena) {
         int[][] kept = keptChannels(dense, stats, score, ratio);
         float[][] biases = null;
         if (biasCompensation) {
@@ -157,8 +153,6 @@ public final class Pruning {
     }
 
     private static Tensor readOnly(String name, float[] values, long... shape) {
-        MemorySegment seg = MemorySegment.ofArray(new byte[Math.multiplyExact(values.length, 4)]);
-        MemorySegment.copy(values, 0, seg, Tensor.F32, 0, values.length);
-        return new Tensor(name, DType.F32, shape, seg.asReadOnly());
+        return Tensor.ofFloats(name, values, shape).asReadOnly();
     }
 }

@@ -27,7 +27,7 @@ import java.util.regex.Pattern;
  *     with weight 1 for k = 1): perplexity matrix P[g][dataset];</li>
  * <li>oracle: P[group of the dataset][dataset] (the routing DIVE's routers are meant to learn); best: min_g P[g][dataset].</li>
  * </ul>
- * Usage: {@code java -cp dive.jar dive.convert.RoutingDiagnostics RUN_DIR affinity|final MODEL_DIR...}
+ * Usage: {@code java -cp dive.jar dive.convert.RoutingDiagnostics [--device D] [--backend B] RUN_DIR affinity|final MODEL_DIR...}
  * (MODEL_DIR relative to RUN_DIR, e.g. experts stage0/final model). The windows are rebuilt exactly as the run built
  * them (its convert.json); "affinity" = the affinity-evaluation windows (first half of each EVAL split, fit for choosing
  * settings), "final" = the final-evaluation windows (report only).
@@ -96,13 +96,22 @@ public final class RoutingDiagnostics {
         }
     }
 
+    /** {@code [--device auto|cuda|cpu] [--backend auto|vector|scalar] RUN_DIR affinity|final MODEL_DIR...} (both default auto) */
     public static void main(String[] args) throws Exception {
-        if (args.length < 3 || !(args[1].equals("affinity") || args[1].equals("final")))
-            throw new IllegalArgumentException("usage: RoutingDiagnostics RUN_DIR affinity|final MODEL_DIR... (MODEL_DIR relative to RUN_DIR)");
-        Path run = Path.of(args[0]);
-        Windows windows = Windows.of(run, args[1]);
-        Backend backend = Backends.select();
-        for (int m = 2; m < args.length; m++) print(analyse(run.resolve(args[m]), windows, backend), args[1]);
+        String device = "auto", cpuBackend = "auto";
+        int first = 0;
+        while (first + 1 < args.length && (args[first].equals("--device") || args[first].equals("--backend"))) {
+            if (args[first].equals("--device")) device = args[first + 1]; else cpuBackend = args[first + 1];
+            first += 2;
+        }
+        String[] rest = java.util.Arrays.copyOfRange(args, first, args.length);
+        if (rest.length < 3 || !(rest[1].equals("affinity") || rest[1].equals("final")))
+            throw new IllegalArgumentException("usage: RoutingDiagnostics [--device auto|cuda|cpu] [--backend auto|vector|scalar] "
+                    + "RUN_DIR affinity|final MODEL_DIR... (MODEL_DIR relative to RUN_DIR)");
+        Path run = Path.of(rest[0]);
+        Windows windows = Windows.of(run, rest[1]);
+        Backend backend = Backends.create(device, cpuBackend);
+        for (int m = 2; m < rest.length; m++) print(analyse(run.resolve(rest[m]), windows, backend), rest[1]);
     }
 
     static void print(Report r, String split) {

@@ -48,7 +48,7 @@ public final class TaylorScore implements ChannelScore {
             Parameter gate = model.parameter(p + "gate_proj.weight"), up = model.parameter(p + "up_proj.weight"), down = model.parameter(p + "down_proj.weight");
             int ffn = gate.value().rows(), d = gate.value().cols();
             float[] gw = gate.value().toFloatArray(), uw = up.value().toFloatArray(), dw = down.value().toFloatArray();
-            float[] gg = gate.grad(), ug = up.grad(), dg = down.grad();
+            float[] gg = gate.gradValues(), ug = up.gradValues(), dg = down.gradValues();  // statistics out, once per layer
             double[] sum = new double[ffn];
             for (int j = 0; j < ffn; j++)
                 for (int k = 0; k < d; k++) sum[j] += (double) gw[j * d + k] * gg[j * d + k] + (double) uw[j * d + k] * ug[j * d + k];

@@ -81,6 +81,11 @@ public final class CudaKernels {
         check(dive_h.dive_fold_first_index(flag.pointer(), index.pointer(), s()), "dive_fold_first_index");
     }
 
+    /** softmax of every row of x (rows, n) in place */
+    public void softmaxRows(DeviceBuffer x, long rows, int n) {
+        check(dive_h.dive_softmax_rows(x.pointer(), rows, n, s()), "dive_softmax_rows(rows=" + rows + ", n=" + n + ")");
+    }
+
     /** expertIds (n, E) = 0 .. E−1, expertWeights (n, E) = softmax(routerLogits · invTemperature) */
     public void softRouting(DeviceBuffer expertIds, DeviceBuffer expertWeights, DeviceBuffer routerLogits, int n, int numExperts,
                             float invTemperature) {
@@ -299,9 +304,9 @@ public final class CudaKernels {
     }
 
     // ---------------------------------------------------------------- reduce.cu
-    /** out (1 double) = Σ x[i]², i &lt; n */
-    public void sumOfSquares(DeviceBuffer out, DeviceBuffer x, long n) {
-        check(dive_h.dive_sum_of_squares(out.pointer(), x.pointer(), n, s()), "dive_sum_of_squares(n=" + n + ")");
+    /** sum (1 double) += Σ x[i]², i &lt; n */
+    public void sumOfSquares(DeviceBuffer sum, DeviceBuffer x, long n) {
+        check(dive_h.dive_sum_of_squares(sum.pointer(), x.pointer(), n, s()), "dive_sum_of_squares(n=" + n + ")");
     }
 
     /** index (1 long) = the first non-finite i &lt; n, or −1 */

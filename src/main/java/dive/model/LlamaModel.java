@@ -1,6 +1,7 @@
 package dive.model;
 
 import dive.backend.Backend;
+import dive.backend.DeviceScope;
 import dive.backend.DeviceTensor;
 import dive.io.Checkpoint;
 import dive.tensor.DType;
@@ -274,10 +275,40 @@ public final class LlamaModel implements AutoCloseable {
 
     /** {@link #forwardBatch} with a routing observer (may be null); its rows are the B sequences' tokens concatenated */
     public float[][] forwardBatch(int[][] ids, KVCache[] caches, boolean allPositions, RoutingObserver observer) {
-        return run(ids, caches, allPositions, observer);
+        return run(ids, caches, allPositions, observer, true, null, null);
+    }
+
+    /**
+     * Runs a batch as {@link #forwardBatch} for what {@code observer} sees alone (calibration): no final norm, no LM
+     * head, no logits; the caches are appended to as usual.
+     */
+    public void observe(int[][] ids, KVCache[] caches, RoutingObserver observer) {
+        run(ids, caches, false, observer, false, null, null);
+    }
+
+    /**
+     * Each sequence's summed cross-entropy (nats) against {@code targets}, formed on the backend so only the B sums come
+     * back, not the logits: ids[b] (T_b) run after caches[b] as in {@link #forwardBatch}; targets[b] (T_b) is the id
+     * position t should predict, {@link Backend#IGNORE_INDEX} where none is counted. → (B) Σ over counted positions of
+     * −log softmax(logits)[target] (0 where none is counted); {@code observer} may be null.
+     */
+    public double[] crossEntropySums(int[][] ids, int[][] targets, KVCache[] caches, RoutingObserver observer) {
+        if (targets.length != ids.length) throw new IllegalArgumentException(ids.length + " sequences but " + targets.length + " target rows");
+        for (int b = 0; b < ids.length; b++)
+            if (targets[b] == null || ids[b] == null || targets[b].length != ids[b].length)
+                throw new IllegalArgumentException("sequence " + b + ": " + (ids[b] == null ? 0 : ids[b].length) + " tokens but "
+                        + (targets[b] == null ? 0 : targets[b].length) + " targets");
+        double[] sums = new double[ids.length];
+        run(ids, caches, true, observer, false, targets, sums);
+        return sums;
     }
 
     private float[][] run(int[][] ids, KVCache[] caches, boolean allPositions, RoutingObserver observer) {
+        return run(ids, caches, allPositions, observer, true, null, null);
+    }
+
+    private float[][] run(int[][] ids, KVCache[] caches, boolean allPositions, RoutingObserver observer, boolean logitsOut,
+                          int[][] targets, double[] lossSums) {
         int batch = ids.length;
         if (caches.length != batch) throw new IllegalArgumentException(batch + " sequences but " + caches.length + " KV caches");
         int d = config.hiddenSize(), vocab = config.vocabSize();
@@ -321,7 +352,7 @@ public final class LlamaModel implements AutoCloseable {
             }
 
         // edges in: token ids and their positions; everything below stays on the backend until the logits
-        try (Work w = new Work(backend)) {
+        try (DeviceScope w = new DeviceScope(backend)) {
             DeviceTensor idsOnDevice = w.keep(backend.upload(allIds));
             DeviceTensor positionsOnDevice = w.keep(backend.upload(positions));
             DeviceTensor x = w.floats((long) rows * d);          // residual stream (N, D)
@@ -369,10 +400,23 @@ public final class LlamaModel implements AutoCloseable {
 
             // edge out: the logits
             float[][] out = new float[batch][];
+            if (!logitsOut && targets == null) return null;
             if (allPositions) {
                 backend.rmsNorm(xn, x, finalNorm, rows, eps);
                 DeviceTensor logits = w.floats(Math.multiplyExact((long) rows, vocab));  // (N, vocab)
                 backend.matmul(logits, xn, rows, lmHead);
+                if (targets != null) {  // edge out: one loss per sequence
+                    for (int b = 0; b < batch; b++) {
+                        int T = rowStart[b + 1] - rowStart[b];
+                        int counted = 0;
+                        for (int t : targets[b]) if (t != Backend.IGNORE_INDEX) counted++;
+                        if (counted == 0) continue;
+                        DeviceTensor rowsOfB = batch == 1 ? logits : w.floats((long) T * vocab);
+                        if (batch > 1) backend.copy(rowsOfB, 0, logits, (long) rowStart[b] * vocab, (long) T * vocab);
+                        lossSums[b] = backend.crossEntropy(null, rowsOfB, w.upload(targets[b]), T, vocab, 1f) * counted;
+                    }
+                    return null;
+                }
                 for (int b = 0; b < batch; b++) {
                     out[b] = new float[(rowStart[b + 1] - rowStart[b]) * vocab];
                     backend.read(logits, (long) rowStart[b] * vocab, out[b], out[b].length);
@@ -396,24 +440,6 @@ public final class LlamaModel implements AutoCloseable {
         int most = 0;
         for (int b = 0; b + 1 < rowStart.length; b++) most = Math.max(most, rowStart[b + 1] - rowStart[b]);
         return most;
-    }
-
-    /** the device tensors of one forward call, freed together when it ends */
-    private static final class Work implements AutoCloseable {
-        private final Backend backend;
-        private final java.util.ArrayList<AutoCloseable> held = new java.util.ArrayList<>();
-
-        Work(Backend backend) { this.backend = backend; }
-
-        DeviceTensor floats(long n) { return keep(backend.allocate(dive.tensor.DType.F32, n)); }
-
-        <T extends AutoCloseable> T keep(T t) { held.add(t); return t; }
-
-        @Override public void close() {
-            for (AutoCloseable t : held) {
-                try { t.close(); } catch (Exception e) { throw new IllegalStateException("freeing a forward call's tensors", e); }
-            }
-        }
     }
 
     /** closes the checkpoint the weights live in; the model must not be used afterwards */

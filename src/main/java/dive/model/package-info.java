@@ -5,7 +5,8 @@
  * {@link dive.model.MixtralExport} writes a Hugging Face Mixtral checkpoint.
  *
  * <pre>
- * LlamaModel model = LlamaModel.load(dir, Backends.select());        // config.json + safetensors, shapes checked
+ * Backend backend = Backends.create("auto", "auto");                  // device, CPU backend: chosen by the caller
+ * LlamaModel model = LlamaModel.load(dir, backend);                   // config.json + safetensors, shapes checked
  * float[] logits = model.logits(ids);                                 // (T, vocab) for one fresh sequence
  * KVCache cache = model.newCache(maxPositions);                       // per request
  * float[] next = model.forwardLast(promptIds, cache);                 // prefill, then one id at a time

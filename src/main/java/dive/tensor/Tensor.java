@@ -68,8 +68,29 @@ public record Tensor(String name, DType dtype, long[] shape, MemorySegment data)
     }
 
     /** a new zero tensor of {@code dtype} in off-heap memory owned by {@code arena} (64-byte aligned) */
-    public static Tensor allocate(String name, DType dtype, long[] shape, java.lang.foreign.Arena arena) {
-        return new Tensor(name, dtype, shape, arena.allocate(Math.multiplyExact(numel(shape), (long) dtype.bytes), 64));
+    public static Tensor allocate(String name, DType dtype, long[] shape, TensorArena arena) {
+        return new Tensor(name, dtype, shape, arena.arena().allocate(Math.multiplyExact(numel(shape), (long) dtype.bytes), 64));
+    }
+
+    /**
+     * copies all of {@code src} into this tensor, bit for bit: same dtype and element count (the shapes may differ).
+     * The data must be writable.
+     */
+    public void copyFrom(Tensor src) {
+        if (src.numel() != numel())
+            throw new IllegalArgumentException("tensor '" + name + "': copying " + src.numel() + " elements of '" + src.name + "' into " + numel());
+        copyFrom(src, 0, 0, numel());
+    }
+
+    /**
+     * copies {@code count} elements of {@code src}, from its element {@code srcIndex} on (flat index), to this tensor's
+     * elements from {@code index} on, bit for bit; same dtype. The data must be writable.
+     */
+    public void copyFrom(Tensor src, long srcIndex, long index, long count) {
+        if (src.dtype != dtype)
+            throw new IllegalArgumentException("tensor '" + name + "' (" + dtype + "): copying from '" + src.name + "' of " + src.dtype);
+        long e = dtype.bytes;
+        MemorySegment.copy(src.data, srcIndex * e, data, index * e, count * e);
     }
 
     /** this tensor over read-only memory (the same bytes) */

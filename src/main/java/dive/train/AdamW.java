@@ -1,6 +1,8 @@
 package dive.train;
 
 import dive.backend.Backend;
+import dive.backend.DeviceTensor;
+import dive.tensor.DType;
 import dive.backend.ScalarBackend;
 
 import java.util.HashMap;
@@ -33,12 +35,15 @@ public final class AdamW {
         }
     }
 
-    /** the moments of one parameter */
+    /** the moments of one parameter, on the host (checkpoints, tests) */
     public record Moments(float[] m, float[] v) {}
+
+    /** the moments of one parameter where it trains: F32 tensors of the backend */
+    private record DeviceMoments(DeviceTensor m, DeviceTensor v) {}
 
     private final Options options;
     private final Backend backend;
-    private final Map<String, Moments> moments = new HashMap<>();
+    private final Map<String, DeviceMoments> moments = new HashMap<>();
     private long stepCount;
 
     /** updates run as the plain loop of {@link Backend#adamW} */
@@ -52,11 +57,17 @@ public final class AdamW {
 
     public Options options() { return options; }
 
+    /** the backend the moments and updates live on */
+    public Backend backend() { return backend; }
+
     /** optimizer steps taken so far (t of the last step) */
     public long stepCount() { return stepCount; }
 
-    /** the moments of {@code parameterName}, or null before its first step */
-    public Moments moments(String parameterName) { return moments.get(parameterName); }
+    /** the moments of {@code parameterName} copied to the host (counted transfers), or null before its first step */
+    public Moments moments(String parameterName) {
+        DeviceMoments mv = moments.get(parameterName);
+        return mv == null ? null : new Moments(backend.download(mv.m), backend.download(mv.v));
+    }
 
     /** one step with learning rate {@code lr} over every trainable parameter in {@code parameters}; gradients are read, not cleared */
     public void step(List<Parameter> parameters, double lr) {
@@ -72,10 +83,10 @@ public final class AdamW {
         for (Parameter p : parameters) {
             if (!p.trainable()) continue;
             int n = Math.toIntExact(p.numel());
-            Moments mv = moments.computeIfAbsent(p.name(), k -> new Moments(new float[n], new float[n]));
-            if (mv.m.length != n) throw new IllegalStateException("optimizer state of '" + p.name() + "' has " + mv.m.length + " elements, parameter has " + n);
+            DeviceMoments mv = moments.computeIfAbsent(p.name(), k -> new DeviceMoments(backend.allocate(DType.F32, n), backend.allocate(DType.F32, n)));
+            if (mv.m.size() != n) throw new IllegalStateException("optimizer state of '" + p.name() + "' has " + mv.m.size() + " elements, parameter has " + n);
             boolean decay = options.weightDecay > 0 && (options.decayOneDim || p.value().rank() > 1);
-            backend.adamW(p.writableData(), p.grad(), mv.m, mv.v, n, new Backend.AdamWStep(decay, decayFactor, stepSize, sqrtBiasCorrection2,
+            backend.adamW(p.writableData(), p.grad(backend), mv.m, mv.v, n, new Backend.AdamWStep(decay, decayFactor, stepSize, sqrtBiasCorrection2,
                     (float) (1 - beta1), (float) beta2, (float) (1 - beta2), (float) options.eps));
         }
     }
@@ -85,13 +96,14 @@ public final class AdamW {
         if (stepCount < 0) throw new IllegalArgumentException("optimizer step count " + stepCount + ": expected ≥ 0");
         this.stepCount = stepCount;
         moments.clear();
-        moments.putAll(saved);
+        for (Map.Entry<String, Moments> e : saved.entrySet())
+            moments.put(e.getKey(), new DeviceMoments(backend.upload(e.getValue().m()), backend.upload(e.getValue().v())));
     }
 
     /** the moments of every parameter that has taken a step, in the order of {@code parameters} */
     public Map<String, Moments> state(List<Parameter> parameters) {
         Map<String, Moments> out = new java.util.LinkedHashMap<>();
-        for (Parameter p : parameters) if (moments.containsKey(p.name())) out.put(p.name(), moments.get(p.name()));
+        for (Parameter p : parameters) if (moments.containsKey(p.name())) out.put(p.name(), moments(p.name()));
         return out;
     }
 }

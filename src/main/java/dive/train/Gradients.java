@@ -1,19 +1,30 @@
 package dive.train;
 
+import dive.backend.Backend;
+import dive.backend.DeviceTensor;
+import dive.tensor.DType;
+
 import java.util.List;
 
-/** Whole-model gradient operations: the global L2 norm, clipping by it, zeroing, and the finiteness check. */
+/**
+ * Whole-model gradient operations on the backend the gradients live on: the global L2 norm (one double accumulator
+ * on the device, one value read back), clipping by it, zeroing, and the finiteness check. A trainable parameter
+ * that has no gradient yet counts as zeros.
+ */
 public final class Gradients {
     private Gradients() {}
 
     /** sqrt(Σ g²) over every trainable parameter, summed in double in parameter then index order (deterministic) */
-    public static double globalNorm(List<Parameter> parameters) {
-        double sumSquares = 0;
-        for (Parameter p : parameters) {
-            if (!p.trainable()) continue;
-            for (float g : p.grad()) sumSquares += (double) g * g;
+    public static double globalNorm(List<Parameter> parameters, Backend backend) {
+        try (DeviceTensor sum = backend.allocate(DType.F64, 1)) {
+            for (Parameter p : parameters) {
+                if (!p.trainable() || p.gradOrNull() == null) continue;
+                backend.sumOfSquares(sum, p.gradOrNull(), Math.toIntExact(p.numel()));
+            }
+            double[] out = new double[1];
+            backend.read(sum, 0, out, 1);
+            return Math.sqrt(out[0]);
         }
-        return Math.sqrt(sumSquares);
     }
 
     /**
@@ -21,14 +32,13 @@ public final class Gradients {
      * (as torch.nn.utils.clip_grad_norm_, without its 1e-6 in the denominator). Returns the norm before clipping.
      * maxNorm ≤ 0 or infinite: no clipping.
      */
-    public static double clipByGlobalNorm(List<Parameter> parameters, double maxNorm) {
-        double norm = globalNorm(parameters);
+    public static double clipByGlobalNorm(List<Parameter> parameters, double maxNorm, Backend backend) {
+        double norm = globalNorm(parameters, backend);
         if (maxNorm > 0 && Double.isFinite(maxNorm) && norm > maxNorm) {
             float scale = (float) (maxNorm / norm);
             for (Parameter p : parameters) {
-                if (!p.trainable()) continue;
-                float[] g = p.grad();
-                for (int i = 0; i < g.length; i++) g[i] *= scale;
+                if (!p.trainable() || p.gradOrNull() == null) continue;
+                backend.scale(p.gradOrNull(), scale, Math.toIntExact(p.numel()));
             }
         }
         return norm;
@@ -38,11 +48,16 @@ public final class Gradients {
         for (Parameter p : parameters) if (p.trainable()) p.zeroGrad();
     }
 
-    /** the name of the first trainable parameter with a NaN or infinite gradient element, or null */
-    public static String firstNonFinite(List<Parameter> parameters) {
+    /**
+     * The name of the first trainable parameter with a NaN or infinite gradient element, or null. A finite global
+     * norm proves every element finite (a sum of squares of finite floats cannot overflow a double), so the usual
+     * case reads one value; only a non-finite norm looks parameter by parameter.
+     */
+    public static String firstNonFinite(List<Parameter> parameters, Backend backend) {
+        if (Double.isFinite(globalNorm(parameters, backend))) return null;
         for (Parameter p : parameters) {
-            if (!p.trainable()) continue;
-            for (float g : p.grad()) if (!Float.isFinite(g)) return p.name();
+            if (!p.trainable() || p.gradOrNull() == null) continue;
+            if (backend.firstNonFinite(p.gradOrNull(), p.numel()) >= 0) return p.name();
         }
         return null;
     }

@@ -1,7 +1,6 @@
 package dive.train;
 
 import dive.backend.Backend;
-import dive.backend.Backends;
 import dive.io.SafetensorsWriter;
 import dive.model.LlamaConfig;
 import dive.tensor.DType;
@@ -9,8 +8,6 @@ import dive.tensor.Tensor;
 import dive.tokenizer.Tokenizer;
 
 import java.io.IOException;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -30,7 +27,8 @@ public final class ModelFactory {
 
     public record Built(TrainableModel model, Trainer.Export export) {}
 
-    public interface Builder { Built build(Recipe recipe, Tokenizer tokenizer, Path tokenizerJson) throws IOException; }
+    /** builds a registered kind's model; {@code backend}: what the run computes on */
+    public interface Builder { Built build(Recipe recipe, Tokenizer tokenizer, Path tokenizerJson, Backend backend) throws IOException; }
 
     private static final Map<String, Builder> KINDS = new ConcurrentHashMap<>();
 
@@ -63,7 +61,8 @@ public final class ModelFactory {
         return LlamaConfig.parse(m.spec(), recipe.source() + " model.config");
     }
 
-    public static Built create(Recipe recipe, Tokenizer tokenizer, Path tokenizerJson) throws IOException {
+    /** the recipe's model and its exporter, computing on {@code backend} */
+    public static Built create(Recipe recipe, Tokenizer tokenizer, Path tokenizerJson, Backend backend) throws IOException {
         check(recipe);
         String kind = recipe.model().kind();
         if (kind.equals("config") || kind.equals("checkpoint")) {
@@ -72,7 +71,6 @@ public final class ModelFactory {
                 throw new IllegalArgumentException(recipe.source() + ": the tokenizer has " + tokenizer.vocabSize()
                         + " tokens but the model's vocab_size is " + config.vocabSize());
             }
-            Backend backend = Backends.select();
             TrainableLlama llama = kind.equals("checkpoint")
                     ? TrainableLlama.fromCheckpoint(recipe.model().path(), backend)
                     : TrainableLlama.initialize(config, backend, recipe.seed());
@@ -99,7 +97,7 @@ public final class ModelFactory {
         }
         if (recipe.moe() != null) throw new IllegalArgumentException(recipe.source() + ": moe: only Mixtral models (model.config / model.checkpoint) have MoE layers");
         if (recipe.lora() != null) throw new IllegalArgumentException(recipe.source() + ": lora: only Llama models (model.config / model.checkpoint) take LoRA adapters");
-        return KINDS.get(kind).build(recipe, tokenizer, tokenizerJson);
+        return KINDS.get(kind).build(recipe, tokenizer, tokenizerJson, backend);
     }
 
     /**

@@ -1,11 +1,12 @@
 package dive.train;
 
 import dive.backend.Backend;
+import dive.backend.DeviceScope;
+import dive.backend.DeviceTensor;
+import dive.tensor.Tensor;
 
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
-import java.util.SplittableRandom;
 
 /**
  * The trainable sparse MoE block of one decoder layer (Mixtral's {@code block_sparse_moe}), forward and backward.
@@ -16,7 +17,9 @@ import java.util.SplittableRandom;
  * Expert_e(x) = w2_e · (silu(w1_e · x) ⊙ (w3_e · x))       w1_e, w3_e (I_e, d), w2_e (d, I_e), b_e (d) optional
  * </pre>
  * Run as in inference ({@link dive.model.MoeFfn}): router matmul, routing, counting sort of the (token, slot) rows
- * by expert, then per expert its rows gathered, the three linears (each may carry LoRA), and the weighted sum.
+ * by expert, the permuted rows gathered, then the three linears of every expert over its row range at once (per-expert
+ * ops with the offsets on the device: {@link Backend#expertMatmul} and its backward twins; each linear may carry LoRA),
+ * and the weighted sum. Nothing crosses to the host inside the block.
  * Backward, in reverse: {@link Backend#combineExpertsBackward} gives each permuted row its output gradient
  * g·dy and each slot its weight gradient dg = dy · (Expert_e(x) + b_e); per expert the linears' and swiglu's
  * backward; {@link Backend#scatterAddRows} sums the rows' input gradients back onto their tokens; the weights'
@@ -67,49 +70,49 @@ final class MoeBlock {
         return all;
     }
 
-    /** what the backward needs of one forward */
+    /** what the backward needs of one forward, on the device */
     static final class Saved {
         int rows, slots;            // N tokens; slots per token: k (top-k) or E (soft)
         double invTemperature;      // 1 (top-k) or 1/t (soft)
-        float[] xn;                 // (N, d) the block's input
-        float[] logits;             // (N, E) router logits
-        int[] expertIds;            // (N, slots)
-        float[] weights;            // (N, slots)
-        int[] offsets;              // (E + 1)
-        int[] rowToken;             // (R = N·slots)
-        int[] slotRow;              // (N, slots)
-        float[] expertOut;          // (R, d) Expert_e(x) + b_e of each permuted row
-        float[][] xs, gate, up, h;  // per expert (count_e, d), (count_e, I_e) ×3; null for experts without rows
-        TrainableLlama.Linear.Saved[] s1, s3, s2;
-        int[] topKCounts;           // (E) top-k assignments per expert (also in soft mode: the routing inference would use)
+        DeviceTensor xn;            // (N, d) the block's input
+        DeviceTensor logits;        // (N, E) router logits
+        DeviceTensor expertIds;     // (N, slots) I32
+        DeviceTensor weights;       // (N, slots)
+        DeviceTensor offsets;       // (E + 1) I32
+        DeviceTensor rowToken;      // (R = N·slots) I32
+        DeviceTensor slotRow;       // (N, slots) I32
+        DeviceTensor xs;            // (R, d) the permuted rows of xn
+        DeviceTensor gate, up, h;   // (R, I_e)
+        DeviceTensor expertOut;     // (R, d) Expert_e(x) + b_e of each permuted row
+        Adapter s1, s3, s2;         // LoRA of w1, w3, w2; null without
     }
 
-    /** y (N, d) = MoE(xn (N, d)), overwritten; y must not alias xn */
-    Saved forward(float[] y, float[] xn, int rows, RoutingMode mode, SplittableRandom dropout) {
+    /** what the backward needs of one expert linear's LoRA over all permuted rows */
+    static final class Adapter {
+        DeviceTensor mask, xDropped, scaledU;
+    }
+
+    /**
+     * y (N, d) = MoE(xn (N, d)), overwritten; y must not alias xn. The top-k assignments per expert are added into
+     * {@code counts} (layers, E) I32 at row {@code layer}. What the backward needs lives in {@code scope}.
+     */
+    Saved forward(DeviceTensor y, DeviceTensor xn, int rows, RoutingMode mode, TrainableLlama.Dropout dropout,
+                  DeviceTensor counts, int layer, DeviceScope scope) {
         int e = numExperts;
         Saved s = new Saved();
         s.rows = rows;
         s.xn = xn;
-        s.logits = new float[rows * e];
+        s.logits = scope.floats((long) rows * e);
         backend.matmul(s.logits, xn, rows, router.value());
-        int[] topIds = new int[rows * topK];
-        float[] topWeights = new float[rows * topK];
+        DeviceTensor topIds = scope.ints((long) rows * topK), topWeights = scope.floats((long) rows * topK);
         backend.routeTopK(topIds, topWeights, s.logits, rows, e, topK);
-        s.topKCounts = new int[e];
-        for (int id : topIds) s.topKCounts[id]++;
+        backend.countExperts(counts, (long) layer * e, topIds, rows * topK);
         if (mode instanceof RoutingMode.Soft soft) {
             s.slots = e;
             s.invTemperature = 1 / soft.temperature();
-            s.expertIds = new int[rows * e];
-            s.weights = new float[rows * e];
-            float invT = (float) s.invTemperature;
-            for (int t = 0; t < rows; t++) {
-                for (int j = 0; j < e; j++) {
-                    s.expertIds[t * e + j] = j;
-                    s.weights[t * e + j] = s.logits[t * e + j] * invT;
-                }
-                backend.softmax(s.weights, t * e, e);
-            }
+            s.expertIds = scope.ints((long) rows * e);
+            s.weights = scope.floats((long) rows * e);
+            backend.softRouting(s.expertIds, s.weights, s.logits, rows, e, (float) s.invTemperature);
         } else {
             s.slots = topK;
             s.invTemperature = 1;
@@ -117,92 +120,151 @@ final class MoeBlock {
             s.weights = topWeights;
         }
         int assigned = rows * s.slots;
-        s.offsets = new int[e + 1];
-        s.rowToken = new int[assigned];
-        s.slotRow = new int[assigned];
+        s.offsets = scope.ints(e + 1);
+        s.rowToken = scope.ints(assigned);
+        s.slotRow = scope.ints(assigned);
         backend.sortByExpert(s.offsets, s.rowToken, s.slotRow, s.expertIds, rows, s.slots, e);
-        s.expertOut = new float[assigned * d];
-        s.xs = new float[e][];
-        s.gate = new float[e][];
-        s.up = new float[e][];
-        s.h = new float[e][];
-        s.s1 = new TrainableLlama.Linear.Saved[e];
-        s.s3 = new TrainableLlama.Linear.Saved[e];
-        s.s2 = new TrainableLlama.Linear.Saved[e];
-        for (int x = 0; x < e; x++) {
-            int first = s.offsets[x], count = s.offsets[x + 1] - first;
-            if (count == 0) continue;
-            float[] xs = s.xs[x] = new float[count * d];
-            backend.gather(xs, xn, Arrays.copyOfRange(s.rowToken, first, first + count), count, d);
-            s.gate[x] = new float[count * ffn];
-            s.up[x] = new float[count * ffn];
-            s.s1[x] = w1[x].forward(s.gate[x], xs, count, dropout);
-            s.s3[x] = w3[x].forward(s.up[x], xs, count, dropout);
-            s.h[x] = new float[count * ffn];
-            backend.swiglu(s.h[x], s.gate[x], s.up[x], count * ffn);
-            float[] out = new float[count * d];
-            s.s2[x] = w2[x].forward(out, s.h[x], count, dropout);
-            if (bias != null) for (int r = 0; r < count; r++) addBias(out, r * d, bias[x]);
-            System.arraycopy(out, 0, s.expertOut, first * d, count * d);
-        }
+        s.xs = scope.floats((long) assigned * d);
+        backend.gather(s.xs, xn, s.rowToken, assigned, d);
+        s.gate = scope.floats((long) assigned * ffn);
+        s.up = scope.floats((long) assigned * ffn);
+        s.s1 = forward(w1, s.gate, s.xs, assigned, s.offsets, dropout, scope);
+        s.s3 = forward(w3, s.up, s.xs, assigned, s.offsets, dropout, scope);
+        s.h = scope.floats((long) assigned * ffn);
+        backend.swiglu(s.h, s.gate, s.up, assigned * ffn);
+        s.expertOut = scope.floats((long) assigned * d);
+        s.s2 = forward(w2, s.expertOut, s.h, assigned, s.offsets, dropout, scope);
+        if (bias != null) backend.expertAddBias(s.expertOut, s.offsets, values(bias), d);
         backend.combineExperts(y, s.expertOut, s.slotRow, s.weights, rows, s.slots, d);
         return s;
     }
 
-    private void addBias(float[] out, int at, Parameter b) {
-        for (int i = 0; i < d; i++) out[at + i] += b.value().getFloat(i);
+    /** one linear of every expert over its rows of x (R, in) → y (R, out), with LoRA when the linears carry it */
+    private Adapter forward(TrainableLlama.Linear[] lin, DeviceTensor y, DeviceTensor x, int R, DeviceTensor offsets,
+                            TrainableLlama.Dropout dropout, DeviceScope scope) {
+        backend.expertMatmul(y, x, offsets, weights(lin));
+        TrainableLlama.Linear first = lin[0];
+        if (first.loraA == null) return null;
+        int in = first.in, out = first.out, r = first.loraA.value().rows();
+        Adapter a = new Adapter();
+        a.xDropped = x;
+        if (dropout != null && first.dropout > 0) {
+            a.mask = scope.floats((long) R * in);
+            a.xDropped = scope.floats((long) R * in);
+            dropout.apply(backend, a.mask, a.xDropped, x, R * in, first.dropout);
+        }
+        a.scaledU = scope.floats((long) R * r);
+        backend.expertMatmul(a.scaledU, a.xDropped, offsets, loraA(lin));
+        backend.scale(a.scaledU, first.loraScale, R * r);
+        DeviceTensor delta = scope.floats((long) R * out);
+        backend.expertMatmul(delta, a.scaledU, offsets, loraB(lin));
+        backend.add(y, delta, R * out);
+        return a;
+    }
+
+    /**
+     * dx (R, in) = (or +=, when accumulate) ∂/∂x of one linear of every expert, given dy (R, out); the gradients of its
+     * trainable weights and adapters added
+     */
+    private void backward(TrainableLlama.Linear[] lin, DeviceTensor dx, boolean accumulate, DeviceTensor dy, DeviceTensor x, int R,
+                          DeviceTensor offsets, Adapter a, DeviceScope scope) {
+        TrainableLlama.Linear first = lin[0];
+        int in = first.in, out = first.out;
+        DeviceTensor[] dw = grads(lin, l -> l.weight);
+        if (dw != null) backend.expertMatmulBackwardWeight(dw, dy, x, offsets, out, in);
+        DeviceTensor dxPart = accumulate ? scope.floats((long) R * in) : dx;
+        backend.expertMatmulBackwardInput(dxPart, dy, offsets, weights(lin));
+        if (first.loraA != null) {
+            int r = first.loraA.value().rows();
+            DeviceTensor[] dB = grads(lin, l -> l.loraB);
+            if (dB != null) backend.expertMatmulBackwardWeight(dB, dy, a.scaledU, offsets, out, r);
+            DeviceTensor du = scope.floats((long) R * r);  // ∂/∂(x·Aᵀ) = (α/r)·dy·B
+            backend.expertMatmulBackwardInput(du, dy, offsets, loraB(lin));
+            backend.scale(du, first.loraScale, R * r);
+            DeviceTensor[] dA = grads(lin, l -> l.loraA);
+            if (dA != null) backend.expertMatmulBackwardWeight(dA, du, a.xDropped, offsets, r, in);
+            DeviceTensor dxLora = scope.floats((long) R * in);
+            backend.expertMatmulBackwardInput(dxLora, du, offsets, loraA(lin));
+            if (a.mask != null) backend.multiply(dxLora, a.mask, R * in);
+            backend.add(dxPart, dxLora, R * in);
+        }
+        if (accumulate) backend.add(dx, dxPart, R * in);
+    }
+
+    private static Tensor[] weights(TrainableLlama.Linear[] lin) {
+        Tensor[] w = new Tensor[lin.length];
+        for (int e = 0; e < lin.length; e++) w[e] = lin[e].weight.value();
+        return w;
+    }
+
+    private static Tensor[] loraA(TrainableLlama.Linear[] lin) {
+        Tensor[] w = new Tensor[lin.length];
+        for (int e = 0; e < lin.length; e++) w[e] = lin[e].loraA.value();
+        return w;
+    }
+
+    private static Tensor[] loraB(TrainableLlama.Linear[] lin) {
+        Tensor[] w = new Tensor[lin.length];
+        for (int e = 0; e < lin.length; e++) w[e] = lin[e].loraB.value();
+        return w;
+    }
+
+    private static Tensor[] values(Parameter[] ps) {
+        Tensor[] v = new Tensor[ps.length];
+        for (int e = 0; e < ps.length; e++) v[e] = ps[e].value();
+        return v;
+    }
+
+    /** the gradients of the trainable parameter {@code which} of every expert (null where frozen), or null when none trains */
+    private DeviceTensor[] grads(TrainableLlama.Linear[] lin, java.util.function.Function<TrainableLlama.Linear, Parameter> which) {
+        DeviceTensor[] g = new DeviceTensor[lin.length];
+        boolean any = false;
+        for (int e = 0; e < lin.length; e++) {
+            Parameter p = which.apply(lin[e]);
+            if (p != null && p.trainable()) { g[e] = p.grad(backend); any = true; }
+        }
+        return any ? g : null;
     }
 
     /**
      * dxn (N, d) = ∂/∂xn, overwritten, given dy (N, d); gradients added into the trainable parameters.
      * {@code dLogitsExtra} (N, E) or null: a gradient on the router logits from elsewhere (the auxiliary loss).
+     * {@code inputGradient} false: nothing below the block needs ∂/∂xn (every parameter under it is frozen), so dxn is
+     * left untouched (it may be null), the router's input gradient is skipped, and so are the experts' backward when no
+     * expert has anything trainable (stage 0: the routers' gradients come from dg = dy · expert output alone).
      */
-    void backward(float[] dxn, float[] dy, Saved s, float[] dLogitsExtra) { backward(dxn, dy, s, dLogitsExtra, true); }
-
-    /**
-     * As above; {@code inputGradient} false: nothing below the block needs ∂/∂xn (every parameter under it is frozen),
-     * so dxn is left untouched (it may be null), the router's input gradient is skipped, and so is the backward of every
-     * expert with nothing trainable (stage 0: the routers' gradients come from dg = dy · expert output alone).
-     */
-    void backward(float[] dxn, float[] dy, Saved s, float[] dLogitsExtra, boolean inputGradient) {
+    void backward(DeviceTensor dxn, DeviceTensor dy, Saved s, DeviceTensor dLogitsExtra, boolean inputGradient, DeviceScope scope) {
         int e = numExperts, rows = s.rows, slots = s.slots, assigned = rows * slots;
-        float[] dExpertOut = new float[assigned * d], dWeights = new float[assigned];
+        DeviceTensor dExpertOut = scope.floats((long) assigned * d), dWeights = scope.floats(assigned);
         backend.combineExpertsBackward(dExpertOut, dWeights, dy, s.expertOut, s.slotRow, s.weights, rows, slots, d);
-        float[] dxs = inputGradient ? new float[assigned * d] : null; // (R, d) input gradients of the permuted rows
-        for (int x = 0; x < e; x++) {
-            int first = s.offsets[x], count = s.offsets[x + 1] - first;
-            if (count == 0 || !inputGradient && !expertTrainable(x)) continue;
-            float[] dOut = Arrays.copyOfRange(dExpertOut, first * d, (first + count) * d);
-            if (bias != null && bias[x].trainable()) {
-                float[] db = bias[x].grad();
-                for (int r = 0; r < count; r++) for (int i = 0; i < d; i++) db[i] += dOut[r * d + i];
+        boolean experts = inputGradient;
+        for (int x = 0; x < e && !experts; x++) experts = expertTrainable(x);
+        if (experts) {
+            if (bias != null) {
+                DeviceTensor[] db = new DeviceTensor[e];
+                boolean any = false;
+                for (int x = 0; x < e; x++) if (bias[x].trainable()) { db[x] = bias[x].grad(backend); any = true; }
+                if (any) backend.expertBiasBackward(db, dExpertOut, s.offsets, d);
             }
-            float[] dh = new float[count * ffn], dGate = new float[count * ffn], dUp = new float[count * ffn];
-            w2[x].backward(dh, false, dOut, s.h[x], count, s.s2[x]);
-            backend.swigluBackward(dGate, dUp, dh, s.gate[x], s.up[x], count * ffn);
-            float[] dx = new float[count * d];
-            w1[x].backward(dx, false, dGate, s.xs[x], count, s.s1[x]);
-            w3[x].backward(dx, true, dUp, s.xs[x], count, s.s3[x]);
-            if (inputGradient) System.arraycopy(dx, 0, dxs, first * d, count * d);
-        }
-        if (inputGradient) {
-            Arrays.fill(dxn, 0, rows * d, 0f);
-            backend.scatterAddRows(dxn, dxs, s.rowToken, assigned, d);
+            DeviceTensor dh = scope.floats((long) assigned * ffn), dGate = scope.floats((long) assigned * ffn),
+                    dUp = scope.floats((long) assigned * ffn);
+            backward(w2, dh, false, dExpertOut, s.h, assigned, s.offsets, s.s2, scope);
+            backend.swigluBackward(dGate, dUp, dh, s.gate, s.up, assigned * ffn);
+            DeviceTensor dxs = scope.floats((long) assigned * d);  // (R, d) input gradients of the permuted rows
+            backward(w1, dxs, false, dGate, s.xs, assigned, s.offsets, s.s1, scope);
+            backward(w3, dxs, true, dUp, s.xs, assigned, s.offsets, s.s3, scope);
+            if (inputGradient) {
+                backend.zero(dxn, 0, (long) rows * d);
+                backend.scatterAddRows(dxn, dxs, s.rowToken, assigned, d);
+            }
         }
 
         // routing weights → logits: dz_e = g_e (dg_e − Σ_s g_s dg_s) / t over the slots, 0 for unselected experts
-        float[] dLogits = dLogitsExtra != null ? dLogitsExtra.clone() : new float[rows * e];
-        for (int t = 0; t < rows; t++) {
-            double mean = 0;
-            for (int j = 0; j < slots; j++) mean += (double) s.weights[t * slots + j] * dWeights[t * slots + j];
-            for (int j = 0; j < slots; j++) {
-                int i = t * slots + j;
-                dLogits[t * e + s.expertIds[i]] += (float) (s.weights[i] * (dWeights[i] - mean) * s.invTemperature);
-            }
-        }
-        if (router.trainable()) backend.matmulBackwardWeight(router.grad(), dLogits, s.xn, rows, e, d);
+        DeviceTensor dLogits = dLogitsExtra != null ? scope.copyOf(dLogitsExtra, (long) rows * e) : scope.floats((long) rows * e);
+        backend.routingBackward(dLogits, s.weights, dWeights, s.expertIds, rows, slots, e, s.invTemperature);
+        if (router.trainable()) backend.matmulBackwardWeight(router.grad(backend), dLogits, s.xn, rows, e, d);
         if (!inputGradient) return;
-        float[] dxRouter = new float[rows * d];
+        DeviceTensor dxRouter = scope.floats((long) rows * d);
         backend.matmulBackwardInput(dxRouter, dLogits, rows, router.value());
         backend.add(dxn, dxRouter, rows * d);
     }
@@ -219,24 +281,30 @@ final class MoeBlock {
      * as transformers' {@code load_balancing_loss_func} without attention mask: the rows of all layers pooled (L·N rows),
      * f_e = top-k assignments of e / (L·N) (Σ f = k), P_e = mean over the rows of softmax(z)_e over all E experts,
      * aux = E · Σ_e f_e · P_e. When {@code dLogits} is not null, dLogits[l] (N, E) receives {@code scale} · ∂aux/∂z
-     * of layer l = scale · (E / (L·N)) · p ⊙ (f − p·f) per row (f held constant).
+     * of layer l = scale · (E / (L·N)) · p ⊙ (f − p·f) per row (f held constant). The softmax runs on the device; the
+     * pooled sums are formed on the host (each layer's probabilities come over, its gradient goes back: the one place
+     * a training step transfers more than its edges, and only with a non-zero aux-loss coefficient).
      */
-    static double auxLoss(Backend backend, Saved[] layers, float[][] dLogits, double scale) {
+    static double auxLoss(Backend backend, Saved[] layers, int[][] topKCounts, DeviceTensor[] dLogits, double scale, DeviceScope scope) {
         int e = -1, moeLayers = 0;
         double rows = 0;
-        for (Saved s : layers) if (s != null) { e = s.logits.length / s.rows; moeLayers++; rows += s.rows; }
+        for (int l = 0; l < layers.length; l++) {
+            Saved s = layers[l];
+            if (s != null) { e = Math.toIntExact(topKCounts[l].length); moeLayers++; rows += s.rows; }
+        }
         if (moeLayers == 0) throw new IllegalArgumentException("aux loss: no MoE layer");
         double[] counts = new double[e], probSum = new double[e];
         float[][] probs = new float[layers.length][];
         for (int l = 0; l < layers.length; l++) {
             Saved s = layers[l];
             if (s == null) continue;
-            for (int x = 0; x < e; x++) counts[x] += s.topKCounts[x];
-            probs[l] = s.logits.clone();
-            for (int t = 0; t < s.rows; t++) {
-                backend.softmax(probs[l], t * e, e);
+            for (int x = 0; x < e; x++) counts[x] += topKCounts[l][x];
+            DeviceTensor p = scope.copyOf(s.logits, (long) s.rows * e);
+            backend.softmax(p, s.rows, e);
+            probs[l] = new float[s.rows * e];
+            backend.read(p, 0, probs[l], probs[l].length);
+            for (int t = 0; t < s.rows; t++)
                 for (int x = 0; x < e; x++) probSum[x] += probs[l][t * e + x];
-            }
         }
         double aux = 0;
         double[] fraction = new double[e];
@@ -249,12 +317,13 @@ final class MoeBlock {
             for (int l = 0; l < layers.length; l++) {
                 if (probs[l] == null) continue;
                 int n = layers[l].rows;
-                float[] p = probs[l], dz = dLogits[l] = new float[n * e];
+                float[] p = probs[l], dz = new float[n * e];
                 for (int t = 0; t < n; t++) {
                     double pf = 0;
                     for (int x = 0; x < e; x++) pf += p[t * e + x] * fraction[x];
                     for (int x = 0; x < e; x++) dz[t * e + x] = (float) (scale * e / rows * p[t * e + x] * (fraction[x] - pf));
                 }
+                dLogits[l] = scope.upload(dz);
             }
         }
         return aux;

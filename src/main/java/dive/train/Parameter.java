@@ -1,10 +1,10 @@
 package dive.train;
 
+import dive.backend.Backend;
+import dive.backend.DeviceTensor;
 import dive.tensor.DType;
 import dive.tensor.Tensor;
-
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
+import dive.tensor.TensorArena;
 
 /**
  * A named parameter of a model being trained: its value (a Tensor the Backend's forward ops read like any weight) and,
@@ -18,22 +18,22 @@ import java.lang.foreign.MemorySegment;
  */
 public final class Parameter {
     private final String name;
-    private final Arena arena;  // where the F32 copy of a view goes; null when the value is F32 and writable from the start
+    private final TensorArena arena;  // where the F32 copy of a view goes; null when the value is F32 and writable from the start
     private Tensor value;
-    private float[] grad;       // null until the parameter trains
+    private DeviceTensor grad;  // null until the parameter trains
+    private Backend gradBackend; // where grad lives
     private boolean trainable = true;
 
-    /** a trainable F32 parameter over writable memory (its gradient is allocated now) */
+    /** a trainable F32 parameter over writable memory (its gradient is allocated on first use) */
     public Parameter(String name, Tensor value) {
         if (value.dtype() != DType.F32) throw new IllegalArgumentException("parameter '" + name + "' must be F32, is " + value.dtype());
         if (value.data().isReadOnly()) throw new IllegalArgumentException("parameter '" + name + "' lives in read-only memory");
         this.name = name;
         this.arena = null;
         this.value = value;
-        this.grad = new float[Math.toIntExact(value.numel())];
     }
 
-    private Parameter(String name, Tensor source, Arena arena) {
+    private Parameter(String name, Tensor source, TensorArena arena) {
         if (!source.dtype().isFloatWeight())
             throw new IllegalArgumentException("parameter '" + name + "' has dtype " + source.dtype() + " (expected F32, BF16 or F16)");
         this.name = name;
@@ -46,21 +46,21 @@ public final class Parameter {
      * {@code arena} the first time it needs a gradient or writable values. {@code source} must stay valid as long as
      * the parameter is used without having been copied.
      */
-    public static Parameter view(String name, Tensor source, Arena arena) {
+    public static Parameter view(String name, Tensor source, TensorArena arena) {
         return new Parameter(name, source, arena);
     }
 
     /** a new parameter holding a copy of {@code source} widened to F32, in memory owned by {@code arena} */
-    public static Parameter copyOf(String name, Tensor source, Arena arena) {
+    public static Parameter copyOf(String name, Tensor source, TensorArena arena) {
         return new Parameter(name, widened(name, source, arena));
     }
 
-    private static Tensor widened(String name, Tensor source, Arena arena) {
+    private static Tensor widened(String name, Tensor source, TensorArena arena) {
         long n = source.numel();
-        MemorySegment seg = arena.allocate(n * 4, 64);
-        if (source.dtype() == DType.F32) MemorySegment.copy(source.data(), 0, seg, 0, n * 4);
-        else for (long i = 0; i < n; i++) seg.setAtIndex(Tensor.F32, i, source.getFloat(i));
-        return new Tensor(name, DType.F32, source.shape(), seg);
+        Tensor copy = Tensor.allocate(name, DType.F32, source.shape(), arena);
+        if (source.dtype() == DType.F32) copy.copyFrom(source);
+        else for (long i = 0; i < n; i++) copy.setFloat(i, source.getFloat(i));
+        return copy;
     }
 
     public String name() { return name; }
@@ -71,16 +71,31 @@ public final class Parameter {
     /** true while the value is still the source tensor (not yet copied to F32 for writing) */
     public boolean isView() { return value.dtype() != DType.F32 || value.data().isReadOnly(); }
 
-    /** the gradient accumulator (F32, same shape), allocated (zeros) on first use */
-    public float[] grad() {
-        if (grad == null) grad = new float[Math.toIntExact(value.numel())];
+    /** the gradient accumulator (F32, same number of elements) on {@code backend}, allocated (zeros) on first use */
+    public DeviceTensor grad(Backend backend) {
+        if (grad == null) {
+            grad = backend.allocate(DType.F32, value.numel());
+            gradBackend = backend;
+        } else if (backend != gradBackend && !(backend.isCpu() && gradBackend.isCpu())) {
+            throw new IllegalStateException("parameter '" + name + "': gradient lives on backend " + gradBackend.name()
+                    + ", asked for on " + backend.name());
+        }
         return grad;
     }
 
-    /** the value's memory for writing (F32): a view is copied to F32 first */
-    public MemorySegment writableData() {
-        if (isView()) value = widened(name, value, arena == null ? Arena.ofAuto() : arena);
-        return value.data();
+    /** the gradient accumulator, or null while the parameter has not trained */
+    public DeviceTensor gradOrNull() { return grad; }
+
+    /** the gradient's values on the host (a counted device → host transfer); zeros while none was allocated */
+    public float[] gradValues() {
+        if (grad == null) return new float[Math.toIntExact(value.numel())];
+        return gradBackend.download(grad);
+    }
+
+    /** the value for writing (F32, writable memory): a view is copied to F32 first */
+    public Tensor writableData() {
+        if (isView()) value = widened(name, value, arena == null ? TensorArena.auto() : arena);
+        return value;
     }
 
     /**
@@ -98,7 +113,7 @@ public final class Parameter {
     public boolean trainable() { return trainable; }
     public void setTrainable(boolean trainable) { this.trainable = trainable; }
     /** zeros the gradient (nothing to do while none was allocated) */
-    public void zeroGrad() { if (grad != null) java.util.Arrays.fill(grad, 0f); }
+    public void zeroGrad() { if (grad != null) gradBackend.zero(grad, 0, grad.size()); }
 
     @Override public String toString() { return name + (trainable ? "" : " (frozen)") + " " + value; }
 }

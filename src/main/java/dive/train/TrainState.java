@@ -10,7 +10,6 @@ import dive.tensor.Tensor;
 import dive.util.AtomicFiles;
 
 import java.io.IOException;
-import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -57,7 +56,8 @@ public final class TrainState {
         Map<String, AdamW.Moments> state = optimizer.state(parameters);
         for (Parameter p : parameters) {
             if (!p.trainable()) continue;
-            values.add(new Tensor(p.name(), DType.F32, p.value().shape(), p.writableData()));
+            optimizer.backend().readBack(p.writableData());  // the trained values, where the backend keeps them
+            values.add(new Tensor(p.name(), DType.F32, p.value().shape(), p.writableData().data()));
             AdamW.Moments mv = state.get(p.name());
             if (mv != null) {
                 moments.add(Tensor.ofFloats(p.name() + ".exp_avg", mv.m(), p.value().shape()));
@@ -144,7 +144,8 @@ public final class TrainState {
             Map<String, AdamW.Moments> state = new LinkedHashMap<>();
             for (Parameter p : parameters) {
                 if (!p.trainable()) continue;
-                MemorySegment.copy(values.tensor(p.name()).data(), 0, p.writableData(), 0, p.numel() * 4);
+                p.writableData().copyFrom(values.tensor(p.name()));
+                optimizer.backend().weightChanged(p.value());
                 if (info.optimizerSteps() > 0) {
                     state.put(p.name(), new AdamW.Moments(moments.tensor(p.name() + ".exp_avg").toFloatArray(),
                             moments.tensor(p.name() + ".exp_avg_sq").toFloatArray()));

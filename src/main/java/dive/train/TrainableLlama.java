@@ -4,6 +4,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dive.backend.Backend;
+import dive.backend.DeviceScope;
+import dive.backend.DeviceTensor;
 import dive.io.Checkpoint;
 import dive.io.SafetensorsWriter;
 import dive.model.LlamaConfig;
@@ -12,11 +14,10 @@ import dive.model.MixtralExport;
 import dive.model.RopeFrequencies;
 import dive.tensor.DType;
 import dive.tensor.Tensor;
+import dive.tensor.TensorArena;
 import dive.util.AtomicFiles;
 
 import java.io.IOException;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -27,7 +28,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.Set;
-import java.util.SplittableRandom;
 import java.util.function.Function;
 
 /**
@@ -107,35 +107,28 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
 
         /** what the backward needs of the adapter: its (dropped-out) input and (α/r)·x·Aᵀ */
         final class Saved {
-            float[] mask;         // (N, in) 0 or 1/(1−p); null without dropout
-            float[] xDropped;     // (N, in)
-            float[] scaledU;      // (N, r)
+            DeviceTensor mask;         // (N, in) 0 or 1/(1−p); null without dropout
+            DeviceTensor xDropped;     // (N, in)
+            DeviceTensor scaledU;      // (N, r)
         }
 
-        Saved forward(float[] y, float[] x, int rows, SplittableRandom dropoutRandom) {
+        /** y (rows, out) = the layer of x (rows, in); temporaries and what the backward keeps live in {@code scope} */
+        Saved forward(DeviceTensor y, DeviceTensor x, int rows, Dropout dropoutDraws, DeviceScope scope) {
             backend.matmul(y, x, rows, weight.value());
-            if (bias != null) {
-                float[] b = bias.value().toFloatArray();
-                for (int n = 0; n < rows; n++)
-                    for (int j = 0; j < out; j++) y[n * out + j] += b[j];
-            }
+            if (bias != null) backend.addBias(y, rows, bias.value());
             if (loraA == null) return null;
             Saved s = new Saved();
             int r = loraA.value().rows();
             s.xDropped = x;
-            if (dropoutRandom != null && dropout > 0) {
-                s.mask = new float[rows * in];
-                s.xDropped = new float[rows * in];
-                float keep = (float) (1 / (1 - dropout));
-                for (int i = 0; i < rows * in; i++) {
-                    s.mask[i] = dropoutRandom.nextDouble() < dropout ? 0f : keep;
-                    s.xDropped[i] = x[i] * s.mask[i];
-                }
+            if (dropoutDraws != null && dropout > 0) {
+                s.mask = scope.floats((long) rows * in);
+                s.xDropped = scope.floats((long) rows * in);
+                dropoutDraws.apply(backend, s.mask, s.xDropped, x, rows * in, dropout);
             }
-            s.scaledU = new float[rows * r];
+            s.scaledU = scope.floats((long) rows * r);
             backend.matmul(s.scaledU, s.xDropped, rows, loraA.value());
-            for (int i = 0; i < s.scaledU.length; i++) s.scaledU[i] *= loraScale;
-            float[] delta = new float[rows * out];
+            backend.scale(s.scaledU, loraScale, rows * r);
+            DeviceTensor delta = scope.floats((long) rows * out);
             backend.matmul(delta, s.scaledU, rows, loraB.value());
             backend.add(y, delta, rows * out);
             return s;
@@ -147,28 +140,41 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
         }
 
         /** dx (N, in) = (or +=, when accumulate) ∂/∂x; weight gradients added into trainable parameters */
-        void backward(float[] dx, boolean accumulate, float[] dy, float[] x, int rows, Saved s) {
-            if (weight.trainable()) backend.matmulBackwardWeight(weight.grad(), dy, x, rows, out, in);
-            if (bias != null && bias.trainable()) {  // dbias (out) += Σ_n dy[n]
-                float[] db = bias.grad();
-                for (int n = 0; n < rows; n++)
-                    for (int j = 0; j < out; j++) db[j] += dy[n * out + j];
-            }
-            float[] dxPart = accumulate ? new float[rows * in] : dx;
+        void backward(DeviceTensor dx, boolean accumulate, DeviceTensor dy, DeviceTensor x, int rows, Saved s, DeviceScope scope) {
+            if (weight.trainable()) backend.matmulBackwardWeight(weight.grad(backend), dy, x, rows, out, in);
+            if (bias != null && bias.trainable()) backend.biasBackward(bias.grad(backend), dy, rows, out);  // dbias += Σ_n dy[n]
+            DeviceTensor dxPart = accumulate ? scope.floats((long) rows * in) : dx;
             backend.matmulBackwardInput(dxPart, dy, rows, weight.value());
             if (loraA != null) {
                 int r = loraA.value().rows();
-                if (loraB.trainable()) backend.matmulBackwardWeight(loraB.grad(), dy, s.scaledU, rows, out, r);
-                float[] du = new float[rows * r]; // ∂/∂(x·Aᵀ) = (α/r)·dy·B
+                if (loraB.trainable()) backend.matmulBackwardWeight(loraB.grad(backend), dy, s.scaledU, rows, out, r);
+                DeviceTensor du = scope.floats((long) rows * r); // ∂/∂(x·Aᵀ) = (α/r)·dy·B
                 backend.matmulBackwardInput(du, dy, rows, loraB.value());
-                for (int i = 0; i < du.length; i++) du[i] *= loraScale;
-                if (loraA.trainable()) backend.matmulBackwardWeight(loraA.grad(), du, s.xDropped, rows, r, in);
-                float[] dxLora = new float[rows * in];
+                backend.scale(du, loraScale, rows * r);
+                if (loraA.trainable()) backend.matmulBackwardWeight(loraA.grad(backend), du, s.xDropped, rows, r, in);
+                DeviceTensor dxLora = scope.floats((long) rows * in);
                 backend.matmulBackwardInput(dxLora, du, rows, loraA.value());
-                if (s.mask != null) for (int i = 0; i < dxLora.length; i++) dxLora[i] *= s.mask[i];
+                if (s.mask != null) backend.multiply(dxLora, s.mask, rows * in);
                 backend.add(dxPart, dxLora, rows * in);
             }
             if (accumulate) backend.add(dx, dxPart, rows * in);
+        }
+    }
+
+    /**
+     * LoRA dropout draws of one training step: the stream of {@code new SplittableRandom(seed)}, consumed in call
+     * order; the backend draws on the device ({@link Backend#dropout}) and the host keeps only the count.
+     */
+    static final class Dropout {
+        final long seed;
+        long drawn;
+
+        Dropout(long seed) { this.seed = seed; }
+
+        /** mask and xDropped (n) for x (n) with probability p, from the next n draws */
+        void apply(Backend backend, DeviceTensor mask, DeviceTensor xDropped, DeviceTensor x, int n, double p) {
+            backend.dropout(mask, xDropped, x, n, seed, drawn, p);
+            drawn += n;
         }
     }
 
@@ -185,7 +191,7 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
 
     /** the activations of one layer kept for the backward, all (N, ·) */
     private static final class LayerActivations {
-        float[] xIn, xn1, q, k, v, att, xMid, xn2, gate, up, h;
+        DeviceTensor xIn, xn1, q, k, v, att, xMid, xn2, gate, up, h;
         Linear.Saved sq, sk, sv, so, sGate, sUp, sDown;
         MoeBlock.Saved moe;
     }
@@ -193,9 +199,9 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
     private final LlamaConfig config;
     private final Backend backend;
     /** the F32 copies of trained weights and merged LoRA weights: freed by {@link #close} (or once the model is unreachable) */
-    private final Arena arena = Arena.ofShared();
+    private final TensorArena arena = TensorArena.shared();
     private volatile AutoCloseable checkpoint;  // the mapped source weights (fromCheckpoint), closed with the model
-    private final float[] invFreq;
+    private final DeviceTensor invFreq;  // (headDim / 2) on the backend
     private final double initStd;
     private final Parameter embed;   // (vocab, D)
     private final Layer[] layers;
@@ -219,7 +225,7 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
         this.backend = backend;
         this.initStd = initStd;
         CLEANER.register(this, new ArenaCloser(arena));
-        this.invFreq = RopeFrequencies.of(config);
+        this.invFreq = backend.upload(RopeFrequencies.of(config));
         this.embed = param("model.embed_tokens.weight", source);
         this.layers = new Layer[config.numHiddenLayers()];
         List<Parameter> layerParams = new ArrayList<>();
@@ -344,7 +350,7 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
     private static final java.lang.ref.Cleaner CLEANER = java.lang.ref.Cleaner.create();
 
     /** closes an arena once (the cleaner's action; refers to the arena, never to the model) */
-    private record ArenaCloser(Arena arena) implements Runnable {
+    private record ArenaCloser(TensorArena arena) implements Runnable {
         @Override public void run() {
             try { arena.close(); } catch (IllegalStateException alreadyClosed) { /* closed by close() */ }
         }
@@ -441,13 +447,20 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
         for (Layer layer : layers)
             for (Linear lin : layer.linears()) {
                 if (lin.loraA == null) continue;
-                float[] product = new float[lin.out * lin.in]; // B·A (out, in)
-                backend.matmulBackwardInput(product, lin.loraB.value().toFloatArray(), lin.out, lin.loraA.value());
+                backend.readBack(lin.loraB.value());  // the trained B, where the backend keeps it
+                float[] product; // B·A (out, in), formed where the model computes
+                try (DeviceScope scope = new DeviceScope(backend)) {
+                    DeviceTensor b = scope.upload(lin.loraB.value().toFloatArray()), ba = scope.floats((long) lin.out * lin.in);
+                    backend.matmulBackwardInput(ba, b, lin.out, lin.loraA.value());
+                    product = backend.download(ba);
+                }
                 Tensor base = lin.weight.value();
                 if (base.dtype() == DType.F32) {
-                    MemorySegment w = lin.weight.writableData();
+                    backend.readBack(lin.weight.writableData());
+                    Tensor w = lin.weight.writableData();
                     for (int i = 0; i < product.length; i++)
-                        w.setAtIndex(Tensor.F32, i, w.getAtIndex(Tensor.F32, i) + lin.loraScale * product[i]);
+                        w.setFloat(i, w.getFloat(i) + lin.loraScale * product[i]);
+                    backend.weightChanged(lin.weight.value());
                 } else {
                     Tensor merged = Tensor.allocate(base.name(), base.dtype(), base.shape(), arena);
                     for (int i = 0; i < product.length; i++) merged.setFloat(i, base.getFloat(i) + lin.loraScale * product[i]);
@@ -537,35 +550,40 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
 
     // ---------------------------------------------------------------- forward and backward
 
-    /** what one forward kept */
-    private final class Forward {
+    /** what one forward kept: device tensors of its scope, freed by {@link #close} */
+    private final class Forward implements AutoCloseable {
+        final DeviceScope scope = new DeviceScope(backend);
         int B, T, N;
-        int[] inputs, targets, positions;   // (N)
+        DeviceTensor inputs, targets, positions;   // (N) I32
         LayerActivations[] acts;
-        float[] xFinal, xnFinal;            // (N, D)
-        float[] logits;                     // (N, vocab)
-        float[][] dRouterLogitsAux;         // per MoE layer (N, E): the aux loss's gradient; null without
+        DeviceTensor xFinal, xnFinal;              // (N, D)
+        DeviceTensor logits;                       // (N, vocab)
+        DeviceTensor[] dRouterLogitsAux;           // per MoE layer (N, E): the aux loss's gradient; null without
+        DeviceTensor expertCounts;                 // (layers, E) I32 top-k assignments; null for a dense model
+
+        @Override public void close() { scope.close(); }
     }
 
     @Override
     public double lossAndGradients(int[][] batch, float gradScale) {
-        SplittableRandom dropout = lora != null && lora.dropout() > 0 ? new SplittableRandom(lora.seed() * 0x9E3779B97F4A7C15L + trainingSteps) : null;
+        Dropout dropout = lora != null && lora.dropout() > 0 ? new Dropout(lora.seed() * 0x9E3779B97F4A7C15L + trainingSteps) : null;
         trainingSteps++;
-        Forward f = forward(batch, dropout);
-        double loss = backend.crossEntropy(f.logits, f.logits, f.targets, f.N, config.vocabSize(), gradScale);
-        lastLmLoss = loss;
-        lastAuxLoss = Double.NaN;
-        if (isMoe()) {
-            if (auxLossCoef > 0) {
-                MoeBlock.Saved[] saved = new MoeBlock.Saved[layers.length];
-                for (int l = 0; l < layers.length; l++) saved[l] = f.acts[l].moe;
-                f.dRouterLogitsAux = new float[layers.length][];
-                lastAuxLoss = MoeBlock.auxLoss(backend, saved, f.dRouterLogitsAux, (double) gradScale * auxLossCoef);
-                loss += auxLossCoef * lastAuxLoss;
+        try (Forward f = forward(batch, dropout)) {
+            double loss = backend.crossEntropy(f.logits, f.logits, f.targets, f.N, config.vocabSize(), gradScale);
+            lastLmLoss = loss;
+            lastAuxLoss = Double.NaN;
+            if (isMoe()) {
+                if (auxLossCoef > 0) {
+                    MoeBlock.Saved[] saved = new MoeBlock.Saved[layers.length];
+                    for (int l = 0; l < layers.length; l++) saved[l] = f.acts[l].moe;
+                    f.dRouterLogitsAux = new DeviceTensor[layers.length];
+                    lastAuxLoss = MoeBlock.auxLoss(backend, saved, lastExpertLoad, f.dRouterLogitsAux, (double) gradScale * auxLossCoef, f.scope);
+                    loss += auxLossCoef * lastAuxLoss;
+                }
             }
+            backward(f, f.logits);
+            return loss;
         }
-        backward(f, f.logits);
-        return loss;
     }
 
     @Override
@@ -574,157 +592,177 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
     /** the mean cross-entropy on {@code batch} (no auxiliary loss, no dropout), with the current routing mode */
     @Override
     public double loss(int[][] batch) {
-        Forward f = forward(batch, null);
-        return backend.crossEntropy(null, f.logits, f.targets, f.N, config.vocabSize(), 1f);
+        try (Forward f = forward(batch, null)) {
+            return backend.crossEntropy(null, f.logits, f.targets, f.N, config.vocabSize(), 1f);
+        }
     }
 
     /** logits of one sequence (no dropout) → (T, vocab), row t predicting the token after ids[t] */
     public float[] logits(int[] ids) {
         int[] withNext = Arrays.copyOf(ids, ids.length + 1); // the extra target is never used
-        return forward(new int[][] {withNext}, null).logits;
+        try (Forward f = forward(new int[][] {withNext}, null)) {
+            return backend.download(f.logits);
+        }
     }
 
-    private Forward forward(int[][] batch, SplittableRandom dropout) {
+    private Forward forward(int[][] batch, Dropout dropout) {
         int vocab = config.vocabSize(), d = config.hiddenSize(), ffn = config.intermediateSize();
         int heads = config.numAttentionHeads(), kvHeads = config.numKeyValueHeads(), hd = config.headDim();
         int qDim = config.queryDim(), kvDim = config.kvDim();
         float eps = (float) config.rmsNormEps(), scale = (float) (1.0 / Math.sqrt(hd));
-        Forward f = new Forward();
         if (batch.length == 0) throw new IllegalArgumentException("empty batch (expected B ≥ 1 sequences of T + 1 tokens)");
-        f.B = batch.length;
-        f.T = batch[0].length - 1;
-        if (f.T < 1) throw new IllegalArgumentException("batch sequences have " + batch[0].length + " tokens, expected T + 1 ≥ 2");
-        if (config.slidingWindow() > 0 && f.T > config.slidingWindow())
-            throw new IllegalArgumentException("batch sequences have " + f.T + " positions but the model's sliding_window is "
+        int B = batch.length, T = batch[0].length - 1;
+        if (T < 1) throw new IllegalArgumentException("batch sequences have " + batch[0].length + " tokens, expected T + 1 ≥ 2");
+        if (config.slidingWindow() > 0 && T > config.slidingWindow())
+            throw new IllegalArgumentException("batch sequences have " + T + " positions but the model's sliding_window is "
                     + config.slidingWindow() + " (training attends to the whole prefix): use sequences of at most that length");
-        f.N = Math.multiplyExact(f.B, f.T);
-        int B = f.B, T = f.T, N = f.N;
-        f.inputs = new int[N];
-        f.targets = new int[N];
-        f.positions = new int[N];
+        int N = Math.multiplyExact(B, T);
+        int[] inputs = new int[N], targets = new int[N], positions = new int[N];
         for (int b = 0; b < B; b++) {
             if (batch[b].length != T + 1) throw new IllegalArgumentException("batch sequence " + b + " has " + batch[b].length + " tokens, expected " + (T + 1) + " like sequence 0");
             for (int t = 0; t <= T; t++) {
                 int id = batch[b][t];
                 if (id < 0 || id >= vocab) throw new IllegalArgumentException("token id " + id + " (sequence " + b + ", position " + t + ") is outside the vocabulary [0, " + vocab + ")");
                 if (t < T) {
-                    f.inputs[b * T + t] = id;
-                    f.positions[b * T + t] = t;
+                    inputs[b * T + t] = id;
+                    positions[b * T + t] = t;
                 }
-                if (t > 0) f.targets[b * T + t - 1] = id;
+                if (t > 0) targets[b * T + t - 1] = id;
             }
         }
-        float[] x = new float[N * d];
-        backend.embedding(x, embed.value(), f.inputs);
-        f.acts = new LayerActivations[layers.length];
-        for (int l = 0; l < layers.length; l++) {
-            Layer layer = layers[l];
-            LayerActivations a = f.acts[l] = new LayerActivations();
-            a.xIn = x;
-            a.xn1 = new float[N * d];
-            backend.rmsNorm(a.xn1, x, layer.inputNorm.value(), N, eps);
-            a.q = new float[N * qDim];
-            a.k = new float[N * kvDim];
-            a.v = new float[N * kvDim];
-            a.sq = layer.q.forward(a.q, a.xn1, N, dropout);
-            a.sk = layer.k.forward(a.k, a.xn1, N, dropout);
-            a.sv = layer.v.forward(a.v, a.xn1, N, dropout);
-            backend.rope(a.q, N, heads, hd, f.positions, invFreq);
-            backend.rope(a.k, N, kvHeads, hd, f.positions, invFreq);
-            a.att = new float[N * qDim];
-            if (B == 1) {
-                backend.attention(a.att, a.q, a.k, a.v, T, 0, heads, kvHeads, hd, scale);
-            } else {
-                for (int b = 0; b < B; b++) {
-                    float[] qb = Arrays.copyOfRange(a.q, b * T * qDim, (b + 1) * T * qDim);     // (T, heads, hd)
-                    float[] kb = Arrays.copyOfRange(a.k, b * T * kvDim, (b + 1) * T * kvDim);   // (T, kvHeads, hd)
-                    float[] vb = Arrays.copyOfRange(a.v, b * T * kvDim, (b + 1) * T * kvDim);
-                    float[] ob = new float[T * qDim];
-                    backend.attention(ob, qb, kb, vb, T, 0, heads, kvHeads, hd, scale);
-                    System.arraycopy(ob, 0, a.att, b * T * qDim, T * qDim);
+        Forward f = new Forward();
+        try {
+            f.B = B; f.T = T; f.N = N;
+            DeviceScope scope = f.scope;
+            // edges in: the token ids, targets and positions; nothing else crosses until the loss
+            f.inputs = scope.upload(inputs);
+            f.targets = scope.upload(targets);
+            f.positions = scope.upload(positions);
+            if (isMoe()) f.expertCounts = scope.ints((long) layers.length * config.moe().numLocalExperts());
+            DeviceTensor qb = B == 1 ? null : scope.floats((long) T * qDim), ob = B == 1 ? null : scope.floats((long) T * qDim);
+            DeviceTensor kb = B == 1 ? null : scope.floats((long) T * kvDim), vb = B == 1 ? null : scope.floats((long) T * kvDim);
+            DeviceTensor x = scope.floats((long) N * d);
+            backend.embedding(x, embed.value(), f.inputs, N);
+            f.acts = new LayerActivations[layers.length];
+            for (int l = 0; l < layers.length; l++) {
+                Layer layer = layers[l];
+                LayerActivations a = f.acts[l] = new LayerActivations();
+                a.xIn = x;
+                a.xn1 = scope.floats((long) N * d);
+                backend.rmsNorm(a.xn1, x, layer.inputNorm.value(), N, eps);
+                a.q = scope.floats((long) N * qDim);
+                a.k = scope.floats((long) N * kvDim);
+                a.v = scope.floats((long) N * kvDim);
+                a.sq = layer.q.forward(a.q, a.xn1, N, dropout, scope);
+                a.sk = layer.k.forward(a.k, a.xn1, N, dropout, scope);
+                a.sv = layer.v.forward(a.v, a.xn1, N, dropout, scope);
+                backend.rope(a.q, N, heads, hd, f.positions, invFreq);
+                backend.rope(a.k, N, kvHeads, hd, f.positions, invFreq);
+                a.att = scope.floats((long) N * qDim);
+                if (B == 1) {
+                    backend.attention(a.att, a.q, a.k, a.v, T, 0, heads, kvHeads, hd, scale);
+                } else {
+                    for (int b = 0; b < B; b++) {
+                        backend.copy(qb, 0, a.q, (long) b * T * qDim, (long) T * qDim);     // (T, heads, hd)
+                        backend.copy(kb, 0, a.k, (long) b * T * kvDim, (long) T * kvDim);   // (T, kvHeads, hd)
+                        backend.copy(vb, 0, a.v, (long) b * T * kvDim, (long) T * kvDim);
+                        backend.attention(ob, qb, kb, vb, T, 0, heads, kvHeads, hd, scale);
+                        backend.copy(a.att, (long) b * T * qDim, ob, 0, (long) T * qDim);
+                    }
                 }
-            }
-            float[] proj = new float[N * d];
-            a.so = layer.o.forward(proj, a.att, N, dropout);
-            a.xMid = x.clone();
-            backend.add(a.xMid, proj, N * d);
-            a.xn2 = new float[N * d];
-            backend.rmsNorm(a.xn2, a.xMid, layer.postAttentionNorm.value(), N, eps);
-            if (layer.moe != null) {
-                a.moe = layer.moe.forward(proj, a.xn2, N, routing, dropout);
-                x = a.xMid.clone();
+                DeviceTensor proj = scope.floats((long) N * d);
+                a.so = layer.o.forward(proj, a.att, N, dropout, scope);
+                a.xMid = scope.copyOf(x, (long) N * d);
+                backend.add(a.xMid, proj, N * d);
+                a.xn2 = scope.floats((long) N * d);
+                backend.rmsNorm(a.xn2, a.xMid, layer.postAttentionNorm.value(), N, eps);
+                if (layer.moe != null) {
+                    a.moe = layer.moe.forward(proj, a.xn2, N, routing, dropout, f.expertCounts, l, scope);
+                    x = scope.copyOf(a.xMid, (long) N * d);
+                    backend.add(x, proj, N * d);
+                    continue;
+                }
+                a.gate = scope.floats((long) N * ffn);
+                a.up = scope.floats((long) N * ffn);
+                a.sGate = layer.gate.forward(a.gate, a.xn2, N, dropout, scope);
+                a.sUp = layer.up.forward(a.up, a.xn2, N, dropout, scope);
+                a.h = scope.floats((long) N * ffn);
+                backend.swiglu(a.h, a.gate, a.up, N * ffn);
+                a.sDown = layer.down.forward(proj, a.h, N, dropout, scope);
+                x = scope.copyOf(a.xMid, (long) N * d);
                 backend.add(x, proj, N * d);
-                continue;
             }
-            a.gate = new float[N * ffn];
-            a.up = new float[N * ffn];
-            a.sGate = layer.gate.forward(a.gate, a.xn2, N, dropout);
-            a.sUp = layer.up.forward(a.up, a.xn2, N, dropout);
-            a.h = new float[N * ffn];
-            backend.swiglu(a.h, a.gate, a.up, N * ffn);
-            a.sDown = layer.down.forward(proj, a.h, N, dropout);
-            x = a.xMid.clone();
-            backend.add(x, proj, N * d);
+            if (isMoe()) {  // statistics out: the top-k load of every layer, one transfer
+                int e = config.moe().numLocalExperts();
+                int[] counts = backend.downloadInts(f.expertCounts);
+                lastExpertLoad = new int[layers.length][];
+                for (int l = 0; l < layers.length; l++)
+                    if (f.acts[l].moe != null) lastExpertLoad[l] = Arrays.copyOfRange(counts, l * e, (l + 1) * e);
+            }
+            f.xFinal = x;
+            f.xnFinal = scope.floats((long) N * d);
+            backend.rmsNorm(f.xnFinal, x, finalNorm.value(), N, eps);
+            f.logits = scope.floats(Math.multiplyExact((long) N, vocab));
+            backend.matmul(f.logits, f.xnFinal, N, lmHead.value());
+            return f;
+        } catch (RuntimeException e) {
+            f.close();
+            throw e;
         }
-        if (isMoe()) {
-            lastExpertLoad = new int[layers.length][];
-            for (int l = 0; l < layers.length; l++) if (f.acts[l].moe != null) lastExpertLoad[l] = f.acts[l].moe.topKCounts.clone();
-        }
-        f.xFinal = x;
-        f.xnFinal = new float[N * d];
-        backend.rmsNorm(f.xnFinal, x, finalNorm.value(), N, eps);
-        f.logits = new float[Math.multiplyExact(N, vocab)];
-        backend.matmul(f.logits, f.xnFinal, N, lmHead.value());
-        return f;
     }
 
     /** adds the gradients of every trainable parameter, given dLogits (N, vocab) */
-    private void backward(Forward f, float[] dLogits) {
+    private void backward(Forward f, DeviceTensor dLogits) {
         int vocab = config.vocabSize(), d = config.hiddenSize(), ffn = config.intermediateSize();
         int heads = config.numAttentionHeads(), kvHeads = config.numKeyValueHeads(), hd = config.headDim();
         int qDim = config.queryDim(), kvDim = config.kvDim();
         float eps = (float) config.rmsNormEps(), scale = (float) (1.0 / Math.sqrt(hd));
         int N = f.N;
-        float[] dxn = new float[N * d];
-        if (lmHead.trainable()) backend.matmulBackwardWeight(lmHead.grad(), dLogits, f.xnFinal, N, vocab, d);
+        DeviceScope scope = f.scope;
+        DeviceTensor dxn = scope.floats((long) N * d);
+        if (lmHead.trainable()) backend.matmulBackwardWeight(lmHead.grad(backend), dLogits, f.xnFinal, N, vocab, d);
         backend.matmulBackwardInput(dxn, dLogits, N, lmHead.value());
-        float[] dx = new float[N * d];  // ∂loss/∂(residual stream)
-        backend.rmsNormBackward(dx, finalNorm.trainable() ? finalNorm.grad() : null, dxn, f.xFinal, finalNorm.value(), N, eps);
+        DeviceTensor dx = scope.floats((long) N * d);  // ∂loss/∂(residual stream)
+        backend.rmsNormBackward(dx, finalNorm.trainable() ? finalNorm.grad(backend) : null, dxn, f.xFinal, finalNorm.value(), N, eps);
         boolean dense = !isMoe();
-        float[] dh = dense ? new float[N * ffn] : null, dGate = dense ? new float[N * ffn] : null, dUp = dense ? new float[N * ffn] : null;
-        float[] dAtt = new float[N * qDim], dq = new float[N * qDim], dk = new float[N * kvDim], dv = new float[N * kvDim];
+        DeviceTensor dh = dense ? scope.floats((long) N * ffn) : null, dGate = dense ? scope.floats((long) N * ffn) : null,
+                dUp = dense ? scope.floats((long) N * ffn) : null;
+        DeviceTensor dAtt = scope.floats((long) N * qDim), dq = scope.floats((long) N * qDim), dk = scope.floats((long) N * kvDim),
+                dv = scope.floats((long) N * kvDim);
         int lowest = lowestTrainableLayer();  // below it (and below its FFN block, when only that trains) nothing needs a gradient
         for (int l = layers.length - 1; l >= Math.max(0, lowest); l--) {
             Layer layer = layers[l];
             LayerActivations a = f.acts[l];
             boolean belowBlock = l > lowest || attentionHalfTrainable(layer);  // does anything under the FFN block train?
-            if (layer.moe != null) {
-                // MoE block: xOut = xMid + moe(xn2)
-                layer.moe.backward(dxn, dx, a.moe, f.dRouterLogitsAux == null ? null : f.dRouterLogitsAux[l], belowBlock);
-            } else {
-                // MLP block: xOut = xMid + down(swiglu(gate(xn2), up(xn2)))
-                layer.down.backward(dh, false, dx, a.h, N, a.sDown);
-                backend.swigluBackward(dGate, dUp, dh, a.gate, a.up, N * ffn);
-                layer.gate.backward(dxn, false, dGate, a.xn2, N, a.sGate);
-                layer.up.backward(dxn, true, dUp, a.xn2, N, a.sUp);
+            try (DeviceScope layerScope = new DeviceScope(backend)) {  // this layer's backward temporaries
+                if (layer.moe != null) {
+                    // MoE block: xOut = xMid + moe(xn2)
+                    layer.moe.backward(dxn, dx, a.moe, f.dRouterLogitsAux == null ? null : f.dRouterLogitsAux[l], belowBlock, layerScope);
+                } else {
+                    // MLP block: xOut = xMid + down(swiglu(gate(xn2), up(xn2)))
+                    layer.down.backward(dh, false, dx, a.h, N, a.sDown, layerScope);
+                    backend.swigluBackward(dGate, dUp, dh, a.gate, a.up, N * ffn);
+                    layer.gate.backward(dxn, false, dGate, a.xn2, N, a.sGate, layerScope);
+                    layer.up.backward(dxn, true, dUp, a.xn2, N, a.sUp, layerScope);
+                }
+                if (!belowBlock) break;
+                backend.rmsNormBackward(dxn, layer.postAttentionNorm.trainable() ? layer.postAttentionNorm.grad(backend) : null, dxn, a.xMid,
+                        layer.postAttentionNorm.value(), N, eps);
+                backend.add(dx, dxn, N * d);
+                // attention block: xMid = xIn + o(attention(rope(q(xn1)), rope(k(xn1)), v(xn1)))
+                layer.o.backward(dAtt, false, dx, a.att, N, a.so, layerScope);
+                backend.attentionBackward(dq, dk, dv, dAtt, a.q, a.k, a.v, f.B, f.T, heads, kvHeads, hd, scale);
+                backend.ropeBackward(dq, N, heads, hd, f.positions, invFreq);
+                backend.ropeBackward(dk, N, kvHeads, hd, f.positions, invFreq);
+                layer.q.backward(dxn, false, dq, a.xn1, N, a.sq, layerScope);
+                layer.k.backward(dxn, true, dk, a.xn1, N, a.sk, layerScope);
+                layer.v.backward(dxn, true, dv, a.xn1, N, a.sv, layerScope);
+                backend.rmsNormBackward(dxn, layer.inputNorm.trainable() ? layer.inputNorm.grad(backend) : null, dxn, a.xIn,
+                        layer.inputNorm.value(), N, eps);
+                backend.add(dx, dxn, N * d);
             }
-            if (!belowBlock) break;
-            backend.rmsNormBackward(dxn, layer.postAttentionNorm.trainable() ? layer.postAttentionNorm.grad() : null, dxn, a.xMid,
-                    layer.postAttentionNorm.value(), N, eps);
-            backend.add(dx, dxn, N * d);
-            // attention block: xMid = xIn + o(attention(rope(q(xn1)), rope(k(xn1)), v(xn1)))
-            layer.o.backward(dAtt, false, dx, a.att, N, a.so);
-            backend.attentionBackward(dq, dk, dv, dAtt, a.q, a.k, a.v, f.B, f.T, heads, kvHeads, hd, scale);
-            backend.ropeBackward(dq, N, heads, hd, f.positions, invFreq);
-            backend.ropeBackward(dk, N, kvHeads, hd, f.positions, invFreq);
-            layer.q.backward(dxn, false, dq, a.xn1, N, a.sq);
-            layer.k.backward(dxn, true, dk, a.xn1, N, a.sk);
-            layer.v.backward(dxn, true, dv, a.xn1, N, a.sv);
-            backend.rmsNormBackward(dxn, layer.inputNorm.trainable() ? layer.inputNorm.grad() : null, dxn, a.xIn,
-                    layer.inputNorm.value(), N, eps);
-            backend.add(dx, dxn, N * d);
         }
-        if (embed.trainable()) backend.embeddingBackward(embed.grad(), dx, f.inputs, d);
+        if (embed.trainable()) backend.embeddingBackward(embed.grad(backend), dx, f.inputs, N, d);
     }
 
     /**
@@ -765,6 +803,7 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
     public void saveCheckpoint(Path dir, Path tokenizerJson, DType dtype) throws IOException {
         if (lora != null) throw new IllegalStateException("LoRA adapters are attached: call mergeLora() before saving a checkpoint");
         if (dtype != null && !dtype.isFloatWeight()) throw new IllegalArgumentException("checkpoint dtype " + dtype + ": expected F32, BF16 or F16");
+        syncTrainedToHost();
         if (isMoe()) {
             Map<String, Tensor> weights = new LinkedHashMap<>();
             for (Parameter p : parameters) weights.put(p.name(), p.value());
@@ -778,6 +817,14 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
         SafetensorsWriter.write(dir.resolve(SafetensorsWriter.SINGLE_FILE), tensors, Map.of(), dtype);
         if (tokenizerJson != null) AtomicFiles.writeString(dir.resolve("tokenizer.json"), Files.readString(tokenizerJson));
         AtomicFiles.writeString(dir.resolve("config.json"), configJson(dtype != null ? dtype : embed.value().dtype()));
+    }
+
+    /**
+     * brings the host memory of every trained parameter up to date with the backend's copy (where the backend computes
+     * elsewhere: the optimizer updated it there); call before reading weights on the host
+     */
+    public void syncTrainedToHost() {
+        for (Parameter p : parameters) if (!p.isView()) backend.readBack(p.value());
     }
 
     /** config.json as transformers 5 writes it for LlamaForCausalLM */

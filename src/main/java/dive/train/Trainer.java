@@ -122,9 +122,9 @@ public final class Trainer {
                     }
                     loss += microLoss / settings.gradAccum();
                 }
-                String bad = Gradients.firstNonFinite(parameters);
+                String bad = Gradients.firstNonFinite(parameters, model.backend());
                 if (bad != null) throw diverged("the gradient of parameter '" + bad + "' is NaN or infinite");
-                double gradNorm = Gradients.clipByGlobalNorm(parameters, settings.clipNorm());
+                double gradNorm = Gradients.clipByGlobalNorm(parameters, settings.clipNorm(), model.backend());
                 double lr = settings.schedule().at(step);
                 optimizer.step(parameters, lr);
                 step++;

@@ -1,5 +1,6 @@
 package dive.train;
 
+import dive.backend.Backend;
 import dive.data.Corpus;
 import dive.data.Manifest;
 import dive.data.Split;
@@ -37,7 +38,8 @@ public final class TrainingRun implements AutoCloseable {
     public Trainer trainer() { return trainer; }
     public TrainableModel model() { return built.model(); }
 
-    public static TrainingRun prepare(Recipe recipe, Path runDir, boolean resume, boolean progress) throws IOException {
+    /** the run of {@code recipe} in {@code runDir}, its model computing on {@code backend} (every check before any work) */
+    public static TrainingRun prepare(Recipe recipe, Path runDir, boolean resume, boolean progress, Backend backend) throws IOException {
         boolean hasCheckpoint = Files.isRegularFile(runDir.resolve(TrainState.DIR).resolve(TrainState.LATEST));
         if (hasCheckpoint && !resume) throw new IllegalArgumentException(runDir + " already holds a training run: pass --resume to continue it or choose another --out");
         if (!hasCheckpoint && resume) throw new IllegalArgumentException(runDir + ": --resume, but there is no checkpoint to resume from");
@@ -73,7 +75,7 @@ public final class TrainingRun implements AutoCloseable {
         double[] weights = recipe.data().weights() != null ? recipe.data().weights() : DataLoader.proportionalWeights(trainShards);
         DataLoader loader = new DataLoader(trainShards, weights, recipe.batchSize(), recipe.seqLen(), recipe.seed());
 
-        ModelFactory.Built built = ModelFactory.create(recipe, tokenizer, tokenizerJson);
+        ModelFactory.Built built = ModelFactory.create(recipe, tokenizer, tokenizerJson, backend);
         int trainable = ParameterPatterns.apply(built.model().parameters(), recipe.train(), recipe.freeze());
         long trainableElements = built.model().parameters().stream().filter(Parameter::trainable).mapToLong(Parameter::numel).sum();
         LOG.info(String.format("%d trainable tensors (%,d values); %d steps × %,d tokens", trainable, trainableElements,

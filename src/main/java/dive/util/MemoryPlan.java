@@ -14,7 +14,7 @@ import java.util.Locale;
  * progress bar's label) are remembered so that an {@link OutOfMemoryError} can be reported against them.
  *
  * <p>Two budgets: the whole process (heap and off-heap together) against the memory available to it (Linux
- * {@code MemAvailable}, or the cgroup limit when lower; {@code -Ddive.memory.available=BYTES} overrides, for tests), and
+ * {@code MemAvailable}, or the cgroup limit when lower; {@link #available(long)} overrides, for tests), and
  * the items on the Java heap against the JVM's heap limit ({@code -Xmx}).
  */
 public final class MemoryPlan {
@@ -25,6 +25,7 @@ public final class MemoryPlan {
     private final List<Item> items = new ArrayList<>();
     private String hint = "";
     private long heapFloor;
+    private long available = -1;
 
     private static volatile MemoryPlan last;
     private static volatile String stage;
@@ -47,6 +48,12 @@ public final class MemoryPlan {
     /** the Java heap the run needs: its heap items, or more where another phase of the run needs more ({@link #heapAtLeast}) */
     public long heapBytes() { return Math.max(heapFloor, items.stream().filter(Item::heap).mapToLong(Item::bytes).sum()); }
 
+    /** the memory this run may use, in place of what {@link #availableBytes()} measures (tests); bytes < 0: measure it */
+    public MemoryPlan available(long bytes) { available = bytes; return this; }
+
+    /** the memory this run may use: as set with {@link #available(long)}, else measured */
+    public long available() { return available >= 0 ? available : availableBytes(); }
+
     /** the heap must hold at least {@code bytes} (a phase other than the peak one needs that much) */
     public MemoryPlan heapAtLeast(long bytes) { heapFloor = Math.max(heapFloor, bytes); return this; }
 
@@ -55,7 +62,7 @@ public final class MemoryPlan {
         StringBuilder sb = new StringBuilder("memory plan (" + command + "): ");
         for (int i = 0; i < items.size(); i++) sb.append(i == 0 ? "" : " + ").append(items.get(i).what()).append(' ').append(gb(items.get(i).bytes()));
         sb.append(" → peak ≈ ").append(gb(peakBytes())).append(" (heap ").append(gb(heapBytes())).append(" of ").append(gb(heapLimit()))
-                .append("); this machine has ").append(gb(availableBytes())).append(" available");
+                .append("); this machine has ").append(gb(available())).append(" available");
         return sb.toString();
     }
 
@@ -67,7 +74,7 @@ public final class MemoryPlan {
      */
     public MemoryPlan check() {
         last = this;
-        long available = availableBytes(), peak = peakBytes();
+        long available = available(), peak = peakBytes();
         String lower = hint.isEmpty() ? "" : ": " + hint;
         if (peak > available)
             throw new MemoryPlanException(command + " needs ≈ " + gb(peak) + ", this machine has " + gb(available) + " available" + lower
@@ -99,10 +106,8 @@ public final class MemoryPlan {
     /** the JVM's heap limit in bytes */
     public static long heapLimit() { return Runtime.getRuntime().maxMemory(); }
 
-    /** memory this process can still use: MemAvailable, the cgroup's remaining limit when lower, or -Ddive.memory.available */
+    /** memory this process can still use: MemAvailable, or the cgroup's remaining limit when lower */
     public static long availableBytes() {
-        String forced = System.getProperty("dive.memory.available");
-        if (forced != null) return Long.parseLong(forced.strip());
         long available = meminfo("MemAvailable:");
         long cgroup = cgroupRemaining();
         if (cgroup > 0 && (available <= 0 || cgroup < available)) available = cgroup;

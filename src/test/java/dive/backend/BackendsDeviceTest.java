@@ -26,7 +26,7 @@ class BackendsDeviceTest {
     void cudaWithoutAGpuSaysWhy() {
         assumeFalse(Cuda.usable(), "a GPU is usable here");
         CudaUnavailableException e = assertThrows(CudaUnavailableException.class, () -> Backends.create("cuda", "auto"));
-        assertEquals("--device cuda: no usable CUDA GPU: " + Cuda.status().reason(), e.getMessage());
+        assertEquals("device 'cuda': no usable CUDA GPU: " + Cuda.status().reason(), e.getMessage());
         assertThrows(CudaUnavailableException.class, () -> Backends.create("cuda"));
     }
 
@@ -40,24 +40,24 @@ class BackendsDeviceTest {
     }
 
     @Test
-    void unknownNamesAreRejectedNamingTheFlag() {
+    void unknownNamesAreRejectedNamingTheParameter() {
         IllegalArgumentException d = assertThrows(IllegalArgumentException.class, () -> Backends.create("gpu", "auto"));
-        assertEquals("unknown device 'gpu' (flag --device / property dive.device): expected auto, cuda or cpu", d.getMessage());
+        assertEquals("device 'gpu': expected auto, cuda or cpu", d.getMessage());
         IllegalArgumentException b = assertThrows(IllegalArgumentException.class, () -> Backends.create("cpu", "fast"));
-        assertTrue(b.getMessage().startsWith("unknown backend 'fast' (flag --backend"), b.getMessage());
+        assertEquals("cpu backend 'fast': expected scalar, vector or auto (for the GPU choose device cuda)", b.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> Backends.create("fast"));
+        IllegalArgumentException t = assertThrows(IllegalArgumentException.class, () -> Backends.create("cpu", "vector", 0));
+        assertEquals("threads 0: expected ≥ 1", t.getMessage());
+        for (IllegalArgumentException e : java.util.List.of(d, b, t))  // parameters, not command-line flags or properties
+            assertFalse(e.getMessage().contains("--") || e.getMessage().contains("property"), e.getMessage());
     }
 
     @Test
-    void selectFollowsTheProperties() {
-        String device = System.getProperty("dive.device"), backend = System.getProperty("dive.backend");
-        try {
-            System.setProperty("dive.device", "cpu");
-            System.setProperty("dive.backend", "scalar");
-            assertEquals("scalar", Backends.select().name());
-            assertSame(Backends.select(), Backends.select(), "made once per choice");
-        } finally {
-            if (device == null) System.clearProperty("dive.device"); else System.setProperty("dive.device", device);
-            if (backend == null) System.clearProperty("dive.backend"); else System.setProperty("dive.backend", backend);
-        }
+    void threadsGoToTheVectorBackendWhichIsMadeOncePerCount() {
+        Backend three = Backends.create("cpu", "vector", 3);
+        assertEquals(3, assertInstanceOf(VectorBackend.class, three).threads());
+        assertSame(three, Backends.create("cpu", "vector", 3), "one pool per thread count");
+        assertEquals(2, ((VectorBackend) Backends.create("cpu", "auto", 2)).threads());
+        assertInstanceOf(ScalarBackend.class, Backends.create("cpu", "scalar", 4), "the scalar backend has one thread whatever the count");
     }
 }

@@ -19,7 +19,7 @@ import static org.junit.jupiter.api.Assertions.*;
 class MoeOpsTest {
     private final ScalarBackend scalar = new ScalarBackend();
     private final VectorBackend vector = new VectorBackend(2);
-    private final Backend[] both = {scalar, vector};
+    private final CpuBackend[] both = {scalar, vector};
 
     // ---------------------------------------------------------------- hand examples
 
@@ -30,7 +30,7 @@ class MoeOpsTest {
         // token 2: logits (2, 2, 2, 2): all tie → (0, 1), ½ each
         float ln3 = (float) Math.log(3);
         float[] logits = {1, 3, 3, 0, 0, ln3, -5, -5, 2, 2, 2, 2};
-        for (Backend b : both) {
+        for (CpuBackend b : both) {
             int[] ids = new int[6];
             float[] w = new float[6];
             b.routeTopK(ids, w, logits, 3, 4, 2);
@@ -51,7 +51,7 @@ class MoeOpsTest {
         Random r = new Random(3);
         int n = 50, E = 8, k = 2;
         float[] z = random(r, n * E, 4f);
-        for (Backend b : both) {
+        for (CpuBackend b : both) {
             int[] ids = new int[n * k];
             float[] w = new float[n * k];
             b.routeTopK(ids, w, z, n, E, k);
@@ -76,7 +76,7 @@ class MoeOpsTest {
     void sortByExpertHandExample() {
         // N = 3, k = 2, E = 4: t0 → (2, 0), t1 → (0, 1), t2 → (2, 1); expert 3 gets nothing
         int[] ids = {2, 0, 0, 1, 2, 1};
-        for (Backend b : both) {
+        for (CpuBackend b : both) {
             int[] offsets = new int[5], rowToken = new int[6], slotRow = new int[6];
             b.sortByExpert(offsets, rowToken, slotRow, ids, 3, 2, 4);
             assertArrayEquals(new int[] {0, 2, 4, 6, 6}, offsets);
@@ -95,7 +95,7 @@ class MoeOpsTest {
         Tensor w1 = Tensor.ofFloats("w1", new float[] {2, 0, 0, 0, 1, -1}, 3, 2);
         Tensor b1 = Tensor.ofFloats("b1", new float[] {10, 20, 30}, 3);
         float[] x = {1, 2, 3, 4, 5, 6};             // rows: expert 0 owns row 0, expert 1 rows 1..2
-        for (Backend b : both) {
+        for (CpuBackend b : both) {
             float[] out = new float[9];
             b.groupedMatmul(out, x, new int[] {0, 1, 3}, new Tensor[] {w0, w1}, new Tensor[] {null, b1});
             // row 0 · w0ᵀ = (1, 2, 3); row (3,4) · w1ᵀ + b = (6+10, 0+20, −1+30); row (5,6) → (10+10, 20, −1+30)
@@ -114,7 +114,7 @@ class MoeOpsTest {
     @Test
     void groupedMatmulChecksShapes() {
         Tensor a = Tensor.ofFloats("experts.0.w1", new float[6], 3, 2), c = Tensor.ofFloats("experts.1.w1", new float[8], 4, 2);
-        for (Backend b : both) {
+        for (CpuBackend b : both) {
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
                     () -> b.groupedMatmul(new float[12], new float[4], new int[] {0, 1, 2}, new Tensor[] {a, c}, null));
             assertTrue(e.getMessage().contains("experts.1.w1") && e.getMessage().contains("[3, 2]"), e.getMessage());
@@ -132,7 +132,7 @@ class MoeOpsTest {
     private record Result(int[] ids, float[] weights, int[] offsets, int[] rowToken, int[] slotRow, float[] gate, float[] up,
                           float[] down, float[] y) {}
 
-    private static Result run(Backend b, float[] xn, int n, int d, Tensor router, Tensor[] w1, Tensor[] w3, Tensor[] w2,
+    private static Result run(CpuBackend b, float[] xn, int n, int d, Tensor router, Tensor[] w1, Tensor[] w3, Tensor[] w2,
                               Tensor[] bias, int k) {
         int E = router.rows(), ffn = w1[0].rows(), R = n * k;
         float[] logits = new float[n * E];   // router logits by the reference matmul on both backends (matmul parity
@@ -266,7 +266,7 @@ class MoeOpsTest {
         float[] separateGate = poisoned(R * n), separateUp = poisoned(R * n);
         vector.groupedMatmul(separateGate, xs, offsets, gate, null);
         vector.groupedMatmul(separateUp, xs, offsets, up, null);
-        for (Backend b : new Backend[] {scalar, vector, new VectorBackend(1), new VectorBackend(3)}) {
+        for (CpuBackend b : new CpuBackend[] {scalar, vector, new VectorBackend(1), new VectorBackend(3)}) {
             float[] outGate = poisoned(R * n), outUp = poisoned(R * n);
             b.groupedMatmul2(outGate, outUp, x, xRows, offsets, gate, up);
             assertClose(expected[0], outGate, R * n, 1e-5, "gate " + b.name());
@@ -278,7 +278,7 @@ class MoeOpsTest {
         }
         Tensor[] narrow = new Tensor[E];
         for (int e = 0; e < E; e++) narrow[e] = weight("narrow" + e, DType.F32, Storage.HEAP, random(r, (n - 1) * k, 1f), n - 1, k);
-        for (Backend b : both) {
+        for (CpuBackend b : both) {
             IllegalArgumentException error = assertThrows(IllegalArgumentException.class,
                     () -> b.groupedMatmul2(new float[R * n], new float[R * n], x, xRows, offsets, gate, narrow));
             assertTrue(error.getMessage().contains("narrow0"), error.getMessage());

@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assertions.*;
 
 /** Hand-computed expectations for the reference backend. */
 class ScalarBackendTest {
-    private final Backend b = new ScalarBackend();
+    private final CpuBackend b = new ScalarBackend();
 
     @Test
     void matmulByHand() {

@@ -560,7 +560,7 @@ class VectorBackendTest {
     @Test
     void adamWMatchesThePlainLoopExactly() {
         Random r = new Random(31);
-        Backend plain = scalar;  // ScalarBackend keeps the interface's default: the plain loop
+        CpuBackend plain = scalar;  // ScalarBackend keeps the default: the plain loop
         for (int n : new int[]{1, 15, 17, 4095, 4 * 4096 + 3, 70_001}) {
             for (boolean decay : new boolean[]{false, true}) {
                 float[] p0 = random(r, n, 1f), g = random(r, n, 0.1f), m0 = random(r, n, 0.01f), v0 = new float[n];

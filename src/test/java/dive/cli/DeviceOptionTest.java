@@ -20,7 +20,7 @@ class DeviceOptionTest {
     @Test
     void deviceCudaWithoutAGpuFailsNamingTheReason(@TempDir Path tmp) throws Exception {
         assumeFalse(Cuda.usable(), "a GPU is usable here");
-        String want = "--device cuda: no usable CUDA GPU: " + Cuda.status().reason();
+        String want = "--device 'cuda': no usable CUDA GPU: " + Cuda.status().reason();
         CliTest.Run gen = CliTest.run("generate", CliTest.MODEL.toString(), "--prompt", "hi", "--device", "cuda", "-q");
         assertEquals(1, gen.code());
         assertEquals("dive generate: " + want, gen.err().strip());
@@ -29,14 +29,42 @@ class DeviceOptionTest {
         assertEquals(1, train.code());
         assertEquals("dive train: " + want, train.err().strip());
         assertFalse(Files.exists(tmp.resolve("run")), "nothing written");
-        assertNotEquals("cuda", System.getProperty("dive.device"), "the device property is restored");
     }
 
     @Test
-    void unknownDeviceIsRejected() {
-        CliTest.Run r = CliTest.run("ppl", CliTest.MODEL.toString(), "--text", CliTest.MODEL.resolve("eval.txt").toString(), "--device", "tpu");
+    void badValuesAreRejectedNamingTheFlag() {
+        String[] ppl = {"ppl", CliTest.MODEL.toString(), "--text", CliTest.MODEL.resolve("eval.txt").toString()};
+        CliTest.Run r = CliTest.run(with(ppl, "--device", "tpu"));
         assertEquals(1, r.code());
-        assertEquals("dive ppl: unknown device 'tpu' (flag --device / property dive.device): expected auto, cuda or cpu", r.err().strip());
+        assertEquals("dive ppl: --device 'tpu': expected auto, cuda or cpu", r.err().strip());
+        r = CliTest.run(with(ppl, "--device", "cpu", "--backend", "fast"));
+        assertEquals(1, r.code());
+        assertEquals("dive ppl: --backend 'fast': expected scalar, vector or auto (for the GPU choose device cuda)", r.err().strip());
+        r = CliTest.run(with(ppl, "--device", "cpu", "--threads", "0"));
+        assertEquals(1, r.code());
+        assertEquals("dive ppl: --threads 0: expected ≥ 1", r.err().strip());
+        Path recipe = CliTest.MODEL.resolve("missing.yaml");
+        r = CliTest.run("train", "--recipe", recipe.toString(), "--backend", "fast", "-q");
+        assertEquals(1, r.code());
+        assertEquals("dive train: --backend 'fast': expected scalar, vector or auto (for the GPU choose device cuda)", r.err().strip());
+    }
+
+    @Test
+    void threadsAndBackendMakeTheBackend() throws Exception {
+        CliTest.Run r = CliTest.run("bench", CliTest.MODEL.toString(), "--batch", "1", "--prompt-len", "4", "--gen", "2", "--repeats", "1",
+                "--json", "-q", "--device", "cpu", "--backend", "vector", "--threads", "2");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(CliTest.JSON.readTree(r.out()).get("backend").asText().endsWith(", 2 threads)"), r.out());
+        r = CliTest.run("bench", CliTest.MODEL.toString(), "--batch", "1", "--prompt-len", "4", "--gen", "2", "--repeats", "1",
+                "--json", "-q", "--device", "cpu", "--backend", "scalar");
+        assertEquals(0, r.code(), r.err());
+        assertEquals("scalar", CliTest.JSON.readTree(r.out()).get("backend").asText(), r.out());
+    }
+
+    private static String[] with(String[] args, String... more) {
+        String[] all = java.util.Arrays.copyOf(args, args.length + more.length);
+        System.arraycopy(more, 0, all, args.length, more.length);
+        return all;
     }
 
     @Test

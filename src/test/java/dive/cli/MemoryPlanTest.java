@@ -49,15 +49,10 @@ class MemoryPlanTest {
 
     @Test
     void aPlanWhoseHeapPartExceedsTheHeapLimitIsRefused() {
-        MemoryPlan plan = new MemoryPlan("test").add("activations", Runtime.getRuntime().maxMemory() + 1, true);
-        String before = System.getProperty("dive.memory.available");
-        System.setProperty("dive.memory.available", Long.toString(Long.MAX_VALUE / 4));
-        try {
-            var e = assertThrows(dive.util.MemoryPlanException.class, plan::check);
-            assertTrue(e.getMessage().contains("of Java heap, the JVM may use"), e.getMessage());
-        } finally {
-            if (before == null) System.clearProperty("dive.memory.available"); else System.setProperty("dive.memory.available", before);
-        }
+        MemoryPlan plan = new MemoryPlan("test").add("activations", Runtime.getRuntime().maxMemory() + 1, true)
+                .available(Long.MAX_VALUE / 4);
+        var e = assertThrows(dive.util.MemoryPlanException.class, plan::check);
+        assertTrue(e.getMessage().contains("of Java heap, the JVM may use"), e.getMessage());
     }
 
     @Test

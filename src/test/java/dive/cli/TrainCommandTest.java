@@ -26,7 +26,7 @@ class TrainCommandTest {
 
     @BeforeAll
     static void registerToy() {
-        ModelFactory.register("toy", (recipe, tokenizer, json) -> {
+        ModelFactory.register("toy", (recipe, tokenizer, json, backend) -> {
             ToyBigramModel model = new ToyBigramModel(tokenizer.vocabSize(), recipe.model().spec().path("dim").asInt(4), recipe.seed());
             return new ModelFactory.Built(model, ModelFactory.parametersExport(model, recipe.outputDtype()));
         });

@@ -3,7 +3,7 @@ package dive.convert;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dive.backend.Backends;
-import dive.cli.Main;
+import dive.backend.TestBackends;
 import dive.data.Corpus;
 import dive.data.Split;
 import dive.model.LlamaModel;
@@ -115,7 +115,7 @@ class AffinityMiningTest {
         var e = assertThrows(IllegalArgumentException.class, () -> AffinityMining.run(model, tokenizer, corpus, options(4), tmp, null));
         assertTrue(e.getMessage().contains("4 expert groups from 3 datasets"), e.getMessage());
         var bad = assertThrows(IllegalArgumentException.class, () -> new AffinityMining.Options(DATASETS, 0.5, "nope", 3, 2, 32, 7, Clustering.Linkage.AVERAGE, 2, false));
-        assertTrue(bad.getMessage().contains("--score"), bad.getMessage());
+        assertTrue(bad.getMessage().contains("score"), bad.getMessage());
         var unknown = assertThrows(IllegalArgumentException.class, () -> AffinityMining.datasetNames(corpus,
                 new AffinityMining.Options(List.of("nope"), 0.5, "wifv", 3, 2, 32, 7, Clustering.Linkage.AVERAGE, 1, false)));
         assertTrue(unknown.getMessage().contains("'nope'"), unknown.getMessage());
@@ -124,14 +124,14 @@ class AffinityMiningTest {
     @Test
     void commandLine() throws Exception {
         Path out = tmp.resolve("run");
-        int code = Main.run("affinity", MODEL.toString(), "--data", "bundled", "--datasets", String.join(",", DATASETS), "--experts", "2",
+        int code = TestBackends.runCli("affinity", MODEL.toString(), "--data", "bundled", "--datasets", String.join(",", DATASETS), "--experts", "2",
                 "--windows", "2", "--eval-windows", "1", "--seqlen", "32", "--linkage", "complete", "--score", "wanda", "--out", out.toString(), "-q");
         assertEquals(0, code);
         JsonNode json = new ObjectMapper().readTree(out.resolve("affinity.json").toFile());
         assertEquals("complete", json.get("options").get("linkage").asText());
         assertEquals("wanda", json.get("options").get("score").asText());
         assertEquals(3, json.get("perplexity").size());
-        assertEquals(1, Main.run("affinity", MODEL.toString(), "--datasets", String.join(",", DATASETS), "--experts", "5", "--out", out.toString(), "-q"));
-        assertEquals(1, Main.run("affinity", MODEL.toString(), "--experts", "2", "--ratio", "1.5", "--out", out.toString(), "-q"));
+        assertEquals(1, TestBackends.runCli("affinity", MODEL.toString(), "--datasets", String.join(",", DATASETS), "--experts", "5", "--out", out.toString(), "-q"));
+        assertEquals(1, TestBackends.runCli("affinity", MODEL.toString(), "--experts", "2", "--ratio", "1.5", "--out", out.toString(), "-q"));
     }
 }

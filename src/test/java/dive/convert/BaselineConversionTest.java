@@ -3,7 +3,7 @@ package dive.convert;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dive.backend.Backends;
-import dive.cli.Main;
+import dive.backend.TestBackends;
 import dive.data.Corpus;
 import dive.model.DenseFfn;
 import dive.model.LlamaModel;
@@ -75,7 +75,7 @@ class BaselineConversionTest {
         Files.writeString(recipe, ConvertCommandTest.RECIPE.replace("bias_compensation: true", "bias_compensation: false")
                 + "methods: [dive, flap, llm_pruner, llama_moe_random, llama_moe_kmeans, dive_random_groups]\n");
         Path out = tmp.resolve("out");
-        assertEquals(0, Main.run("convert", MODEL.toString(), "--data", "bundled", "--experts", "2", "--top-k", "1", "--ratio", "0.5",
+        assertEquals(0, TestBackends.runCli("convert", MODEL.toString(), "--data", "bundled", "--experts", "2", "--top-k", "1", "--ratio", "0.5",
                 "--out", out.toString(), "--recipe", recipe.toString(), "-q"));
         JsonNode report = JSON.readTree(out.resolve("report.json").toFile());
         JsonNode methods = report.get("methods");
@@ -213,7 +213,7 @@ class BaselineConversionTest {
         Path out = tmp.resolve("out");
         String[] args = {"convert", MODEL.toString(), "--data", "bundled", "--experts", "2", "--top-k", "1", "--ratio", "0.5",
                 "--out", out.toString(), "--recipe", recipe.toString(), "-q"};
-        assertEquals(0, Main.run(args));
+        assertEquals(0, TestBackends.runCli(args));
         JsonNode flap = JSON.readTree(out.resolve("report.json").toFile()).get("methods").get("flap");
         assertTrue(flap.get("export_format").asText().startsWith("llama with mlp_bias"), flap.get("export_format").asText());
         JsonNode config = JSON.readTree(out.resolve("flap/model/config.json").toFile());
@@ -234,7 +234,7 @@ class BaselineConversionTest {
                 ConvertCommandTest.deleteTree(out.resolve("flap/stage1/final"));
                 assertTrue(Files.isDirectory(out.resolve("flap/stage1/checkpoints")), "the checkpoint the rerun resumes from");
             }
-            assertEquals(0, Main.run(args));
+            assertEquals(0, TestBackends.runCli(args));
             assertArrayEquals(report, Files.readAllBytes(out.resolve("report.json")), "report.json after resuming (whole stage: " + wholeStage + ")");
             assertArrayEquals(weights, Files.readAllBytes(out.resolve("flap/model/model.safetensors")), "flap weights (whole stage: " + wholeStage + ")");
             assertEquals(diveStage1, Files.getLastModifiedTime(out.resolve("stage1/done")), "DIVE's finished stage is not redone");
@@ -267,7 +267,7 @@ class BaselineConversionTest {
         Path recipe = tmp.resolve("recipe.yaml");
         Files.writeString(recipe, ConvertCommandTest.tinyRecipe(0, 0) + "output_scale: true\nmethods: [dive, flap, llama_moe_random]\n");
         Path out = tmp.resolve("out");
-        assertEquals(0, Main.run("convert", MODEL.toString(), "--data", "bundled", "--experts", "2", "--top-k", "2", "--ratio", "0.75",
+        assertEquals(0, TestBackends.runCli("convert", MODEL.toString(), "--data", "bundled", "--experts", "2", "--top-k", "2", "--ratio", "0.75",
                 "--out", out.toString(), "--recipe", recipe.toString(), "-q"));
         JsonNode methods = JSON.readTree(out.resolve("report.json").toFile()).get("methods");
         for (String m : List.of("flap", "llama_moe_random")) assertTrue(methods.get(m).get("variant").asText().contains("output scale"), m);

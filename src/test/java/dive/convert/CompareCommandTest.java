@@ -2,7 +2,7 @@ package dive.convert;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dive.cli.Main;
+import dive.backend.TestBackends;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -38,7 +38,7 @@ class CompareCommandTest {
         String[] base = {"compare", ConvertCommandTest.MODEL.toString(), "--plan", plan.toString(), "--out", out.toString(), "-q"};
         String[] args = java.util.Arrays.copyOf(base, base.length + extra.length);
         System.arraycopy(extra, 0, args, base.length, extra.length);
-        return Main.run(args);
+        return TestBackends.runCli(args);
     }
 
     @Test

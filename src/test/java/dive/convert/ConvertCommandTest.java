@@ -3,7 +3,7 @@ package dive.convert;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dive.backend.Backends;
-import dive.cli.Main;
+import dive.backend.TestBackends;
 import dive.model.LlamaModel;
 import dive.model.MoeFfn;
 import dive.data.Corpus;
@@ -50,7 +50,7 @@ class ConvertCommandTest {
         List<String> args = new ArrayList<>(List.of("convert", MODEL.toString(), "--data", "bundled", "--experts", "2", "--top-k", "1",
                 "--ratio", "0.5", "--out", out.toString(), "--recipe", recipe.toString(), "-q"));
         args.addAll(List.of(extra));
-        return Main.run(args.toArray(String[]::new));
+        return TestBackends.runCli(args.toArray(String[]::new));
     }
 
     @Test
@@ -164,7 +164,7 @@ class ConvertCommandTest {
         assertArrayEquals(reportBytes, Files.readAllBytes(out.resolve("report.json")));
 
         // the same folder with other settings is refused, naming what differs
-        assertEquals(1, Main.run("convert", MODEL.toString(), "--experts", "2", "--top-k", "2", "--ratio", "0.5", "--out", out.toString(),
+        assertEquals(1, TestBackends.runCli("convert", MODEL.toString(), "--experts", "2", "--top-k", "2", "--ratio", "0.5", "--out", out.toString(),
                 "--recipe", recipe.toString(), "-q"));
     }
 
@@ -173,12 +173,12 @@ class ConvertCommandTest {
         Path recipe = tmp.resolve("recipe.yaml");
         Files.writeString(recipe, RECIPE);
         Path out = tmp.resolve("bad");
-        assertEquals(1, Main.run("convert", MODEL.toString(), "--experts", "2", "--top-k", "3", "--ratio", "0.5", "--out", out.toString(), "--recipe", recipe.toString(), "-q"));
-        assertEquals(1, Main.run("convert", MODEL.toString(), "--experts", "4", "--top-k", "1", "--ratio", "0.5", "--out", out.toString(), "--recipe", recipe.toString(), "-q"));
-        assertEquals(1, Main.run("convert", MODEL.toString(), "--experts", "2", "--top-k", "1", "--ratio", "1.2", "--out", out.toString(), "--recipe", recipe.toString(), "-q"));
+        assertEquals(1, TestBackends.runCli("convert", MODEL.toString(), "--experts", "2", "--top-k", "3", "--ratio", "0.5", "--out", out.toString(), "--recipe", recipe.toString(), "-q"));
+        assertEquals(1, TestBackends.runCli("convert", MODEL.toString(), "--experts", "4", "--top-k", "1", "--ratio", "0.5", "--out", out.toString(), "--recipe", recipe.toString(), "-q"));
+        assertEquals(1, TestBackends.runCli("convert", MODEL.toString(), "--experts", "2", "--top-k", "1", "--ratio", "1.2", "--out", out.toString(), "--recipe", recipe.toString(), "-q"));
         // a Llama with MLP biases cannot become Mixtral experts: refused, naming mlp_bias
         IllegalArgumentException biased = assertThrows(IllegalArgumentException.class, () -> DiveConversion.run(new DiveConversion.Request(
-                Path.of("src/test/resources/llama/mlp_bias"), "bundled", 2, 1, 0.5, ConvertRecipe.load(recipe), out, false)));
+                Path.of("src/test/resources/llama/mlp_bias"), "bundled", 2, 1, 0.5, ConvertRecipe.load(recipe), out, false), TestBackends.backend()));
         assertTrue(biased.getMessage().contains("mlp_bias"), biased.getMessage());
         assertFalse(Files.exists(out), "nothing written");
         Files.createDirectories(out);

@@ -203,14 +203,14 @@ class ExpertReconstructionTest {
 
     @Test
     void badShapesAreRefusedNamingTheFlag() {
-        assertMessage("--top-k", () -> ExpertReconstruction.validate(2, 3, 0.5, 48, 3));
-        assertMessage("--top-k", () -> ExpertReconstruction.validate(2, 0, 0.5, 48, 3));
-        assertMessage("--ratio", () -> ExpertReconstruction.validate(2, 1, 0, 48, 3));
-        assertMessage("--ratio", () -> ExpertReconstruction.validate(2, 1, 1, 48, 3));
-        assertMessage("--ratio", () -> ExpertReconstruction.validate(2, 1, 1.5, 48, 3));
-        assertMessage("--ratio", () -> ExpertReconstruction.validate(2, 1, 0.999, 48, 3));  // 48 · 0.001 rounds to 0
-        assertMessage("--experts", () -> ExpertReconstruction.validate(4, 1, 0.5, 48, 3));
-        assertMessage("--experts", () -> ExpertReconstruction.validate(0, 1, 0.5, 48, 3));
+        assertMessage("top_k", () -> ExpertReconstruction.validate(2, 3, 0.5, 48, 3));
+        assertMessage("top_k", () -> ExpertReconstruction.validate(2, 0, 0.5, 48, 3));
+        assertMessage("ratio", () -> ExpertReconstruction.validate(2, 1, 0, 48, 3));
+        assertMessage("ratio", () -> ExpertReconstruction.validate(2, 1, 1, 48, 3));
+        assertMessage("ratio", () -> ExpertReconstruction.validate(2, 1, 1.5, 48, 3));
+        assertMessage("ratio", () -> ExpertReconstruction.validate(2, 1, 0.999, 48, 3));  // 48 · 0.001 rounds to 0
+        assertMessage("experts", () -> ExpertReconstruction.validate(4, 1, 0.5, 48, 3));
+        assertMessage("experts", () -> ExpertReconstruction.validate(0, 1, 0.5, 48, 3));
         assertEquals(24, ExpertReconstruction.validate(3, 3, 0.5, 48, 3));
         int[] random = ExpertReconstruction.randomGroups(7, 3, 9);
         int[] sizes = new int[3];

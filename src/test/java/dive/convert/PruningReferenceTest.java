@@ -177,7 +177,7 @@ class PruningReferenceTest {
     @Test
     void ratioAndWidthAreChecked() {
         var zero = assertThrows(IllegalArgumentException.class, () -> Pruning.keptWidth(80, 0));
-        assertTrue(zero.getMessage().contains("--ratio"), zero.getMessage());
+        assertTrue(zero.getMessage().contains("ratio"), zero.getMessage());
         assertThrows(IllegalArgumentException.class, () -> Pruning.keptWidth(80, 1));
         assertThrows(IllegalArgumentException.class, () -> Pruning.keptWidth(80, Double.NaN));
         var tooNarrow = assertThrows(IllegalArgumentException.class, () -> Pruning.keptWidth(1, 0.9));

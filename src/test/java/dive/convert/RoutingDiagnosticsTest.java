@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dive.backend.Backends;
-import dive.cli.Main;
+import dive.backend.TestBackends;
 import dive.model.LlamaConfig;
 import dive.model.LlamaModel;
 import dive.tensor.Tensor;
@@ -31,7 +31,7 @@ class RoutingDiagnosticsTest {
     void forcedExpertsEqualDenseModelsAndWindowsAreTheRunsOwn() throws Exception {
         Path recipe = tmp.resolve("recipe.yaml"), out = tmp.resolve("out");
         Files.writeString(recipe, ConvertCommandTest.tinyRecipe(128, 128));
-        assertEquals(0, Main.run("convert", ConvertCommandTest.MODEL.toString(), "--data", "bundled", "--experts", "2", "--top-k", "1",
+        assertEquals(0, TestBackends.runCli("convert", ConvertCommandTest.MODEL.toString(), "--data", "bundled", "--experts", "2", "--top-k", "1",
                 "--ratio", "0.5", "--out", out.toString(), "--recipe", recipe.toString(), "-q"));
         JsonNode method = JSON.readTree(out.resolve("report.json").toFile()).get("methods").get("dive");
         Path export = Path.of(method.get("export").asText());

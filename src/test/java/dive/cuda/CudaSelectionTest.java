@@ -95,8 +95,8 @@ class CudaSelectionTest {
         assertFalse(s.describe().contains("\n"), s.describe());
         assertEquals(s.reason() == null, s.usable());
         if (!s.usable()) {
-            CudaUnavailableException e = assertThrows(CudaUnavailableException.class, () -> Cuda.requireUsable("--device cuda"));
-            assertEquals("--device cuda: no usable CUDA GPU: " + s.reason(), e.getMessage());
+            CudaUnavailableException e = assertThrows(CudaUnavailableException.class, () -> Cuda.requireUsable("device 'cuda'"));
+            assertEquals("device 'cuda': no usable CUDA GPU: " + s.reason(), e.getMessage());
             assertThrows(CudaUnavailableException.class, CudaDevice::open);
         }
     }

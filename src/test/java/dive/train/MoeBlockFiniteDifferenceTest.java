@@ -1,14 +1,16 @@
 package dive.train;
 
+import dive.backend.DeviceScope;
+import dive.backend.DeviceTensor;
 import dive.backend.Backend;
 import dive.backend.ScalarBackend;
 import dive.backend.VectorBackend;
 import dive.tensor.Tensor;
+import dive.tensor.TensorArena;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
-import java.lang.foreign.Arena;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -144,7 +146,7 @@ class MoeBlockFiniteDifferenceTest {
             for (int e = 0; e < E; e++) if (z[e] >= sorted[E - c.k()]) fraction[e] += 1.0 / N;
         }
 
-        Arena arena = Arena.ofAuto();
+        TensorArena arena = TensorArena.auto();
         Backend b = c.backend();
         Parameter router = param("router", v, ROUTER, E, D, arena);
         TrainableLlama.Linear[] w1 = new TrainableLlama.Linear[E], w3 = new TrainableLlama.Linear[E], w2 = new TrainableLlama.Linear[E];
@@ -163,22 +165,25 @@ class MoeBlockFiniteDifferenceTest {
         }
         float[] x = new float[N * D];
         for (int i = 0; i < x.length; i++) x[i] = (float) v[X + i];
-        float[] y = new float[N * D];
-        MoeBlock.Saved saved = block.forward(y, x, N, c.mode(), null);
+        DeviceScope scope = new DeviceScope(b);
+        DeviceTensor yT = scope.floats((long) N * D), counts = scope.ints(E);
+        MoeBlock.Saved saved = block.forward(yT, scope.upload(x), N, c.mode(), null, counts, 0, scope);
+        float[] y = b.download(yT);
         double[] yRef = reference(v, c.k(), c.mode(), null);
         for (int i = 0; i < y.length; i++) assertEquals(yRef[i], y[i], 1e-5 * (1 + Math.abs(yRef[i])), "forward y[" + i + "]");
 
-        float[][] dAux = null;
+        DeviceTensor[] dAux = null;
         if (c.auxCoef() > 0) {
-            dAux = new float[1][];
-            double aux = MoeBlock.auxLoss(b, new MoeBlock.Saved[] {saved}, dAux, c.auxCoef());
+            dAux = new DeviceTensor[1];
+            double aux = MoeBlock.auxLoss(b, new MoeBlock.Saved[] {saved}, new int[][] {b.downloadInts(counts)}, dAux, c.auxCoef(), scope);
             double auxRef = (loss(v, c.k(), c.mode(), new double[N * D], 1, fraction));
             assertEquals(auxRef, aux, 1e-6 * auxRef, "aux loss");
         }
         float[] dy = new float[N * D];
         for (int i = 0; i < dy.length; i++) dy[i] = (float) r[i];
-        float[] dx = frozenExperts ? null : new float[N * D];
-        block.backward(dx, dy, saved, dAux == null ? null : dAux[0], !frozenExperts);
+        DeviceTensor dxT = frozenExperts ? null : scope.floats((long) N * D);
+        block.backward(dxT, scope.upload(dy), saved, dAux == null ? null : dAux[0], !frozenExperts, scope);
+        float[] dx = frozenExperts ? null : b.download(dxT);
 
         double h = 1e-5;
         double[] fd = new double[TOTAL];
@@ -191,25 +196,25 @@ class MoeBlockFiniteDifferenceTest {
             v[i] = keep;
             fd[i] = (plus - minus) / (2 * h);
         }
-        check("router", router.grad(), fd, ROUTER);
+        check("router", router.gradValues(), fd, ROUTER);
         if (frozenExperts) {
             for (int e = 0; e < E; e++)
                 for (Parameter p : List.of(w1[e].weight, w3[e].weight, w2[e].weight, bias[e]))
-                    for (float g : p.grad()) assertEquals(0f, g, "a frozen expert gets no gradient");
+                    for (float g : p.gradValues()) assertEquals(0f, g, "a frozen expert gets no gradient");
             return;
         }
         for (int e = 0; e < E; e++) {
-            check("w1[" + e + "]", w1[e].weight.grad(), fd, w1(e));
-            check("w3[" + e + "]", w3[e].weight.grad(), fd, w3(e));
-            check("w2[" + e + "]", w2[e].weight.grad(), fd, w2(e));
-            check("bias[" + e + "]", bias[e].grad(), fd, bias(e));
+            check("w1[" + e + "]", w1[e].weight.gradValues(), fd, w1(e));
+            check("w3[" + e + "]", w3[e].weight.gradValues(), fd, w3(e));
+            check("w2[" + e + "]", w2[e].weight.gradValues(), fd, w2(e));
+            check("bias[" + e + "]", bias[e].gradValues(), fd, bias(e));
         }
         check("x", dx, fd, X);
         if (c.mode() == RoutingMode.TOP_K && c.auxCoef() == 0 && c.k() == 1)
-            for (float g : router.grad()) assertEquals(0f, g, "top-1 without aux: the weight is softmax of one logit = 1");
+            for (float g : router.gradValues()) assertEquals(0f, g, "top-1 without aux: the weight is softmax of one logit = 1");
     }
 
-    static Parameter param(String name, double[] v, int at, int rows, int cols, Arena arena) {
+    static Parameter param(String name, double[] v, int at, int rows, int cols, TensorArena arena) {
         float[] f = new float[rows * cols];
         for (int i = 0; i < f.length; i++) f[i] = (float) v[at + i];
         Tensor t = rows == 1 ? Tensor.ofFloats(name, f, cols) : Tensor.ofFloats(name, f, rows, cols);

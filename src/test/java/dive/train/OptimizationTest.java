@@ -16,8 +16,11 @@ class OptimizationTest {
     static Parameter param(String name, float[] values, long... shape) {
         Tensor t = Tensor.ofFloats(name, values, shape);
         // Tensor.ofFloats may be heap-backed; copy into writable off-heap memory
-        return Parameter.copyOf(name, t, java.lang.foreign.Arena.ofAuto());
+        return Parameter.copyOf(name, t, dive.tensor.TensorArena.auto());
     }
+
+    /** the backend the tests write gradients through (AdamW's default runs on the CPU too: their tensors interoperate) */
+    static final dive.backend.Backend CPU = new dive.backend.ScalarBackend();
 
     static float[] values(Parameter p) { return p.value().toFloatArray(); }
 
@@ -27,13 +30,13 @@ class OptimizationTest {
         Parameter p = param("w", new float[] {1f, -2f}, 1, 2);
         AdamW adam = new AdamW(new AdamW.Options(0.9, 0.999, 1e-8, 0.1, false));
         // step 1, g = [0.5, −1]: p·(1 − 0.01) = [0.99, −1.98]; m̂ = g, v̂ = g² → update = lr·sign(g) → [0.89, −1.88]
-        System.arraycopy(new float[] {0.5f, -1f}, 0, p.grad(), 0, 2);
+        GradAccess.set(p, CPU, 0.5f, -1f);
         adam.step(List.of(p), 0.1);
         assertArrayEquals(new float[] {0.89f, -1.88f}, values(p), 1e-6f);
         // step 2, g = [0.1, 0.2]: p·0.99 = [0.8811, −1.8612]; m = [0.055, −0.07], v = [2.5975e-4, 1.039e-3];
         // m̂ = m/0.19 = [0.2894737, −0.3684211], v̂ = v/0.001999 = [0.1299400, 0.5197599], sqrt = [0.3604719, 0.7209438]
         // update = 0.1·m̂/sqrt(v̂) = [0.0803041, −0.0511026] → p = [0.8007959, −1.8100974]
-        System.arraycopy(new float[] {0.1f, 0.2f}, 0, p.grad(), 0, 2);
+        GradAccess.set(p, CPU, 0.1f, 0.2f);
         adam.step(List.of(p), 0.1);
         assertArrayEquals(new float[] {0.8007959f, -1.8100974f}, values(p), 2e-6f);
         assertEquals(2, adam.stepCount());
@@ -44,7 +47,7 @@ class OptimizationTest {
     void adamWSkipsDecayOfOneDimParamsAndFrozenParams() {
         Parameter norm = param("norm.weight", new float[] {1f}, 1), frozen = param("frozen", new float[] {3f}, 1, 1);
         frozen.setTrainable(false);
-        norm.grad()[0] = 0f; frozen.grad()[0] = 5f;
+        GradAccess.setAt(norm, CPU, 0, 0f); GradAccess.setAt(frozen, CPU, 0, 5f);
         new AdamW(new AdamW.Options(0.9, 0.999, 1e-8, 0.5, false)).step(List.of(norm, frozen), 0.1);
         assertEquals(1f, values(norm)[0]);   // zero gradient, no decay for 1-D: unchanged
         assertEquals(3f, values(frozen)[0]); // frozen: untouched
@@ -60,8 +63,8 @@ class OptimizationTest {
         AdamW adam = new AdamW(new AdamW.Options(j.get("betas").get(0).asDouble(), j.get("betas").get(1).asDouble(),
                 j.get("eps").asDouble(), j.get("weight_decay").asDouble(), false));
         for (int s = 0; s < j.get("lrs").size(); s++) {
-            System.arraycopy(floats(j.get("grads_w").get(s)), 0, w.grad(), 0, 12);
-            System.arraycopy(floats(j.get("grads_b").get(s)), 0, b.grad(), 0, 4);
+            GradAccess.set(w, CPU, floats(j.get("grads_w").get(s)));
+            GradAccess.set(b, CPU, floats(j.get("grads_b").get(s)));
             adam.step(List.of(w, b), j.get("lrs").get(s).asDouble());
         }
         assertArrayEquals(floats(j.get("w_final")), values(w), 1e-6f);
@@ -98,19 +101,19 @@ class OptimizationTest {
     @Test
     void clippingByGlobalNorm() {
         Parameter a = param("a", new float[] {3f, 0f}, 2), b = param("b", new float[] {0f}, 1), frozen = param("f", new float[] {0f}, 1);
-        a.grad()[0] = 3f; a.grad()[1] = 0f; b.grad()[0] = 4f; frozen.grad()[0] = 100f;
+        GradAccess.set(a, CPU, 3f, 0f); GradAccess.setAt(b, CPU, 0, 4f); GradAccess.setAt(frozen, CPU, 0, 100f);
         frozen.setTrainable(false);
         List<Parameter> ps = List.of(a, b, frozen);
-        assertEquals(5.0, Gradients.globalNorm(ps), 0);    // sqrt(3² + 4²); frozen ignored
-        assertEquals(5.0, Gradients.clipByGlobalNorm(ps, 10), 0);
-        assertEquals(3f, a.grad()[0]);                     // below the limit: untouched
-        assertEquals(5.0, Gradients.clipByGlobalNorm(ps, 1), 0);
-        assertEquals(0.6f, a.grad()[0], 1e-7f);            // 3 · 1/5
-        assertEquals(0.8f, b.grad()[0], 1e-7f);            // 4 · 1/5
-        assertEquals(100f, frozen.grad()[0]);
-        assertEquals(1.0, Gradients.globalNorm(ps), 1e-7);
-        b.grad()[0] = Float.NaN;
-        assertEquals("b", Gradients.firstNonFinite(ps));
+        assertEquals(5.0, Gradients.globalNorm(ps, CPU), 0);    // sqrt(3² + 4²); frozen ignored
+        assertEquals(5.0, Gradients.clipByGlobalNorm(ps, 10, CPU), 0);
+        assertEquals(3f, a.gradValues()[0]);                     // below the limit: untouched
+        assertEquals(5.0, Gradients.clipByGlobalNorm(ps, 1, CPU), 0);
+        assertEquals(0.6f, a.gradValues()[0], 1e-7f);            // 3 · 1/5
+        assertEquals(0.8f, b.gradValues()[0], 1e-7f);            // 4 · 1/5
+        assertEquals(100f, frozen.gradValues()[0]);
+        assertEquals(1.0, Gradients.globalNorm(ps, CPU), 1e-7);
+        GradAccess.setAt(b, CPU, 0, Float.NaN);
+        assertEquals("b", Gradients.firstNonFinite(ps, CPU));
     }
 
     @Test

@@ -41,6 +41,8 @@ public final class ToyBigramModel implements TrainableModel {
         for (int[] row : batch) count += row.length - 1;
         double total = 0;
         float[] logits = new float[vocab], h = new float[dim];
+        // gradients accumulate on the host and go back to the backend at the end
+        float[] gBias = bias.gradValues(), gOutput = output.gradValues(), gEmbedding = embedding.gradValues();
         for (int[] row : batch) {
             for (int t = 0; t + 1 < row.length; t++) {
                 int x = row[t], y = row[t + 1];
@@ -59,13 +61,18 @@ public final class ToyBigramModel implements TrainableModel {
                 float scale = gradScale / count;
                 for (int v = 0; v < vocab; v++) {
                     float dLogit = (float) (Math.exp(logits[v] - max) / sum - (v == y ? 1 : 0)) * scale; // ∂loss/∂logit
-                    if (bias.trainable()) bias.grad()[v] += dLogit;
+                    if (bias.trainable()) gBias[v] += dLogit;
                     for (int d = 0; d < dim; d++) {
-                        if (output.trainable()) output.grad()[v * dim + d] += dLogit * h[d];
-                        if (embedding.trainable()) embedding.grad()[x * dim + d] += dLogit * output.value().data().getAtIndex(Tensor.F32, (long) v * dim + d);
+                        if (output.trainable()) gOutput[v * dim + d] += dLogit * h[d];
+                        if (embedding.trainable()) gEmbedding[x * dim + d] += dLogit * output.value().data().getAtIndex(Tensor.F32, (long) v * dim + d);
                     }
                 }
             }
+        }
+        if (backward) {
+            if (bias.trainable()) GradAccess.set(bias, backend(), gBias);
+            if (output.trainable()) GradAccess.set(output, backend(), gOutput);
+            if (embedding.trainable()) GradAccess.set(embedding, backend(), gEmbedding);
         }
         return total / count;
     }

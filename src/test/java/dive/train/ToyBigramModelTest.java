@@ -23,7 +23,7 @@ class ToyBigramModelTest {
                 double down = model.loss(batch);
                 p.value().data().setAtIndex(Tensor.F32, i, w);
                 double numeric = (up - down) / (2 * h);
-                assertEquals(numeric, p.grad()[i], 2e-4 + 1e-3 * Math.abs(numeric), p.name() + "[" + i + "]");
+                assertEquals(numeric, p.gradValues()[i], 2e-4 + 1e-3 * Math.abs(numeric), p.name() + "[" + i + "]");
                 checked++;
             }
         }
@@ -38,7 +38,7 @@ class ToyBigramModelTest {
         b.lossAndGradients(batch, 0.5f);
         b.lossAndGradients(batch, 0.5f);
         for (int k = 0; k < 3; k++) {
-            float[] ga = a.parameters().get(k).grad(), gb = b.parameters().get(k).grad();
+            float[] ga = a.parameters().get(k).gradValues(), gb = b.parameters().get(k).gradValues();
             for (int i = 0; i < ga.length; i++) assertEquals(ga[i], gb[i], 1e-6f * Math.max(1, Math.abs(ga[i])));
         }
     }

@@ -59,7 +59,7 @@ class TrainableLlamaTest {
         assertFalse(java.util.Arrays.equals(model.parameters().get(1).value().toFloatArray(), other.parameters().get(1).value().toFloatArray()), "other seed");
         // tied: one parameter receives both the embedding and the LM-head gradient; the head alone gives every row some
         model.lossAndGradients(randomBatch(1, 2, 6, config.vocabSize()), 1f);
-        float[] g = model.parameter("model.embed_tokens.weight").grad();
+        float[] g = model.parameter("model.embed_tokens.weight").gradValues();
         int d = config.hiddenSize();
         for (int row = 0; row < config.vocabSize(); row++) {
             double norm = 0;
@@ -112,7 +112,7 @@ class TrainableLlamaTest {
         Random r = new Random(3);
         for (Parameter p : model.parameters())
             if (p.name().endsWith("lora_B.weight"))
-                for (long i = 0; i < p.numel(); i++) p.writableData().setAtIndex(Tensor.F32, i, (float) (r.nextGaussian() * 0.05));
+                for (long i = 0; i < p.numel(); i++) p.writableData().setFloat(i, (float) (r.nextGaussian() * 0.05));
         return model;
     }
 
@@ -136,11 +136,11 @@ class TrainableLlamaTest {
             boolean lora = p.name().contains("lora_");
             assertEquals(lora, p.trainable(), p.name());
             boolean any = false;
-            for (float g : p.grad()) any |= g != 0;
+            for (float g : p.gradValues()) any |= g != 0;
             if (!lora) assertFalse(any, p.name() + " is frozen but got a gradient");
         }
         assertTrue(java.util.Arrays.stream(new int[] {0}).allMatch(i -> {
-            for (float g : b.grad()) if (g != 0) return true;
+            for (float g : b.gradValues()) if (g != 0) return true;
             return false;
         }), "B gets a gradient even at zero");
         assertThrows(IllegalStateException.class, () -> model.addLora(new TrainableLlama.LoraConfig(2, 2, 0, Set.of("q_proj"), 1)));
@@ -156,7 +156,7 @@ class TrainableLlamaTest {
             Random r = new Random(3);
             for (Parameter p : model.parameters())
                 if (p.name().endsWith("lora_B.weight"))
-                    for (long i = 0; i < p.numel(); i++) p.writableData().setAtIndex(Tensor.F32, i, (float) (r.nextGaussian() * 0.05));
+                    for (long i = 0; i < p.numel(); i++) p.writableData().setFloat(i, (float) (r.nextGaussian() * 0.05));
             int[] ids = {5, 250, 3, 77, 1, 0, 9, 12};
             float[] unmerged = model.logits(ids);
             TrainableLlama plain = TrainableLlama.fromCheckpoint(GQA, backend);
@@ -185,8 +185,8 @@ class TrainableLlamaTest {
             double analytic = 0, magnitude = 0;
             for (int i = 0; i < u.length; i++) {
                 u[i] = r.nextFloat() * 2 - 1;
-                analytic += p.grad()[i] * u[i];
-                magnitude += Math.abs(p.grad()[i] * u[i]);
+                analytic += p.gradValues()[i] * u[i];
+                magnitude += Math.abs(p.gradValues()[i] * u[i]);
             }
             double eps = 1e-2;
             set(p, original, u, eps);
@@ -231,8 +231,8 @@ class TrainableLlamaTest {
             double analytic = 0, magnitude = 0;
             for (int i = 0; i < u.length; i++) {
                 u[i] = r.nextFloat() * 2 - 1;
-                analytic += p.grad()[i] * u[i];
-                magnitude += Math.abs(p.grad()[i] * u[i]);
+                analytic += p.gradValues()[i] * u[i];
+                magnitude += Math.abs(p.gradValues()[i] * u[i]);
             }
             double eps = 1e-2;
             set(p, original, u, eps);
@@ -270,7 +270,7 @@ class TrainableLlamaTest {
             if (!p.name().endsWith(".bias")) continue;
             biases++;
             assertFalse(p.trainable(), p.name());
-            for (float g : p.grad()) assertEquals(0f, g, p.name() + " is frozen but got a gradient");
+            for (float g : p.gradValues()) assertEquals(0f, g, p.name() + " is frozen but got a gradient");
         }
         assertEquals(6, biases);
         assertTrue(model.parameter("model.layers.0.mlp.down_proj.lora_B.weight").trainable());
@@ -283,7 +283,7 @@ class TrainableLlamaTest {
     }
 
     private static void set(Parameter p, float[] original, float[] u, double eps) {
-        for (int i = 0; i < original.length; i++) p.writableData().setAtIndex(Tensor.F32, i, (float) (original[i] + eps * u[i]));
+        for (int i = 0; i < original.length; i++) p.writableData().setFloat(i, (float) (original[i] + eps * u[i]));
     }
 
     @Test

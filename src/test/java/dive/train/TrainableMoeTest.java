@@ -1,5 +1,7 @@
 package dive.train;
 
+import dive.backend.DeviceScope;
+import dive.backend.DeviceTensor;
 import dive.backend.Backend;
 import dive.backend.ScalarBackend;
 import dive.backend.VectorBackend;
@@ -8,10 +10,10 @@ import dive.model.LlamaConfig;
 import dive.model.LlamaModel;
 import dive.tensor.DType;
 import dive.tensor.Tensor;
+import dive.tensor.TensorArena;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.lang.foreign.Arena;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashMap;
@@ -109,7 +111,7 @@ class TrainableMoeTest {
     /** E = 2, d = 2, I = 1 worked by hand: soft weights softmax(z / t), top-1 weight 1 */
     @Test
     void softRoutingHandExample() {
-        Arena arena = Arena.ofAuto();
+        TensorArena arena = TensorArena.auto();
         Backend b = new ScalarBackend();
         Parameter router = Parameter.copyOf("router", Tensor.ofFloats("router", new float[] {1, 0, 0, 1}, 2, 2), arena);
         TrainableLlama.Linear[] w1 = {linear(b, "w1", new float[] {2, 0}, 1, 2, arena), linear(b, "w1", new float[] {0, 1}, 1, 2, arena)};
@@ -118,19 +120,22 @@ class TrainableMoeTest {
         Parameter[] bias = {Parameter.copyOf("b0", Tensor.ofFloats("b0", new float[] {0, 0}, 2), arena),
                 Parameter.copyOf("b1", Tensor.ofFloats("b1", new float[] {0, 3}, 2), arena)};
         MoeBlock block = new MoeBlock(b, "moe", router, w1, w3, w2, bias, 1);
-        float[] x = {0.5f, 0f}, y = new float[2];
+        DeviceScope scope = new DeviceScope(b);
+        DeviceTensor x = scope.upload(new float[] {0.5f, 0f}), yT = scope.floats(2), counts = scope.ints(2);
         // z = (0.5, 0); expert 0: a = b = 2·0.5 = 1, h = silu(1)·1 = 1/(1 + e^-1), out = (h, 0); expert 1: a = 0, h = 0, out = bias = (0, 3)
         double h0 = 1 / (1 + Math.exp(-1));
-        block.forward(y, x, 1, RoutingMode.soft(0.5), null); // softmax((0.5, 0)/0.5) = (e, 1)/(e + 1)
+        block.forward(yT, x, 1, RoutingMode.soft(0.5), null, counts, 0, scope); // softmax((0.5, 0)/0.5) = (e, 1)/(e + 1)
+        float[] y = b.download(yT);
         double g0 = Math.E / (Math.E + 1), g1 = 1 / (Math.E + 1);
         assertEquals(g0 * h0, y[0], 1e-6);
         assertEquals(g1 * 3, y[1], 1e-6);
-        block.forward(y, x, 1, RoutingMode.TOP_K, null);      // top-1: expert 0 alone, weight 1
+        block.forward(yT, x, 1, RoutingMode.TOP_K, null, counts, 0, scope);      // top-1: expert 0 alone, weight 1
+        y = b.download(yT);
         assertEquals(h0, y[0], 1e-6);
         assertEquals(0, y[1], 0);
     }
 
-    static TrainableLlama.Linear linear(Backend b, String module, float[] w, int out, int in, Arena arena) {
+    static TrainableLlama.Linear linear(Backend b, String module, float[] w, int out, int in, TensorArena arena) {
         return new TrainableLlama.Linear(b, module, module, Parameter.copyOf(module, Tensor.ofFloats(module, w, out, in), arena));
     }
 
@@ -241,23 +246,23 @@ class TrainableMoeTest {
         for (int l = 0; l < 2; l++) {
             String name = "model.layers." + l + ".block_sparse_moe.gate.weight";
             Parameter p = model.parameter(name);
-            assertArrayEquals(full.parameter(name).grad(), p.grad(), name + ": truncated and full backward");
+            assertArrayEquals(full.parameter(name).gradValues(), p.gradValues(), name + ": truncated and full backward");
             float[] original = p.value().toFloatArray();
             double[] u = new double[original.length];
             double analytic = 0, magnitude = 0;
             for (int i = 0; i < u.length; i++) {
                 u[i] = r.nextDouble() * 2 - 1;
-                analytic += p.grad()[i] * u[i];
-                magnitude += Math.abs(p.grad()[i] * u[i]);
+                analytic += p.gradValues()[i] * u[i];
+                magnitude += Math.abs(p.gradValues()[i] * u[i]);
             }
             double eps = 1e-2;
             double[] losses = new double[2];
             for (int side = 0; side < 2; side++) {
                 for (int i = 0; i < original.length; i++)
-                    p.writableData().setAtIndex(dive.tensor.Tensor.F32, i, (float) (original[i] + (side == 0 ? eps : -eps) * u[i]));
+                    p.writableData().setFloat(i, (float) (original[i] + (side == 0 ? eps : -eps) * u[i]));
                 losses[side] = model.loss(batch);
             }
-            for (int i = 0; i < original.length; i++) p.writableData().setAtIndex(dive.tensor.Tensor.F32, i, original[i]);
+            for (int i = 0; i < original.length; i++) p.writableData().setFloat(i, original[i]);
             double numeric = (losses[0] - losses[1]) / (2 * eps);
             assertTrue(magnitude > 1e-4, name + ": gradient (almost) zero");
             assertEquals(numeric, analytic, 1e-2 * magnitude, name + ": analytic " + analytic + " vs finite differences " + numeric);

@@ -64,13 +64,14 @@ class TrainerTest {
         Faulty(TrainableModel inner, int failAtCall, String mode) { this.inner = inner; this.failAtCall = failAtCall; this.mode = mode; }
         @Override public List<Parameter> parameters() { return inner.parameters(); }
         @Override public double loss(int[][] batch) { return inner.loss(batch); }
+        @Override public dive.backend.Backend backend() { return inner.backend(); }
         @Override public double lossAndGradients(int[][] batch, float gradScale) {
             double loss = inner.lossAndGradients(batch, gradScale);
             if (++calls != failAtCall) return loss;
             switch (mode) {
                 case "crash" -> throw new IllegalStateException("simulated crash");
                 case "nan-loss" -> { return Double.NaN; }
-                default -> { inner.parameters().get(2).grad()[1] = Float.POSITIVE_INFINITY; return loss; }
+                default -> { GradAccess.setAt(inner.parameters().get(2), inner.backend(), 1, Float.POSITIVE_INFINITY); return loss; }
             }
         }
     }

@@ -1,6 +1,6 @@
 package dive.bench;
 
-import dive.backend.Backend;
+import dive.backend.CpuBackend;
 import dive.backend.ScalarBackend;
 import dive.backend.VectorBackend;
 import dive.tensor.DType;
@@ -45,7 +45,7 @@ public class GemmBenchmark {
     public String backend;
 
     private Arena arena;
-    private Backend b;
+    private CpuBackend b;
     private Tensor w;
     private float[] x, out;
     private int m;

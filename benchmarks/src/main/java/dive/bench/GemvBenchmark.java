@@ -1,6 +1,6 @@
 package dive.bench;
 
-import dive.backend.Backend;
+import dive.backend.CpuBackend;
 import dive.backend.VectorBackend;
 import dive.tensor.DType;
 import dive.tensor.Tensor;
@@ -31,7 +31,7 @@ public class GemvBenchmark {
     public int threads;
 
     private Arena arena;
-    private Backend b;
+    private CpuBackend b;
     private Tensor w;
     private float[] x, out;
 

@@ -182,6 +182,10 @@ public final class dive_h {
     public static final FunctionDescriptor dive_soft_routing$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_FLOAT, C_POINTER);
     public static final MethodHandle dive_soft_routing$MH = bind("dive_soft_routing", dive_soft_routing$DESC);
 
+    // int dive_softmax_rows(float* d_x, long rows, int n, void* stream)
+    public static final FunctionDescriptor dive_softmax_rows$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_LONG, C_INT, C_POINTER);
+    public static final MethodHandle dive_softmax_rows$MH = bind("dive_softmax_rows", dive_softmax_rows$DESC);
+
     // int dive_count_experts(int* d_counts, int countsSize, const int* d_expertIds, int assignments, int* d_badIndex, void* stream)
     public static final FunctionDescriptor dive_count_experts$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_INT, C_POINTER, C_INT, C_POINTER, C_POINTER);
     public static final MethodHandle dive_count_experts$MH = bind("dive_count_experts", dive_count_experts$DESC);
@@ -310,7 +314,7 @@ public final class dive_h {
     public static final FunctionDescriptor dive_adamw_step$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_LONG, C_INT, C_FLOAT, C_FLOAT, C_FLOAT, C_FLOAT, C_FLOAT, C_FLOAT, C_FLOAT, C_POINTER);
     public static final MethodHandle dive_adamw_step$MH = bind("dive_adamw_step", dive_adamw_step$DESC);
 
-    // int dive_sum_of_squares(double* d_out, const float* d_x, long n, void* stream)
+    // int dive_sum_of_squares(double* d_sum, const float* d_x, long n, void* stream)
     public static final FunctionDescriptor dive_sum_of_squares$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_LONG, C_POINTER);
     public static final MethodHandle dive_sum_of_squares$MH = bind("dive_sum_of_squares", dive_sum_of_squares$DESC);
 
@@ -470,6 +474,11 @@ public final class dive_h {
 
     public static int dive_soft_routing(MemorySegment d_expertIds, MemorySegment d_expertWeights, MemorySegment d_routerLogits, int n, int numExperts, float invTemperature, MemorySegment stream) {
         try { return (int) require(dive_soft_routing$MH, "dive_soft_routing").invokeExact(d_expertIds, d_expertWeights, d_routerLogits, n, numExperts, invTemperature, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_softmax_rows(MemorySegment d_x, long rows, int n, MemorySegment stream) {
+        try { return (int) require(dive_softmax_rows$MH, "dive_softmax_rows").invokeExact(d_x, rows, n, stream); }
         catch (Throwable t) { throw rethrow(t); }
     }
 
@@ -633,8 +642,8 @@ public final class dive_h {
         catch (Throwable t) { throw rethrow(t); }
     }
 
-    public static int dive_sum_of_squares(MemorySegment d_out, MemorySegment d_x, long n, MemorySegment stream) {
-        try { return (int) require(dive_sum_of_squares$MH, "dive_sum_of_squares").invokeExact(d_out, d_x, n, stream); }
+    public static int dive_sum_of_squares(MemorySegment d_sum, MemorySegment d_x, long n, MemorySegment stream) {
+        try { return (int) require(dive_sum_of_squares$MH, "dive_sum_of_squares").invokeExact(d_sum, d_x, n, stream); }
         catch (Throwable t) { throw rethrow(t); }
     }
 

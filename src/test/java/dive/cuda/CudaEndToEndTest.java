@@ -105,12 +105,13 @@ class CudaEndToEndTest {
             assertWithin(fixture + " gradient of " + pc.get(i).name(), pc.get(i).gradValues(), pg.get(i).gradValues(), 1e-4);
         }
 
-        // AdamW (on the host) from equal gradients gives equal parameters. Its first step moves each value by about
-        // lr·sign(g), so where |g| is at the level of rounding noise the sign, and the step, may differ: those values
-        // are held to 2·lr instead.
+        // AdamW from equal gradients gives equal parameters: on each model's backend (the GPU's on the device copies of
+        // the parameters, read back to host memory after). Its first step moves each value by about lr·sign(g), so where
+        // |g| is at the level of rounding noise the sign, and the step, may differ: those values are held to 2·lr instead.
         double lr = 1e-3;
-        new AdamW(AdamW.Options.DEFAULT).step(pc, lr);
-        new AdamW(AdamW.Options.DEFAULT).step(pg, lr);
+        new AdamW(AdamW.Options.DEFAULT, cpu.backend()).step(pc, lr);
+        new AdamW(AdamW.Options.DEFAULT, cuda).step(pg, lr);
+        gpu.syncTrainedToHost();
         for (int i = 0; i < pc.size(); i++) {
             float[] g = pc.get(i).gradValues(), want = pc.get(i).value().toFloatArray(), got = pg.get(i).value().toFloatArray();
             double gMax = 0, pMax = 0;

@@ -1,17 +1,20 @@
 package dive.bench.gpu;
 
-import dive.bindings.dive_h;
+import dive.backend.CudaBackend;
+import dive.backend.DeviceTensor;
+import dive.tensor.DType;
+import dive.tensor.Tensor;
 import org.openjdk.jmh.annotations.*;
 
-import java.lang.foreign.MemorySegment;
 import java.util.concurrent.TimeUnit;
 
 /**
- * (d) DIVE calibration throughput on a 1B-class FFN (hidden 2048, FFN 8192, random bf16 weights): per batch of
- * {@code batchTokens} tokens, gate and up (batch, 8192) F32 by cuBLAS BF16 GEMMs, h = SiLU(gate)·up (dive_swiglu),
- * then dive_channel_stats_update merges h into the running per-channel mean, M2 and Σh² (double, on the device).
- * Each invocation runs {@value #REPS} batches and waits for the stream. Secondary result {@code tokens}: tokens/s
- * through one layer's calibration.
+ * (d) DIVE calibration throughput on a 1B-class FFN (hidden 2048, FFN 8192, random BF16 weights), as the model's
+ * calibration runs it on {@link CudaBackend}: per batch of {@code batchTokens} tokens, gate and up (batch, 8192) F32 by
+ * two BF16 matmuls (cuBLAS), h = SiLU(gate)·up ({@link CudaBackend#swiglu}), then
+ * {@link CudaBackend#channelStatistics} merges h into the running per-channel mean, M2 and Σh² (double, on the
+ * device). Each invocation runs {@value #REPS} batches and waits for the stream. Secondary result {@code tokens}:
+ * tokens/s through one layer's calibration.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.Throughput)
@@ -26,47 +29,46 @@ public class CalibrationGpuBenchmark {
     @Param({"8192"})
     public int batchTokens;
 
-    private Gpu gpu;
-    private MemorySegment xb, w1, w3, gate, up, mean, m2, sumSquares;
+    private CudaBackend cuda;
+    private Tensor w1, w3;
+    private DeviceTensor x, gate, up, mean, m2, sumSquares;
     private long count;
 
     @Setup(Level.Trial)
     public void setup() {
-        String reason = Gpu.unavailableReason("dive_swiglu", "dive_channel_stats_update");
+        String reason = GpuBench.unavailableReason();
         if (reason != null) {
-            System.out.println(System.lineSeparator() + Gpu.skipMessage("CalibrationGpuBenchmark", reason));
+            System.out.println(System.lineSeparator() + GpuBench.skipMessage("CalibrationGpuBenchmark", reason));
             return;
         }
-        gpu = Gpu.open();
-        System.out.println("GPU: " + Gpu.describe());
-        xb = gpu.randomBf16((long) batchTokens * HIDDEN, 1f, 1, "x (batch, H) bf16");
-        w1 = gpu.randomBf16((long) FFN * HIDDEN, (float) (1 / Math.sqrt(HIDDEN)), 2, "gate_proj (F, H)");
-        w3 = gpu.randomBf16((long) FFN * HIDDEN, (float) (1 / Math.sqrt(HIDDEN)), 3, "up_proj (F, H)");
-        gate = gpu.alloc((long) batchTokens * FFN * 4, "gate (batch, F)");
-        up = gpu.alloc((long) batchTokens * FFN * 4, "up (batch, F)");
-        mean = gpu.alloc(FFN * 8L, "mean (F) double");
-        m2 = gpu.alloc(FFN * 8L, "m2 (F) double");
-        sumSquares = gpu.alloc(FFN * 8L, "sumSquares (F) double");
-        for (MemorySegment d : new MemorySegment[]{mean, m2, sumSquares})
-            Gpu.check(dive_h.dive_memset(d, 0, FFN * 8L, gpu.stream), "memset statistics");
-        gpu.sync();
+        cuda = GpuBench.open();
+        x = GpuBench.f32(cuda, batchTokens * HIDDEN, 1f, 1);
+        w1 = GpuBench.bf16("gate_proj", (float) (1 / Math.sqrt(HIDDEN)), 2, FFN, HIDDEN);
+        w3 = GpuBench.bf16("up_proj", (float) (1 / Math.sqrt(HIDDEN)), 3, FFN, HIDDEN);
+        gate = cuda.allocate(DType.F32, (long) batchTokens * FFN);
+        up = cuda.allocate(DType.F32, (long) batchTokens * FFN);
+        mean = cuda.allocate(DType.F64, FFN);
+        m2 = cuda.allocate(DType.F64, FFN);
+        sumSquares = cuda.allocate(DType.F64, FFN);
+        cuda.matmul(gate, x, batchTokens, w1);   // uploads the weights into the backend's cache
+        cuda.matmul(up, x, batchTokens, w3);
+        cuda.synchronize();
     }
 
     @TearDown(Level.Trial)
-    public void tearDown() { if (gpu != null) gpu.close(); }
+    public void tearDown() { if (cuda != null) cuda.close(); }
 
     @Benchmark
     public void calibrationBatch(MoeLayerGpuBenchmark.Tokens t) {
-        if (gpu == null) return;
+        if (cuda == null) return;
         for (int r = 0; r < REPS; r++) {
-            gpu.matmulBf16(gate, xb, w1, batchTokens, FFN, HIDDEN);
-            gpu.matmulBf16(up, xb, w3, batchTokens, FFN, HIDDEN);
-            Gpu.check(dive_h.dive_swiglu(gate, gate, up, (long) batchTokens * FFN, gpu.stream), "dive_swiglu");
-            Gpu.check(dive_h.dive_channel_stats_update(mean, m2, sumSquares, count, gate, batchTokens, FFN, gpu.stream),
-                    "dive_channel_stats_update");
+            cuda.matmul(gate, x, batchTokens, w1);
+            cuda.matmul(up, x, batchTokens, w3);
+            cuda.swiglu(gate, gate, up, batchTokens * FFN);
+            cuda.channelStatistics(mean, m2, sumSquares, count, gate, batchTokens, FFN);
             count += batchTokens;
         }
-        gpu.sync();
+        cuda.synchronize();
         t.tokens += (double) REPS * batchTokens;
     }
 }

@@ -1,22 +1,25 @@
 package dive.bench.gpu;
 
-import dive.bindings.dive_h;
+import dive.backend.CudaBackend;
+import dive.backend.DeviceTensor;
+import dive.tensor.Tensor;
 import org.openjdk.jmh.annotations.*;
 
-import java.lang.foreign.MemorySegment;
 import java.util.concurrent.TimeUnit;
 
 /**
- * (a) The grouped expert matmul on BF16 tensor cores (dive_grouped_matmul_bf16): out (rows, N) F32 = x (rows, K)
- * bf16 · w[e] (N, K)ᵀ for the rows each of E = 8 experts owns, with hidden K = 2048 and expert width N = 1024 or 2048
- * (the gate/up projection of a 1B-class model's experts), rows = 8192 or 16384 permuted token rows, routed
- * "balanced" (rows/E each) or "skewed" (expert e gets a share ∝ 1/(e+1): 37 %, 18 %, 12 %, … 4 %).
- * The baseline at equal FLOPs is {@link CublasGemmGpuBenchmark} (one cuBLAS GEMM of the same rows, N, K);
- * the report divides the two TFLOP/s (target ≥ 60 %).
+ * (a) The grouped expert matmul as the model runs it ({@link CudaBackend#groupedMatmul}: the rows in use rounded from
+ * F32 to BF16 on the device, then one launch of the grouped BF16 tensor-core kernel over every expert, the offsets
+ * read on the device): out (rows, N) F32 = x (rows, K) · w[e] (N, K)ᵀ for the rows each of E = 8 experts owns, with
+ * hidden K = 2048 and expert width N = 1024 or 2048 (the gate/up projection of a 1B-class model's experts), rows =
+ * 8192 or 16384 permuted token rows, routed "balanced" (rows/E each) or "skewed" (expert e gets a share ∝ 1/(e+1):
+ * 37 %, 18 %, 12 %, … 4 %). The baseline at equal FLOPs is {@link CublasGemmGpuBenchmark} (one dense
+ * {@link CudaBackend#matmul} of the same rows, N, K: the same BF16 conversion, then cuBLAS); the report divides the
+ * two TFLOP/s (target ≥ 60 %).
  *
- * <p>Each invocation launches {@value #REPS} products back to back and then waits for the stream, so the one host
- * sync per invocation is amortised. Secondary result {@code teraFlop}: TFLOP/s (2·rows·N·K per product).
- * Without a GPU the setup prints a SKIPPED line and the method returns at once.
+ * <p>Each invocation queues {@value #REPS} products back to back and then waits for the stream, so the one host sync
+ * per invocation is amortised. Secondary result {@code teraFlop}: TFLOP/s (2·rows·N·K per product). Without a GPU
+ * the setup prints a SKIPPED line and the method returns at once.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.Throughput)
@@ -37,8 +40,9 @@ public class GroupedMatmulGpuBenchmark {
     @Param({"balanced", "skewed"})
     public String routing;
 
-    private Gpu gpu;
-    private MemorySegment x, w, out, offsets;
+    private CudaBackend cuda;
+    private DeviceTensor x, out, offsets;
+    private Tensor[] w;
 
     @AuxCounters(AuxCounters.Type.OPERATIONS)
     @State(Scope.Thread)
@@ -52,17 +56,19 @@ public class GroupedMatmulGpuBenchmark {
 
     @Setup(Level.Trial)
     public void setup() {
-        String reason = Gpu.unavailableReason("dive_grouped_matmul_bf16");
+        String reason = GpuBench.unavailableReason();
         if (reason != null) {
-            System.out.println(System.lineSeparator() + Gpu.skipMessage("GroupedMatmulGpuBenchmark", reason));
+            System.out.println(System.lineSeparator() + GpuBench.skipMessage("GroupedMatmulGpuBenchmark", reason));
             return;
         }
-        gpu = Gpu.open();
-        System.out.println("GPU: " + Gpu.describe());
-        x = gpu.randomBf16((long) rows * HIDDEN, 1f, 1, "x (rows, K)");
-        w = gpu.randomBf16((long) EXPERTS * expertWidth * HIDDEN, (float) (1 / Math.sqrt(HIDDEN)), 2, "w (E, N, K)");
-        out = gpu.alloc((long) rows * expertWidth * 4, "out (rows, N)");
-        offsets = gpu.ints(expertOffsets(rows, EXPERTS, routing), "offsets (E + 1)");
+        cuda = GpuBench.open();
+        x = GpuBench.f32(cuda, rows * HIDDEN, 1f, 1);
+        w = new Tensor[EXPERTS];
+        for (int e = 0; e < EXPERTS; e++) w[e] = GpuBench.bf16("w" + e, (float) (1 / Math.sqrt(HIDDEN)), 2 + e, expertWidth, HIDDEN);
+        out = cuda.allocate(dive.tensor.DType.F32, (long) rows * expertWidth);
+        offsets = cuda.upload(expertOffsets(rows, EXPERTS, routing));
+        cuda.groupedMatmul(out, x, offsets, w, null);   // uploads the weights into the backend's cache
+        cuda.synchronize();
     }
 
     /**
@@ -90,15 +96,13 @@ public class GroupedMatmulGpuBenchmark {
     }
 
     @TearDown(Level.Trial)
-    public void tearDown() { if (gpu != null) gpu.close(); }
+    public void tearDown() { if (cuda != null) cuda.close(); }
 
     @Benchmark
     public void groupedMatmulBf16(Flops flops) {
-        if (gpu == null) return;
-        for (int r = 0; r < REPS; r++)
-            Gpu.check(dive_h.dive_grouped_matmul_bf16(out, x, offsets, w, MemorySegment.NULL, EXPERTS, rows, expertWidth, HIDDEN, gpu.stream),
-                    "dive_grouped_matmul_bf16");
-        gpu.sync();
+        if (cuda == null) return;
+        for (int r = 0; r < REPS; r++) cuda.groupedMatmul(out, x, offsets, w, null);
+        cuda.synchronize();
         flops.teraFlop += REPS * 2.0 * rows * expertWidth * HIDDEN / 1e12;
     }
 }

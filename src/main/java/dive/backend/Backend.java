@@ -254,6 +254,23 @@ public interface Backend {
      */
     void expertMatmulBackwardWeight(DeviceTensor[] dw, DeviceTensor dOut, DeviceTensor x, DeviceTensor offsets, int n, int k);
 
+    /**
+     * {@link #dropout} of one linear of every expert, drawing as a loop over the experts does (expert by expert, each
+     * expert's linears one after another): element c &lt; width of the i-th row of expert e (permuted row
+     * offsets[e] + i, with count_e rows) takes draw firstDraw + offsets[e]·stride + count_e·prefix + i·width + c, where
+     * {@code stride} is the draws per row of all of an expert's dropping linears and {@code prefix} those of the linears
+     * before this one. x, mask, xDropped (R, width); offsets I32 (E + 1).
+     */
+    void expertDropout(DeviceTensor mask, DeviceTensor xDropped, DeviceTensor x, DeviceTensor offsets, int numExperts, int width,
+                       long seed, long firstDraw, int stride, int prefix, double p);
+
+    /** {@link #swiglu} over each expert's rows of width {@code width} (values as one call per expert; out may alias gate) */
+    void expertSwiglu(DeviceTensor out, DeviceTensor gate, DeviceTensor up, DeviceTensor offsets, int numExperts, int width);
+
+    /** {@link #swigluBackward} over each expert's rows of width {@code width} (values as one call per expert) */
+    void expertSwigluBackward(DeviceTensor dGate, DeviceTensor dUp, DeviceTensor dOut, DeviceTensor gate, DeviceTensor up,
+                              DeviceTensor offsets, int numExperts, int width);
+
     /** per expert: out[rows of e, :] += bias[e] (d) for every e with a bias */
     void expertAddBias(DeviceTensor out, DeviceTensor offsets, Tensor[] bias, int d);
 

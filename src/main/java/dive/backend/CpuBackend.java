@@ -383,6 +383,51 @@ public abstract class CpuBackend implements Backend {
         }
     }
 
+    @Override public void expertDropout(DeviceTensor mask, DeviceTensor xDropped, DeviceTensor x, DeviceTensor offsets, int numExperts,
+                                        int width, long seed, long firstDraw, int stride, int prefix, double p) {
+        float[] m = floats(mask, "expertDropout mask"), out = floats(xDropped, "expertDropout xDropped"), in = floats(x, "expertDropout x");
+        int[] off = ints(offsets, "expertDropout offsets");
+        float keep = (float) (1 / (1 - p));
+        for (int e = 0; e < numExperts; e++) {
+            int first = off[e], count = off[e + 1] - first;
+            long base = firstDraw + (long) first * stride + (long) count * prefix;
+            for (int i = 0; i < count; i++)
+                for (int c = 0; c < width; c++) {
+                    int j = (first + i) * width + c;
+                    m[j] = splittableDraw(seed, base + (long) i * width + c) < p ? 0f : keep;
+                    out[j] = in[j] * m[j];
+                }
+        }
+    }
+
+    @Override public void expertSwiglu(DeviceTensor out, DeviceTensor gate, DeviceTensor up, DeviceTensor offsets, int numExperts, int width) {
+        float[] o = floats(out, "expertSwiglu out"), g = floats(gate, "expertSwiglu gate"), u = floats(up, "expertSwiglu up");
+        int[] off = ints(offsets, "expertSwiglu offsets");
+        for (int e = 0; e < numExperts; e++) {
+            int first = off[e], count = off[e + 1] - first;
+            if (count == 0) continue;
+            float[] part = new float[count * width];
+            swiglu(part, rows(g, first, first + count, width), rows(u, first, first + count, width), count * width);
+            System.arraycopy(part, 0, o, first * width, count * width);
+        }
+    }
+
+    @Override public void expertSwigluBackward(DeviceTensor dGate, DeviceTensor dUp, DeviceTensor dOut, DeviceTensor gate, DeviceTensor up,
+                                               DeviceTensor offsets, int numExperts, int width) {
+        float[] dg = floats(dGate, "expertSwigluBackward dGate"), du = floats(dUp, "expertSwigluBackward dUp"),
+                dy = floats(dOut, "expertSwigluBackward dOut"), g = floats(gate, "expertSwigluBackward gate"), u = floats(up, "expertSwigluBackward up");
+        int[] off = ints(offsets, "expertSwigluBackward offsets");
+        for (int e = 0; e < numExperts; e++) {
+            int first = off[e], count = off[e + 1] - first;
+            if (count == 0) continue;
+            float[] pg = new float[count * width], pu = new float[count * width];
+            swigluBackward(pg, pu, rows(dy, first, first + count, width), rows(g, first, first + count, width),
+                    rows(u, first, first + count, width), count * width);
+            System.arraycopy(pg, 0, dg, first * width, count * width);
+            System.arraycopy(pu, 0, du, first * width, count * width);
+        }
+    }
+
     @Override public void expertAddBias(DeviceTensor out, DeviceTensor offsets, Tensor[] bias, int d) {
         float[] o = floats(out, "expertAddBias out");
         int[] off = ints(offsets, "expertAddBias offsets");

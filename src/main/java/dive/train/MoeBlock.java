@@ -128,20 +128,31 @@ final class MoeBlock {
         backend.gather(s.xs, xn, s.rowToken, assigned, d);
         s.gate = scope.floats((long) assigned * ffn);
         s.up = scope.floats((long) assigned * ffn);
-        s.s1 = forward(w1, s.gate, s.xs, assigned, s.offsets, dropout, scope);
-        s.s3 = forward(w3, s.up, s.xs, assigned, s.offsets, dropout, scope);
+        // LoRA dropout draws as a loop over the experts makes them: per expert its w1, w3, w2 rows in turn
+        int p1 = draws(w1, dropout), p3 = draws(w3, dropout), p2 = draws(w2, dropout), stride = p1 + p3 + p2;
+        s.s1 = forward(w1, s.gate, s.xs, assigned, s.offsets, dropout, stride, 0, scope);
+        s.s3 = forward(w3, s.up, s.xs, assigned, s.offsets, dropout, stride, p1, scope);
         s.h = scope.floats((long) assigned * ffn);
-        backend.swiglu(s.h, s.gate, s.up, assigned * ffn);
+        backend.expertSwiglu(s.h, s.gate, s.up, s.offsets, e, ffn);
         s.expertOut = scope.floats((long) assigned * d);
-        s.s2 = forward(w2, s.expertOut, s.h, assigned, s.offsets, dropout, scope);
+        s.s2 = forward(w2, s.expertOut, s.h, assigned, s.offsets, dropout, stride, p1 + p3, scope);
+        if (stride > 0) dropout.advance((long) assigned * stride);
         if (bias != null) backend.expertAddBias(s.expertOut, s.offsets, values(bias), d);
         backend.combineExperts(y, s.expertOut, s.slotRow, s.weights, rows, s.slots, d);
         return s;
     }
 
-    /** one linear of every expert over its rows of x (R, in) → y (R, out), with LoRA when the linears carry it */
+    /** dropout draws per row of one linear of the experts: its input width when it carries LoRA with dropout, else 0 */
+    private static int draws(TrainableLlama.Linear[] lin, TrainableLlama.Dropout dropout) {
+        return dropout != null && lin[0].loraA != null && lin[0].dropout > 0 ? lin[0].in : 0;
+    }
+
+    /**
+     * one linear of every expert over its rows of x (R, in) → y (R, out), with LoRA when the linears carry it; dropout
+     * draws at {@code prefix} within each expert's {@code stride} draws per row ({@link Backend#expertDropout})
+     */
     private Adapter forward(TrainableLlama.Linear[] lin, DeviceTensor y, DeviceTensor x, int R, DeviceTensor offsets,
-                            TrainableLlama.Dropout dropout, DeviceScope scope) {
+                            TrainableLlama.Dropout dropout, int stride, int prefix, DeviceScope scope) {
         backend.expertMatmul(y, x, offsets, weights(lin));
         TrainableLlama.Linear first = lin[0];
         if (first.loraA == null) return null;
@@ -151,7 +162,7 @@ final class MoeBlock {
         if (dropout != null && first.dropout > 0) {
             a.mask = scope.floats((long) R * in);
             a.xDropped = scope.floats((long) R * in);
-            dropout.apply(backend, a.mask, a.xDropped, x, R * in, first.dropout);
+            backend.expertDropout(a.mask, a.xDropped, x, offsets, lin.length, in, dropout.seed, dropout.drawn, stride, prefix, first.dropout);
         }
         a.scaledU = scope.floats((long) R * r);
         backend.expertMatmul(a.scaledU, a.xDropped, offsets, loraA(lin));
@@ -249,7 +260,7 @@ final class MoeBlock {
             DeviceTensor dh = scope.floats((long) assigned * ffn), dGate = scope.floats((long) assigned * ffn),
                     dUp = scope.floats((long) assigned * ffn);
             backward(w2, dh, false, dExpertOut, s.h, assigned, s.offsets, s.s2, scope);
-            backend.swigluBackward(dGate, dUp, dh, s.gate, s.up, assigned * ffn);
+            backend.expertSwigluBackward(dGate, dUp, dh, s.gate, s.up, s.offsets, e, ffn);
             DeviceTensor dxs = scope.floats((long) assigned * d);  // (R, d) input gradients of the permuted rows
             backward(w1, dxs, false, dGate, s.xs, assigned, s.offsets, s.s1, scope);
             backward(w3, dxs, true, dUp, s.xs, assigned, s.offsets, s.s3, scope);

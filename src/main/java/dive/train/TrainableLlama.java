@@ -171,6 +171,9 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
 
         Dropout(long seed) { this.seed = seed; }
 
+        /** skips n draws (made on the device by an op that numbers its own) */
+        void advance(long n) { drawn += n; }
+
         /** mask and xDropped (n) for x (n) with probability p, from the next n draws */
         void apply(Backend backend, DeviceTensor mask, DeviceTensor xDropped, DeviceTensor x, int n, double p) {
             backend.dropout(mask, xDropped, x, n, seed, drawn, p);

@@ -295,6 +295,25 @@ int dive_bias_backward(float* d_db, const float* d_dy, long rows, int width, voi
 int dive_dropout(float* d_mask, float* d_xDropped, const float* d_x, long n, long seed, long firstDraw, double p,
                  float keep, void* stream);
 
+/* dive_swiglu and dive_swiglu_backward over the rows in use only: n = min(*d_rowCount, maxRows)·width elements, the
+ * count read ON THE DEVICE (offsets + numExperts: the permuted rows of the experts); elements past n untouched. Element
+ * by element, so the values are those of one call per expert. */
+int dive_swiglu_rows(float* d_out, const float* d_gate, const float* d_up, const int* d_rowCount, long maxRows,
+                     int width, void* stream);
+int dive_swiglu_backward_rows(float* d_dGate, float* d_dUp, const float* d_dOut, const float* d_gate, const float* d_up,
+                              const int* d_rowCount, long maxRows, int width, void* stream);
+
+/*
+ * dive_dropout of one linear of every expert, drawing as a loop over the experts does: element c < width of row i of
+ * expert e (permuted row offsets[e] + i, count_e rows) takes draw firstDraw + offsets[e]·stride + count_e·prefix +
+ * i·width + c (stride: the draws per row of all of an expert's dropping linears; prefix: those of the linears before
+ * this one). mask, xDropped, x (rows, width) with rows ≥ offsets[numExperts] a host-known bound; rows past
+ * offsets[numExperts] untouched. A block per row finds its expert by bisection of the device offsets.
+ */
+int dive_expert_dropout(float* d_mask, float* d_xDropped, const float* d_x, const int* d_offsets, int numExperts,
+                        long rows, int width, long seed, long firstDraw, int stride, int prefix, double p, float keep,
+                        void* stream);
+
 /*
  * x[rows[r], :] += src[r, :] for r = 0, 1, …, count − 1 in that order (one thread per column walks the sources: a
  * fixed order per element, bitwise the CPU's). src (count, width), x (xRows, width). A row outside [0, xRows) is

@@ -74,3 +74,25 @@ __device__ __forceinline__ float dive_block_max(float v, float* scratch) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
+
+// java.util.SplittableRandom(seed)'s draw `index` (0-based): mix64(seed + (index + 1)·γ) >>> 11, times 2⁻⁵³ (exact in
+// double); unsigned arithmetic wraps as Java's long does
+__device__ __forceinline__ double dive_splittable_draw(unsigned long long seed, unsigned long long index) {
+    unsigned long long z = seed + (index + 1ull) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z = z ^ (z >> 31);
+    return (double) (z >> 11) * 0x1.0p-53;
+}
+
+// the expert owning permuted row r: the last e < E with offsets[e] ≤ r (bisection), or −1 when r is past offsets[E]
+// or rowsBound (or the table is malformed there)
+__device__ __forceinline__ int dive_expert_of_row(const int* offsets, int E, long rowsBound, long r) {
+    if (r >= rowsBound || r >= offsets[E] || r < offsets[0]) return -1;
+    int lo = 0, hi = E - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) >> 1;
+        if (offsets[mid] <= r) lo = mid; else hi = mid - 1;
+    }
+    return r < offsets[lo + 1] ? lo : -1;
+}

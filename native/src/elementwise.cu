@@ -1,23 +1,73 @@
-// elementwise.cu — SwiGLU and its gradient, scaled add, embedding lookup and its gradient, bias add and gradient,
-// scale, multiply, counter-based dropout, ordered row scatter-add.
+// elementwise.cu — SwiGLU and its gradient (also over the rows in use, counted on the device), scaled add, embedding
+// lookup and its gradient, bias add and gradient, scale, multiply, counter-based dropout (also per expert, drawing as
+// a loop over the experts does), ordered row scatter-add.
 #include "common.cuh"
 
 #define GRID_STRIDE(i, n) for (long i = blockIdx.x * (long) blockDim.x + threadIdx.x; i < (n); i += (long) gridDim.x * blockDim.x)
 
 // out = gate / (1 + e^(−gate)) · up, in the CPU's F32 order (expf: within an ulp or two of Java's Math.exp)
+__device__ __forceinline__ void swiglu_at(float* out, const float* gate, const float* up, long i) {
+    float g = gate[i];
+    out[i] = g / (1.0f + expf(-g)) * up[i];
+}
+
+__device__ __forceinline__ void swiglu_backward_at(float* dGate, float* dUp, const float* dOut, const float* gate,
+                                                   const float* up, long i) {
+    float g = gate[i], sig = 1.0f / (1.0f + expf(-g));
+    dGate[i] = dOut[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
+    dUp[i] = dOut[i] * g * sig;
+}
+
 __global__ void swiglu_kernel(float* out, const float* gate, const float* up, long n) {
-    GRID_STRIDE(i, n) {
-        float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
-    }
+    GRID_STRIDE(i, n) swiglu_at(out, gate, up, i);
 }
 
 __global__ void swiglu_backward_kernel(float* dGate, float* dUp, const float* dOut, const float* gate, const float* up,
                                        long n) {
-    GRID_STRIDE(i, n) {
-        float g = gate[i], sig = 1.0f / (1.0f + expf(-g));
-        dGate[i] = dOut[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
-        dUp[i] = dOut[i] * g * sig;
+    GRID_STRIDE(i, n) swiglu_backward_at(dGate, dUp, dOut, gate, up, i);
+}
+
+// the rows in use only: n = min(*rowCount, maxRows) · width, the count read on the device (offsets[E] of the experts)
+__device__ __forceinline__ long rows_in_use(const int* rowCount, long maxRows, int width) {
+    long rows = *rowCount;
+    if (rows < 0) rows = 0;
+    if (rows > maxRows) rows = maxRows;
+    return rows * width;
+}
+
+__global__ void swiglu_rows_kernel(float* out, const float* gate, const float* up, const int* rowCount, long maxRows,
+                                   int width) {
+    long n = rows_in_use(rowCount, maxRows, width);
+    GRID_STRIDE(i, n) swiglu_at(out, gate, up, i);
+}
+
+__global__ void swiglu_backward_rows_kernel(float* dGate, float* dUp, const float* dOut, const float* gate,
+                                            const float* up, const int* rowCount, long maxRows, int width) {
+    long n = rows_in_use(rowCount, maxRows, width);
+    GRID_STRIDE(i, n) swiglu_backward_at(dGate, dUp, dOut, gate, up, i);
+}
+
+// block per permuted row (strided): thread 0 finds the row's expert; element c of row i of expert e takes draw
+// firstDraw + offsets[e]·stride + count_e·prefix + i·width + c (a loop over the experts' linears drawing in order)
+__global__ void expert_dropout_kernel(float* mask, float* xDropped, const float* x, const int* offsets, int E,
+                                      long rowsBound, int width, unsigned long long seed, unsigned long long firstDraw,
+                                      long stride, long prefix, double p, float keep) {
+    __shared__ int expert;
+    for (long r = blockIdx.y; r < rowsBound; r += gridDim.y) {
+        __syncthreads(); // the previous row is done with `expert`
+        if (threadIdx.x == 0) expert = dive_expert_of_row(offsets, E, rowsBound, r);
+        __syncthreads();
+        int e = expert;
+        if (e < 0) continue; // block-uniform
+        long first = offsets[e], count = offsets[e + 1] - first, i = r - first;
+        unsigned long long base = firstDraw + (unsigned long long) (first * stride) + (unsigned long long) (count * prefix)
+                                  + (unsigned long long) (i * width);
+        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < width; c += gridDim.x * blockDim.x) {
+            long at = r * width + c;
+            float m = dive_splittable_draw(seed, base + (unsigned long long) c) < p ? 0.0f : keep;
+            mask[at] = m;
+            xDropped[at] = __fmul_rn(x[at], m);
+        }
     }
 }
 
@@ -129,19 +179,10 @@ __global__ void bias_backward_kernel(float* db, const float* dy, long rows, int 
     db[j] = acc;
 }
 
-// SplittableRandom(seed)'s draw `index` (0-based): mix64(seed + (index + 1)·γ) >>> 11, times 2⁻⁵³ (exact in double)
-__device__ __forceinline__ double splittable_draw(unsigned long long seed, unsigned long long index) {
-    unsigned long long z = seed + (index + 1ull) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z = z ^ (z >> 31);
-    return (double) (z >> 11) * 0x1.0p-53;
-}
-
 __global__ void dropout_kernel(float* mask, float* xDropped, const float* x, long n, unsigned long long seed,
                                unsigned long long firstDraw, double p, float keep) {
     GRID_STRIDE(i, n) {
-        float m = splittable_draw(seed, firstDraw + (unsigned long long) i) < p ? 0.0f : keep;
+        float m = dive_splittable_draw(seed, firstDraw + (unsigned long long) i) < p ? 0.0f : keep;
         mask[i] = m;
         xDropped[i] = __fmul_rn(x[i], m);
     }
@@ -215,5 +256,40 @@ extern "C" int dive_scatter_add_rows(float* d_x, const float* d_src, const int* 
     DIVE_REQUIRE(d_x && d_src && d_rows);
     scatter_add_rows_kernel<<<(width + 127) / 128, 128, 0, dive_stream(stream)>>>(d_x, d_src, d_rows, count, width,
                                                                                   xRows, d_badIndex);
+    return dive_launch_status();
+}
+
+extern "C" int dive_swiglu_rows(float* d_out, const float* d_gate, const float* d_up, const int* d_rowCount, long maxRows,
+                                int width, void* stream) {
+    DIVE_REQUIRE(maxRows >= 0 && width >= 0);
+    if (maxRows == 0 || width == 0) return 0;
+    DIVE_REQUIRE(d_out && d_gate && d_up && d_rowCount);
+    swiglu_rows_kernel<<<dive_blocks(maxRows * width, 256), 256, 0, dive_stream(stream)>>>(d_out, d_gate, d_up, d_rowCount,
+                                                                                          maxRows, width);
+    return dive_launch_status();
+}
+
+extern "C" int dive_swiglu_backward_rows(float* d_dGate, float* d_dUp, const float* d_dOut, const float* d_gate,
+                                         const float* d_up, const int* d_rowCount, long maxRows, int width,
+                                         void* stream) {
+    DIVE_REQUIRE(maxRows >= 0 && width >= 0);
+    if (maxRows == 0 || width == 0) return 0;
+    DIVE_REQUIRE(d_dGate && d_dUp && d_dOut && d_gate && d_up && d_rowCount);
+    swiglu_backward_rows_kernel<<<dive_blocks(maxRows * width, 256), 256, 0, dive_stream(stream)>>>(
+            d_dGate, d_dUp, d_dOut, d_gate, d_up, d_rowCount, maxRows, width);
+    return dive_launch_status();
+}
+
+extern "C" int dive_expert_dropout(float* d_mask, float* d_xDropped, const float* d_x, const int* d_offsets,
+                                   int numExperts, long rows, int width, long seed, long firstDraw, int stride,
+                                   int prefix, double p, float keep, void* stream) {
+    DIVE_REQUIRE(numExperts >= 1 && rows >= 0 && width >= 0 && stride >= 0 && prefix >= 0);
+    if (rows == 0 || width == 0) return 0;
+    DIVE_REQUIRE(d_mask && d_xDropped && d_x && d_offsets);
+    int gx = (width + 255) / 256;
+    dim3 grid((unsigned) (gx > 16 ? 16 : gx), (unsigned) (rows < 65535 ? rows : 65535));
+    expert_dropout_kernel<<<grid, 256, 0, dive_stream(stream)>>>(d_mask, d_xDropped, d_x, d_offsets, numExperts, rows, width,
+                                                                 (unsigned long long) seed, (unsigned long long) firstDraw,
+                                                                 stride, prefix, p, keep);
     return dive_launch_status();
 }

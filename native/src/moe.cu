@@ -399,14 +399,7 @@ __global__ void expert_add_bias_kernel(float* out, const int* offsets, const __g
     __shared__ int expert;
     for (long r = blockIdx.y; r < rowsBound; r += gridDim.y) {
         __syncthreads(); // the previous row is done with `expert`
-        if (threadIdx.x == 0) {
-            int lo = 0, hi = E - 1;
-            while (lo < hi) {
-                int mid = (lo + hi + 1) >> 1;
-                if (offsets[mid] <= r) lo = mid; else hi = mid - 1;
-            }
-            expert = offsets[lo] <= r && r < offsets[lo + 1] && r < min(offsets[E], rowsBound) ? lo : -1;
-        }
+        if (threadIdx.x == 0) expert = dive_expert_of_row(offsets, E, rowsBound, r);
         __syncthreads();
         int e = expert;
         const float* b = e >= 0 ? bias.p[e] : nullptr;

@@ -1118,6 +1118,50 @@ static void test_expert_bias(int E, int usedRows, int rowsBound, int d, int empt
     for (int e = 0; e < E; e++) expect_equal(name + fmt(" db[%d]", e), dDb[e]->get(), wantDb[e]);
 }
 
+// elementwise.cu: the per-expert row forms (rows in use counted on the device; dropout drawing expert by expert)
+static void test_expert_rows(int E, int usedRows, int rowsBound, int width, int emptyEvery) {
+    std::string name = fmt("swiglu_rows / expert_dropout E=%d rows=%d (bound %d) width=%d", E, usedRows, rowsBound, width);
+    vector<int> offsets = random_offsets(usedRows, E, emptyEvery);
+    size_t n = (size_t) rowsBound * width, used = (size_t) offsets[E] * width;
+    vector<float> gate = randoms(n, -8, 8), up = randoms(n), dOut = randoms(n), x = randoms(n, -3, 3);
+    const float poison = bits_to_f32(0xffffffffu);
+    vector<float> out(n, poison), dGate(n, poison), dUp(n, poison), mask(n, poison), dropped(n, poison);
+    for (size_t i = 0; i < used; i++) {
+        float g = gate[i], sig = 1.0f / (1.0f + (float) exp(-(double) g));
+        out[i] = g / (1.0f + (float) exp(-(double) g)) * up[i];
+        dGate[i] = dOut[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
+        dUp[i] = dOut[i] * g * sig;
+    }
+    const long seed = 1234567, firstDraw = 99;
+    const int stride = 3 * width, prefix = width; // the second of three dropping linears of width `width`
+    const double p = 0.3;
+    float keep = (float) (1 / (1 - p));
+    for (int e = 0; e < E; e++) {
+        long first = offsets[e], count = offsets[e + 1] - first, base = firstDraw + first * stride + count * prefix;
+        for (long i = 0; i < count; i++)
+            for (int c = 0; c < width; c++) {
+                size_t at = (size_t) (first + i) * width + c;
+                mask[at] = splittable_draw_host((uint64_t) seed, (uint64_t) (base + i * width + c)) < p ? 0.0f : keep;
+                dropped[at] = x[at] * mask[at];
+            }
+    }
+    Dev<int> dOffsets(offsets);
+    Dev<float> dG(gate), dU(up), dO(dOut), dX(x), dOut_((size_t) n), dDG(n), dDU(n), dMask(n), dDropped(n);
+    const int* rowCount = dOffsets.p + E;
+    bool ok = ok_call(dive_swiglu_rows(dOut_.p, dG.p, dU.p, rowCount, rowsBound, width, nullptr), name, "swiglu_rows") &&
+              ok_call(dive_swiglu_backward_rows(dDG.p, dDU.p, dO.p, dG.p, dU.p, rowCount, rowsBound, width, nullptr), name,
+                      "swiglu_backward_rows") &&
+              ok_call(dive_expert_dropout(dMask.p, dDropped.p, dX.p, dOffsets.p, E, rowsBound, width, seed, firstDraw, stride,
+                                          prefix, p, keep, nullptr), name, "expert_dropout") &&
+              synced(name);
+    if (!ok) return;
+    expect_close(name + " swiglu", dOut_.get(), out, 1e-6, 1e-5);
+    expect_close(name + " swiglu_backward dGate", dDG.get(), dGate, 1e-6, 1e-5);
+    expect_close(name + " swiglu_backward dUp", dDU.get(), dUp, 1e-6, 1e-5);
+    expect_equal(name + " expert_dropout mask", dMask.get(), mask);
+    expect_equal(name + " expert_dropout x", dDropped.get(), dropped);
+}
+
 // loss.cu: the mean on the device
 static void test_cross_entropy_mean(int rows, int vocab, bool withGrad, bool withBadTarget, bool allIgnored) {
     std::string name = fmt("cross_entropy_mean rows=%d vocab=%d%s%s%s", rows, vocab, withGrad ? "" : " no grad",
@@ -1236,6 +1280,9 @@ static void test_arguments() {
     expect_status("args multiply null y", dive_multiply(F, nullptr, 4, nullptr), A);
     expect_status("args bias_backward rows<0", dive_bias_backward(F, F, -1, 4, nullptr), A);
     expect_status("args dropout null mask", dive_dropout(nullptr, F, F, 4, 1, 0, 0.5, 2.0f, nullptr), A);
+    expect_status("args swiglu_rows null count", dive_swiglu_rows(F, F, F, nullptr, 4, 4, nullptr), A);
+    expect_status("args swiglu_backward_rows width<0", dive_swiglu_backward_rows(F, F, F, F, F, I, 4, -1, nullptr), A);
+    expect_status("args expert_dropout E=0", dive_expert_dropout(F, F, F, I, 0, 4, 4, 1, 0, 4, 0, 0.5, 2.0f, nullptr), A);
     expect_status("args scatter_add_rows null rows", dive_scatter_add_rows(F, F, nullptr, 2, 4, 4, I, nullptr), A);
     expect_status("args sum_of_squares null out", dive_sum_of_squares(nullptr, F, 4, nullptr), A);
     expect_status("args first_non_finite n<0", dive_first_non_finite((long*) I, F, -1, nullptr), A);
@@ -1382,6 +1429,9 @@ int main() {
     test_expert_bias(1, 1, 1, 7, 0);
     test_expert_bias(8, 300, 330, 129, 3);
     test_expert_bias(16, 100, 100, 64, 2);
+    test_expert_rows(1, 1, 1, 5, 0);
+    test_expert_rows(8, 300, 330, 129, 3);
+    test_expert_rows(16, 1000, 1000, 64, 2);
     test_cross_entropy_mean(1, 1, true, false, false);
     test_cross_entropy_mean(37, 1000, true, false, false);
     test_cross_entropy_mean(37, 1000, false, true, false);

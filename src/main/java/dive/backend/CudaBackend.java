@@ -807,6 +807,51 @@ public final class CudaBackend implements Backend, AutoCloseable {
         run(host -> kernels.groupedWeightGradF32(g, dy, xb, off, rows, n, k));
     }
 
+    /** rows the permuted-row tensors of an expert op hold (a bound on offsets[E]) */
+    private static int rowsOfAll(int width, DeviceTensor... ts) {
+        int rows = Integer.MAX_VALUE;
+        for (DeviceTensor t : ts) rows = Math.min(rows, rowsOf(t, width));
+        return rows;
+    }
+
+    @Override public void expertDropout(DeviceTensor mask, DeviceTensor xDropped, DeviceTensor x, DeviceTensor offsets, int numExperts,
+                                        int width, long seed, long firstDraw, int stride, int prefix, double p) {
+        String op = "expertDropout";
+        nonNegative(op, width, stride, prefix);
+        if (numExperts < 1) throw new IllegalArgumentException(op + ": " + numExperts + " experts, expected ≥ 1");
+        DeviceBuffer mb = f32(mask, 0, op, "mask (R, width)"), ob = f32(xDropped, 0, op, "xDropped (R, width)"), xb = f32(x, 0, op, "x (R, width)");
+        DeviceBuffer off = i32(offsets, numExperts + 1, op, "offsets (E + 1)");
+        int rows = rowsOfAll(width, mask, xDropped, x);
+        float keep = (float) (1 / (1 - p));
+        if (width == 0 || rows == 0) return;
+        run(host -> kernels.expertDropout(mb, ob, xb, off, numExperts, rows, width, seed, firstDraw, stride, prefix, p, keep));
+    }
+
+    /** swiglu over the rows in use (offsets[E], read on the device): element-wise, the values of one call per expert */
+    @Override public void expertSwiglu(DeviceTensor out, DeviceTensor gate, DeviceTensor up, DeviceTensor offsets, int numExperts, int width) {
+        String op = "expertSwiglu";
+        nonNegative(op, width);
+        if (numExperts < 1) throw new IllegalArgumentException(op + ": " + numExperts + " experts, expected ≥ 1");
+        DeviceBuffer o = f32(out, 0, op, "out (R, width)"), g = f32(gate, 0, op, "gate (R, width)"), u = f32(up, 0, op, "up (R, width)");
+        DeviceBuffer off = i32(offsets, numExperts + 1, op, "offsets (E + 1)");
+        int rows = rowsOfAll(width, out, gate, up);
+        if (width == 0 || rows == 0) return;
+        run(host -> kernels.swigluRows(o, g, u, rowCount(off, numExperts), rows, width));
+    }
+
+    @Override public void expertSwigluBackward(DeviceTensor dGate, DeviceTensor dUp, DeviceTensor dOut, DeviceTensor gate, DeviceTensor up,
+                                               DeviceTensor offsets, int numExperts, int width) {
+        String op = "expertSwigluBackward";
+        nonNegative(op, width);
+        if (numExperts < 1) throw new IllegalArgumentException(op + ": " + numExperts + " experts, expected ≥ 1");
+        DeviceBuffer gg = f32(dGate, 0, op, "dGate (R, width)"), gu = f32(dUp, 0, op, "dUp (R, width)"), dy = f32(dOut, 0, op, "dOut (R, width)");
+        DeviceBuffer g = f32(gate, 0, op, "gate (R, width)"), u = f32(up, 0, op, "up (R, width)");
+        DeviceBuffer off = i32(offsets, numExperts + 1, op, "offsets (E + 1)");
+        int rows = rowsOfAll(width, dGate, dUp, dOut, gate, up);
+        if (width == 0 || rows == 0) return;
+        run(host -> kernels.swigluBackwardRows(gg, gu, dy, g, u, rowCount(off, numExperts), rows, width));
+    }
+
     @Override public void expertAddBias(DeviceTensor out, DeviceTensor offsets, Tensor[] bias, int d) {
         String op = "expertAddBias";
         nonNegative(op, d);

@@ -229,6 +229,26 @@ public final class CudaKernels {
                 "dive_dropout(n=" + n + ", p=" + p + ")");
     }
 
+    /** swiglu over the rows in use: min(*rowCount, maxRows)·width elements, the count read on the device */
+    public void swigluRows(DeviceBuffer out, DeviceBuffer gate, DeviceBuffer up, DeviceBuffer rowCount, long maxRows, int width) {
+        check(dive_h.dive_swiglu_rows(out.pointer(), gate.pointer(), up.pointer(), rowCount.pointer(), maxRows, width, s()),
+                "dive_swiglu_rows(max rows=" + maxRows + ", width=" + width + ")");
+    }
+
+    /** swigluBackward over the rows in use */
+    public void swigluBackwardRows(DeviceBuffer dGate, DeviceBuffer dUp, DeviceBuffer dOut, DeviceBuffer gate, DeviceBuffer up,
+                                   DeviceBuffer rowCount, long maxRows, int width) {
+        check(dive_h.dive_swiglu_backward_rows(dGate.pointer(), dUp.pointer(), dOut.pointer(), gate.pointer(), up.pointer(), rowCount.pointer(),
+                maxRows, width, s()), "dive_swiglu_backward_rows(max rows=" + maxRows + ", width=" + width + ")");
+    }
+
+    /** dropout of one linear of every expert, drawing as the loop over the experts does (dive.h) */
+    public void expertDropout(DeviceBuffer mask, DeviceBuffer xDropped, DeviceBuffer x, DeviceBuffer offsets, int numExperts, long rows,
+                              int width, long seed, long firstDraw, int stride, int prefix, double p, float keep) {
+        check(dive_h.dive_expert_dropout(mask.pointer(), xDropped.pointer(), x.pointer(), offsets.pointer(), numExperts, rows, width, seed,
+                firstDraw, stride, prefix, p, keep, s()), "dive_expert_dropout(experts=" + numExperts + ", rows=" + rows + ", width=" + width + ")");
+    }
+
     /** x[rows[r], :] += src[r, :] in order r; a row outside [0, xRows) recorded in badIndex (NULL: not recorded) */
     public void scatterAddRows(DeviceBuffer x, DeviceBuffer src, DeviceBuffer rows, int count, int width, int xRows, DeviceBuffer badIndex) {
         check(dive_h.dive_scatter_add_rows(x.pointer(), src.pointer(), rows.pointer(), count, width, xRows, badIndex.pointer(), s()),

@@ -37,8 +37,8 @@ import static org.junit.jupiter.api.Assertions.*;
  * <p>Bounds: |cuda − cpu| ≤ tol · max(|cpu|, rms(cpu output)) per element — relative for typical values, with the
  * output's RMS as the floor where a sum cancels. F32: tol 1e-5 (different summation orders; expf vs Math.exp differ by
  * a few ulps); BF16 weights: tol 1e-2 (the activation is rounded to BF16 for the tensor cores); ops whose kernels
- * repeat the CPU's arithmetic (copies, integer bookkeeping, bias add and gradient, multiply, dropout, routing
- * gradient, channel statistics, AdamW): exact. Skipped, saying why, where no GPU is usable.
+ * repeat the CPU's arithmetic (copies, integer bookkeeping, bias add and gradient, multiply, dropout (also per expert),
+ * routing gradient, channel statistics, AdamW): exact. Skipped, saying why, where no GPU is usable.
  */
 @Tag("gpu")
 class CudaBackendTest {
@@ -738,6 +738,34 @@ class CudaBackendTest {
                 cuda.expertBiasBackward(Arrays.stream(db).map(b -> b == null ? null : b.g).toArray(DeviceTensor[]::new), dOut.g, offs.g, n);
                 for (int e = 0; e < experts; e++)
                     if (db[e] != null) assertArrayEquals(db[e].want(), db[e].got(), "expertBiasBackward db[" + e + "] (row order) " + what);
+            }
+    }
+
+    @Test
+    void perExpertSwigluAndDropoutMatchTheCpu() {
+        Random r = new Random(29);
+        for (int[] rowsPerExpert : GROUPINGS)
+            for (int width : new int[] {1, 48, 129}) {
+                int experts = rowsPerExpert.length;
+                int[] off = offsets(rowsPerExpert);
+                int rows = off[experts], bound = rows + SPARE_ROWS;
+                String what = Arrays.toString(rowsPerExpert) + " width " + width;
+                Both offs = ints(off), gate = floats(random(r, bound * width, 6f)), up = floats(random(r, bound * width, 2f)), y = out(bound * width);
+                cpu.expertSwiglu(y.c, gate.c, up.c, offs.c, experts, width);
+                cuda.expertSwiglu(y.g, gate.g, up.g, offs.g, experts, width);
+                assertClose("expertSwiglu " + what, y, rows * width, 1e-5);   // rows past R stay NaN
+
+                Both dOut = floats(random(r, bound * width, 1f)), dg = out(bound * width), du = out(bound * width);
+                cpu.expertSwigluBackward(dg.c, du.c, dOut.c, gate.c, up.c, offs.c, experts, width);
+                cuda.expertSwigluBackward(dg.g, du.g, dOut.g, gate.g, up.g, offs.g, experts, width);
+                assertClose("expertSwigluBackward dGate " + what, dg, rows * width, 1e-5);
+                assertClose("expertSwigluBackward dUp " + what, du, rows * width, 1e-5);
+
+                Both x = floats(random(r, bound * width, 3f)), mask = out(bound * width), dropped = out(bound * width);
+                cpu.expertDropout(mask.c, dropped.c, x.c, offs.c, experts, width, 77, 1000, 3 * width, width, 0.25);
+                cuda.expertDropout(mask.g, dropped.g, x.g, offs.g, experts, width, 77, 1000, 3 * width, width, 0.25);
+                assertExact("expertDropout mask " + what, mask, rows * width);
+                assertExact("expertDropout x " + what, dropped, rows * width);
             }
     }
 

@@ -274,6 +274,18 @@ public final class dive_h {
     public static final FunctionDescriptor dive_dropout$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_LONG, C_LONG, C_LONG, C_DOUBLE, C_FLOAT, C_POINTER);
     public static final MethodHandle dive_dropout$MH = bind("dive_dropout", dive_dropout$DESC);
 
+    // int dive_swiglu_rows(float* d_out, const float* d_gate, const float* d_up, const int* d_rowCount, long maxRows, int width, void* stream)
+    public static final FunctionDescriptor dive_swiglu_rows$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_LONG, C_INT, C_POINTER);
+    public static final MethodHandle dive_swiglu_rows$MH = bind("dive_swiglu_rows", dive_swiglu_rows$DESC);
+
+    // int dive_swiglu_backward_rows(float* d_dGate, float* d_dUp, const float* d_dOut, const float* d_gate, const float* d_up, const int* d_rowCount, long maxRows, int width, void* stream)
+    public static final FunctionDescriptor dive_swiglu_backward_rows$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_LONG, C_INT, C_POINTER);
+    public static final MethodHandle dive_swiglu_backward_rows$MH = bind("dive_swiglu_backward_rows", dive_swiglu_backward_rows$DESC);
+
+    // int dive_expert_dropout(float* d_mask, float* d_xDropped, const float* d_x, const int* d_offsets, int numExperts, long rows, int width, long seed, long firstDraw, int stride, int prefix, double p, float keep, void* stream)
+    public static final FunctionDescriptor dive_expert_dropout$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_POINTER, C_INT, C_LONG, C_INT, C_LONG, C_LONG, C_INT, C_INT, C_DOUBLE, C_FLOAT, C_POINTER);
+    public static final MethodHandle dive_expert_dropout$MH = bind("dive_expert_dropout", dive_expert_dropout$DESC);
+
     // int dive_scatter_add_rows(float* d_x, const float* d_src, const int* d_rows, int count, int width, int xRows, int* d_badIndex, void* stream)
     public static final FunctionDescriptor dive_scatter_add_rows$DESC = FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_POINTER, C_INT, C_INT, C_INT, C_POINTER, C_POINTER);
     public static final MethodHandle dive_scatter_add_rows$MH = bind("dive_scatter_add_rows", dive_scatter_add_rows$DESC);
@@ -589,6 +601,21 @@ public final class dive_h {
 
     public static int dive_dropout(MemorySegment d_mask, MemorySegment d_xDropped, MemorySegment d_x, long n, long seed, long firstDraw, double p, float keep, MemorySegment stream) {
         try { return (int) require(dive_dropout$MH, "dive_dropout").invokeExact(d_mask, d_xDropped, d_x, n, seed, firstDraw, p, keep, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_swiglu_rows(MemorySegment d_out, MemorySegment d_gate, MemorySegment d_up, MemorySegment d_rowCount, long maxRows, int width, MemorySegment stream) {
+        try { return (int) require(dive_swiglu_rows$MH, "dive_swiglu_rows").invokeExact(d_out, d_gate, d_up, d_rowCount, maxRows, width, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_swiglu_backward_rows(MemorySegment d_dGate, MemorySegment d_dUp, MemorySegment d_dOut, MemorySegment d_gate, MemorySegment d_up, MemorySegment d_rowCount, long maxRows, int width, MemorySegment stream) {
+        try { return (int) require(dive_swiglu_backward_rows$MH, "dive_swiglu_backward_rows").invokeExact(d_dGate, d_dUp, d_dOut, d_gate, d_up, d_rowCount, maxRows, width, stream); }
+        catch (Throwable t) { throw rethrow(t); }
+    }
+
+    public static int dive_expert_dropout(MemorySegment d_mask, MemorySegment d_xDropped, MemorySegment d_x, MemorySegment d_offsets, int numExperts, long rows, int width, long seed, long firstDraw, int stride, int prefix, double p, float keep, MemorySegment stream) {
+        try { return (int) require(dive_expert_dropout$MH, "dive_expert_dropout").invokeExact(d_mask, d_xDropped, d_x, d_offsets, numExperts, rows, width, seed, firstDraw, stride, prefix, p, keep, stream); }
         catch (Throwable t) { throw rethrow(t); }
     }
 

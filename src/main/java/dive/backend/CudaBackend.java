@@ -1,8 +1,8 @@
 package dive.backend;
 
+import dive.backend.CudaWeights.Form;
 import dive.cuda.CudaDevice;
 import dive.cuda.CudaKernels;
-import dive.cuda.DeviceArena;
 import dive.cuda.DeviceBuffer;
 import dive.tensor.DType;
 import dive.tensor.Tensor;
@@ -10,11 +10,7 @@ import dive.tensor.Tensor;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.lang.ref.ReferenceQueue;
-import java.lang.ref.WeakReference;
 import java.util.Arrays;
-import java.util.HashMap;
-import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.logging.Logger;
@@ -32,11 +28,11 @@ import static dive.bindings.cublas_h.*;
  * layer of the benchmarks keeps activations on the device.
  *
  * <p><b>Weights</b> over read-only memory (memory-mapped checkpoints) are uploaded once and cached per tensor on the
- * device (weak keys: the device copy is freed when the Tensor is collected or the backend is closed), like
- * {@code PackedWeights} on the CPU. Writable tensors (weights being trained) are uploaded on every call, so a cached
- * copy is never stale. F32 stays F32; BF16 stays BF16 where a kernel reads BF16 (matmul, groupedMatmul, embedding) and
- * is widened to F32 where one reads F32 (norm weights, biases); F16 is widened to F32 on upload (dive.h has no F16
- * kernels).
+ * device ({@link CudaWeights}; weak keys: the device copy is freed when the Tensor is collected or the backend is
+ * closed), like {@code PackedWeights} on the CPU. Writable tensors (weights being trained) are uploaded on every call,
+ * so a cached copy is never stale. F32 stays F32; BF16 stays BF16 where a kernel reads BF16 (matmul, groupedMatmul,
+ * embedding) and is widened to F32 where one reads F32 (norm weights, biases); F16 is widened to F32 on upload (dive.h
+ * has no F16 kernels).
  *
  * <p><b>Arithmetic.</b> F32 weights: cuBLAS with CUBLAS_COMPUTE_32F and pedantic math (no TF32), so results match the
  * CPU to ~1e-5 relative. BF16 weights: tensor cores on BF16 operands with F32 accumulation; the activation is rounded
@@ -62,10 +58,7 @@ public final class CudaBackend extends CpuBackend implements AutoCloseable {
     private final CudaDevice device;
     private final CudaKernels kernels;
     private final CpuBackend cpu;
-    private final DeviceArena weightArena = new DeviceArena("weights");
-    private final ReferenceQueue<Tensor> collected = new ReferenceQueue<>();
-    private final Map<WeightKey, DeviceBuffer> weights = new HashMap<>();
-    private final Map<WeightKey, Stack> stacks = new HashMap<>();
+    private final CudaWeights weights;
     private final Set<String> fallbacksNoted = ConcurrentHashMap.newKeySet();
     private boolean closed;
 
@@ -79,6 +72,7 @@ public final class CudaBackend extends CpuBackend implements AutoCloseable {
         this.device = device;
         this.kernels = device.kernels();
         this.cpu = cpu;
+        this.weights = new CudaWeights(device);
     }
 
     @Override public String name() { return "cuda"; }
@@ -88,146 +82,11 @@ public final class CudaBackend extends CpuBackend implements AutoCloseable {
 
     // ================================================================ weights on the device
 
-    /** how a weight is kept on the device: as stored (F32, or BF16 bits), or widened to F32 */
-    private enum Form { NATIVE, F32 }
-
-    private static boolean keptAsBf16(Tensor w, Form form) { return form == Form.NATIVE && w.dtype() == DType.BF16; }
-
-    private static long deviceBytes(Tensor w, Form form) { return w.numel() * (keptAsBf16(w, form) ? 2 : 4); }
-
-    /** identity of a tensor (weakly held) and a form */
-    private static final class WeightKey extends WeakReference<Tensor> {
-        final Form form;
-        final int hash;
-
-        WeightKey(Tensor t, Form form, ReferenceQueue<Tensor> queue) {
-            super(t, queue);
-            this.form = form;
-            this.hash = System.identityHashCode(t) * 31 + form.ordinal();
-        }
-
-        @Override public int hashCode() { return hash; }
-
-        @Override public boolean equals(Object o) {
-            if (this == o) return true;
-            if (!(o instanceof WeightKey k) || k.form != form) return false;
-            Tensor t = get();
-            return t != null && t == k.get();
-        }
-    }
-
-    /** experts' weights stacked (E, N, K) for the grouped kernels */
-    private record Stack(WeakReference<Tensor>[] members, DeviceBuffer buffer) {
-        boolean holds(Tensor[] w) {
-            if (members.length != w.length) return false;
-            for (int e = 0; e < w.length; e++) if (members[e].get() != w[e]) return false;
-            return true;
-        }
-    }
-
-    /** frees the device copies of collected tensors */
-    private void expunge() {
-        for (var ref = collected.poll(); ref != null; ref = collected.poll()) {
-            DeviceBuffer b = weights.remove(ref);
-            if (b != null) weightArena.free(b);
-            Stack s = stacks.remove(ref);
-            if (s != null) weightArena.free(s.buffer());
-        }
-    }
-
-    /** copies w (in the given form) into dst on the stream; staging lives in {@code host} */
-    private void uploadWeight(DeviceBuffer dst, Tensor w, Form form, Arena host) {
-        if (!w.dtype().isFloatWeight())
-            throw new IllegalArgumentException("weight '" + w.name() + "' is " + w.dtype() + ", expected F32, BF16 or F16");
-        MemorySegment data = w.data();
-        if (w.dtype() == DType.F32 || keptAsBf16(w, form)) {
-            if (data.isNative()) {
-                device.upload(dst, data);            // straight from the (mapped) file or off-heap values
-            } else {
-                MemorySegment staged = host.allocate(data.byteSize(), 16);
-                staged.copyFrom(data);
-                device.upload(dst, staged);
-            }
-        } else {                                      // BF16 / F16 widened to F32 on the host
-            long n = w.numel();
-            MemorySegment staged = host.allocate(4 * n, 16);
-            for (long i = 0; i < n; i++) staged.setAtIndex(F, i, w.getFloat(i));
-            device.upload(dst, staged);
-        }
-    }
-
-    private static boolean cacheable(Tensor w) { return w.data().isReadOnly(); }
-
-    /**
-     * The device copies of {@code ws} in {@code form}: cached ones for read-only tensors (uploaded on first use),
-     * fresh uploads into the weight workspace for writable ones. One call per op (the workspace is carved once).
-     */
-    private DeviceBuffer[] weights(Form form, Arena host, Tensor... ws) {
-        expunge();
-        long[] transientBytes = new long[ws.length];
-        for (int i = 0; i < ws.length; i++) transientBytes[i] = cacheable(ws[i]) ? 0 : deviceBytes(ws[i], form);
-        DeviceBuffer[] scratch = device.workspace(1, transientBytes);
-        DeviceBuffer[] out = new DeviceBuffer[ws.length];
-        for (int i = 0; i < ws.length; i++) {
-            Tensor w = ws[i];
-            if (!cacheable(w)) {
-                uploadWeight(scratch[i], w, form, host);
-                out[i] = scratch[i];
-                continue;
-            }
-            WeightKey key = new WeightKey(w, form, collected);
-            DeviceBuffer cached = weights.get(key);
-            if (cached == null) {
-                cached = weightArena.allocate(deviceBytes(w, form));
-                uploadWeight(cached, w, form, host);
-                weights.put(key, cached);
-            } else {
-                key.clear();
-            }
-            out[i] = cached;
-        }
-        return out;
-    }
-
-    /**
-     * The experts' weights stacked (E, N, K) in one device buffer, in {@code form}: cached when all are read-only; else
-     * uploaded into the weight workspace, skipping experts without rows (the kernels do not read them).
-     */
-    @SuppressWarnings("unchecked")
-    private DeviceBuffer stacked(Tensor[] w, Form form, int[] offsets, Arena host) {
-        expunge();
-        long each = deviceBytes(w[0], form);
-        boolean cacheable = Arrays.stream(w).allMatch(CudaBackend::cacheable);
-        if (!cacheable) {
-            DeviceBuffer buffer = device.workspace(1, each * w.length)[0];
-            for (int e = 0; e < w.length; e++)
-                if (offsets[e + 1] > offsets[e]) uploadWeight(buffer.slice(e * each, each), w[e], form, host);
-            return buffer;
-        }
-        WeightKey key = new WeightKey(w[0], form, collected);
-        Stack s = stacks.get(key);
-        if (s != null && s.holds(w)) {
-            key.clear();
-            return s.buffer();
-        }
-        if (s != null) {                               // the same first expert in another group: replace
-            stacks.remove(key);
-            weightArena.free(s.buffer());
-        }
-        DeviceBuffer buffer = weightArena.allocate(each * w.length);
-        for (int e = 0; e < w.length; e++) uploadWeight(buffer.slice(e * each, each), w[e], form, host);
-        WeakReference<Tensor>[] members = new WeakReference[w.length];
-        for (int e = 0; e < w.length; e++) members[e] = new WeakReference<>(w[e]);
-        stacks.put(key, new Stack(members, buffer));
-        return buffer;
-    }
-
     /** bytes of device memory held by cached weights */
     public long cachedWeightBytes() {
         device.lock().lock();
         try {
-            expunge();
-            return weightArena.allocatedBytes();
+            return weights.cachedBytes();
         } finally {
             device.lock().unlock();
         }
@@ -329,7 +188,7 @@ public final class CudaBackend extends CpuBackend implements AutoCloseable {
         boolean bf16 = w.dtype() == DType.BF16;
         int type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
         onDevice(host -> {
-            DeviceBuffer wd = weights(Form.NATIVE, host, w)[0];
+            DeviceBuffer wd = weights.get(Form.NATIVE, host, w)[0];
             DeviceBuffer[] b = device.workspace(f32((long) m * depth), f32((long) m * cols), bf16 ? 2L * m * depth : 0);
             put(b[0], in, (long) m * depth, host);
             if (depth == 0) device.memset(b[1], 0);
@@ -367,7 +226,7 @@ public final class CudaBackend extends CpuBackend implements AutoCloseable {
         need(out, count, "rmsNorm", "out (rows, d)");
         if (count == 0) return;
         onDevice(host -> {
-            DeviceBuffer wd = weights(Form.F32, host, weight)[0];
+            DeviceBuffer wd = weights.get(Form.F32, host, weight)[0];
             DeviceBuffer[] b = device.workspace(f32(count), f32(count));
             put(b[0], x, count, host);
             kernels.rmsNorm(b[1], b[0], wd, rows, d, eps);
@@ -385,7 +244,7 @@ public final class CudaBackend extends CpuBackend implements AutoCloseable {
         if (dWeight != null) need(dWeight, d, "rmsNormBackward", "dWeight (d)");
         if (count == 0) return;
         onDevice(host -> {
-            DeviceBuffer wd = weights(Form.F32, host, weight)[0];
+            DeviceBuffer wd = weights.get(Form.F32, host, weight)[0];
             DeviceBuffer[] b = device.workspace(f32(count), f32(count), f32(count), dWeight != null ? f32(d) : 0);
             put(b[0], dOut, count, host);
             put(b[1], x, count, host);
@@ -523,7 +382,7 @@ public final class CudaBackend extends CpuBackend implements AutoCloseable {
         need(out, (long) tokens * d, "embedding", "out (T, d)");
         if (tokens == 0 || d == 0) return;
         onDevice(host -> {
-            DeviceBuffer td = weights(Form.NATIVE, host, table)[0];
+            DeviceBuffer td = weights.get(Form.NATIVE, host, table)[0];
             DeviceBuffer[] b = device.workspace(f32((long) tokens * d), 4L * tokens, 4);
             put(b[1], ids, tokens, host);
             device.memset(b[2], 0xff); // badIndex = −1
@@ -699,7 +558,7 @@ public final class CudaBackend extends CpuBackend implements AutoCloseable {
         }
         float[] biasHost = biasRows;
         onDevice(host -> {
-            DeviceBuffer wd = stacked(w, bf16 ? Form.NATIVE : Form.F32, offsets, host);
+            DeviceBuffer wd = weights.stacked(w, bf16 ? Form.NATIVE : Form.F32, offsets, host);
             DeviceBuffer[] b = device.workspace(f32((long) rows * k), f32((long) rows * n), 4L * (experts + 1),
                     hasBias ? f32((long) experts * n) : 0, bf16 ? 2L * rows * k : 0);
             put(b[0], x, (long) rows * k, host);
@@ -812,9 +671,7 @@ public final class CudaBackend extends CpuBackend implements AutoCloseable {
         try {
             if (closed) return;
             closed = true;
-            weights.clear();
-            stacks.clear();
-            weightArena.close();
+            weights.close();
         } finally {
             device.lock().unlock();
         }

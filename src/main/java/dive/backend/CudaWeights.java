@@ -15,9 +15,11 @@ import java.util.HashMap;
 import java.util.Map;
 
 /**
- * The {@link CudaBackend}'s device copies of weights ({@link Tensor}s: checkpoint memory), keyed weakly by tensor
- * identity: each is uploaded once, on first use (a counted host → device transfer), and freed when its Tensor is
- * collected or the cache is closed. Not thread-safe: the backend calls it under its device lock.
+ * The {@link CudaBackend}'s device copies of weights ({@link Tensor}s: checkpoint memory), the GPU counterpart of
+ * {@link PackedWeights}, keyed weakly by tensor identity: each is uploaded once, on first use (a counted host → device
+ * transfer), and freed when its Tensor is collected or the cache is closed. Device memory comes from dive_malloc
+ * (native/src/runtime.cu). Experts are not stacked: the grouped kernels take a table of the experts' device pointers.
+ * Not thread-safe: the backend calls it under its device lock.
  *
  * <p><b>Forms.</b> F32 stays F32; BF16 stays BF16 where a kernel reads BF16 ({@link Form#NATIVE}: matmuls, embedding)
  * and is widened to F32 where one reads F32 ({@link Form#F32}: norm weights, biases, F32 grouped matmuls); F16 is

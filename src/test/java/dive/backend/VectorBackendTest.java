@@ -333,22 +333,9 @@ class VectorBackendTest {
     }
 
     @Test
-    void threadCountComesFromDiveThreadsAndIsValidated() {
-        String saved = System.getProperty("dive.threads");
-        try {
-            System.setProperty("dive.threads", "3");
-            assertEquals(3, VectorBackend.defaultThreads());
-            System.setProperty("dive.threads", "0");
-            var e = assertThrows(IllegalArgumentException.class, VectorBackend::defaultThreads);
-            assertTrue(e.getMessage().contains("dive.threads"), e.getMessage());
-            System.setProperty("dive.threads", "many");
-            assertThrows(IllegalArgumentException.class, VectorBackend::defaultThreads);
-            System.clearProperty("dive.threads");
-            assertEquals(Runtime.getRuntime().availableProcessors(), VectorBackend.defaultThreads());
-        } finally {
-            if (saved == null) System.clearProperty("dive.threads");
-            else System.setProperty("dive.threads", saved);
-        }
+    void threadCountIsAllCoresOrAsGivenAndIsValidated() {
+        assertEquals(3, new VectorBackend(3).threads());
+        assertEquals(Runtime.getRuntime().availableProcessors(), new VectorBackend().threads());
         assertThrows(IllegalArgumentException.class, () -> new VectorBackend(0));
     }
 
@@ -553,7 +540,7 @@ class VectorBackendTest {
                     if (pattern.matcher(lines.get(i).replaceAll("^\\s*(\\*|//).*", "")).find()) offenders.add(f + ":" + (i + 1)); // code, not comments
             }
         }
-        assertEquals(List.of(), offenders, "use VectorBackend.sumLanes (a fixed order) instead of reduceLanes(ADD)");
+        assertEquals(List.of(), offenders, "use VectorSupport.sumLanes (a fixed order) instead of reduceLanes(ADD)");
     }
 
     /** AdamW: the vector, multithreaded update gives the plain loop's bits (unaligned off-heap params, odd sizes, decay on/off) */

@@ -115,7 +115,21 @@ print(f"INFO gpu={gpu}")
 print(f"INFO peak={peak[0]} hbm_tb_s={peak[1]:.3f} bf16_tflops={peak[2]:.0f}" if peak
       else f"INFO peak=unknown ({gpu} is not in the peak table: no bandwidth or MFU fractions)")
 
-model = LlamaForCausalLM.from_pretrained(a.model, dtype=torch.bfloat16, attn_implementation="sdpa").to(dev).eval()
+# transformers renamed torch_dtype to dtype in 4.56; the .to() makes sure of BF16 either way
+tf_version = tuple(int(x) for x in re.findall(r"\d+", transformers.__version__)[:2])
+dtype_kw = "dtype" if tf_version >= (4, 56) else "torch_dtype"
+model = LlamaForCausalLM.from_pretrained(a.model, attn_implementation="sdpa", **{dtype_kw: torch.bfloat16})
+model = model.to(device=dev, dtype=torch.bfloat16).eval()
+
+
+def last_logits(ids, **kw):
+    """a forward keeping only the last position's logits where this transformers can (logits_to_keep, 4.50+)"""
+    try:
+        return model(ids, logits_to_keep=1, **kw)
+    except TypeError:
+        return model(ids, **kw)
+
+
 cfg = model.config
 d, f, L, V = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.vocab_size
 hd = getattr(cfg, "head_dim", None) or d // cfg.num_attention_heads
@@ -133,7 +147,7 @@ ids = torch.randint(3, V, (a.prefill_batch, a.prompt), generator=g).to(dev)
 def prefill():
     sync(); s = time.perf_counter()
     with torch.inference_mode():
-        logits = model(ids, use_cache=False, logits_to_keep=1).logits
+        logits = last_logits(ids, use_cache=False).logits[:, -1]
     logits.float().cpu()
     sync()
     return time.perf_counter() - s
@@ -150,7 +164,7 @@ prompt = ids[:1]
 
 def decode():
     with torch.inference_mode():
-        out = model(prompt, use_cache=True, logits_to_keep=1)
+        out = last_logits(prompt, use_cache=True)
         past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
         sync(); s = time.perf_counter()
         for _ in range(a.decode):

@@ -56,17 +56,15 @@ run_phase() {
   local status="ok"
   [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && status="TIMED OUT after ${t}s"
   [ "$rc" -ne 0 ] && [ "$status" = ok ] && status="FAILED (exit $rc)"
-  LAST_RC=$rc
+  LAST_RC=$rc LAST_NAME="$name" LAST_DT=$dt
   record "$name" "$status" "$dt" "see $(basename "$log")"
 }
-# skipped_phase LOG: when the phase just recorded ended well but LOG holds a SKIPPED line, it is "skipped", with the reason
+# skipped_phase LOG [NAME_REGEX]: when the phase just recorded ended well but LOG holds a SKIPPED line (of a program
+# whose name matches NAME_REGEX), the phase is "skipped", with that line as its detail
 skipped_phase() {
-  local line; line="$(grep -m1 '^SKIPPED ' "$1" 2>/dev/null)"
+  local line; line="$(grep -m1 -oE "SKIPPED ${2:-[A-Za-z_]+}: .*" "$1" 2>/dev/null)"
   [ -n "$line" ] && [ "${LAST_RC:-1}" = 0 ] || return 0
-  local last=$(( ${#PHASES[@]} - 1 )) name secs
-  name="$(echo "${PHASES[$last]}" | cut -d'|' -f2 | sed 's/^ //; s/ $//')"
-  secs="$(echo "${PHASES[$last]}" | cut -d'|' -f4 | tr -d ' ')"
-  PHASES[$last]="| $name | skipped | $secs | ${line//|/\\|} |"
+  PHASES[${#PHASES[@]} - 1]="| ${LAST_NAME//|/\\|} | skipped | $LAST_DT | ${line//|/\\|} |"
 }
 
 note "dive GPU run in $ROOT, bundle $BUNDLE, out $OUT, budget ${BUDGET_S}s$([ "$DRY" = 1 ] && echo ', DRY RUN')"
@@ -249,6 +247,7 @@ if [ -n "$JAVA" ]; then
       run_phase "JMH: $regex" "$JMH_LOG" "$max" "$reserve" "${JMH[@]}" "$regex" -f 1 -wi 2 -w 500ms -i 3 -r 500ms \
         -foe false -jvm "$JAVA" -rf json -rff "$json"
     fi
+    skipped_phase "$JMH_LOG" "${regex#dive.bench.gpu.}"
     [ -s "$json" ] && JSONS+=("$json")
   done
   grep -ho 'SKIPPED [A-Za-z]*: .*' "$JMH_LOG" | sort -u | head -8 | while read -r line; do note "$line"; done

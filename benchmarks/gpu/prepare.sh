@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares target/gpu-bundle/: everything benchmarks/gpu/run.sh needs on a GPU machine that has no JDK, no Maven
-# and no network. Run it here (JDK 25 + Maven), then carry the folder with the run tool: carry ["target/gpu-bundle"].
+# and no network. Run it here (JDK 25 + Maven); the GPU machine then runs `bash benchmarks/gpu/run.sh` from a copy of
+# the working tree with target/gpu-bundle carried along.
 #
 #   jdk.tar.xz     a jlink image of JDK 25 (only the modules the engine, JMH and the JUnit console need), tar + xz
 #   classes/       compiled main + bindings + benchmark classes (code only, plus JMH's META-INF/BenchmarkList)
@@ -10,7 +11,7 @@
 #
 # The jlink image is made without its own compression (--compress zip-0) and then packed with xz: 16 MB instead of
 # 25 MB for zip-9 inside + xz, because xz cannot squeeze already-zipped resources. The working tree plus the carried
-# bundle must stay under the run tool's 64 MiB: this script measures both and fails when they do not.
+# bundle must stay under the 64 MiB that travel to the GPU machine: this script measures both and fails when they do not.
 # DIVE_GPU_EXTRA_MODULES=java.desktop adds modules (java.desktop is only needed by the report charts, +6 MB).
 # --reuse-jdk keeps the jdk.tar.xz of the existing bundle when it has the same modules (refreshes only classes and
 # jars: seconds instead of minutes after a code change).
@@ -90,13 +91,13 @@ DIRTY="$(git status --porcelain 2>/dev/null | grep -qv '^??' && echo " (with unc
 rm -rf "$BUNDLE"
 mv "$STAGE" "$BUNDLE"
 
-# sizes: what the run tool sends = tracked files + untracked files git does not ignore + the carried bundle
+# sizes: what travels to the GPU machine = tracked files + untracked files git does not ignore + the carried bundle
 bundle_bytes=$(du -sb "$BUNDLE" | cut -f1)
 tree_bytes=$( { git ls-files -z; git ls-files -z --others --exclude-standard; } | xargs -0 -r stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}')
 total=$((bundle_bytes + tree_bytes))
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f MiB", b / 1048576}'; }
 echo "prepare.sh: bundle $(mib "$bundle_bytes") (jdk.tar.xz $(mib "$(stat -c %s "$BUNDLE/jdk.tar.xz")"), lib $(mib "$(du -sb "$BUNDLE/lib" | cut -f1)"), classes $(mib "$(du -sb "$BUNDLE/classes" "$BUNDLE/test-classes" | awk '{s += $1} END {print s}')"))"
-echo "prepare.sh: working tree $(mib "$tree_bytes") + bundle = $(mib "$total") of the 64 MiB the run tool carries"
+echo "prepare.sh: working tree $(mib "$tree_bytes") + bundle = $(mib "$total") of the 64 MiB that travel to the GPU machine"
 echo "bundle $bundle_bytes bytes; tree $tree_bytes bytes; total $total bytes (limit $LIMIT_BYTES)" >> "$BUNDLE/BUNDLE.txt"
-[ "$total" -lt "$LIMIT_BYTES" ] || die "working tree + bundle = $(mib "$total"): over the 64 MiB the run tool carries"
-echo "prepare.sh: ready. Run on the GPU machine: command 'bash benchmarks/gpu/run.sh', carry [\"target/gpu-bundle\"]"
+[ "$total" -lt "$LIMIT_BYTES" ] || die "working tree + bundle = $(mib "$total"): over the 64 MiB that travel to the GPU machine"
+echo "prepare.sh: ready. On the GPU machine: bash benchmarks/gpu/run.sh, with target/gpu-bundle carried along"

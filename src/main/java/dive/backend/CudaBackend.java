@@ -226,29 +226,24 @@ public final class CudaBackend implements Backend, AutoCloseable {
     }
 
     @Override public DeviceTensor upload(float[] values) {
-        return onDevice(host -> {
-            CudaTensor t = CudaTensor.allocate(DType.F32, values.length, tensorBytes);
-            try {
-                put(t.buffer("upload"), MemorySegment.ofArray(values), ValueLayout.JAVA_FLOAT, values.length, host);
-            } catch (RuntimeException e) {
-                t.close();
-                throw e;
-            }
-            transfers.countToDevice(4L * values.length);
-            return t;
-        });
+        return uploaded(DType.F32, MemorySegment.ofArray(values), ValueLayout.JAVA_FLOAT, values.length);
     }
 
     @Override public DeviceTensor upload(int[] values) {
+        return uploaded(DType.I32, MemorySegment.ofArray(values), ValueLayout.JAVA_INT, values.length);
+    }
+
+    /** a new tensor holding {@code count} elements of a heap array (a counted host → device transfer) */
+    private DeviceTensor uploaded(DType dtype, MemorySegment values, ValueLayout layout, int count) {
         return onDevice(host -> {
-            CudaTensor t = CudaTensor.allocate(DType.I32, values.length, tensorBytes);
+            CudaTensor t = CudaTensor.allocate(dtype, count, tensorBytes);
             try {
-                put(t.buffer("upload"), MemorySegment.ofArray(values), ValueLayout.JAVA_INT, values.length, host);
+                put(t.buffer("upload"), values, layout, count, host);
             } catch (RuntimeException e) {
                 t.close();
                 throw e;
             }
-            transfers.countToDevice(4L * values.length);
+            transfers.countToDevice(4L * count);
             return t;
         });
     }

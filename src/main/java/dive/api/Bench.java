@@ -46,6 +46,7 @@ public final class Bench {
                 last = model.forwardBatch(step, caches, false);
             }
             long t2 = System.nanoTime();
+            for (KVCache c : caches) c.close();
             if (!warm) {                                // untimed warm-up until the deadline
                 warm = t2 >= warmupEnd;
                 r--;

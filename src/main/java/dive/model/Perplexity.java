@@ -51,6 +51,7 @@ public final class Perplexity {
             KVCache[] caches = new KVCache[batch.length];
             for (int b = 0; b < batch.length; b++) caches[b] = model.newCache(batch[b].length);
             float[][] logits = model.forwardBatch(batch, caches, true);  // per window (len, vocab)
+            for (KVCache c : caches) c.close();
             for (int b = 0; b < batch.length; b++) {
                 int[] chunk = batch[b];
                 for (int t = 0; t + 1 < chunk.length; t++) {

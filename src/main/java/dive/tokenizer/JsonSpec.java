@@ -53,6 +53,15 @@ final class JsonSpec {
         return node.asInt();
     }
 
+    /** a token id: an integral number 0 ≤ id < limit; "FIELD VALUE: expected 0 ≤ id < LIMIT" otherwise */
+    int tokenId(JsonNode node, String field, int limit) throws TokenizerFormatException {
+        if (!node.isIntegralNumber()) throw error(field, "must be an integer token id, found " + node);
+        if (!node.canConvertToInt() || node.asInt() < 0 || node.asInt() >= limit) {
+            throw error(field, node + ": expected 0 ≤ id < " + limit);
+        }
+        return node.asInt();
+    }
+
     String type(JsonNode node, String path) throws TokenizerFormatException {
         if (!node.isObject()) throw error(path, "must be an object, found " + node.getNodeType());
         return text(node, "type", path);

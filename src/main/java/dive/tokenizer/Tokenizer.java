@@ -115,7 +115,7 @@ public final class Tokenizer {
         try {
             tree = JSON.readTree(file.toFile());
         } catch (JsonProcessingException e) {
-            throw new TokenizerFormatException(file + ": not valid JSON: " + e.getOriginalMessage());
+            throw new TokenizerFormatException(JsonSpec.oneLine(file + ": not valid JSON: " + e.getOriginalMessage()));
         }
         if (tree == null || tree.isMissingNode()) throw new TokenizerFormatException(file + ": empty file");
         return new Tokenizer(tree, file.toString());
@@ -276,11 +276,11 @@ public final class Tokenizer {
         Map<Integer, String> byId = new HashMap<>(vocabNode.size() * 2);
         for (Iterator<Map.Entry<String, JsonNode>> it = vocabNode.fields(); it.hasNext(); ) {
             Map.Entry<String, JsonNode> e = it.next();
-            String field = "model.vocab[\"" + e.getKey() + "\"]";
+            String field = "model.vocab[" + JsonSpec.quote(e.getKey()) + "]";
             int id = s.tokenId(e.getValue(), field, MAX_VOCAB_SIZE);
             String other = byId.putIfAbsent(id, e.getKey());
             if (other != null) {
-                throw s.error(field, "has id " + id + ", which model.vocab[\"" + other + "\"] has already (expected one token per id)");
+                throw s.error(field, "has id " + id + ", which model.vocab[" + JsonSpec.quote(other) + "] has already (expected one token per id)");
             }
             vocab.put(e.getKey(), id);
         }
@@ -293,25 +293,25 @@ public final class Tokenizer {
             String left, right;
             if (m.isTextual()) { // "a b"
                 String[] parts = m.asText().split(" ", -1);
-                if (parts.length != 2) throw s.error(field, "must be two tokens separated by one space, found '" + m.asText() + "'");
+                if (parts.length != 2) throw s.error(field, "must be two tokens separated by one space, found " + JsonSpec.show(m));
                 left = parts[0];
                 right = parts[1];
             } else if (m.isArray() && m.size() == 2 && m.get(0).isTextual() && m.get(1).isTextual()) { // ["a", "b"]
                 left = m.get(0).asText();
                 right = m.get(1).asText();
             } else {
-                throw s.error(field, "must be \"a b\" or [\"a\", \"b\"], found " + m);
+                throw s.error(field, "must be \"a b\" or [\"a\", \"b\"], found " + JsonSpec.show(m));
             }
             Integer leftId = vocab.get(left), rightId = vocab.get(right), mergedId = vocab.get(left + right);
-            if (leftId == null || rightId == null) throw s.error(field, "names a token not in model.vocab: " + m);
-            if (mergedId == null) throw s.error(field, "merges into '" + left + right + "', which is not in model.vocab");
+            if (leftId == null || rightId == null) throw s.error(field, "names a token not in model.vocab: " + JsonSpec.show(m));
+            if (mergedId == null) throw s.error(field, "merges into " + JsonSpec.quote(left + right) + ", which is not in model.vocab");
             merges.putIfAbsent(BpeModel.pairKey(leftId, rightId), ((long) rank << 32) | mergedId);
         }
         String unk = s.optionalText(node, "unk_token", "model");
         int unkId = -1;
         if (unk != null) {
             Integer id = vocab.get(unk);
-            if (id == null) throw s.error("model.unk_token", "'" + unk + "' is not in model.vocab");
+            if (id == null) throw s.error("model.unk_token", "'" + JsonSpec.shorten(unk) + "' is not in model.vocab");
             unkId = id;
         }
         return new BpeModel(vocab, merges, unkId, s.bool(node, "fuse_unk", "model", false),
@@ -377,7 +377,7 @@ public final class Tokenizer {
                             (seenSequence ? suffix : prefix).add(s.tokenId(ids.get(k), idsPath + "[" + k + "]", MAX_VOCAB_SIZE));
                         }
                     } else {
-                        throw s.error(itemPath, "must be {\"Sequence\": ...} or {\"SpecialToken\": ...}, found " + item);
+                        throw s.error(itemPath, "must be {\"Sequence\": ...} or {\"SpecialToken\": ...}, found " + JsonSpec.show(item));
                     }
                 }
                 return List.of(prefix.toArray(), suffix.toArray());

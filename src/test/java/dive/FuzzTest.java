@@ -26,7 +26,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.IdentityHashMap;
-import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -114,9 +113,26 @@ class FuzzTest {
         public void load(Path file) {
             try {
                 LlamaConfig c = LlamaConfig.load(file);
-                c.queryDim();
-                c.kvDim();
-                c.toString();
+                // what was accepted stays within the documented bounds: nothing derived from it can overflow
+                String where = file + " accepted as " + c;
+                assertTrue(c.numHiddenLayers() >= 1 && c.numHiddenLayers() <= LlamaConfig.MAX_LAYERS, where);
+                assertTrue(c.hiddenSize() >= 1 && c.hiddenSize() <= LlamaConfig.MAX_HIDDEN_SIZE, where);
+                assertTrue(c.intermediateSize() >= 1 && c.intermediateSize() <= LlamaConfig.MAX_INTERMEDIATE_SIZE, where);
+                assertTrue(c.numAttentionHeads() >= 1 && c.numAttentionHeads() <= LlamaConfig.MAX_HEADS, where);
+                assertTrue(c.numKeyValueHeads() >= 1 && c.numKeyValueHeads() <= c.numAttentionHeads(), where);
+                assertTrue(c.headDim() >= 1 && c.headDim() <= LlamaConfig.MAX_HEAD_DIM, where);
+                assertTrue(c.vocabSize() >= 1 && c.vocabSize() <= LlamaConfig.MAX_VOCAB_SIZE, where);
+                assertTrue(c.maxPositionEmbeddings() >= 1 && c.maxPositionEmbeddings() <= LlamaConfig.MAX_POSITIONS, where);
+                assertTrue(c.rope().originalMaxPositionEmbeddings() >= 1
+                        && c.rope().originalMaxPositionEmbeddings() <= LlamaConfig.MAX_POSITIONS, where);
+                long m = LlamaConfig.MAX_MATRIX_ELEMENTS;
+                assertTrue((long) c.vocabSize() * c.hiddenSize() <= m, where);
+                assertTrue((long) c.intermediateSize() * c.hiddenSize() <= m, where);
+                assertTrue((long) c.queryDim() * c.hiddenSize() <= m, where);
+                if (c.moe() != null) {
+                    assertTrue(c.moe().numLocalExperts() >= 1 && c.moe().numLocalExperts() <= LlamaConfig.MAX_EXPERTS, where);
+                    assertTrue(c.moe().numExpertsPerTok() >= 1 && c.moe().numExpertsPerTok() <= c.moe().numLocalExperts(), where);
+                }
             } catch (IOException e) {
                 throw new AssertionError("config.json: an IOException that is not a ConfigException", e);
             }
@@ -373,8 +389,7 @@ class FuzzTest {
     static void collect(JsonNode node, String path, int depth, List<Site> out) {
         out.add(new Site(node, path, depth));
         if (node.isObject()) {
-            for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); ) {
-                Map.Entry<String, JsonNode> e = it.next();
+            for (Map.Entry<String, JsonNode> e : node.properties()) {
                 collect(e.getValue(), path + "." + e.getKey(), depth + 1, out);
             }
         } else if (node.isArray()) {
@@ -399,9 +414,8 @@ class FuzzTest {
             boolean first = true;
             Integer twice = edits.duplicate.get(node);
             int i = 0;
-            for (Iterator<Map.Entry<String, JsonNode>> it = node.fields(); it.hasNext(); i++) {
-                Map.Entry<String, JsonNode> e = it.next();
-                if (edits.delete.containsKey(e.getValue())) continue;
+            for (Map.Entry<String, JsonNode> e : node.properties()) {
+                if (edits.delete.containsKey(e.getValue())) { i++; continue; }
                 int times = twice != null && twice == i ? 2 : 1;
                 for (int k = 0; k < times; k++) {
                     if (!first) out.append(',');
@@ -409,6 +423,7 @@ class FuzzTest {
                     out.append(JSON.getNodeFactory().textNode(edits.rename.getOrDefault(e.getValue(), e.getKey()))).append(':');
                     write(e.getValue(), edits, out);
                 }
+                i++;
             }
             out.append('}');
         } else if (node.isArray()) {

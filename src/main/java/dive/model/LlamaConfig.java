@@ -95,6 +95,7 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
     }
 
     private static final List<String> MODEL_TYPES = List.of("llama", "mixtral");
+    private static final ObjectMapper JSON = new ObjectMapper();
 
     /*
      * Upper bounds of the sizes and counts, checked when config.json is parsed so that nothing derived from them (the
@@ -128,7 +129,7 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         Path file = Files.isDirectory(dir) ? dir.resolve("config.json") : dir;
         JsonNode root;
         try {
-            root = new ObjectMapper().readTree(file.toFile());
+            root = JSON.readTree(file.toFile());
         } catch (NoSuchFileException | java.io.FileNotFoundException e) {
             throw new ConfigException(file.toString(), null, "file not found");
         } catch (com.fasterxml.jackson.core.JsonProcessingException e) {

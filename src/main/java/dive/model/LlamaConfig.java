@@ -95,13 +95,41 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
     }
 
     private static final List<String> MODEL_TYPES = List.of("llama", "mixtral");
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    /*
+     * Upper bounds of the sizes and counts, checked when config.json is parsed so that nothing derived from them (the
+     * per-layer array, a weight matrix's element count, head widths) can overflow an int or ask for an impossible
+     * allocation. Each is several times the largest published Llama or Mixtral (Llama 3.1 405B: hidden 16384,
+     * intermediate 53248, 126 layers, 128 heads, vocabulary 128256, 131072 positions). Besides, every weight matrix
+     * must hold at most 2^31 - 1 elements (vocab_size · hidden_size, intermediate_size · hidden_size,
+     * num_attention_heads · head_dim · hidden_size): the engine indexes a matrix with an int.
+     */
+    /** largest hidden_size accepted */
+    public static final int MAX_HIDDEN_SIZE = 1 << 16;
+    /** largest intermediate_size accepted */
+    public static final int MAX_INTERMEDIATE_SIZE = 1 << 18;
+    /** largest num_hidden_layers accepted */
+    public static final int MAX_LAYERS = 1024;
+    /** largest num_attention_heads and num_key_value_heads accepted */
+    public static final int MAX_HEADS = 1024;
+    /** largest head_dim accepted */
+    public static final int MAX_HEAD_DIM = 1 << 14;
+    /** largest vocab_size accepted (the tokenizer's bound too) */
+    public static final int MAX_VOCAB_SIZE = 1 << 24;
+    /** largest max_position_embeddings (and rope original_max_position_embeddings) accepted */
+    public static final int MAX_POSITIONS = 1 << 24;
+    /** largest num_local_experts accepted */
+    public static final int MAX_EXPERTS = 1024;
+    /** the most elements one weight matrix may hold */
+    public static final long MAX_MATRIX_ELEMENTS = Integer.MAX_VALUE;
 
     /** reads {@code dir/config.json} */
     public static LlamaConfig load(Path dir) throws IOException {
         Path file = Files.isDirectory(dir) ? dir.resolve("config.json") : dir;
         JsonNode root;
         try {
-            root = new ObjectMapper().readTree(file.toFile());
+            root = JSON.readTree(file.toFile());
         } catch (NoSuchFileException | java.io.FileNotFoundException e) {
             throw new ConfigException(file.toString(), null, "file not found");
         } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
@@ -121,26 +149,31 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
             throw new ConfigException(source, "model_type", "'" + modelType + "' is not supported (expected one of " + MODEL_TYPES + ")");
         boolean mixtral = modelType.equals("mixtral");
 
-        int hidden = r.positiveInt("hidden_size");
-        int intermediate = r.positiveInt("intermediate_size");
-        int layers = r.positiveInt("num_hidden_layers");
-        int heads = r.positiveInt("num_attention_heads");
+        int hidden = r.positiveInt("hidden_size", MAX_HIDDEN_SIZE);
+        int intermediate = r.positiveInt("intermediate_size", MAX_INTERMEDIATE_SIZE);
+        int layers = r.positiveInt("num_hidden_layers", MAX_LAYERS);
+        int heads = r.positiveInt("num_attention_heads", MAX_HEADS);
         int kvHeads = root.has("num_key_value_heads") && !root.get("num_key_value_heads").isNull()
-                ? r.positiveInt("num_key_value_heads") : heads;
-        int vocab = r.positiveInt("vocab_size");
+                ? r.positiveInt("num_key_value_heads", MAX_HEADS) : heads;
+        int vocab = r.positiveInt("vocab_size", MAX_VOCAB_SIZE);
         if (heads % kvHeads != 0)
             throw new ConfigException(source, "num_key_value_heads", kvHeads + " does not divide num_attention_heads " + heads);
         int headDim;
         if (root.has("head_dim") && !root.get("head_dim").isNull()) {
-            headDim = r.positiveInt("head_dim");
+            headDim = r.positiveInt("head_dim", MAX_HEAD_DIM);
         } else {
             if (hidden % heads != 0)
                 throw new ConfigException(source, "num_attention_heads", heads + " does not divide hidden_size " + hidden + " (and no head_dim is given)");
             headDim = hidden / heads;
         }
         if (headDim % 2 != 0) throw new ConfigException(source, "head_dim", headDim + " is odd; rotary embedding needs an even head_dim");
+        checkMatrix(source, "vocab_size", "vocab_size · hidden_size", vocab, hidden);
+        checkMatrix(source, "intermediate_size", "intermediate_size · hidden_size", intermediate, hidden);
+        checkMatrix(source, root.has("head_dim") && !root.get("head_dim").isNull() ? "head_dim" : "num_attention_heads",
+                "num_attention_heads · head_dim · hidden_size", heads, headDim, hidden);
         double eps = r.positiveDouble("rms_norm_eps", Double.NaN);
-        int maxPos = root.has("max_position_embeddings") ? r.positiveInt("max_position_embeddings") : 2048;
+        int maxPos = root.has("max_position_embeddings") && !root.get("max_position_embeddings").isNull()
+                ? r.positiveInt("max_position_embeddings", MAX_POSITIONS) : 2048;
 
         if (r.bool("attention_bias", false)) throw new ConfigException(source, "attention_bias", "true is not supported (expected false: no q/k/v/o biases)");
         boolean mlpBias = r.bool("mlp_bias", false);
@@ -155,19 +188,24 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         Rope rope = parseRope(root, r, source, mixtral ? 1e6 : 10000.0, maxPos);
 
         boolean tied = r.bool("tie_word_embeddings", false);
-        int bos = root.has("bos_token_id") && !root.get("bos_token_id").isNull() ? r.nonNegativeInt("bos_token_id") : -1;
+        int bos = root.has("bos_token_id") && !root.get("bos_token_id").isNull() ? r.tokenId("bos_token_id") : -1;
         int[] eos = parseEos(root.get("eos_token_id"), source);
         String dtype = root.has("dtype") && !root.get("dtype").isNull() ? r.string("dtype", null) : r.string("torch_dtype", null);
 
         int slidingWindow = 0;
         Moe moe = null;
         if (mixtral) {
-            if (root.has("sliding_window") && !root.get("sliding_window").isNull()) slidingWindow = r.positiveInt("sliding_window");
-            int experts = root.has("num_local_experts") ? r.positiveInt("num_local_experts") : 8;
-            int perTok = root.has("num_experts_per_tok") ? r.positiveInt("num_experts_per_tok") : 2;
+            // the window is only compared with positions, never allocated: any positive int
+            if (root.has("sliding_window") && !root.get("sliding_window").isNull())
+                slidingWindow = r.positiveInt("sliding_window", Integer.MAX_VALUE);
+            int experts = root.has("num_local_experts") && !root.get("num_local_experts").isNull()
+                    ? r.positiveInt("num_local_experts", MAX_EXPERTS) : 8;
+            int perTok = root.has("num_experts_per_tok") && !root.get("num_experts_per_tok").isNull()
+                    ? r.positiveInt("num_experts_per_tok", MAX_EXPERTS) : 2;
             if (perTok > experts)
                 throw new ConfigException(source, "num_experts_per_tok", perTok + " exceeds num_local_experts " + experts);
-            double aux = root.has("router_aux_loss_coef") ? r.nonNegativeDouble("router_aux_loss_coef") : 0.001;
+            double aux = root.has("router_aux_loss_coef") && !root.get("router_aux_loss_coef").isNull()
+                    ? r.nonNegativeDouble("router_aux_loss_coef") : 0.001;
             moe = new Moe(experts, perTok, aux, r.bool("output_router_logits", false), r.bool("dive_expert_bias", false));
         }
         return new LlamaConfig(modelType, hidden, intermediate, layers, heads, kvHeads, headDim, eps, rope, maxPos,
@@ -211,12 +249,25 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
                 if (!(high > low))
                     throw new ConfigException(source, prefix + "high_freq_factor", high + " must exceed low_freq_factor " + low);
                 int original = scaling.has("original_max_position_embeddings")
-                        ? s.positiveInt("original_max_position_embeddings") : maxPos;
+                        ? s.positiveInt("original_max_position_embeddings", MAX_POSITIONS) : maxPos;
                 yield new Rope("llama3", theta, factor, low, high, original);
             }
             default -> throw new ConfigException(source, prefix + typeKey,
                     "rope type '" + type + "' is not supported (expected default, linear or llama3)");
         };
+    }
+
+    /** a weight matrix of {@code factors[0] · factors[1] · ...} elements must fit the engine's int indexing */
+    private static void checkMatrix(String source, String field, String product, long... factors) {
+        long elements = 1;
+        StringBuilder values = new StringBuilder();
+        for (long f : factors) {
+            elements *= f; // factors already bounded: the product is below 2^41, no overflow
+            values.append(values.isEmpty() ? "" : " · ").append(f);
+        }
+        if (elements > MAX_MATRIX_ELEMENTS)
+            throw new ConfigException(source, field, product + " = " + values + " = " + elements
+                    + " elements in one weight matrix: expected " + product + " ≤ " + MAX_MATRIX_ELEMENTS);
     }
 
     private static void checkPartialRotary(JsonNode node, String source, String field) {
@@ -228,18 +279,30 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
 
     private static int[] parseEos(JsonNode v, String source) {
         if (v == null || v.isNull()) return new int[0];
-        if (v.isIntegralNumber() && v.canConvertToInt() && v.asInt() >= 0) return new int[] {v.asInt()};
+        if (v.isIntegralNumber()) return new int[] {tokenId(v, source, "eos_token_id", "")};
         if (v.isArray()) {
+            if (v.size() > MAX_VOCAB_SIZE)
+                throw new ConfigException(source, "eos_token_id", "a list of " + v.size() + " ids (expected at most " + MAX_VOCAB_SIZE + ")");
             int[] ids = new int[v.size()];
             for (int i = 0; i < ids.length; i++) {
                 JsonNode e = v.get(i);
-                if (!e.isIntegralNumber() || !e.canConvertToInt() || e.asInt() < 0)
+                if (!e.isIntegralNumber())
                     throw new ConfigException(source, "eos_token_id", "element " + i + " is " + e + " (expected a non-negative integer)");
-                ids[i] = e.asInt();
+                ids[i] = tokenId(e, source, "eos_token_id", "element " + i + " is ");
             }
             return ids;
         }
         throw new ConfigException(source, "eos_token_id", v + " (expected a non-negative integer or a list of them)");
+    }
+
+    /**
+     * an integral JSON number as a special token id: 0 ≤ id &lt; {@link #MAX_VOCAB_SIZE}. Not bounded by vocab_size:
+     * configs exist whose eos ids lie past it, and these ids are only compared with sampled ids, never indexed.
+     */
+    private static int tokenId(JsonNode v, String source, String field, String where) {
+        if (!v.canConvertToInt() || v.asInt() < 0 || v.asInt() >= MAX_VOCAB_SIZE)
+            throw new ConfigException(source, field, where + v + ": expected 0 ≤ id < " + MAX_VOCAB_SIZE);
+        return v.asInt();
     }
 
     /** total query width: num_attention_heads · head_dim */
@@ -270,22 +333,20 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
             return v == null || v.isNull() ? null : v;
         }
 
-        int positiveInt(String key) {
-            int v = integer(key);
-            if (v <= 0) throw new ConfigException(source, prefix + key, v + " (expected a positive integer)");
-            return v;
-        }
-
-        int nonNegativeInt(String key) {
-            int v = integer(key);
-            if (v < 0) throw new ConfigException(source, prefix + key, v + " (expected a non-negative integer)");
-            return v;
-        }
-
-        private int integer(String key) {
+        /** an integer 1 ≤ n ≤ max; a value out of range (any integral JSON number) is named with the range */
+        int positiveInt(String key, int max) {
             JsonNode v = get(key, true);
-            if (!v.isIntegralNumber() || !v.canConvertToInt()) throw new ConfigException(source, prefix + key, v + " (expected an integer)");
-            return v.asInt();
+            if (!v.isIntegralNumber()) throw new ConfigException(source, prefix + key, v + " (expected an integer)");
+            if (v.canConvertToInt() && v.asInt() >= 1 && v.asInt() <= max) return v.asInt();
+            boolean nonPositive = v.bigIntegerValue().signum() <= 0;
+            throw new ConfigException(source, prefix + key, v + ": expected " + (nonPositive ? "a positive integer, " : "") + "1 ≤ n ≤ " + max);
+        }
+
+        /** a special token id 0 ≤ id < MAX_VOCAB_SIZE */
+        int tokenId(String key) {
+            JsonNode v = get(key, true);
+            if (!v.isIntegralNumber()) throw new ConfigException(source, prefix + key, v + " (expected a non-negative integer)");
+            return LlamaConfig.tokenId(v, source, prefix + key, "");
         }
 
         /** a positive number; {@code fallback} when absent, or required when fallback is NaN */

@@ -10,12 +10,49 @@ final class JsonSpec {
         this.file = file;
     }
 
+    /** longest quoted text or JSON value shown in a message */
+    private static final int SHOWN_CHARS = 80;
+
+    /** "FILE: FIELD PROBLEM" on one line: control characters (a token may hold a newline) written as escapes */
     TokenizerFormatException error(String field, String problem) {
-        return new TokenizerFormatException(file + ": " + field + " " + problem);
+        return new TokenizerFormatException(oneLine(file + ": " + field + " " + problem));
+    }
+
+    static String oneLine(String message) {
+        StringBuilder out = new StringBuilder(message.length());
+        for (int i = 0; i < message.length(); i++) {
+            char c = message.charAt(i);
+            switch (c) {
+                case '\n' -> out.append("\\n");
+                case '\r' -> out.append("\\r");
+                case '\t' -> out.append("\\t");
+                default -> {
+                    if (Character.isISOControl(c) || c == '\u2028' || c == '\u2029') out.append(String.format("\\u%04x", (int) c));
+                    else out.append(c);
+                }
+            }
+        }
+        return out.toString();
+    }
+
+    /** a token or other text from the file, as a JSON string literal, shortened past SHOWN_CHARS */
+    static String quote(String text) {
+        String q = com.fasterxml.jackson.databind.node.TextNode.valueOf(text).toString();
+        return q.length() <= SHOWN_CHARS ? q : q.substring(0, SHOWN_CHARS - 4) + "…\"";
+    }
+
+    /** a JSON value from the file, shortened past SHOWN_CHARS */
+    static String shorten(String text) {
+        return text.length() <= SHOWN_CHARS ? text : text.substring(0, SHOWN_CHARS - 1) + "…";
+    }
+
+    static String show(JsonNode node) {
+        String v = String.valueOf(node);
+        return v.length() <= SHOWN_CHARS ? v : v.substring(0, SHOWN_CHARS - 1) + "…";
     }
 
     TokenizerFormatException unsupported(String field, String value, String expected) {
-        return error(field, "'" + value + "' is not supported (expected " + expected + ")");
+        return error(field, "'" + shorten(value) + "' is not supported (expected " + expected + ")");
     }
 
     JsonNode required(JsonNode parent, String name, String path) throws TokenizerFormatException {
@@ -48,7 +85,16 @@ final class JsonSpec {
         JsonNode node = parent.get(name);
         if (node == null || node.isNull()) return fallback;
         if (!node.canConvertToInt() || !node.isIntegralNumber() || node.asInt() < 0) {
-            throw error(path + "." + name, "must be a non-negative integer, found " + node);
+            throw error(path + "." + name, "must be a non-negative integer, found " + show(node));
+        }
+        return node.asInt();
+    }
+
+    /** a token id: an integral number 0 ≤ id < limit; "FIELD VALUE: expected 0 ≤ id < LIMIT" otherwise */
+    int tokenId(JsonNode node, String field, int limit) throws TokenizerFormatException {
+        if (!node.isIntegralNumber()) throw error(field, "must be an integer token id, found " + show(node));
+        if (!node.canConvertToInt() || node.asInt() < 0 || node.asInt() >= limit) {
+            throw error(field, show(node) + ": expected 0 ≤ id < " + limit);
         }
         return node.asInt();
     }
@@ -74,6 +120,6 @@ final class JsonSpec {
                         + e.getDescription());
             }
         }
-        throw error(field, "must be {\"String\": ...} or {\"Regex\": ...}, found " + node);
+        throw error(field, "must be {\"String\": ...} or {\"Regex\": ...}, found " + show(node));
     }
 }

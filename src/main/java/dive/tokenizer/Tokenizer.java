@@ -26,9 +26,18 @@ import java.util.OptionalInt;
  * <p>Text is Java UTF-16; an unpaired surrogate has no UTF-8 form and is encoded as U+FFFD. Raw bytes that may
  * not be valid UTF-8 go through {@link #encode(byte[], boolean)}, which replaces ill-formed sequences by U+FFFD
  * exactly as Python's {@code bytes.decode('utf-8', errors='replace')} does before HF sees the text.
+ *
+ * <p>Ids are bounded: every id of {@code model.vocab}, {@code added_tokens} and the post-processor must lie in
+ * 0 &le; id &lt; {@value #MAX_VOCAB_SIZE}, checked before the id table is allocated; two {@code model.vocab} entries
+ * may not share an id. The ids need not be dense: {@link #vocabSize()} is the largest id + 1, and an id below it
+ * that no token has (a gap) is refused by {@link #decode} and {@link #token} with an {@link UnknownTokenIdException}
+ * naming the file and the id (HF's decode drops such an id silently; here it is an error, since it can only come
+ * from a model whose vocabulary does not match this tokenizer).
  */
 public final class Tokenizer {
     private static final ObjectMapper JSON = new ObjectMapper();
+    /** ids run 0 ≤ id < MAX_VOCAB_SIZE (the bound of config.json's vocab_size too) */
+    public static final int MAX_VOCAB_SIZE = 1 << 24;
     private static final List<String> BOS_NAMES = List.of("<s>", "<|begin_of_text|>", "<|startoftext|>", "<bos>");
     private static final List<String> EOS_NAMES = List.of("</s>", "<|end_of_text|>", "<|endoftext|>", "<eos>");
 
@@ -49,11 +58,13 @@ public final class Tokenizer {
     private final int[] templatePrefix; // special ids before the sequence ("<s> $A")
     private final int[] templateSuffix; // special ids after it
     private final int bosId, eosId;     // -1: none
+    private final String file;          // named in decode errors
 
     private Tokenizer(JsonNode spec, String file) throws TokenizerFormatException {
         JsonSpec s = new JsonSpec(file);
         if (!spec.isObject()) throw s.error("(root)", "must be a JSON object");
         this.spec = spec;
+        this.file = file;
         this.model = parseModel(s.required(spec, "model", ""), s);
         this.normalizer = Normalizer.parse(spec.get("normalizer"), "normalizer", s);
         this.preTokenizer = PreTokenizer.parse(spec.get("pre_tokenizer"), "pre_tokenizer", s);
@@ -63,6 +74,7 @@ public final class Tokenizer {
         int size = 0;
         for (int id : model.vocab.values()) size = Math.max(size, id + 1);
         for (AddedToken t : added) size = Math.max(size, t.id() + 1);
+        // every id was checked against MAX_VOCAB_SIZE when read: size ≤ MAX_VOCAB_SIZE
         idToToken = new String[size];
         isSpecial = new boolean[size];
         for (Map.Entry<String, Integer> e : model.vocab.entrySet()) idToToken[e.getValue()] = e.getKey();
@@ -103,7 +115,7 @@ public final class Tokenizer {
         try {
             tree = JSON.readTree(file.toFile());
         } catch (JsonProcessingException e) {
-            throw new TokenizerFormatException(file + ": not valid JSON: " + e.getOriginalMessage());
+            throw new TokenizerFormatException(JsonSpec.oneLine(file + ": not valid JSON: " + e.getOriginalMessage()));
         }
         if (tree == null || tree.isMissingNode()) throw new TokenizerFormatException(file + ": empty file");
         return new Tokenizer(tree, file.toString());
@@ -157,7 +169,11 @@ public final class Tokenizer {
         for (String word : words) ids.addAll(model.encodeWord(word));
     }
 
-    /** Decodes keeping special tokens, like HF decode(ids) with skip_special_tokens=False. */
+    /**
+     * Decodes keeping special tokens, like HF decode(ids) with skip_special_tokens=False.
+     *
+     * @throws UnknownTokenIdException for an id that has no token (see {@link #token}); HF would drop it silently
+     */
     public String decode(int[] ids) {
         return decode(ids, false);
     }
@@ -166,7 +182,7 @@ public final class Tokenizer {
         List<String> tokens = new ArrayList<>(ids.length);
         for (int id : ids) {
             String token = token(id);
-            if (skipSpecialTokens && isSpecial[id]) continue;
+            if (skipSpecialTokens && isSpecial[id]) continue; // token(id) has checked the id
             tokens.add(token);
         }
         if (decoder == null) return String.join(" ", tokens);
@@ -178,14 +194,21 @@ public final class Tokenizer {
         return idToToken.length;
     }
 
-    /** The token string of an id (added tokens take precedence, as in HF id_to_token). */
+    /**
+     * The token string of an id (added tokens take precedence, as in HF id_to_token).
+     *
+     * @throws UnknownTokenIdException when the id is outside 0 ≤ id &lt; {@link #vocabSize()} or in a gap of the ids
+     */
     public String token(int id) {
         if (id < 0 || id >= idToToken.length) {
-            throw new IllegalArgumentException("token id " + id + " is outside the vocabulary (expected 0 <= id < "
+            throw new UnknownTokenIdException(id, file + ": token id " + id + " is outside the vocabulary (expected 0 ≤ id < "
                     + idToToken.length + ")");
         }
         String token = idToToken[id];
-        if (token == null) throw new IllegalArgumentException("token id " + id + " has no token in the vocabulary");
+        if (token == null) {
+            throw new UnknownTokenIdException(id, file + ": token id " + id
+                    + " has no token (no entry of model.vocab or added_tokens has this id)");
+        }
         return token;
     }
 
@@ -246,14 +269,20 @@ public final class Tokenizer {
         }
         JsonNode vocabNode = s.required(node, "vocab", "model");
         if (!vocabNode.isObject()) throw s.error("model.vocab", "must be an object of token to id");
+        if (vocabNode.size() > MAX_VOCAB_SIZE) {
+            throw s.error("model.vocab", "has " + vocabNode.size() + " entries: expected at most " + MAX_VOCAB_SIZE);
+        }
         Map<String, Integer> vocab = new HashMap<>(vocabNode.size() * 2);
+        Map<Integer, String> byId = new HashMap<>(vocabNode.size() * 2);
         for (Iterator<Map.Entry<String, JsonNode>> it = vocabNode.fields(); it.hasNext(); ) {
             Map.Entry<String, JsonNode> e = it.next();
-            JsonNode id = e.getValue();
-            if (!id.isIntegralNumber() || !id.canConvertToInt() || id.asInt() < 0) {
-                throw s.error("model.vocab[\"" + e.getKey() + "\"]", "must be a non-negative integer id, found " + id);
+            String field = "model.vocab[" + JsonSpec.quote(e.getKey()) + "]";
+            int id = s.tokenId(e.getValue(), field, MAX_VOCAB_SIZE);
+            String other = byId.putIfAbsent(id, e.getKey());
+            if (other != null) {
+                throw s.error(field, "has id " + id + ", which model.vocab[" + JsonSpec.quote(other) + "] has already (expected one token per id)");
             }
-            vocab.put(e.getKey(), id.asInt());
+            vocab.put(e.getKey(), id);
         }
         JsonNode mergesNode = s.required(node, "merges", "model");
         if (!mergesNode.isArray()) throw s.error("model.merges", "must be an array");
@@ -264,25 +293,25 @@ public final class Tokenizer {
             String left, right;
             if (m.isTextual()) { // "a b"
                 String[] parts = m.asText().split(" ", -1);
-                if (parts.length != 2) throw s.error(field, "must be two tokens separated by one space, found '" + m.asText() + "'");
+                if (parts.length != 2) throw s.error(field, "must be two tokens separated by one space, found " + JsonSpec.show(m));
                 left = parts[0];
                 right = parts[1];
             } else if (m.isArray() && m.size() == 2 && m.get(0).isTextual() && m.get(1).isTextual()) { // ["a", "b"]
                 left = m.get(0).asText();
                 right = m.get(1).asText();
             } else {
-                throw s.error(field, "must be \"a b\" or [\"a\", \"b\"], found " + m);
+                throw s.error(field, "must be \"a b\" or [\"a\", \"b\"], found " + JsonSpec.show(m));
             }
             Integer leftId = vocab.get(left), rightId = vocab.get(right), mergedId = vocab.get(left + right);
-            if (leftId == null || rightId == null) throw s.error(field, "names a token not in model.vocab: " + m);
-            if (mergedId == null) throw s.error(field, "merges into '" + left + right + "', which is not in model.vocab");
+            if (leftId == null || rightId == null) throw s.error(field, "names a token not in model.vocab: " + JsonSpec.show(m));
+            if (mergedId == null) throw s.error(field, "merges into " + JsonSpec.quote(left + right) + ", which is not in model.vocab");
             merges.putIfAbsent(BpeModel.pairKey(leftId, rightId), ((long) rank << 32) | mergedId);
         }
         String unk = s.optionalText(node, "unk_token", "model");
         int unkId = -1;
         if (unk != null) {
             Integer id = vocab.get(unk);
-            if (id == null) throw s.error("model.unk_token", "'" + unk + "' is not in model.vocab");
+            if (id == null) throw s.error("model.unk_token", "'" + JsonSpec.shorten(unk) + "' is not in model.vocab");
             unkId = id;
         }
         return new BpeModel(vocab, merges, unkId, s.bool(node, "fuse_unk", "model", false),
@@ -296,8 +325,10 @@ public final class Tokenizer {
         for (int i = 0; i < node.size(); i++) {
             JsonNode t = node.get(i);
             String path = "added_tokens[" + i + "]";
-            int id = s.integer(t, "id", path, -1);
-            if (id < 0) throw s.error(path + ".id", "is missing");
+            if (!t.isObject()) throw s.error(path, "must be an object, found " + t.getNodeType());
+            JsonNode idNode = t.get("id");
+            if (idNode == null || idNode.isNull()) throw s.error(path + ".id", "is missing");
+            int id = s.tokenId(idNode, path + ".id", MAX_VOCAB_SIZE);
             String content = s.text(t, "content", path);
             if (content.isEmpty()) throw s.error(path + ".content", "must not be empty");
             boolean special = s.bool(t, "special", path, false);
@@ -339,10 +370,14 @@ public final class Tokenizer {
                         String name = s.text(item.get("SpecialToken"), "id", itemPath + ".SpecialToken");
                         JsonNode entry = special.get(name);
                         if (entry == null) throw s.error(path + ".special_tokens", "has no entry '" + name + "' used by " + itemPath);
+                        String idsPath = path + ".special_tokens." + name + ".ids";
                         JsonNode ids = s.required(entry, "ids", path + ".special_tokens." + name);
-                        for (JsonNode id : ids) (seenSequence ? suffix : prefix).add(id.asInt());
+                        if (!ids.isArray()) throw s.error(idsPath, "must be an array of token ids, found " + ids.getNodeType());
+                        for (int k = 0; k < ids.size(); k++) {
+                            (seenSequence ? suffix : prefix).add(s.tokenId(ids.get(k), idsPath + "[" + k + "]", MAX_VOCAB_SIZE));
+                        }
                     } else {
-                        throw s.error(itemPath, "must be {\"Sequence\": ...} or {\"SpecialToken\": ...}, found " + item);
+                        throw s.error(itemPath, "must be {\"Sequence\": ...} or {\"SpecialToken\": ...}, found " + JsonSpec.show(item));
                     }
                 }
                 return List.of(prefix.toArray(), suffix.toArray());

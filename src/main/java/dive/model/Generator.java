@@ -53,7 +53,7 @@ public final class Generator {
     public static void checkLength(LlamaConfig config, int promptTokens, int maxNewTokens, String option) {
         long positions = (long) promptTokens + maxNewTokens;
         if (positions > config.maxPositionEmbeddings())
-            throw new IllegalArgumentException(option + " " + maxNewTokens + " after a prompt of " + promptTokens + " tokens makes "
+            throw new IllegalArgumentException(option + " " + maxNewTokens + " after a prompt of " + promptTokens + (promptTokens == 1 ? " token" : " tokens") + " makes "
                     + positions + " positions, more than the model's max_position_embeddings " + config.maxPositionEmbeddings()
                     + " (config.json): at most " + Math.max(0, config.maxPositionEmbeddings() - promptTokens) + " new tokens");
     }

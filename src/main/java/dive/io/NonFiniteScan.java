@@ -9,6 +9,8 @@ import jdk.incubator.vector.VectorSpecies;
 
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteOrder;
+import java.util.List;
+import java.util.stream.IntStream;
 import java.util.stream.LongStream;
 
 /**
@@ -29,12 +31,29 @@ public final class NonFiniteScan {
     public static long firstNonFinite(Tensor t) {
         if (!t.dtype().isFloatWeight()) throw new IllegalArgumentException(t + ": not a float tensor (F32, BF16 or F16)");
         long n = t.numel();
-        if (n <= CHUNK) return scan(t.data(), t.dtype(), 0, n);
+        if (n <= CHUNK || !sharable(t.data())) return scan(t.data(), t.dtype(), 0, n);
         long chunks = (n + CHUNK - 1) / CHUNK;
         return LongStream.range(0, chunks).parallel()
                 .map(c -> scan(t.data(), t.dtype(), c * CHUNK, Math.min(n, (c + 1) * CHUNK)))
                 .filter(i -> i >= 0).min().orElse(-1);
     }
+
+    /**
+     * {@link #firstNonFinite(Tensor)} of each tensor → (tensors.size()) indices, −1 where a tensor is finite; the tensors
+     * are scanned in parallel when their memory may be read from other threads (not a confined arena's)
+     */
+    public static long[] firstNonFinite(List<Tensor> tensors) {
+        long[] first = new long[tensors.size()];
+        boolean parallel = tensors.stream().allMatch(t -> sharable(t.data()));
+        IntStream range = IntStream.range(0, first.length);
+        (parallel ? range.parallel() : range).forEach(i -> first[i] = firstNonFinite(tensors.get(i)));
+        return first;
+    }
+
+    /** a thread that never runs: what "any other thread" may access */
+    private static final Thread OTHER = Thread.ofPlatform().unstarted(() -> {});
+
+    private static boolean sharable(MemorySegment data) { return data.isAccessibleBy(OTHER); }
 
     /** the first non-finite index in elements [from, to), or −1 */
     private static long scan(MemorySegment data, DType dtype, long from, long to) {

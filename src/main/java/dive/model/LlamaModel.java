@@ -142,9 +142,7 @@ public final class LlamaModel implements AutoCloseable {
         var seen = java.util.Collections.newSetFromMap(new IdentityHashMap<Tensor, Boolean>());
         java.util.List<java.util.Map.Entry<String, Tensor>> tensors = new java.util.ArrayList<>();
         for (var e : model.namedWeights().entrySet()) if (seen.add(e.getValue())) tensors.add(e);
-        long[] first = new long[tensors.size()];
-        java.util.stream.IntStream.range(0, first.length).parallel()
-                .forEach(i -> first[i] = dive.io.NonFiniteScan.firstNonFinite(tensors.get(i).getValue()));
+        long[] first = dive.io.NonFiniteScan.firstNonFinite(tensors.stream().map(java.util.Map.Entry::getValue).toList());
         for (int i = 0; i < first.length; i++) {
             if (first[i] < 0) continue;
             Tensor t = tensors.get(i).getValue();

@@ -120,6 +120,21 @@ class LoadChecksTest {
                 }
     }
 
+    @Test
+    void nonFiniteScanOfLargeTensorsInParallelAndOfConfinedMemory() {
+        long n = (1L << 21) + 5;  // more than one parallel chunk
+        for (java.lang.foreign.Arena arena : new java.lang.foreign.Arena[] {java.lang.foreign.Arena.ofShared(), java.lang.foreign.Arena.ofConfined()})
+            try (arena) {
+                Tensor t = new Tensor("big", DType.F32, new long[] {n}, arena.allocate(4 * n, 64));
+                Tensor h = new Tensor("half", DType.F16, new long[] {n}, arena.allocate(2 * n, 64));
+                assertArrayEquals(new long[] {-1, -1}, dive.io.NonFiniteScan.firstNonFinite(java.util.List.of(t, h)));
+                t.setFloat(n - 3, Float.NaN);
+                t.setFloat((1L << 20) + 1, Float.POSITIVE_INFINITY);
+                h.setFloat(12, Float.NaN);
+                assertArrayEquals(new long[] {(1L << 20) + 1, 12}, dive.io.NonFiniteScan.firstNonFinite(java.util.List.of(t, h)));
+            }
+    }
+
     // ---------------------------------------------------------------- context length
 
     @Test

@@ -26,11 +26,13 @@ public final class Engine implements AutoCloseable {
     private final Path dir;
     private final LlamaModel model;
     private final Tokenizer tokenizer; // null when the folder has no tokenizer.json
+    private final java.util.BitSet decodable; // the ids the tokenizer can decode; null: no tokenizer
 
     private Engine(Path dir, LlamaModel model, Tokenizer tokenizer) {
         this.dir = dir;
         this.model = model;
         this.tokenizer = tokenizer;
+        this.decodable = tokenizer == null ? null : tokenizer.decodableIds();
     }
 
     /**
@@ -39,10 +41,19 @@ public final class Engine implements AutoCloseable {
      */
     public static Engine load(Path dir) throws IOException { return load(dir, Backends.create("auto", "auto")); }
 
-    /** loads {@code dir} (config.json, safetensors, optional tokenizer.json), computing on {@code backend} */
-    public static Engine load(Path dir, Backend backend) throws IOException {
+    /**
+     * loads {@code dir} (config.json, safetensors, optional tokenizer.json), computing on {@code backend}, with the
+     * default checks ({@link LoadOptions#DEFAULT}: tensors nothing reads and NaN/Inf weights refused)
+     */
+    public static Engine load(Path dir, Backend backend) throws IOException { return load(dir, backend, LoadOptions.DEFAULT); }
+
+    /**
+     * loads {@code dir} (config.json, safetensors, optional tokenizer.json), computing on {@code backend}, the
+     * checkpoint checked against its config as {@code options} says ({@link LlamaModel#load(Path, Backend, LoadOptions)})
+     */
+    public static Engine load(Path dir, Backend backend, LoadOptions options) throws IOException {
         if (!Files.isDirectory(dir)) throw new IOException(dir + ": model folder does not exist (expected config.json, *.safetensors, tokenizer.json)");
-        LlamaModel model = LlamaModel.load(dir, backend);
+        LlamaModel model = LlamaModel.load(dir, backend, options);
         LlamaConfig config = model.config();
         Path tokenizerFile = dir.resolve("tokenizer.json");
         Tokenizer tokenizer;
@@ -71,14 +82,24 @@ public final class Engine implements AutoCloseable {
         return tokenizer;
     }
 
+    /**
+     * the ids generation may pick: those the tokenizer can decode (fewer than vocab_size when the tokenizer is smaller
+     * than the model's vocabulary or has gaps); null without a tokenizer (every id). A fresh copy.
+     */
+    public java.util.BitSet decodableIds() { return decodable == null ? null : (java.util.BitSet) decodable.clone(); }
+
     /** text → ids, with the tokenizer's special tokens (BOS for Llama) */
     public int[] encode(String text) { return requireTokenizer().encode(text); }
 
-    /** the continuation of {@code prompt} as text (the prompt itself not repeated) */
+    /**
+     * the continuation of {@code prompt} as text (the prompt itself not repeated), made of ids the tokenizer can decode
+     *
+     * @throws IllegalArgumentException when the prompt plus the new tokens pass the model's max_position_embeddings
+     */
     public String generate(String prompt, GenerateOptions options) {
         Tokenizer tok = requireTokenizer();
         int[] ids = tok.encode(prompt);
-        return tok.decode(Generator.generate(model, ids, options), true);
+        return tok.decode(Generator.generate(model, ids, options, decodable, id -> {}), true);
     }
 
     /** perplexity of {@code text} in non-overlapping windows of {@code window} tokens */

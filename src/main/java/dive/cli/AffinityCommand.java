@@ -31,6 +31,7 @@ final class AffinityCommand implements Callable<Integer> {
     @Option(names = "--bias", description = "prune with bias compensation") boolean bias;
     @Option(names = "--out", required = true, paramLabel = "DIR", description = "output folder") Path out;
     @Mixin CommonOptions common;
+    @Mixin LoadFlags loadFlags;
 
     @Override
     public Integer call() throws Exception {
@@ -40,7 +41,7 @@ final class AffinityCommand implements Callable<Integer> {
         int count = AffinityMining.datasetNames(corpus, options).size();
         dive.backend.Backend backend = common.backend();  // the flags are checked before the plan
         MemoryPlans.state(MemoryPlans.affinity("affinity", modelDir, count, ratio, seqlen), common.quiet);
-        try (Engine engine = Engine.load(modelDir, backend)) {
+        try (Engine engine = Engine.load(modelDir, backend, loadFlags.options())) {
             AffinityMining.AffinityResult r;
             try (Progress bar = new Progress("affinity", AffinityMining.progressUnits(count, options), "windows", !common.quiet)) {
                 r = AffinityMining.run(engine.model(), engine.requireTokenizer(), corpus, options, out, bar);

@@ -19,10 +19,12 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--repeats", defaultValue = "5", paramLabel = "R", description = "timed repeats (default ${DEFAULT-VALUE})") int repeats;
     @Option(names = "--json", description = "print the result as JSON") boolean json;
     @Mixin CommonOptions common;
+    @Mixin LoadFlags loadFlags;
 
     @Override
     public Integer call() throws Exception {
-        try (Engine engine = common.load(modelDir)) {
+        try (Engine engine = common.load(modelDir, loadFlags)) {
+            dive.model.Generator.checkLength(engine.config(), promptLen, gen, "--gen");  // --prompt-len + --gen positions
             Bench.Result r;
             try (Progress p = new Progress("bench", repeats, "repeats", !common.quiet && !json)) {
                 r = Bench.run(engine.model(), batch, promptLen, gen, repeats, () -> p.step(1));

@@ -65,4 +65,9 @@ final class CommonOptions {
     Engine load(Path modelDir) throws Exception {
         return Engine.load(modelDir, backend());
     }
+
+    /** the model folder on {@link #backend()}, checked as {@code flags} say */
+    Engine load(Path modelDir, LoadFlags flags) throws Exception {
+        return Engine.load(modelDir, backend(), flags.options());
+    }
 }

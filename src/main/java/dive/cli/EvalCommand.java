@@ -27,6 +27,7 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = "--max-windows", defaultValue = "16", paramLabel = "N", description = "windows per dataset at most (default ${DEFAULT-VALUE})") int maxWindows;
     @Option(names = "--json", description = "print {dataset: {ppl, tokens}} as JSON") boolean json;
     @Mixin CommonOptions common;
+    @Mixin LoadFlags loadFlags;
 
     @Override
     public Integer call() throws Exception {
@@ -38,8 +39,9 @@ final class EvalCommand implements Callable<Integer> {
         for (String n : names)
             if (!known.contains(n)) throw new IllegalArgumentException("--datasets: '" + n + "' is not in the corpus " + corpus.location() + " (has " + known + ")");
         dive.backend.Backend backend = common.backend();  // the flags are checked before the plan
+        dive.model.Perplexity.checkWindow(dive.model.LlamaConfig.load(modelDir), "--window", window);  // before any work or output
         MemoryPlans.state(MemoryPlans.inference("eval", modelDir, Math.max(window, MemoryPlans.BATCH_ROWS), Math.max(window, MemoryPlans.BATCH_ROWS), window), common.quiet || json);
-        try (Engine engine = Engine.load(modelDir, backend)) {
+        try (Engine engine = Engine.load(modelDir, backend, loadFlags.options())) {
             List<List<int[]>> windows = new ArrayList<>();
             int total = 0;
             for (String n : names) {

@@ -21,21 +21,24 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--top-p", defaultValue = "1", paramLabel = "P", description = "nucleus mass in (0, 1] (default ${DEFAULT-VALUE})") float topP;
     @Option(names = "--seed", defaultValue = "0", paramLabel = "S", description = "sampling seed (default ${DEFAULT-VALUE})") long seed;
     @Mixin CommonOptions common;
+    @Mixin LoadFlags loadFlags;
 
     @Override
     public Integer call() throws Exception {
         if (maxTokens < 0) throw new IllegalArgumentException("--max-tokens " + maxTokens + ": expected ≥ 0");
         if (temperature < 0) throw new IllegalArgumentException("--temperature " + temperature + ": expected ≥ 0");
         if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p " + topP + ": expected in (0, 1]");
-        try (Engine engine = common.load(modelDir)) {
+        Generator.checkLength(dive.model.LlamaConfig.load(modelDir), 1, maxTokens, "--max-tokens");  // before loading: a prompt has ≥ 1 token
+        try (Engine engine = common.load(modelDir, loadFlags)) {
             Tokenizer tok = engine.requireTokenizer();
             int[] promptIds = tok.encode(prompt);
+            Generator.checkLength(engine.config(), promptIds.length, maxTokens, "--max-tokens");  // before any output
             GenerateOptions opts = new GenerateOptions(maxTokens, temperature, topP, seed, null);
             List<Integer> produced = new ArrayList<>();
             String[] printed = {""};
             System.out.print(prompt);
             // stream text as it forms: decode everything so far, print what is new (keeps multi-token characters whole)
-            Generator.generate(engine.model(), promptIds, opts, id -> {
+            Generator.generate(engine.model(), promptIds, opts, engine.decodableIds(), id -> {
                 produced.add(id);
                 String text = tok.decode(produced.stream().mapToInt(Integer::intValue).toArray(), true);
                 if (text.startsWith(printed[0]) && !text.endsWith("\uFFFD")) {

@@ -15,11 +15,12 @@ final class LogitsCommand implements Callable<Integer> {
     @Option(names = "--ids", required = true, split = ",", paramLabel = "ID,ID,…", description = "token ids, comma-separated") int[] ids;
     @Option(names = "--out", required = true, paramLabel = "FILE.npy", description = "output file (written atomically)") Path out;
     @Mixin CommonOptions common;
+    @Mixin LoadFlags loadFlags;
 
     @Override
     public Integer call() throws Exception {
         if (ids.length == 0) throw new IllegalArgumentException("--ids: no ids given");
-        try (Engine engine = common.load(modelDir)) {
+        try (Engine engine = common.load(modelDir, loadFlags)) {
             int vocab = engine.config().vocabSize();
             for (int i = 0; i < ids.length; i++)
                 if (ids[i] < 0 || ids[i] >= vocab)

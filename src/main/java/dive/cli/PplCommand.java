@@ -20,6 +20,7 @@ final class PplCommand implements Callable<Integer> {
     @Option(names = "--window", defaultValue = "256", paramLabel = "N", description = "tokens per window (default ${DEFAULT-VALUE})") int window;
     @Option(names = "--json", description = "print {\"ppl\": …, \"tokens\": …}") boolean json;
     @Mixin CommonOptions common;
+    @Mixin LoadFlags loadFlags;
 
     @Override
     public Integer call() throws Exception {
@@ -27,8 +28,9 @@ final class PplCommand implements Callable<Integer> {
         byte[] bytes = Files.readAllBytes(textFile);
         if (bytes.length == 0) throw new IllegalArgumentException(textFile + ": empty text, nothing to score");
         dive.backend.Backend backend = common.backend();  // the flags are checked before the plan
+        dive.model.Perplexity.checkWindow(dive.model.LlamaConfig.load(modelDir), "--window", window);  // before any work or output
         MemoryPlans.state(MemoryPlans.inference("ppl", modelDir, Math.max(window, MemoryPlans.BATCH_ROWS), Math.max(window, MemoryPlans.BATCH_ROWS), window), common.quiet || json);
-        try (Engine engine = Engine.load(modelDir, backend)) {
+        try (Engine engine = Engine.load(modelDir, backend, loadFlags.options())) {
             int[] ids = engine.requireTokenizer().encode(bytes, true);
             Perplexity.Result r;
             try (Progress bar = new Progress("ppl", Perplexity.windowCount(ids.length, window), "windows", !common.quiet && !json)) {

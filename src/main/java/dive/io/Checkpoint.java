@@ -118,6 +118,13 @@ public final class Checkpoint implements AutoCloseable {
         return f.tensor(name);
     }
 
+    /** the safetensors file that holds the named tensor */
+    public Path fileOf(String name) {
+        SafetensorsFile f = fileOfTensor.get(name);
+        if (f == null) throw new IllegalArgumentException(dir + ": no tensor '" + name + "' in this checkpoint");
+        return f.path();
+    }
+
     /** the safetensors files of this checkpoint, in shard order */
     public List<Path> files() { return files.stream().map(SafetensorsFile::path).toList(); }
 

@@ -62,21 +62,93 @@ public final class LlamaModel implements AutoCloseable {
         this.resource = resource;
     }
 
+    /** {@link #load(Path, Backend, LoadOptions)} with {@link LoadOptions#DEFAULT}: unused tensors and NaN/Inf weights refused */
+    public static LlamaModel load(Path dir, Backend backend) throws IOException {
+        return load(dir, backend, LoadOptions.DEFAULT);
+    }
+
     /**
      * Loads a Hugging Face Llama or Mixtral folder: {@code config.json} and its safetensors weights (one file or shards),
-     * memory-mapped, checked against the config. Close the model to unmap them.
+     * memory-mapped, checked against the config both ways: every tensor the config needs must be there with its shape,
+     * and every tensor of the checkpoint must be read by the model — one nothing reads (a config with fewer layers than
+     * the checkpoint, a stray tensor) is refused, naming the first few, their count and file, unless
+     * {@code options.allowUnusedTensors()} (then a warning lists them). Rotary {@code inv_freq} buffers saved by old
+     * transformers versions are derived from the config and accepted; so is an {@code lm_head.weight} equal to the
+     * embeddings under {@code tie_word_embeddings}. With {@code options.checkFinite()} every weight is then scanned
+     * once for NaN and ±Infinity, the first one refused naming its tensor, index and value. Close the model to unmap them.
      *
      * @throws ConfigException naming the config field at fault
      * @throws ModelException  naming the tensor at fault
      */
-    public static LlamaModel load(Path dir, Backend backend) throws IOException {
+    public static LlamaModel load(Path dir, Backend backend, LoadOptions options) throws IOException {
         LlamaConfig config = LlamaConfig.load(dir);
         Checkpoint checkpoint = Checkpoint.open(dir);
         try {
-            return fromWeights(config, name -> checkpoint.has(name) ? checkpoint.tensor(name) : null, dir.toString(), backend, checkpoint);
+            java.util.Set<String> read = new java.util.HashSet<>();
+            LlamaModel model = fromWeights(config, name -> {
+                if (!checkpoint.has(name)) return null;
+                read.add(name);
+                return checkpoint.tensor(name);
+            }, dir.toString(), backend, checkpoint);
+            checkAllRead(config, checkpoint, read, dir.toString(), options.allowUnusedTensors());
+            if (options.checkFinite()) checkFinite(model);
+            return model;
         } catch (RuntimeException e) {
             checkpoint.close();
             throw e;
+        }
+    }
+
+    private static final java.util.logging.Logger LOG = java.util.logging.Logger.getLogger(LlamaModel.class.getName());
+    /** unused tensors named in a message; the rest are counted */
+    static final int NAMED_UNUSED = 5;
+
+    /** refuses (or, allowed, warns about) the checkpoint's tensors the model did not read */
+    private static void checkAllRead(LlamaConfig config, Checkpoint checkpoint, java.util.Set<String> read, String source, boolean allow) {
+        java.util.List<String> unused = new java.util.ArrayList<>();
+        for (String name : checkpoint.names()) {
+            if (read.contains(name) || name.endsWith(".rotary_emb.inv_freq")) continue;
+            if (name.equals("lm_head.weight") && config.tieWordEmbeddings() && checkpoint.has("model.embed_tokens.weight")
+                    && sameValues(checkpoint.tensor(name), checkpoint.tensor("model.embed_tokens.weight"))) continue;
+            unused.add(name);
+        }
+        if (unused.isEmpty()) return;
+        java.util.Set<String> files = new java.util.LinkedHashSet<>();
+        for (String name : unused) files.add(checkpoint.fileOf(name).getFileName().toString());
+        StringBuilder msg = new StringBuilder(source).append(": ").append(unused.size()).append(unused.size() == 1 ? " tensor" : " tensors")
+                .append(" in ").append(String.join(", ", files)).append(" not read by the model config.json describes (")
+                .append(config.numHiddenLayers()).append(" layers");
+        if (config.moe() != null) msg.append(", ").append(config.moe().numLocalExperts()).append(" experts");
+        msg.append(", tie_word_embeddings ").append(config.tieWordEmbeddings()).append("): ");
+        for (int i = 0; i < Math.min(NAMED_UNUSED, unused.size()); i++) msg.append(i == 0 ? "" : ", ").append('\'').append(unused.get(i)).append('\'');
+        if (unused.size() > NAMED_UNUSED) msg.append(", … (").append(unused.size() - NAMED_UNUSED).append(" more)");
+        if (allow) {
+            LOG.warning(msg + "; loading anyway (--allow-unused-tensors)");
+            return;
+        }
+        throw new ModelException(msg + "; the config does not match its checkpoint, which would give wrong results "
+                + "(pass --allow-unused-tensors, or LoadOptions.allowUnusedTensors in the library, to load anyway)");
+    }
+
+    private static boolean sameValues(Tensor a, Tensor b) {
+        return a.dtype() == b.dtype() && Arrays.equals(a.shape(), b.shape()) && a.data().mismatch(b.data()) == -1;
+    }
+
+    /**
+     * refuses the first NaN or infinite weight (in checkpoint order), naming its tensor, index and value; the tensors are
+     * scanned in parallel, each in one vectorized pass
+     */
+    private static void checkFinite(LlamaModel model) {
+        var seen = java.util.Collections.newSetFromMap(new IdentityHashMap<Tensor, Boolean>());
+        java.util.List<java.util.Map.Entry<String, Tensor>> tensors = new java.util.ArrayList<>();
+        for (var e : model.namedWeights().entrySet()) if (seen.add(e.getValue())) tensors.add(e);
+        long[] first = dive.io.NonFiniteScan.firstNonFinite(tensors.stream().map(java.util.Map.Entry::getValue).toList());
+        for (int i = 0; i < first.length; i++) {
+            if (first[i] < 0) continue;
+            Tensor t = tensors.get(i).getValue();
+            throw new ModelException(model.source + ": tensor '" + tensors.get(i).getKey() + "' holds " + t.getFloat(first[i])
+                    + " at index " + first[i] + " (flat, of shape " + Arrays.toString(t.shape())
+                    + "); NaN or infinite weights make NaN logits: refusing to load");
         }
     }
 
@@ -336,6 +408,10 @@ public final class LlamaModel implements AutoCloseable {
                 if (seq[t] < 0 || seq[t] >= vocab)
                     throw new IllegalArgumentException("token id " + seq[t] + " (sequence " + b + ", position " + t
                             + ") is outside the vocabulary [0, " + vocab + ") of " + source);
+            if (cache.length + seq.length > config.maxPositionEmbeddings())
+                throw new IllegalArgumentException(source + ": sequence " + b + " would reach position " + (cache.length + seq.length - 1)
+                        + " but config.json max_position_embeddings " + config.maxPositionEmbeddings() + " allows positions 0.."
+                        + (config.maxPositionEmbeddings() - 1));
             if (config.slidingWindow() > 0 && cache.length + seq.length > config.slidingWindow())
                 throw new UnsupportedOperationException(source + ": sequence " + b + " reaches position " + (cache.length + seq.length - 1)
                         + " but sliding-window attention (config.json sliding_window " + config.slidingWindow()

@@ -36,6 +36,7 @@ public final class Perplexity {
      */
     public static Result compute(LlamaModel model, int[] ids, int window, IntConsumer windowsDone) {
         if (window < 2) throw new IllegalArgumentException("perplexity window " + window + " (expected ≥ 2 tokens)");
+        checkWindow(model.config(), "perplexity window", window);
         int vocab = model.config().vocabSize();
         List<int[]> windows = new ArrayList<>();
         for (int start = 0; start < ids.length; start += window) {
@@ -62,6 +63,16 @@ public final class Perplexity {
             windowsDone.accept(batch.length);
         }
         return new Result(Math.exp(nllSum / predicted), nllSum, predicted);
+    }
+
+    /**
+     * refuses a window of more tokens than the model has positions: {@code what} names the window for the message
+     * (e.g. "--window"), which reads "WHAT N exceeds config.json max_position_embeddings M of the model"
+     */
+    public static void checkWindow(LlamaConfig config, String what, int window) {
+        if (window > config.maxPositionEmbeddings())
+            throw new IllegalArgumentException(what + " " + window + " exceeds the model's max_position_embeddings "
+                    + config.maxPositionEmbeddings() + " (config.json): positions beyond it were never trained");
     }
 
     /** how many windows {@link #compute} scores for {@code tokens} ids */

@@ -40,6 +40,27 @@ public final class Sampler {
         return best;
     }
 
+    /**
+     * samples from logits[off .. off+vocab) among the ids of {@code allowed} only (null: every id) → an allowed id: the
+     * others' logits count as −∞ (e.g. ids the tokenizer cannot decode). The caller's logits are not changed.
+     *
+     * @throws IllegalArgumentException when no id in [0, vocab) is allowed
+     */
+    public int sample(float[] logits, int off, int vocab, java.util.BitSet allowed) {
+        if (allowed == null || allowed.nextClearBit(0) >= vocab) return sample(logits, off, vocab);
+        if (allowed.nextSetBit(0) < 0 || allowed.nextSetBit(0) >= vocab)
+            throw new IllegalArgumentException("no token id in [0, " + vocab + ") is allowed");
+        float[] masked = new float[vocab];
+        Arrays.fill(masked, Float.NEGATIVE_INFINITY);
+        for (int i = allowed.nextSetBit(0); i >= 0 && i < vocab; i = allowed.nextSetBit(i + 1)) masked[i] = logits[off + i];
+        int id = sample(masked, 0, vocab);
+        if (allowed.get(id)) return id;
+        // only when every allowed logit is −∞ or rounding lands on a zero-probability id: the best allowed id
+        int best = allowed.nextSetBit(0);
+        for (int i = allowed.nextSetBit(0); i >= 0 && i < vocab; i = allowed.nextSetBit(i + 1)) if (masked[i] > masked[best]) best = i;
+        return best;
+    }
+
     /** samples from logits[off .. off+vocab) → a token id in [0, vocab) */
     public int sample(float[] logits, int off, int vocab) {
         if (temperature == 0f) return argmax(logits, off, vocab);

@@ -194,6 +194,18 @@ public final class Tokenizer {
         return idToToken.length;
     }
 
+    /** Whether {@code id} has a token, i.e. {@link #decode} accepts it (ids may have gaps below {@link #vocabSize()}). */
+    public boolean hasToken(int id) {
+        return id >= 0 && id < idToToken.length && idToToken[id] != null;
+    }
+
+    /** The ids {@link #decode} accepts: those with a token (a fresh set; the caller may change it). */
+    public java.util.BitSet decodableIds() {
+        java.util.BitSet ids = new java.util.BitSet(idToToken.length);
+        for (int id = 0; id < idToToken.length; id++) if (idToToken[id] != null) ids.set(id);
+        return ids;
+    }
+
     /**
      * The token string of an id (added tokens take precedence, as in HF id_to_token).
      *

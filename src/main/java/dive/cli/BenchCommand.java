@@ -22,6 +22,9 @@ final class BenchCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        // every option before the model is loaded
+        for (Object[] o : new Object[][] {{"--batch", batch}, {"--prompt-len", promptLen}, {"--gen", gen}, {"--repeats", repeats}})
+            if ((int) o[1] < 1) throw new IllegalArgumentException(o[0] + " " + o[1] + ": expected ≥ 1");
         try (Engine engine = common.load(modelDir)) {
             Bench.Result r;
             try (Progress p = new Progress("bench", repeats, "repeats", !common.quiet && !json)) {

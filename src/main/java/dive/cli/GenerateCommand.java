@@ -25,7 +25,8 @@ final class GenerateCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         if (maxTokens < 0) throw new IllegalArgumentException("--max-tokens " + maxTokens + ": expected ≥ 0");
-        if (temperature < 0) throw new IllegalArgumentException("--temperature " + temperature + ": expected ≥ 0");
+        if (!(temperature >= 0 && Float.isFinite(temperature)))
+            throw new IllegalArgumentException("--temperature " + temperature + ": expected a finite value ≥ 0 (0 = greedy)");
         if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p " + topP + ": expected in (0, 1]");
         try (Engine engine = common.load(modelDir)) {
             Tokenizer tok = engine.requireTokenizer();

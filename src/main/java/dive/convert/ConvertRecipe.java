@@ -69,7 +69,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
         String name = file.getFileName().toString().toLowerCase(Locale.ROOT);
         ObjectMapper mapper = name.endsWith(".yaml") || name.endsWith(".yml") ? new YAMLMapper() : new ObjectMapper();
         JsonNode root;
-        try { root = mapper.readTree(Files.readAllBytes(file)); }
+        try { root = mapper.readTree(dive.util.FileErrors.readAllBytes(file)); }
         catch (com.fasterxml.jackson.core.JacksonException e) { throw new IllegalArgumentException(file + ": not valid " + (mapper instanceof YAMLMapper ? "YAML" : "JSON") + ": " + e.getOriginalMessage()); }
         if (root == null || root.isMissingNode() || root.isNull()) root = new ObjectMapper().createObjectNode();
         return parse(root, file.toString(), file.toAbsolutePath().getParent());

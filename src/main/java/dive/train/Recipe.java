@@ -79,7 +79,7 @@ public record Recipe(Path source, Path baseDir, String sha256, Model model, Toke
         String name = file.getFileName().toString().toLowerCase(java.util.Locale.ROOT);
         ObjectMapper mapper = name.endsWith(".yaml") || name.endsWith(".yml") ? new YAMLMapper() : new ObjectMapper();
         JsonNode root;
-        try { root = mapper.readTree(Files.readAllBytes(file)); }
+        try { root = mapper.readTree(dive.util.FileErrors.readAllBytes(file)); }
         catch (com.fasterxml.jackson.core.JacksonException e) { throw new IllegalArgumentException(file + ": not valid " + (mapper instanceof YAMLMapper ? "YAML" : "JSON") + ": " + e.getOriginalMessage()); }
         Path dir = file.toAbsolutePath().getParent();
         return parse(root, file.toString(), dir);

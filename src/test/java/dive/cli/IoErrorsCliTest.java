@@ -26,6 +26,18 @@ class IoErrorsCliTest {
     }
 
     @Test
+    void logitsIntoAReadOnlyFolder() {
+        // /sys refuses new files even to root (a read-only folder made with chmod does not stop root)
+        Path ro = Path.of("/sys");
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isDirectory(ro) && !Files.exists(ro.resolve("dive-logits.npy")));
+        Path out = ro.resolve("dive-logits.npy");
+        CliTest.Run r = CliTest.run("logits", MODEL, "--ids", "1,2", "--out", out.toString(), "-q");
+        org.junit.jupiter.api.Assumptions.assumeFalse(r.code() == 0, "/sys is writable here");
+        assertTrue(r.err().strip().startsWith("dive logits: writing " + out + ": "), r.err());
+        assertEquals(1, r.err().strip().lines().count(), r.err());
+    }
+
+    @Test
     void pplOfADirectory() {
         assertOneLine(CliTest.run("ppl", MODEL, "--text", tmp.toString(), "-q"), "dive ppl: reading " + tmp + ": Is a directory");
     }

@@ -23,6 +23,9 @@ final class BenchCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        // every option before the model is loaded
+        for (Object[] o : new Object[][] {{"--batch", batch}, {"--prompt-len", promptLen}, {"--gen", gen}, {"--repeats", repeats}})
+            if ((int) o[1] < 1) throw new IllegalArgumentException(o[0] + " " + o[1] + ": expected ≥ 1");
         try (Engine engine = common.load(modelDir, loadFlags)) {
             dive.model.Generator.checkLength(engine.config(), promptLen, gen, "--gen");  // --prompt-len + --gen positions
             Bench.Result r;

@@ -39,6 +39,8 @@ final class DemoCommand implements Callable<Integer> {
         Path dir = DefaultModel.extract();
         try (Engine engine = Engine.load(dir, backend)) {  // the dense model at a glance: a second or two
             var c = engine.config();
+            // --experts, --top-k and --ratio before anything is printed (the FFN width comes with the model)
+            dive.convert.ExpertReconstruction.validate(experts, topK, ratio, c.intermediateSize(), Integer.MAX_VALUE);
             System.out.printf(Locale.ROOT, "model    embedded default (%s): hidden %d, %d layers, %d heads / %d KV heads, FFN %d, vocab %d%n",
                     dir, c.hiddenSize(), c.numHiddenLayers(), c.numAttentionHeads(), c.numKeyValueHeads(), c.intermediateSize(), c.vocabSize());
             String text = Files.readString(dir.resolve(DefaultModel.SAMPLE_TEXT));

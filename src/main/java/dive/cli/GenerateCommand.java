@@ -26,7 +26,8 @@ final class GenerateCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         if (maxTokens < 0) throw new IllegalArgumentException("--max-tokens " + maxTokens + ": expected ≥ 0");
-        if (temperature < 0) throw new IllegalArgumentException("--temperature " + temperature + ": expected ≥ 0");
+        if (!(temperature >= 0 && Float.isFinite(temperature)))
+            throw new IllegalArgumentException("--temperature " + temperature + ": expected a finite value ≥ 0 (0 = greedy)");
         if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p " + topP + ": expected in (0, 1]");
         Generator.checkLength(dive.model.LlamaConfig.load(modelDir), 1, maxTokens, "--max-tokens");  // before loading: a prompt has ≥ 1 token
         try (Engine engine = common.load(modelDir, loadFlags)) {

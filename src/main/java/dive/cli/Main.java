@@ -68,6 +68,11 @@ public final class Main implements Runnable {
     static String describe(Throwable ex) {
         String msg = ex.getMessage();
         if (ex instanceof java.nio.file.NoSuchFileException) return "file not found: " + msg;
+        if (ex instanceof java.nio.file.FileSystemException f && !(ex instanceof dive.util.FileErrors.FileError)) {
+            // its message may be the bare path (AccessDeniedException): always path, then the reason
+            String other = f.getOtherFile() == null ? "" : " -> " + f.getOtherFile();
+            return f.getFile() + other + ": " + dive.util.FileErrors.reason(f);
+        }
         if (ex instanceof OutOfMemoryError oom) return dive.util.MemoryPlan.describeOutOfMemory(oom);
         if (ex.getCause() instanceof OutOfMemoryError oom) return dive.util.MemoryPlan.describeOutOfMemory(oom);
         if (msg == null || msg.isBlank()) return ex.getClass().getSimpleName();

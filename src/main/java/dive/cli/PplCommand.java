@@ -25,7 +25,7 @@ final class PplCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         if (window < 2) throw new IllegalArgumentException("--window " + window + ": expected ≥ 2 tokens");
-        byte[] bytes = Files.readAllBytes(textFile);
+        byte[] bytes = dive.util.FileErrors.readAllBytes(textFile);
         if (bytes.length == 0) throw new IllegalArgumentException(textFile + ": empty text, nothing to score");
         dive.backend.Backend backend = common.backend();  // the flags are checked before the plan
         dive.model.Perplexity.checkWindow(dive.model.LlamaConfig.load(modelDir), "--window", window);  // before any work or output

@@ -31,7 +31,7 @@ final class TokenizeCommand implements Callable<Integer> {
         Path tj = modelDir.resolve("tokenizer.json");
         if (!Files.isRegularFile(tj)) throw new IllegalArgumentException(modelDir + ": no tokenizer.json");
         Tokenizer tok = Tokenizer.load(tj);
-        byte[] bytes = Files.readAllBytes(textFile);
+        byte[] bytes = dive.util.FileErrors.readAllBytes(textFile);
         int[] ids = tok.encode(bytes, !noSpecial);
         if (json) {
             Map<String, Object> out = new LinkedHashMap<>();

@@ -59,6 +59,8 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
     public static final Set<String> KEYS = Set.of("datasets", "score", "linkage", "calibration_windows", "eval_windows", "final_eval_windows",
             "seqlen", "seed", "bias_compensation", "output_scale", "grouping", "groups_file", "nsamples", "router_init_std", "aux_loss_coef",
             "checkpoint_every", "train_eval_windows", "train_evals", "stage0", "stage1", "stage2", "methods", "export_dtype");
+    /** the most tokens one stage may train on (far beyond any run; a larger value is a typo) */
+    static final long MAX_STAGE_TOKENS = 1L << 50;
     static final Set<String> STAGE_KEYS = Set.of("tokens", "lr", "batch_size", "seq_len", "warmup", "temperature", "lora_r", "lora_alpha", "lora_dropout");
 
     public static ConvertRecipe defaults() { return parse(new ObjectMapper().createObjectNode(), "(defaults)", Path.of(".")); }
@@ -67,7 +69,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
         String name = file.getFileName().toString().toLowerCase(Locale.ROOT);
         ObjectMapper mapper = name.endsWith(".yaml") || name.endsWith(".yml") ? new YAMLMapper() : new ObjectMapper();
         JsonNode root;
-        try { root = mapper.readTree(Files.readAllBytes(file)); }
+        try { root = mapper.readTree(dive.util.FileErrors.readAllBytes(file)); }
         catch (com.fasterxml.jackson.core.JacksonException e) { throw new IllegalArgumentException(file + ": not valid " + (mapper instanceof YAMLMapper ? "YAML" : "JSON") + ": " + e.getOriginalMessage()); }
         if (root == null || root.isMissingNode() || root.isNull()) root = new ObjectMapper().createObjectNode();
         return parse(root, file.toString(), file.toAbsolutePath().getParent());
@@ -150,7 +152,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
     private static Stage stage(Reader root, String key, long tokens, double lr, boolean stage0) {
         Reader s = root.child(key);
         s.allowOnly(STAGE_KEYS);
-        long t = s.integer("tokens", tokens, 0, Long.MAX_VALUE);
+        long t = s.integer("tokens", tokens, 0, MAX_STAGE_TOKENS);
         double rate = s.number("lr", lr);
         if (!(rate > 0) || Double.isInfinite(rate)) throw s.error("lr", rate + ": expected a finite value > 0");
         int batch = (int) s.integer("batch_size", 8, 1, 1 << 16);
@@ -164,6 +166,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
             if (stage0 && s.has(k)) throw s.error(k, "stage 0 trains the routers only (no LoRA)");
         int loraR = (int) s.integer("lora_r", 8, 1, 1 << 16);
         double alpha = s.number("lora_alpha", 16);
+        if (!(alpha > 0)) throw s.error("lora_alpha", alpha + ": expected a finite value > 0");
         double dropout = s.number("lora_dropout", 0.1);
         if (!(dropout >= 0 && dropout < 1)) throw s.error("lora_dropout", dropout + ": expected 0 ≤ dropout < 1");
         return new Stage(t, rate, batch, seqLen, warmup, temperature, loraR, alpha, dropout);
@@ -244,6 +247,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
             JsonNode v = node.get(k);
             if (v == null || v.isNull()) return def;
             if (!v.isNumber()) throw error(k, "expected a number, found " + v);
+            if (!Double.isFinite(v.asDouble())) throw error(k, "expected a finite number, found " + v.asText());
             return v.asDouble();
         }
         long integer(String k, long def, long min, long max) {

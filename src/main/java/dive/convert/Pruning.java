@@ -17,11 +17,13 @@ import java.util.Arrays;
 public final class Pruning {
     private Pruning() {}
 
-    /** round(F·(1 − r)) (halves up): the channels kept of F at pruning ratio r; checks r ∈ (0, 1) and the result ≥ 1 */
+    /** round(F·(1 − r)) (halves up): the channels kept of F at pruning ratio r; checks r ∈ (0, 1) and that it removes at least one channel and keeps at least one */
     public static int keptWidth(int width, double ratio) {
         if (!(ratio > 0 && ratio < 1)) throw new IllegalArgumentException("ratio " + ratio + ": expected a share of FFN channels to remove in (0, 1)");
         int kept = (int) Math.floor(width * (1 - ratio) + 0.5);
-        if (kept < 1) throw new IllegalArgumentException("ratio " + ratio + " keeps " + kept + " of " + width + " FFN channels (expected ≥ 1)");
+        if (kept < 1 || kept >= width)
+            throw new IllegalArgumentException("ratio " + ratio + " removes " + (width - kept) + " of " + width
+                    + " FFN channels: expected a ratio that removes at least one and keeps at least one");
         return kept;
     }
 

@@ -68,6 +68,9 @@ public record Recipe(Path source, Path baseDir, String sha256, Model model, Toke
     /** soft: stage-0 routing over all experts at {@code temperature} (NaN = the paper's default for k); auxLossCoef NaN = from the config */
     public record Moe(boolean soft, double temperature, double auxLossCoef) {}
 
+    /** the most tokens (or steps) a recipe may ask for: far beyond any run, so a larger value is a typo */
+    static final long MAX_TOKENS = 1L << 50;
+
     public static final Set<String> KEYS = Set.of("model", "tokenizer", "data", "schedule", "optimizer", "batch_size", "seq_len",
             "grad_accum", "max_tokens", "max_steps", "eval_every", "checkpoint_every", "keep_checkpoints", "seed", "freeze",
             "train", "lora", "output", "moe");
@@ -76,7 +79,7 @@ public record Recipe(Path source, Path baseDir, String sha256, Model model, Toke
         String name = file.getFileName().toString().toLowerCase(java.util.Locale.ROOT);
         ObjectMapper mapper = name.endsWith(".yaml") || name.endsWith(".yml") ? new YAMLMapper() : new ObjectMapper();
         JsonNode root;
-        try { root = mapper.readTree(Files.readAllBytes(file)); }
+        try { root = mapper.readTree(dive.util.FileErrors.readAllBytes(file)); }
         catch (com.fasterxml.jackson.core.JacksonException e) { throw new IllegalArgumentException(file + ": not valid " + (mapper instanceof YAMLMapper ? "YAML" : "JSON") + ": " + e.getOriginalMessage()); }
         Path dir = file.toAbsolutePath().getParent();
         return parse(root, file.toString(), dir);
@@ -180,8 +183,8 @@ public record Recipe(Path source, Path baseDir, String sha256, Model model, Toke
         long tokensPerStep = (long) batch * seqLen * accum;
         boolean hasSteps = root.has("max_steps"), hasTokens = root.has("max_tokens");
         if (hasSteps == hasTokens) throw r.error("max_steps", "give exactly one of max_steps and max_tokens");
-        long maxSteps = hasSteps ? r.integer("max_steps", 0, 1, Long.MAX_VALUE)
-                : (r.integer("max_tokens", 0, 1, Long.MAX_VALUE) + tokensPerStep - 1) / tokensPerStep;
+        long maxSteps = hasSteps ? r.integer("max_steps", 0, 1, MAX_TOKENS)
+                : (r.integer("max_tokens", 0, 1, MAX_TOKENS) + tokensPerStep - 1) / tokensPerStep;
         int evalEvery = (int) r.integer("eval_every", 0, 0, Integer.MAX_VALUE);
         int checkpointEvery = (int) r.integer("checkpoint_every", 0, 0, Integer.MAX_VALUE);
         int keep = (int) r.integer("keep_checkpoints", 2, 0, Integer.MAX_VALUE);
@@ -196,6 +199,7 @@ public record Recipe(Path source, Path baseDir, String sha256, Model model, Toke
             int rank = (int) l.integer("r", -1, 1, 1 << 16);
             if (rank < 0) throw r.error("lora.r", "missing");
             double alpha = l.number("alpha", rank);
+            if (!(alpha > 0)) throw r.error("lora.alpha", alpha + ": expected a finite value > 0");
             double dropout = l.number("dropout", 0);
             if (!(dropout >= 0 && dropout < 1)) throw r.error("lora.dropout", dropout + ": expected 0 ≤ dropout < 1");
             List<String> targets = l.strings("targets", List.of());
@@ -260,6 +264,7 @@ public record Recipe(Path source, Path baseDir, String sha256, Model model, Toke
             JsonNode v = node.get(k);
             if (v == null || v.isNull()) return def;
             if (!v.isNumber()) throw error(key(k), "expected a number, found " + v);
+            if (!Double.isFinite(v.asDouble())) throw error(key(k), "expected a finite number, found " + v.asText());
             return v.asDouble();
         }
         long integer(String k, long def, long min, long max) {

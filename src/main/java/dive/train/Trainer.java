@@ -203,8 +203,12 @@ public final class Trainer {
     }
 
     private void appendLog(ObjectNode line) throws IOException {
-        Files.writeString(runDir.resolve(LOG_FILE), JSON.writeValueAsString(line) + "\n", StandardCharsets.UTF_8,
-                StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+        Path file = runDir.resolve(LOG_FILE);
+        try {
+            Files.writeString(file, JSON.writeValueAsString(line) + "\n", StandardCharsets.UTF_8, StandardOpenOption.CREATE, StandardOpenOption.APPEND);
+        } catch (IOException e) {
+            throw dive.util.FileErrors.wrap("appending to", file, e);
+        }
     }
 
     /** on resume: keep the log lines up to the checkpoint's step (later ones are about to be redone) and rebuild the curves */

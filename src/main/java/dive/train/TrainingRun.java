@@ -130,7 +130,11 @@ public final class TrainingRun implements AutoCloseable {
         LOG.info("training a " + recipe.tokenizer().vocabSize() + "-token BPE tokenizer on " + texts.size() + " documents");
         Tokenizer t = BpeTrainer.train(texts, recipe.tokenizer().vocabSize(), recipe.tokenizer().minFrequency(),
                 TRAINED_SPECIAL_TOKENS, TRAINED_SPECIAL_TOKENS.getFirst());
-        BpeTrainer.save(t, trained);
+        try {
+            BpeTrainer.save(t, trained);
+        } catch (IOException e) {
+            throw dive.util.FileErrors.wrap("writing", trained, e);  // a full disk's message names no file
+        }
         return trained;
     }
 }

@@ -21,7 +21,16 @@ public final class AtomicFiles {
     public static void write(Path target, Body body) throws IOException {
         Path absolute = target.toAbsolutePath();
         Path dir = absolute.getParent();
-        if (!Files.isDirectory(dir)) throw new IOException(target + ": cannot write, directory " + dir + " does not exist");
+        if (!Files.isDirectory(dir)) throw new FileErrors.FileError("writing " + target + ": the folder " + dir + " does not exist", null);
+        if (Files.isDirectory(absolute)) throw new FileErrors.FileError("writing " + target + ": Is a directory", null);
+        try {
+            writeVia(absolute, dir, body);
+        } catch (IOException e) {
+            throw FileErrors.wrap("writing", target, e);  // the OS's words ("No space left on device") name no file
+        }
+    }
+
+    private static void writeVia(Path absolute, Path dir, Body body) throws IOException {
         Path temp = Files.createTempFile(dir, "." + absolute.getFileName() + ".", ".tmp");
         boolean moved = false;
         try {
@@ -43,7 +52,12 @@ public final class AtomicFiles {
      */
     public static Path tempDirectoryBeside(Path target) throws IOException {
         Path absolute = target.toAbsolutePath();
-        Path dir = Files.createTempDirectory(absolute.getParent(), "." + absolute.getFileName() + ".tmp-");
+        Path dir;
+        try {
+            dir = Files.createTempDirectory(absolute.getParent(), "." + absolute.getFileName() + ".tmp-");
+        } catch (IOException e) {
+            throw FileErrors.wrap("creating a folder beside", target, e);
+        }
         if (dir.getFileSystem().supportedFileAttributeViews().contains("posix"))
             Files.setPosixFilePermissions(dir, java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
         return dir;

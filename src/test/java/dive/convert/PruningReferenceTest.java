@@ -181,7 +181,13 @@ class PruningReferenceTest {
         assertThrows(IllegalArgumentException.class, () -> Pruning.keptWidth(80, 1));
         assertThrows(IllegalArgumentException.class, () -> Pruning.keptWidth(80, Double.NaN));
         var tooNarrow = assertThrows(IllegalArgumentException.class, () -> Pruning.keptWidth(1, 0.9));
-        assertTrue(tooNarrow.getMessage().contains("keeps 0 of 1"), tooNarrow.getMessage());
+        assertEquals("ratio 0.9 removes 1 of 1 FFN channels: expected a ratio that removes at least one and keeps at least one",
+                tooNarrow.getMessage());
+        var removesNone = assertThrows(IllegalArgumentException.class, () -> Pruning.keptWidth(1024, 0.0001));
+        assertEquals("ratio 1.0E-4 removes 0 of 1024 FFN channels: expected a ratio that removes at least one and keeps at least one",
+                removesNone.getMessage());
+        var removesAll = assertThrows(IllegalArgumentException.class, () -> Pruning.keptWidth(1024, 0.9999));
+        assertTrue(removesAll.getMessage().startsWith("ratio 0.9999 removes 1024 of 1024 FFN channels"), removesAll.getMessage());
         assertEquals(40, Pruning.keptWidth(80, 0.5));
         assertEquals(20, Pruning.keptWidth(80, 0.75));
         assertEquals(2, Pruning.keptWidth(3, 0.5));  // 1.5 rounds half up

@@ -1,0 +1,38 @@
+package dive;
+
+import org.junit.jupiter.api.Test;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * The project's documents cite commands and placeholders (OUT, RUN_DIR), never folders that exist on one machine only:
+ * run folders ({@code runs/cmp-1300}) or absolute places where results live ({@code /tmp/…}, {@code /work/…}, {@code /root/…}).
+ */
+class DocsNameNoLocalFoldersTest {
+    static final Pattern LOCAL = Pattern.compile("(?<![\\w.])(runs/[A-Za-z0-9][\\w.-]*|/tmp(/|\\b)|/work/|/root(/|\\b)|/home/)");
+
+    @Test
+    void documentsNameNoLocalFolders() throws Exception {
+        List<Path> docs = new ArrayList<>(List.of(Path.of("README.md"), Path.of("native/README.md")));
+        try (Stream<Path> s = Files.list(Path.of("docs"))) { s.filter(p -> p.toString().endsWith(".md")).forEach(docs::add); }
+        try (Stream<Path> s = Files.list(Path.of("benchmarks"))) { s.filter(p -> p.toString().endsWith(".md")).forEach(docs::add); }
+        List<String> found = new ArrayList<>();
+        for (Path doc : docs) {
+            if (!Files.isRegularFile(doc)) continue;
+            List<String> lines = Files.readAllLines(doc);
+            for (int i = 0; i < lines.size(); i++) {
+                Matcher m = LOCAL.matcher(lines.get(i));
+                while (m.find()) found.add(doc + ":" + (i + 1) + ": " + m.group());
+            }
+        }
+        assertEquals(List.of(), found, "machine-local folders in the documents");
+    }
+}

@@ -52,7 +52,7 @@ import static org.junit.jupiter.api.Assertions.*;
  */
 class FuzzTest {
     static final int DEFAULT_CASES = 2000;
-    static final long DEFAULT_MILLIS = 4000;
+    static final long DEFAULT_MILLIS = 3000;
     static final long SEED = Long.getLong("dive.fuzz.seed", 0x5EED_D1BEL);
     static final int CASES = Integer.getInteger("dive.fuzz.cases", DEFAULT_CASES);
     static final long MILLIS = Long.getLong("dive.fuzz.millis", DEFAULT_MILLIS);

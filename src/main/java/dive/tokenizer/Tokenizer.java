@@ -288,11 +288,12 @@ public final class Tokenizer {
         Map<Integer, String> byId = new HashMap<>(vocabNode.size() * 2);
         for (Iterator<Map.Entry<String, JsonNode>> it = vocabNode.fields(); it.hasNext(); ) {
             Map.Entry<String, JsonNode> e = it.next();
-            String field = "model.vocab[" + JsonSpec.quote(e.getKey()) + "]";
-            int id = s.tokenId(e.getValue(), field, MAX_VOCAB_SIZE);
+            JsonNode idNode = e.getValue();
+            int id = idNode.isIntegralNumber() && idNode.canConvertToInt() ? idNode.asInt() : -1;
+            if (id < 0 || id >= MAX_VOCAB_SIZE) s.tokenId(idNode, vocabField(e.getKey()), MAX_VOCAB_SIZE); // throws
             String other = byId.putIfAbsent(id, e.getKey());
             if (other != null) {
-                throw s.error(field, "has id " + id + ", which model.vocab[" + JsonSpec.quote(other) + "] has already (expected one token per id)");
+                throw s.error(vocabField(e.getKey()), "has id " + id + ", which " + vocabField(other) + " has already (expected one token per id)");
             }
             vocab.put(e.getKey(), id);
         }
@@ -328,6 +329,11 @@ public final class Tokenizer {
         }
         return new BpeModel(vocab, merges, unkId, s.bool(node, "fuse_unk", "model", false),
                 s.bool(node, "byte_fallback", "model", false), s.bool(node, "ignore_merges", "model", false));
+    }
+
+    /** model.vocab["TOKEN"], the token written as a JSON string */
+    private static String vocabField(String token) {
+        return "model.vocab[" + JsonSpec.quote(token) + "]";
     }
 
     private static List<AddedToken> parseAddedTokens(JsonNode node, JsonSpec s) throws TokenizerFormatException {

@@ -29,7 +29,10 @@ final class GenerateCommand implements Callable<Integer> {
         if (!(temperature >= 0 && Float.isFinite(temperature)))
             throw new IllegalArgumentException("--temperature " + temperature + ": expected a finite value ≥ 0 (0 = greedy)");
         if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p " + topP + ": expected in (0, 1]");
-        Generator.checkLength(dive.model.LlamaConfig.load(modelDir), 1, maxTokens, "--max-tokens");  // before loading: a prompt has ≥ 1 token
+        int maxPositions = dive.model.LlamaConfig.load(modelDir).maxPositionEmbeddings();
+        if (maxTokens >= maxPositions)  // before loading: a prompt has at least one token
+            throw new IllegalArgumentException("--max-tokens " + maxTokens + " plus the prompt exceeds the model's max_position_embeddings "
+                    + maxPositions + " (config.json): at most " + (maxPositions - 1) + " new tokens after a one-token prompt");
         try (Engine engine = common.load(modelDir, loadFlags)) {
             Tokenizer tok = engine.requireTokenizer();
             int[] promptIds = tok.encode(prompt);

@@ -116,9 +116,9 @@ public final class LlamaModel implements AutoCloseable {
         java.util.Set<String> files = new java.util.LinkedHashSet<>();
         for (String name : unused) files.add(checkpoint.fileOf(name).getFileName().toString());
         StringBuilder msg = new StringBuilder(source).append(": ").append(unused.size()).append(unused.size() == 1 ? " tensor" : " tensors")
-                .append(" in ").append(String.join(", ", files)).append(" not read by the model config.json describes (")
-                .append(config.numHiddenLayers()).append(" layers");
-        if (config.moe() != null) msg.append(", ").append(config.moe().numLocalExperts()).append(" experts");
+                .append(" in ").append(String.join(", ", files)).append(" not read by the model config.json describes (num_hidden_layers ")
+                .append(config.numHiddenLayers());
+        if (config.moe() != null) msg.append(", num_local_experts ").append(config.moe().numLocalExperts());
         msg.append(", tie_word_embeddings ").append(config.tieWordEmbeddings()).append("): ");
         for (int i = 0; i < Math.min(NAMED_UNUSED, unused.size()); i++) msg.append(i == 0 ? "" : ", ").append('\'').append(unused.get(i)).append('\'');
         if (unused.size() > NAMED_UNUSED) msg.append(", … (").append(unused.size() - NAMED_UNUSED).append(" more)");

@@ -46,7 +46,7 @@ class LoadChecksCliTest {
         String text = dir.resolve("eval.txt").toString();
         String err = oneLineError(CliTest.run("ppl", dir.toString(), "--text", text, "--window", "64", "-q"));
         assertTrue(err.startsWith("dive ppl: ") && err.contains("model.layers.1.") && err.contains("model.safetensors")
-                && err.contains("--allow-unused-tensors"), err);
+                && err.contains("--allow-unused-tensors") && err.contains("num_hidden_layers 1"), err);
         CliTest.Run ok = CliTest.run("ppl", dir.toString(), "--text", text, "--window", "64", "--allow-unused-tensors", "--json");
         assertEquals(0, ok.code(), ok.err());  // the warning that lists them: LoadChecksTest
         for (String cmd : new String[] {"generate", "eval", "logits", "bench"})
@@ -77,6 +77,8 @@ class LoadChecksCliTest {
         assertTrue(err.contains("--window 64") && err.contains("max_position_embeddings 32"), err);
         err = oneLineError(CliTest.run("generate", dir.toString(), "--prompt", "the cat", "--max-tokens", "40"));
         assertTrue(err.contains("--max-tokens 40") && err.contains("max_position_embeddings 32"), err);
+        err = oneLineError(CliTest.run("generate", dir.toString(), "--prompt", "the cat sat on the mat", "--max-tokens", "30"));
+        assertTrue(err.contains("--max-tokens 30 after a prompt of ") && err.contains("max_position_embeddings 32"), err);
         assertEquals(0, CliTest.run("ppl", dir.toString(), "--text", text, "--window", "32", "-q").code());
         assertEquals(0, CliTest.run("generate", dir.toString(), "--prompt", "the cat", "--max-tokens", "20", "-q").code());
     }

@@ -163,21 +163,17 @@ class ExpertReconstructionTest {
     }
 
     @Test
-    void expertsKeepingEveryChannelGiveTheDenseLogits() {
-        // r = 0.01 keeps round(48 · 0.99) = 48 channels: every expert is the whole dense FFN, and since the routing
-        // weights of a token sum to 1, the MoE layer's output is the dense FFN's output, for k = 1 and k = 2
-        int[] ids = windows.get(1).finalEval().get(0);
-        float[] expected = dense.logits(ids);
+    void aRatioThatKeepsEveryChannelIsRefused() {
+        // r = 0.01 keeps round(48 · 0.99) = 48 channels: every expert would be the whole dense FFN, which is no
+        // conversion; refused naming the numbers, for k = 1 and k = 2
+        List<CalibrationStatistics> stats = windows.stream().map(w -> CalibrationStatistics.collect(dense, w.calibration())).toList();
         for (int k = 1; k <= 2; k++) {
             ExpertReconstruction.Options opt = options(3, k, 0.01, false, 0);
-            List<CalibrationStatistics> stats = windows.stream().map(w -> CalibrationStatistics.collect(dense, w.calibration())).toList();
-            ExpertReconstruction.Result r = ExpertReconstruction.reconstruct(dense, stats, opt);
-            assertEquals(48, r.expertWidth());
-            float[] actual = r.model(dense.backend(), "copies").logits(ids);
-            double maxDiff = 0, scale = 0;
-            for (int i = 0; i < expected.length; i++) { maxDiff = Math.max(maxDiff, Math.abs(expected[i] - actual[i])); scale = Math.max(scale, Math.abs(expected[i])); }
-            assertTrue(maxDiff <= 1e-5 * scale, "k = " + k + ": max |Δlogit| " + maxDiff + " for logits up to " + scale);
+            var e = assertThrows(IllegalArgumentException.class, () -> ExpertReconstruction.reconstruct(dense, stats, opt));
+            assertEquals("ratio 0.01 removes 0 of 48 FFN channels: expected a ratio that removes at least one and keeps at least one", e.getMessage());
         }
+        var v = assertThrows(IllegalArgumentException.class, () -> ExpertReconstruction.validate(3, 1, 0.01, 48, 3));
+        assertTrue(v.getMessage().startsWith("ratio 0.01 removes 0 of 48"), v.getMessage());
     }
 
     @Test

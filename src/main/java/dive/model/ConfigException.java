@@ -14,24 +14,8 @@ public class ConfigException extends IllegalArgumentException {
 
     public String file() { return file; }
 
-    /** the message on one line: control characters (from a value of the file) written as escapes, very long runs cut */
-    static String oneLine(String message) {
-        StringBuilder out = new StringBuilder(Math.min(message.length(), 1000));
-        for (int i = 0; i < message.length(); i++) {
-            if (out.length() >= 1000) return out.append("…").toString();
-            char c = message.charAt(i);
-            switch (c) {
-                case '\n' -> out.append("\\n");
-                case '\r' -> out.append("\\r");
-                case '\t' -> out.append("\\t");
-                default -> {
-                    if (Character.isISOControl(c) || c == '\u2028' || c == '\u2029') out.append(String.format("\\u%04x", (int) c));
-                    else out.append(c);
-                }
-            }
-        }
-        return out.toString();
-    }
+    /** the message on one line ({@link dive.util.Messages#oneLine}) */
+    static String oneLine(String message) { return dive.util.Messages.oneLine(message); }
 
     /** the JSON key at fault, or null when the whole file is */
     public String field() { return field; }

@@ -18,22 +18,8 @@ final class JsonSpec {
         return new TokenizerFormatException(oneLine(file + ": " + field + " " + problem));
     }
 
-    static String oneLine(String message) {
-        StringBuilder out = new StringBuilder(message.length());
-        for (int i = 0; i < message.length(); i++) {
-            char c = message.charAt(i);
-            switch (c) {
-                case '\n' -> out.append("\\n");
-                case '\r' -> out.append("\\r");
-                case '\t' -> out.append("\\t");
-                default -> {
-                    if (Character.isISOControl(c) || c == '\u2028' || c == '\u2029') out.append(String.format("\\u%04x", (int) c));
-                    else out.append(c);
-                }
-            }
-        }
-        return out.toString();
-    }
+    /** the message on one line ({@link dive.util.Messages#oneLine}) */
+    static String oneLine(String message) { return dive.util.Messages.oneLine(message); }
 
     /** a token or other text from the file, as a JSON string literal, shortened past SHOWN_CHARS */
     static String quote(String text) {

@@ -10,6 +10,8 @@
 # Each round runs, one after the other: run.c 2 threads, dive 2 threads, run.c 1 thread, dive 1 thread; the table
 # gives the medians over rounds. run.c: its own "achieved tok/s" (steps − 1 tokens after the first);
 # dive: `dive bench --prompt-len 1 --gen N` (decode tokens/s, median of its repeats, after a warm-up).
+# OpenMP settings come from the environment (OMP_WAIT_POLICY etc.); with libgomp's default spinning, run.c at 2 threads
+# collapses to tens of tokens/s when the machine has more runnable threads than cores: report the load average.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 [ $# -ge 1 ] || { sed -n 2,12p "$0" | sed 's/^# \{0,1\}//'; exit 2; }

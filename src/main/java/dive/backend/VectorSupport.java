@@ -144,6 +144,8 @@ final class VectorSupport {
     static final class Crew {
         /** how long an idle helper spins before it parks: longer than the gaps between the loops of a decode step */
         static final long SPIN_NANOS = 2_000_000;
+        /** how long a helper waits without a loop before it ends (by default) */
+        static final long EXIT_NANOS = 10_000_000_000L;
         /** how much of that spin is pause instructions; the rest yields the core between looks */
         static final long PAUSE_NANOS = 20_000;
 
@@ -176,13 +178,19 @@ final class VectorSupport {
         private final Thread[] helpers;
         private final AtomicInteger sleeping = new AtomicInteger();
 
-        Crew(int count) {
+        private final long exitNanos;
+
+        Crew(int count) { this(count, EXIT_NANOS); }
+
+        Crew(int count, long exitNanos) {
+            this.exitNanos = exitNanos;
             helpers = new Thread[count];
-            for (int h = 0; h < count; h++) {
-                int id = h;
-                helpers[h] = Thread.ofPlatform().daemon().name("dive-crew-" + h).unstarted(() -> helperLoop(id));
-                helpers[h].start();
-            }
+            for (int h = 0; h < count; h++) startHelper(h);
+        }
+
+        private void startHelper(int h) {
+            helpers[h] = Thread.ofPlatform().daemon().name("dive-crew-" + h).unstarted(this::helperLoop);
+            helpers[h].start();
         }
 
         /**
@@ -194,6 +202,13 @@ final class VectorSupport {
         static final long STALL_NANOS = 50_000, BACKOFF_NANOS = 50_000_000;
         private volatile long backoffUntil;
 
+        /** helper threads running now (tests) */
+        int helpersAlive() {
+            int n = 0;
+            for (Thread t : helpers) if (t.isAlive()) n++;
+            return n;
+        }
+
         /** whether the crew is taking loops: not in a back-off after a stall */
         boolean healthy() { return backoffUntil == 0 || System.nanoTime() - backoffUntil >= 0; }
 
@@ -202,6 +217,7 @@ final class VectorSupport {
             if (!healthy() || !busy.compareAndSet(0, 1)) return false;
             Loop loop = new Loop(tasks, body);
             try {
+                for (int h = 0; h < helpers.length; h++) if (!helpers[h].isAlive()) startHelper(h);  // one left after a long idle
                 current = loop;
                 if (sleeping.get() > 0) for (Thread t : helpers) LockSupport.unpark(t);
                 long start = System.nanoTime();
@@ -221,15 +237,20 @@ final class VectorSupport {
             return true;
         }
 
-        private void helperLoop(int id) {
+        /**
+         * a helper's life: run each published loop once, spin, park; after exitNanos without a loop it ends (so
+         * the crews of backends no longer used do not hold threads), and the next {@link #tryRun} starts a new one. The
+         * caller never depends on a helper: a loop whose helpers are gone or late is run by the caller alone.
+         */
+        private void helperLoop() {
             Loop seen = null;
-            long idleSince = System.nanoTime();
+            long idleSince = System.nanoTime(), lastLoop = idleSince;
             while (true) {
                 Loop loop = current;
                 if (loop != null && loop != seen) {
                     seen = loop;
                     loop.drain();
-                    idleSince = System.nanoTime();
+                    idleSince = lastLoop = System.nanoTime();
                     continue;
                 }
                 long idle = System.nanoTime() - idleSince;
@@ -242,9 +263,11 @@ final class VectorSupport {
                 }
                 sleeping.incrementAndGet();
                 Loop now = current;
-                if (now == null || now == seen) LockSupport.park(this);
+                if (now == null || now == seen) LockSupport.parkNanos(this, exitNanos);
                 sleeping.decrementAndGet();
                 idleSince = System.nanoTime();
+                Loop next = current;
+                if (idleSince - lastLoop >= exitNanos && (next == null || next == seen)) return;
             }
         }
     }

@@ -352,6 +352,24 @@ class VectorBackendTest {
     }
 
     @Test
+    void idleCrewHelpersEndAndComeBack() throws Exception {
+        VectorSupport.Crew crew = new VectorSupport.Crew(2, 20_000_000L);
+        int[] out = new int[16];
+        assertTrue(crew.tryRun(16, i -> out[i] = i));
+        for (int deadline = 0; crew.helpersAlive() > 0 && deadline < 400; deadline++) Thread.sleep(10);
+        assertEquals(0, crew.helpersAlive(), "idle helpers end");
+        int[] again = new int[16];
+        // restarts them (the caller alone would do as well); false only within a back-off after a stall on a busy machine
+        for (int tries = 0; !crew.tryRun(16, i -> again[i] = 2 * i); tries++) {
+            assertTrue(tries < 100, "the crew backs off for good");
+            Thread.sleep(10);
+        }
+        assertEquals(2, crew.helpersAlive());
+        for (int i = 0; i < 16; i++) assertEquals(i, out[i]);
+        for (int i = 0; i < 16; i++) assertEquals(2 * i, again[i]);
+    }
+
+    @Test
     void threadCountIsAllCoresOrAsGivenAndIsValidated() {
         assertEquals(3, new VectorBackend(3).threads());
         assertEquals(Runtime.getRuntime().availableProcessors(), new VectorBackend().threads());

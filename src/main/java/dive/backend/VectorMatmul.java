@@ -33,10 +33,21 @@ final class VectorMatmul {
     static final int GEMM_MIN_ROWS = 4;
 
     /**
-     * weights below which a GEMV stays on the calling thread: handing work to a pool thread costs a few
+     * weights below which a GEMV stays on the calling thread: handing work to a fork-join pool thread costs a few
      * µs to tens of µs; a 1024 × 256 GEMV takes ~13 µs on one thread here (measured with GemvBenchmark)
      */
     static final long GEMV_PARALLEL_MIN_WEIGHTS = 1L << 19;
+    /**
+     * the same while the backend's spinning crew takes loops ({@link Workers#quickLoops}): a hand-off costs about a µs,
+     * so the FFN GEMVs of a small model (1024 × 256) run in parallel too. Not lower: on a machine with more runnable
+     * threads than cores the q/k/v/o GEMVs of hidden 256 (2^15 to 2^16 weights) came out slower in parallel (each loop
+     * needs both threads on a core at once), see benchmarks/RESULTS.md
+     */
+    static final long GEMV_QUICK_MIN_WEIGHTS = 1L << 18;
+
+    static boolean parallelGemv(Workers workers, long weights) {
+        return weights >= GEMV_PARALLEL_MIN_WEIGHTS || weights >= GEMV_QUICK_MIN_WEIGHTS && workers.quickLoops();
+    }
 
     // ---------------------------------------------------------------- matmul
 
@@ -70,7 +81,7 @@ final class VectorMatmul {
     private static void gemv(Workers workers, float[] out, float[] x, int m, Tensor w, int n, int k) {
         int rowsPerTask = 64;
         int tasks = (n + rowsPerTask - 1) / rowsPerTask;
-        boolean parallel = (long) n * k >= GEMV_PARALLEL_MIN_WEIGHTS;
+        boolean parallel = parallelGemv(workers, (long) n * k);
         if (!w.data().isNative()) { // heap-backed (Tensor.ofFloats, tests): vector loads from byte[] segments are slow
             workers.parallelFor(tasks, parallel, t -> gemvHeapRows(out, x, m, w, n, k, t * rowsPerTask, Math.min(n, t * rowsPerTask + rowsPerTask)));
             return;
@@ -866,7 +877,7 @@ final class VectorMatmul {
     static void gemvRows(Workers workers, float[] out, float[] x, int row0, int m, Tensor w, int n, int k) {
         int rowsPerTask = 64;
         int tasks = (n + rowsPerTask - 1) / rowsPerTask;
-        boolean parallel = (long) n * k >= GEMV_PARALLEL_MIN_WEIGHTS;
+        boolean parallel = parallelGemv(workers, (long) n * k);
         if (!w.data().isNative()) {
             workers.parallelFor(tasks, parallel, t -> {
                 int n0 = t * rowsPerTask, n1 = Math.min(n, n0 + rowsPerTask);

@@ -17,6 +17,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.locks.LockSupport;
 import java.util.function.IntConsumer;
 
 /**
@@ -65,9 +66,13 @@ final class VectorSupport {
 
         /**
          * body(i) for i in [0, tasks), returning when all are done. The calling thread works too: it and up to
-         * threads−1 pool helpers claim indices from a shared counter, and the caller then waits only for
-         * indices a helper has claimed and is running. A helper that wakes up late finds nothing left and
-         * returns, so thread wake-up latency never adds to a call, and nested calls cannot deadlock.
+         * threads−1 helpers claim indices from a shared counter, and the caller then waits only for indices a
+         * helper has claimed and is running. Helpers are the backend's own persistent threads ({@link Crew}), which
+         * spin for a while after each loop and so pick up the next one within a fraction of a microsecond: a decode
+         * step runs dozens of loops of a few µs each. Which index computes which outputs depends on the caller's
+         * split only, never on the thread that runs it, so results are the same for every thread count. A call made
+         * while the crew is busy (nested in a body, or from a second thread) hands its indices to the fork-join pool
+         * instead: a helper that wakes up late finds nothing left and returns, and nested calls cannot deadlock.
          */
         void parallelFor(int tasks, boolean parallel, IntConsumer body) {
             int helpers = parallel ? Math.min(threads, tasks) - 1 : 0;
@@ -75,6 +80,8 @@ final class VectorSupport {
                 for (int i = 0; i < tasks; i++) body.accept(i);
                 return;
             }
+            Crew c = crew();
+            if (c.tryRun(tasks, body)) return;
             AtomicInteger next = new AtomicInteger();
             CountDownLatch unfinished = new CountDownLatch(tasks);
             AtomicReference<Throwable> failure = new AtomicReference<>();
@@ -101,10 +108,167 @@ final class VectorSupport {
                 }
             }
             if (interrupted) Thread.currentThread().interrupt();
-            Throwable t = failure.get();
+            rethrow(failure.get());
+        }
+
+        private volatile Crew crew;
+
+        /**
+         * whether loops of a few µs pay off in parallel now: more than one thread and the crew not backing off after a
+         * stall (see {@link Crew#STALL_NANOS}); callers use it to lower their size threshold
+         */
+        boolean quickLoops() { return threads > 1 && crew().healthy(); }
+
+        private Crew crew() {
+            Crew c = crew;
+            if (c != null) return c;
+            synchronized (this) {
+                if (crew == null) crew = new Crew(threads - 1);
+                return crew;
+            }
+        }
+
+        private static void rethrow(Throwable t) {
             if (t instanceof RuntimeException e) throw e;
             if (t instanceof Error e) throw e;
             if (t != null) throw new IllegalStateException(t);
+        }
+    }
+
+    /**
+     * Persistent helper threads for one {@link Workers}: a loop is published as a {@link Loop} in a volatile field; each
+     * helper spins on that field for {@link #SPIN_NANOS} after its last loop (then parks until the next one is
+     * published), claims indices from the loop's counter like the caller does, and counts what it finished. One loop
+     * at a time: {@link #tryRun} refuses while another is running.
+     */
+    static final class Crew {
+        /** how long an idle helper spins before it parks: longer than the gaps between the loops of a decode step */
+        static final long SPIN_NANOS = 2_000_000;
+        /** how long a helper waits without a loop before it ends (by default) */
+        static final long EXIT_NANOS = 10_000_000_000L;
+        /** how much of that spin is pause instructions; the rest yields the core between looks */
+        static final long PAUSE_NANOS = 20_000;
+
+        /** one parallel loop: its indices, what is claimed and finished, the first failure */
+        private static final class Loop {
+            final int tasks;
+            final IntConsumer body;
+            final AtomicInteger next = new AtomicInteger(), done = new AtomicInteger();
+            volatile Throwable failure;
+
+            Loop(int tasks, IntConsumer body) { this.tasks = tasks; this.body = body; }
+
+            /** runs indices until none is left; returns how many this thread ran */
+            int drain() {
+                int finished = 0;
+                for (int i; (i = next.getAndIncrement()) < tasks; finished++) {
+                    try {
+                        body.accept(i);
+                    } catch (Throwable t) {
+                        if (failure == null) failure = t;
+                    }
+                }
+                if (finished > 0) done.addAndGet(finished);
+                return finished;
+            }
+        }
+
+        private final AtomicInteger busy = new AtomicInteger();
+        private volatile Loop current;
+        private final Thread[] helpers;
+        private final AtomicInteger sleeping = new AtomicInteger();
+
+        private final long exitNanos;
+
+        Crew(int count) { this(count, EXIT_NANOS); }
+
+        Crew(int count, long exitNanos) {
+            this.exitNanos = exitNanos;
+            helpers = new Thread[count];
+            for (int h = 0; h < count; h++) startHelper(h);
+        }
+
+        private void startHelper(int h) {
+            helpers[h] = Thread.ofPlatform().daemon().name("dive-crew-" + h).unstarted(this::helperLoop);
+            helpers[h].start();
+        }
+
+        /**
+         * A stall: the caller, done with its own indices, waited more than this plus twice its mean index time for a
+         * helper. That happens when a helper was descheduled mid-index (more runnable threads than cores); the crew
+         * then stands down for {@link #BACKOFF_NANOS} ({@link #healthy} false: loops go to the fork-join pool, and small
+         * ones, which only pay off with a spinning crew, run on the caller) and tries again after that.
+         */
+        static final long STALL_NANOS = 50_000, BACKOFF_NANOS = 50_000_000;
+        private volatile long backoffUntil;
+
+        /** helper threads running now (tests) */
+        int helpersAlive() {
+            int n = 0;
+            for (Thread t : helpers) if (t.isAlive()) n++;
+            return n;
+        }
+
+        /** whether the crew is taking loops: not in a back-off after a stall */
+        boolean healthy() { return backoffUntil == 0 || System.nanoTime() - backoffUntil >= 0; }
+
+        /** runs the loop on the caller and the helpers; false (nothing run) when another loop holds the crew or it backs off */
+        boolean tryRun(int tasks, IntConsumer body) {
+            if (!healthy() || !busy.compareAndSet(0, 1)) return false;
+            Loop loop = new Loop(tasks, body);
+            try {
+                for (int h = 0; h < helpers.length; h++) if (!helpers[h].isAlive()) startHelper(h);  // one left after a long idle
+                current = loop;
+                if (sleeping.get() > 0) for (Thread t : helpers) LockSupport.unpark(t);
+                long start = System.nanoTime();
+                int own = Math.max(1, loop.drain());
+                long drained = System.nanoTime();
+                for (int spins = 0; loop.done.get() < tasks; spins++) {
+                    if (spins < 1 << 12) Thread.onSpinWait();
+                    else Thread.yield();  // a helper mid-index was descheduled
+                }
+                long waited = System.nanoTime() - drained;
+                if (waited > STALL_NANOS + 2 * (drained - start) / own) backoffUntil = System.nanoTime() + BACKOFF_NANOS;
+            } finally {
+                current = null;
+                busy.set(0);
+            }
+            Workers.rethrow(loop.failure);
+            return true;
+        }
+
+        /**
+         * a helper's life: run each published loop once, spin, park; after exitNanos without a loop it ends (so
+         * the crews of backends no longer used do not hold threads), and the next {@link #tryRun} starts a new one. The
+         * caller never depends on a helper: a loop whose helpers are gone or late is run by the caller alone.
+         */
+        private void helperLoop() {
+            Loop seen = null;
+            long idleSince = System.nanoTime(), lastLoop = idleSince;
+            while (true) {
+                Loop loop = current;
+                if (loop != null && loop != seen) {
+                    seen = loop;
+                    loop.drain();
+                    idleSince = lastLoop = System.nanoTime();
+                    continue;
+                }
+                long idle = System.nanoTime() - idleSince;
+                if (idle < SPIN_NANOS) {
+                    // spin briefly, then yield: on a busy machine the core goes to whoever needs it, on a quiet one
+                    // yield returns at once and the helper still sees the next loop within a µs or so
+                    if (idle < PAUSE_NANOS) Thread.onSpinWait();
+                    else Thread.yield();
+                    continue;
+                }
+                sleeping.incrementAndGet();
+                Loop now = current;
+                if (now == null || now == seen) LockSupport.parkNanos(this, exitNanos);
+                sleeping.decrementAndGet();
+                idleSince = System.nanoTime();
+                Loop next = current;
+                if (idleSince - lastLoop >= exitNanos && (next == null || next == seen)) return;
+            }
         }
     }
 

@@ -297,7 +297,8 @@ class VectorBackendTest {
         Random r = new Random(3);
         VectorBackend one = new VectorBackend(1);
         VectorBackend many = new VectorBackend(3);
-        int[][] problems = {{1, 2048, 300}, {128, 256, 300}, {37, 500, 129}, {2, 1500, 400}}; // all above the parallel thresholds
+        // all above the parallel thresholds; {1, 1024, 256} and {3, 1100, 256}: GEMVs that only the spinning crew runs in parallel
+        int[][] problems = {{1, 2048, 300}, {128, 256, 300}, {37, 500, 129}, {2, 1500, 400}, {1, 1024, 256}, {3, 1100, 256}};
         List<float[]> xs = new ArrayList<>(), refs = new ArrayList<>();
         List<Tensor> ws = new ArrayList<>();
         for (int[] p : problems) {
@@ -330,6 +331,42 @@ class VectorBackendTest {
         } finally {
             callers.shutdownNow();
         }
+    }
+
+    @Test
+    void crewLoopsRunEveryIndexOnceNestAndRethrow() {
+        VectorSupport.Workers workers = VectorSupport.Workers.of(3);
+        for (int rep = 0; rep < 200; rep++) {
+            int tasks = 1 + rep % 17;
+            java.util.concurrent.atomic.AtomicIntegerArray runs = new java.util.concurrent.atomic.AtomicIntegerArray(tasks * tasks);
+            workers.parallelFor(tasks, true, i -> workers.parallelFor(tasks, true, j -> runs.incrementAndGet(i * tasks + j)));
+            for (int i = 0; i < tasks * tasks; i++) assertEquals(1, runs.get(i), "index " + i + " of " + tasks + "², rep " + rep);
+        }
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> workers.parallelFor(8, true, i -> {
+            if (i == 5) throw new IllegalStateException("index 5");
+        }));
+        assertEquals("index 5", e.getMessage());
+        int[] after = new int[8];
+        workers.parallelFor(8, true, i -> after[i] = i + 1);  // the crew still works after a failure
+        assertArrayEquals(new int[]{1, 2, 3, 4, 5, 6, 7, 8}, after);
+    }
+
+    @Test
+    void idleCrewHelpersEndAndComeBack() throws Exception {
+        VectorSupport.Crew crew = new VectorSupport.Crew(2, 20_000_000L);
+        int[] out = new int[16];
+        assertTrue(crew.tryRun(16, i -> out[i] = i));
+        for (int deadline = 0; crew.helpersAlive() > 0 && deadline < 400; deadline++) Thread.sleep(10);
+        assertEquals(0, crew.helpersAlive(), "idle helpers end");
+        int[] again = new int[16];
+        // restarts them (the caller alone would do as well); false only within a back-off after a stall on a busy machine
+        for (int tries = 0; !crew.tryRun(16, i -> again[i] = 2 * i); tries++) {
+            assertTrue(tries < 100, "the crew backs off for good");
+            Thread.sleep(10);
+        }
+        assertEquals(2, crew.helpersAlive());
+        for (int i = 0; i < 16; i++) assertEquals(i, out[i]);
+        for (int i = 0; i < 16; i++) assertEquals(2 * i, again[i]);
     }
 
     @Test

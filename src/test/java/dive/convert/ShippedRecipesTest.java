@@ -13,10 +13,16 @@ class ShippedRecipesTest {
     private static final List<String> ALL_METHODS = List.of("dive", "flap", "llm_pruner", "llama_moe_random", "llama_moe_kmeans", "dive_random_groups");
 
     @Test
-    void demoRecipeRunsEveryMethodWithEqualBudgets() throws Exception {
-        ConvertRecipe r = ConvertRecipe.bundled(ConvertRecipe.DEMO_RESOURCE);
-        assertEquals(ALL_METHODS, r.methods());
-        assertTrue(r.stage0().tokens() > 0 && r.stage1().tokens() > 0, "both retraining stages run");
+    void demoRecipeIsTheComparisonPlansFirstSeedWithFewerMethods() throws Exception {
+        ConvertRecipe demo = ConvertRecipe.bundled(ConvertRecipe.DEMO_RESOURCE);
+        Comparison.Plan plan = Comparison.Plan.load(Path.of("src/main/recipes/comparison.yaml"));
+        assertEquals(List.of("dive", "flap", "llm_pruner", "dive_random_groups"), demo.methods());
+        assertTrue(plan.convert().methods().containsAll(demo.methods()));
+        assertEquals(plan.seeds().get(0).longValue(), demo.seed(), "the demo is the plan's first seed");
+        var a = new java.util.LinkedHashMap<>(plan.convert().toJson());
+        var b = new java.util.LinkedHashMap<>(demo.toJson());
+        for (var m : List.of(a, b)) { m.remove("methods"); m.remove("seed"); }
+        assertEquals(a, b, "every other setting equal to the comparison plan's");
     }
 
     @Test

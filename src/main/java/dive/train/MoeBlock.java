@@ -167,9 +167,10 @@ final class MoeBlock {
         a.scaledU = scope.floats((long) R * r);
         backend.expertMatmul(a.scaledU, a.xDropped, offsets, loraA(lin));
         backend.scale(a.scaledU, first.loraScale, R * r);
-        DeviceTensor delta = scope.floats((long) R * out);
-        backend.expertMatmul(delta, a.scaledU, offsets, loraB(lin));
-        backend.add(y, delta, R * out);
+        try (DeviceTensor delta = backend.allocate(dive.tensor.DType.F32, (long) R * out)) {  // freed now, not with the step
+            backend.expertMatmul(delta, a.scaledU, offsets, loraB(lin));
+            backend.add(y, delta, R * out);
+        }
         return a;
     }
 

@@ -128,9 +128,10 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
             s.scaledU = scope.floats((long) rows * r);
             backend.matmul(s.scaledU, s.xDropped, rows, loraA.value());
             backend.scale(s.scaledU, loraScale, rows * r);
-            DeviceTensor delta = scope.floats((long) rows * out);
-            backend.matmul(delta, s.scaledU, rows, loraB.value());
-            backend.add(y, delta, rows * out);
+            try (DeviceTensor delta = backend.allocate(dive.tensor.DType.F32, (long) rows * out)) {  // freed now, not with the step
+                backend.matmul(delta, s.scaledU, rows, loraB.value());
+                backend.add(y, delta, rows * out);
+            }
             return s;
         }
 

@@ -258,19 +258,19 @@ public final class CudaBackend implements Backend, AutoCloseable {
     }
 
     @Override public void write(DeviceTensor dst, long dstOff, float[] values, int n) {
-        if (n < 0 || n > values.length) throw new IllegalArgumentException("write: " + n + " values of an array of " + values.length);
-        CudaTensor t = cuda(dst, DType.F32, "write destination");
-        run(host -> {
-            put(t.slice(dstOff, n, "write destination"), MemorySegment.ofArray(values), ValueLayout.JAVA_FLOAT, n, host);
-            transfers.countToDevice(4L * n);
-        });
+        written(dst, DType.F32, dstOff, MemorySegment.ofArray(values), ValueLayout.JAVA_FLOAT, values.length, n);
     }
 
     @Override public void write(DeviceTensor dst, long dstOff, int[] values, int n) {
-        if (n < 0 || n > values.length) throw new IllegalArgumentException("write: " + n + " values of an array of " + values.length);
-        CudaTensor t = cuda(dst, DType.I32, "write destination");
+        written(dst, DType.I32, dstOff, MemorySegment.ofArray(values), ValueLayout.JAVA_INT, values.length, n);
+    }
+
+    /** dst[dstOff .. dstOff+n) ← the first n of {@code length} elements of a heap array (a counted host → device transfer) */
+    private void written(DeviceTensor dst, DType dtype, long dstOff, MemorySegment values, ValueLayout layout, int length, int n) {
+        if (n < 0 || n > length) throw new IllegalArgumentException("write: " + n + " values of an array of " + length);
+        CudaTensor t = cuda(dst, dtype, "write destination");
         run(host -> {
-            put(t.slice(dstOff, n, "write destination"), MemorySegment.ofArray(values), ValueLayout.JAVA_INT, n, host);
+            put(t.slice(dstOff, n, "write destination"), values, layout, n, host);
             transfers.countToDevice(4L * n);
         });
     }

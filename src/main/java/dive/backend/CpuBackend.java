@@ -15,12 +15,22 @@ import static dive.backend.HostTensor.ints;
  */
 public abstract class CpuBackend implements Backend {
     private final Transfers transfers = new Transfers();
+    /** freed large arrays kept for the next allocation of their length (a training step allocates the same sizes) */
+    private final HostPool pool = new HostPool();
 
     @Override public Transfers transfers() { return transfers; }
 
     // ---------------------------------------------------------------- memory and edge transfers
 
-    @Override public DeviceTensor allocate(DType dtype, long n) { return HostTensor.allocate(dtype, n); }
+    @Override public DeviceTensor allocate(DType dtype, long n) { return HostTensor.allocate(dtype, n, pool); }
+
+    /** bytes of the tensors {@link #allocate}d and not yet closed */
+    public long liveBytes() { return pool.liveBytes(); }
+
+    /** the most {@link #liveBytes} at once since the last {@link #resetPeakBytes} (or since the backend was made) */
+    public long peakBytes() { return pool.peakBytes(); }
+
+    public void resetPeakBytes() { pool.resetPeak(); }
 
     @Override public DeviceTensor upload(float[] values) {
         transfers.countToDevice(4L * values.length);
@@ -61,8 +71,8 @@ public abstract class CpuBackend implements Backend {
 
     @Override public void copy(DeviceTensor dst, long dstOff, DeviceTensor src, long srcOff, long n) {
         if (dst.dtype() != src.dtype()) throw new IllegalArgumentException("copy from " + src.dtype() + " to " + dst.dtype());
-        Object from = src instanceof HostTensor h ? (h.f != null ? h.f : h.i != null ? h.i : h.d) : floats(src, "copy source");
-        Object to = dst instanceof HostTensor h ? (h.f != null ? h.f : h.i != null ? h.i : h.d) : floats(dst, "copy destination");
+        Object from = src instanceof HostTensor h ? h.array("copy source") : floats(src, "copy source");
+        Object to = dst instanceof HostTensor h ? h.array("copy destination") : floats(dst, "copy destination");
         System.arraycopy(from, Math.toIntExact(srcOff), to, Math.toIntExact(dstOff), Math.toIntExact(n));
     }
 

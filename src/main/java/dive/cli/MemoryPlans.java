@@ -74,6 +74,28 @@ final class MemoryPlans {
         return 4 * (rows * perRowLayer * (c.numHiddenLayers() + 1) + 2 * rows * c.vocabSize());
     }
 
+    /**
+     * F32 bytes an MoE training step keeps: per layer the non-FFN activations of every row, its routing (logits,
+     * weights, ids) and, per expert slot a row takes ({@code slots}: k at top-k routing, every expert at stage 0's soft
+     * routing), the expert's gathered input, gate, up, product and output; the backward's scratch (the attention's
+     * gradients, and one layer's expert gradients: the same per slot again); the logits and their gradient
+     */
+    static long moeTrainingBytes(LlamaConfig c, long rows, long slots, long width, long experts) {
+        long d = c.hiddenSize(), perSlot = 2 * d + 3 * width, attention = 2L * c.queryDim() + 2L * c.kvDim();
+        long perRowLayer = 4 * d + attention + slots * (perSlot + 4) + 3 * experts;
+        long backward = rows * (2 * d + attention + slots * perSlot);
+        return 4 * (rows * perRowLayer * (c.numHiddenLayers() + 1) + backward + 2 * rows * c.vocabSize());
+    }
+
+    /**
+     * F32 bytes the experts' LoRA adapters (w1, w3, w2) keep over a step of {@code slotRows} expert rows: each adapter's
+     * x·Aᵀ (r per row) and, with dropout, its dropped-out input and mask (d, d and the width per row)
+     */
+    static long loraBytes(LlamaConfig c, long slotRows, long width, long rank, double dropout) {
+        long d = c.hiddenSize();
+        return 4 * slotRows * c.numHiddenLayers() * (3 * rank + (dropout > 0 ? 2 * (2 * d + width) : 0));
+    }
+
     /** KV caches (F32) of {@code sequences} sequences of {@code capacity} positions */
     static long kvBytes(LlamaConfig c, long sequences, long capacity) {
         return 4L * 2 * c.numHiddenLayers() * c.kvDim() * capacity * sequences;
@@ -122,11 +144,14 @@ final class MemoryPlans {
                 (long) Math.max(recipe.calibrationWindows(), Math.max(recipe.evalWindows(), recipe.finalEvalWindows())) * recipe.seqlen()));
         long calibration = forwardBytes(c, windowRows, windowRows, c.intermediateSize()) + 8L * 4 * datasets * layers * c.intermediateSize();
         // phase 2: retraining the MoE (mapped non-FFN weights and experts), its trainable state, activations, merged experts
-        int lora = Math.max(recipe.stage1().loraR(), recipe.stage2().loraR());
+        boolean stage2 = recipe.stage2().tokens() > 0;
+        int lora = Math.max(recipe.stage1().loraR(), stage2 ? recipe.stage2().loraR() : 0);
         long trainable = layers * experts * d + (2 * layers + 1) * d + layers * experts * 3L * lora * (d + width);
-        ConvertRecipe.Stage biggest = recipe.stage0().batchSize() * recipe.stage0().seqLen() >= recipe.stage1().batchSize() * recipe.stage1().seqLen()
-                ? recipe.stage0() : recipe.stage1();
-        long rows = (long) biggest.batchSize() * biggest.seqLen();
+        // stage 0 routes softly (every row through every expert), stages 1 and 2 through k experts
+        long rows0 = (long) recipe.stage0().batchSize() * recipe.stage0().seqLen();
+        long rows = (long) recipe.stage1().batchSize() * recipe.stage1().seqLen();
+        if (stage2) rows = Math.max(rows, (long) recipe.stage2().batchSize() * recipe.stage2().seqLen());
+        long activations = Math.max(moeTrainingBytes(c, rows0, experts, width, experts), moeTrainingBytes(c, rows, topK, width, experts));
         // LLM-Pruner (method or score): F32 gradients of every FFN weight on the heap
         boolean taylor = recipe.score().equals("taylor") || recipe.methods().contains("llm_pruner");
         // its batches hold at most TaylorScore.batchTokens tokens, in whole windows (at least one)
@@ -135,10 +160,10 @@ final class MemoryPlans {
         List<MemoryPlan> phases = new ArrayList<>();
         phases.add(new MemoryPlan("convert").add("weights", m.weightBytes(), false).add("experts", expertBytes, false)
                 .add("calibration", calibration, true));
-        double dropout = Math.max(recipe.stage1().loraDropout(), recipe.stage2().loraDropout());
-        long loraInputs = 4L * rows * topK * (2 * d + width) * layers * (dropout > 0 ? 2 : 1);
+        double dropout = Math.max(recipe.stage1().loraDropout(), stage2 ? recipe.stage2().loraDropout() : 0);
+        long loraInputs = loraBytes(c, rows * topK, width, lora, dropout);
         phases.add(new MemoryPlan("convert").add("weights", nonFfn, false).add("experts", expertBytes, false).add("merged experts", expertBytes, false)
-                .add("trainable state", 16 * trainable, true).add("training activations", trainingBytes(c, rows, (long) topK * width), true)
+                .add("trainable state", 16 * trainable, true).add("training activations", activations, true)
                 .add("LoRA inputs", loraInputs, true));
         if (taylor)
             phases.add(new MemoryPlan("convert").add("weights", m.weightBytes(), false).add("Taylor gradients", 4 * m.ffnBytes() / m.elementBytes(), true)

@@ -29,6 +29,49 @@ class MemoryPlanTest {
         assertTrue(plan.line().startsWith("memory plan (convert): "), plan.line());
     }
 
+    /**
+     * The plan's MoE training activations hold what a training step really allocates on the backend (counted by the CPU
+     * backend's live-byte peak over one step): stage 0 routes every row through every expert, so its step keeps E
+     * experts' activations per row, not k (the plan once counted k and the JVM ran out of heap at stage 0).
+     */
+    @Test
+    void moeTrainingActivationsCoverAMeasuredStepAtBothRoutings() throws Exception {
+        Path k2 = Path.of("src/test/resources/mixtral/k2_i40");  // hidden 48, FFN 40, 2 layers, 4 experts, top-2, vocab 128
+        dive.backend.VectorBackend backend = new dive.backend.VectorBackend(1);
+        dive.train.TrainableLlama model = dive.train.TrainableLlama.fromCheckpoint(k2, backend);
+        dive.model.LlamaConfig c = model.config();
+        int batch = 4, seq = 32, rows = batch * seq, e = c.moe().numLocalExperts(), k = c.moe().numExpertsPerTok();
+        int[][] ids = new int[batch][seq + 1];
+        java.util.Random r = new java.util.Random(1);
+        for (int[] row : ids) for (int i = 0; i < row.length; i++) row[i] = r.nextInt(c.vocabSize());
+
+        model.prepareStage0();
+        long soft = measuredStep(model, backend, ids);
+        long planSoft = MemoryPlans.moeTrainingBytes(c, rows, e, c.intermediateSize(), e);
+        assertTrue(soft <= planSoft, "stage 0 step allocated " + soft + " bytes, plan " + planSoft);
+        assertTrue(soft >= planSoft / 2, "plan " + planSoft + " far above the measured " + soft);
+        // the k-slot figure the plan used before is below what soft routing allocates
+        assertTrue(soft > MemoryPlans.moeTrainingBytes(c, rows, k, c.intermediateSize(), e), "soft routing keeps every expert's rows");
+
+        model.prepareStage1(4, 8, 0.1, 0);
+        long topK = measuredStep(model, backend, ids);
+        long planTopK = MemoryPlans.moeTrainingBytes(c, rows, k, c.intermediateSize(), e)
+                + MemoryPlans.loraBytes(c, (long) rows * k, c.intermediateSize(), 4, 0.1);
+        assertTrue(topK <= planTopK, "stage 1 step allocated " + topK + " bytes, plan " + planTopK);
+        assertTrue(topK >= planTopK / 2, "plan " + planTopK + " far above the measured " + topK);
+    }
+
+    /** bytes allocated on the backend at the peak of one training step, above what was live before it */
+    private static long measuredStep(dive.train.TrainableLlama model, dive.backend.CpuBackend backend, int[][] ids) {
+        for (dive.train.Parameter p : model.parameters()) p.zeroGrad();
+        model.lossAndGradients(ids, 1f);  // gradients and moments allocated once, outside the measured step
+        for (dive.train.Parameter p : model.parameters()) p.zeroGrad();
+        long before = backend.liveBytes();
+        backend.resetPeakBytes();
+        model.lossAndGradients(ids, 1f);
+        return backend.peakBytes() - before;
+    }
+
     @Test
     void aPlanThatCannotFitIsRefusedInOneLineBeforeAnyWork() throws Exception {
         Path out = tmp.resolve("out");

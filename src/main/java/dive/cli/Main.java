@@ -15,7 +15,7 @@ import java.util.logging.Logger;
         description = "Dense Llama checkpoints in, Mixture-of-Experts (DIVE) out: inspect, tokenize, run, measure.",
         subcommands = {InspectCommand.class, TokenizeCommand.class, GenerateCommand.class, PplCommand.class,
                 LogitsCommand.class, EvalCommand.class, BenchCommand.class, TrainCommand.class, DemoCommand.class, CorpusCommand.class,
-                AffinityCommand.class, ConvertCommand.class, CompareCommand.class, CommandLine.HelpCommand.class})
+                AffinityCommand.class, ConvertCommand.class, CompareCommand.class, ServeCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 
     @CommandLine.Spec CommandLine.Model.CommandSpec spec;

@@ -38,6 +38,7 @@ public final class OpenAiServer implements AutoCloseable {
     static final int MAX_STOP = 4;
 
     private static final ObjectMapper JSON = new ObjectMapper();
+    private static final String NODELAY = "sun.net.httpserver.nodelay";
 
     private final BatchEngine engine;
     private final Tokenizer tokenizer;
@@ -57,6 +58,9 @@ public final class OpenAiServer implements AutoCloseable {
         this.chat = chat;
         this.modelId = modelId;
         this.apiKey = apiKey == null ? null : apiKey.getBytes(StandardCharsets.UTF_8);
+        // small SSE writes must go out at once: without TCP_NODELAY, Nagle's algorithm and the client's delayed ACK
+        // hold each event back ~40 ms (the JDK server reads this once, when its configuration class first loads)
+        if (System.getProperty(NODELAY) == null) System.setProperty(NODELAY, "true");
         this.http = HttpServer.create(address, 128);
         http.setExecutor(executor);
         http.createContext("/", this::handle);

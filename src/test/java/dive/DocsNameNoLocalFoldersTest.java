@@ -16,9 +16,10 @@ import static org.junit.jupiter.api.Assertions.*;
  * The project's documents cite commands and placeholders (OUT, RUN_DIR), never folders that exist on one machine only:
  * run folders ({@code runs/<name>}) or absolute paths outside the system folders a command may name (the toolchain
  * under /usr, devices, /proc, /sys, /opt, /etc, /bin) — wherever a user's files live, the documents say OUT instead.
+ * The server's HTTP routes (/v1/…, /health, /metrics) are URLs, not folders.
  */
 class DocsNameNoLocalFoldersTest {
-    static final Pattern LOCAL = Pattern.compile("(?<![\\w.>])(runs/[A-Za-z0-9][\\w.-]*|/(?!(usr|dev|proc|sys|opt|etc|bin)\\b)[a-z]\\w*(/|\\b))");
+    static final Pattern LOCAL = Pattern.compile("(?<![\\w.>])(runs/[A-Za-z0-9][\\w.-]*|/(?!(usr|dev|proc|sys|opt|etc|bin|v1|health|metrics)\\b)[a-z]\\w*(/|\\b))");
 
     @Test
     void documentsNameNoLocalFolders() throws Exception {

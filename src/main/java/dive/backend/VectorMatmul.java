@@ -31,6 +31,13 @@ final class VectorMatmul {
     static final int KC = 256;
     /** below this many rows of x, matmul runs as GEMV per row (packing w costs more than it saves) */
     static final int GEMM_MIN_ROWS = 4;
+    /**
+     * below this many rows of x, a BF16/F16 w that is not cached packed (a large model's: the GEMM would widen and pack
+     * it on every call) runs as GEMV with rows of x grouped by 4 ({@link #gemvHalf2x4}): a decode batch reads and widens
+     * w once per 4 sequences instead of packing it. At 1.1B (hidden 2048) a 4-row step took 149 ms this way against
+     * 277 ms as GEMM, 16 rows 409 against 477 ms, 32 rows 612 against 572 ms (see benchmarks/RESULTS.md)
+     */
+    static final int GEMV_BATCH_MAX_ROWS = 24;
 
     /**
      * weights below which a GEMV stays on the calling thread: handing work to a fork-join pool thread costs a few
@@ -45,6 +52,15 @@ final class VectorMatmul {
      */
     static final long GEMV_QUICK_MIN_WEIGHTS = 1L << 18;
 
+    /**
+     * whether {@code m} rows of x against w run as GEMV: fewer than {@value #GEMM_MIN_ROWS} rows, or fewer than
+     * {@value #GEMV_BATCH_MAX_ROWS} against a BF16/F16 w that is not cached packed (the GEMM would pack it per call)
+     */
+    static boolean asGemv(int m, Tensor w) {
+        return m < GEMM_MIN_ROWS || m < GEMV_BATCH_MAX_ROWS && w.dtype() != DType.F32 && w.data().isNative()
+                && PackedWeights.lookup(w) == null && !PackedWeights.cacheable(w, packedColumnsSize(w.rows(), w.cols()));
+    }
+
     static boolean parallelGemv(Workers workers, long weights) {
         return weights >= GEMV_PARALLEL_MIN_WEIGHTS || weights >= GEMV_QUICK_MIN_WEIGHTS && workers.quickLoops();
     }
@@ -57,7 +73,7 @@ final class VectorMatmul {
         if (m < 1) throw new IllegalArgumentException("matmul with '" + w.name() + "': m = " + m + ", expected ≥ 1");
         if ((long) m * k > x.length) throw new IllegalArgumentException("matmul with '" + w.name() + "': x has " + x.length + " floats, expected ≥ m·K = " + m + "·" + k);
         if ((long) m * n > out.length) throw new IllegalArgumentException("matmul with '" + w.name() + "': out has " + out.length + " floats, expected ≥ m·N = " + m + "·" + n);
-        if (m < GEMM_MIN_ROWS) gemv(workers, out, x, m, w, n, k);
+        if (asGemv(m, w)) gemv(workers, out, x, m, w, n, k);
         else if (n <= NR / 2) skinny(workers, out, x, m, w, n, k);
         else gemm(workers, out, x, m, w, n, k);
     }
@@ -100,7 +116,15 @@ final class VectorMatmul {
         }
         workers.parallelFor(tasks, parallel, t -> {
             int n0 = t * rowsPerTask, n1 = Math.min(n, n0 + rowsPerTask);
-            for (int r = 0; r < m; r++) {
+            int r = 0;
+            if (w.dtype() != DType.F32)  // groups of 4 rows of x share each load and widening of w (a decode batch)
+                for (; r + 4 <= m; r += 4) {
+                    int j = n0;
+                    for (; j + 2 <= n1; j += 2) gemvHalf2x4(out, n, r, r, x, k, xEven, xOdd, pairedK, w, j);
+                    for (; j < n1; j++)
+                        for (int q = r; q < r + 4; q++) out[q * n + j] = dotRow(x, q * k, w, j, k, xEven[q], xOdd[q], pairedK);
+                }
+            for (; r < m; r++) {
                 int j = n0;
                 for (; j + 4 <= n1; j += 4) {
                     if (w.dtype() == DType.F32) gemvF32x4(out, r * n + j, x, r * k, w.data(), j, k);
@@ -109,6 +133,56 @@ final class VectorMatmul {
                 for (; j < n1; j++) out[r * n + j] = dotRow(x, r * k, w, j, k, xEven[r], xOdd[r], pairedK);
             }
         });
+    }
+
+    /**
+     * rows j, j+1 of BF16/F16 w · rows g .. g+3 of x → out[q·n + j], out[q·n + j + 1] for q in g .. g+3 (their even and
+     * odd halves at xEven/xOdd[r .. r+3]): each load and
+     * widening of w serves 4 rows of x. Every output is summed exactly as {@link #gemvHalfx4} sums it (the same even and
+     * odd accumulators in the same order, the same reduction and tail), so a row's result does not depend on how many
+     * rows the call has.
+     */
+    private static void gemvHalf2x4(float[] out, int n, int g, int r, float[] x, int k, float[][] xEven, float[][] xOdd, int pairedK,
+                                    Tensor wt, int j) {
+        MemorySegment w = wt.data();
+        boolean bf16 = wt.dtype() == DType.BF16;
+        long b0 = (long) j * k * 2, b1 = b0 + (long) k * 2;
+        float[] xe0 = xEven[r], xe1 = xEven[r + 1], xe2 = xEven[r + 2], xe3 = xEven[r + 3];
+        float[] xo0 = xOdd[r], xo1 = xOdd[r + 1], xo2 = xOdd[r + 2], xo3 = xOdd[r + 3];
+        FloatVector e00 = FloatVector.zero(F), e01 = e00, e02 = e00, e03 = e00, e10 = e00, e11 = e00, e12 = e00, e13 = e00;
+        FloatVector o00 = e00, o01 = e00, o02 = e00, o03 = e00, o10 = e00, o11 = e00, o12 = e00, o13 = e00;
+        for (int i = 0; i < pairedK; i += 2 * L) {
+            long d = (long) i * 2;
+            IntVector v0 = IntVector.fromMemorySegment(I, w, b0 + d, LE), v1 = IntVector.fromMemorySegment(I, w, b1 + d, LE);
+            FloatVector w0e = bf16 ? lowBf16(v0) : lowF16(v0), w0o = bf16 ? highBf16(v0) : highF16(v0);
+            FloatVector w1e = bf16 ? lowBf16(v1) : lowF16(v1), w1o = bf16 ? highBf16(v1) : highF16(v1);
+            int h = i / 2;
+            FloatVector xe = FloatVector.fromArray(F, xe0, h), xd = FloatVector.fromArray(F, xo0, h);
+            e00 = w0e.fma(xe, e00); o00 = w0o.fma(xd, o00); e10 = w1e.fma(xe, e10); o10 = w1o.fma(xd, o10);
+            xe = FloatVector.fromArray(F, xe1, h); xd = FloatVector.fromArray(F, xo1, h);
+            e01 = w0e.fma(xe, e01); o01 = w0o.fma(xd, o01); e11 = w1e.fma(xe, e11); o11 = w1o.fma(xd, o11);
+            xe = FloatVector.fromArray(F, xe2, h); xd = FloatVector.fromArray(F, xo2, h);
+            e02 = w0e.fma(xe, e02); o02 = w0o.fma(xd, o02); e12 = w1e.fma(xe, e12); o12 = w1o.fma(xd, o12);
+            xe = FloatVector.fromArray(F, xe3, h); xd = FloatVector.fromArray(F, xo3, h);
+            e03 = w0e.fma(xe, e03); o03 = w0o.fma(xd, o03); e13 = w1e.fma(xe, e13); o13 = w1o.fma(xd, o13);
+        }
+        // (no arrays of vectors here: they would keep the vectors boxed)
+        finish2x4(out, n, g, j, x, k, pairedK, wt, 0, 0, sumLanes(e00.add(o00)));
+        finish2x4(out, n, g, j, x, k, pairedK, wt, 0, 1, sumLanes(e01.add(o01)));
+        finish2x4(out, n, g, j, x, k, pairedK, wt, 0, 2, sumLanes(e02.add(o02)));
+        finish2x4(out, n, g, j, x, k, pairedK, wt, 0, 3, sumLanes(e03.add(o03)));
+        finish2x4(out, n, g, j, x, k, pairedK, wt, 1, 0, sumLanes(e10.add(o10)));
+        finish2x4(out, n, g, j, x, k, pairedK, wt, 1, 1, sumLanes(e11.add(o11)));
+        finish2x4(out, n, g, j, x, k, pairedK, wt, 1, 2, sumLanes(e12.add(o12)));
+        finish2x4(out, n, g, j, x, k, pairedK, wt, 1, 3, sumLanes(e13.add(o13)));
+    }
+
+    /** out for row j + c of w and row r + q of x: the vector part {@code s} plus the depth tail past pairedK */
+    private static void finish2x4(float[] out, int n, int r, int j, float[] x, int k, int pairedK, Tensor wt, int c, int q, float s) {
+        long row = (long) (j + c) * k;
+        int xo = (r + q) * k;
+        for (int i = pairedK; i < k; i++) s += x[xo + i] * wt.getFloat(row + i);
+        out[(r + q) * n + j + c] = s;
     }
 
     /** rows n0..n1 of a heap-backed w: each row widened into a float[] once, then dotted with every row of x */
@@ -903,7 +977,15 @@ final class VectorMatmul {
         }
         workers.parallelFor(tasks, parallel, t -> {
             int n0 = t * rowsPerTask, n1 = Math.min(n, n0 + rowsPerTask);
-            for (int r = 0; r < m; r++) {
+            int r = 0;
+            if (w.dtype() != DType.F32)  // as in gemv: rows of x in groups of 4, the same bits per row
+                for (; r + 4 <= m; r += 4) {
+                    int j = n0;
+                    for (; j + 2 <= n1; j += 2) gemvHalf2x4(out, n, row0 + r, r, x, k, xEven, xOdd, pairedK, w, j);
+                    for (; j < n1; j++)
+                        for (int q = r; q < r + 4; q++) out[(row0 + q) * n + j] = dotRow(x, (row0 + q) * k, w, j, k, xEven[q], xOdd[q], pairedK);
+                }
+            for (; r < m; r++) {
                 int xo = (row0 + r) * k, o = (row0 + r) * n;
                 int j = n0;
                 for (; j + 4 <= n1; j += 4) {

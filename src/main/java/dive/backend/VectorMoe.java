@@ -6,7 +6,7 @@ import jdk.incubator.vector.FloatVector;
 import java.util.Arrays;
 
 import static dive.backend.VectorElementwise.addScaled;
-import static dive.backend.VectorMatmul.GEMM_MIN_ROWS;
+import static dive.backend.VectorMatmul.asGemv;
 import static dive.backend.VectorMatmul.MR;
 import static dive.backend.VectorMatmul.NR;
 import static dive.backend.VectorMatmul.cachedPacked;
@@ -79,7 +79,8 @@ final class VectorMoe {
     }
 
     /**
-     * Experts with fewer than {@value VectorMatmul#GEMM_MIN_ROWS} rows run as GEMVs on their rows. The others run as one grouped
+     * Experts whose rows run as GEMV in a plain matmul ({@link VectorMatmul#asGemv}: fewer than
+     * {@value VectorMatmul#GEMM_MIN_ROWS} rows, or a few more against a large BF16/F16 expert) run as GEMVs on their rows. The others run as one grouped
      * GEMM ({@link #groupedGemm}: all experts' tiles in a single parallel loop, so a pool hand-off is paid once per
      * call, not once per expert).
      */
@@ -104,16 +105,17 @@ final class VectorMoe {
      */
     private static void groupedMatmuls(Workers workers, float[][] outs, float[] x, int[] xRows, int[] offsets, Tensor[][] w, Tensor[] bias) {
         int n = w[0][0].rows(), k = w[0][0].cols(), experts = w[0].length;
-        long gemmRows = 0;
-        for (int e = 0; e < experts; e++) {
-            int m = offsets[e + 1] - offsets[e];
-            if (m >= GEMM_MIN_ROWS) gemmRows += m;
-        }
+        long gemmRows = 0;  // over all sets
+        for (int set = 0; set < outs.length; set++)
+            for (int e = 0; e < experts; e++) {
+                int m = offsets[e + 1] - offsets[e];
+                if (m > 0 && !asGemv(m, w[set][e])) gemmRows += m;
+            }
         for (int set = 0; set < outs.length; set++)
             for (int e = 0; e < experts; e++) {
                 int row0 = offsets[e], m = offsets[e + 1] - row0;
                 if (m == 0) continue;
-                if (m < GEMM_MIN_ROWS) {
+                if (asGemv(m, w[set][e])) {
                     if (xRows == null) {
                         gemvRows(workers, outs[set], x, row0, m, w[set][e], n, k);
                     } else { // a few rows: gathered, multiplied, copied out
@@ -135,7 +137,7 @@ final class VectorMoe {
     static final int GROUPED_TILE_ROWS = 32 * MR;
 
     /**
-     * The GEMM experts (≥ {@value VectorMatmul#GEMM_MIN_ROWS} rows) of one or more grouped matmuls over the same x in one go, x's
+     * The GEMM experts (those not {@link VectorMatmul#asGemv}) of one or more grouped matmuls over the same x in one go, x's
      * rows read in place (row r, or row xRows[r] where given). Tasks: (set, expert, row tile, column tile), by shape
      * only; each packs the panels of its expert's w that it uses as it goes, as in {@link VectorMatmul#gemm} (small read-only
      * experts come packed whole from {@link PackedWeights}), and every output element is summed in the same order as
@@ -143,16 +145,20 @@ final class VectorMoe {
      */
     private static void groupedGemm(Workers workers, float[][] outs, float[] x, int[] xRows, int[] offsets, Tensor[][] w, int n, int k, long gemmRows) {
         int sets = outs.length, experts = w[0].length;
-        boolean parallel = sets * gemmRows * n * k >= PARALLEL_MIN_FMAS;
+        boolean parallel = gemmRows * n * k >= PARALLEL_MIN_FMAS;
         float[][] cached = new float[sets * experts][]; // small read-only experts: packed whole, from the cache
-        for (int g = 0; g < sets * experts; g++)
-            if (offsets[g % experts + 1] - offsets[g % experts] >= GEMM_MIN_ROWS) cached[g] = cachedPacked(w[g / experts][g % experts], n, k);
+        boolean[] gemv = new boolean[sets * experts];
+        for (int g = 0; g < sets * experts; g++) {
+            int m = offsets[g % experts + 1] - offsets[g % experts];
+            gemv[g] = m == 0 || asGemv(m, w[g / experts][g % experts]);
+            if (!gemv[g]) cached[g] = cachedPacked(w[g / experts][g % experts], n, k);
+        }
         // tasks: (set, expert, row tile, column tile); group g = set · experts + e
         int nc = 4 * NR, nTiles = (n + nc - 1) / nc, groups = sets * experts;
         int[] taskStart = new int[groups + 1];
         for (int g = 0; g < groups; g++) {
             int e = g % experts, m = offsets[e + 1] - offsets[e];
-            int mTiles = m < GEMM_MIN_ROWS ? 0 : (m + GROUPED_TILE_ROWS - 1) / GROUPED_TILE_ROWS;
+            int mTiles = gemv[g] ? 0 : (m + GROUPED_TILE_ROWS - 1) / GROUPED_TILE_ROWS;
             taskStart[g + 1] = taskStart[g] + mTiles * nTiles;
         }
         // largest tiles first (longest-processing-time order), so no thread is left with a big tile at the end;

@@ -118,6 +118,29 @@ class VectorBackendTest {
         }
     }
 
+    /**
+     * A decode batch on a large model's BF16/F16 weight (not cached packed) runs as GEMV with rows of x in groups of 4:
+     * every row's result has the bits of that row computed alone, so batching sequences does not change them.
+     */
+    @Test
+    void batchedGemvRowsHaveTheBitsOfSingleRows() {
+        Random r = new Random(11);
+        for (DType dtype : new DType[]{DType.BF16, DType.F16}) {
+            int n = 67, k = 2 * VectorSupport.L * 5 + 3;  // odd rows (a last single row), a depth tail past the pairs
+            Tensor w = weight("w", dtype, Storage.OFF_HEAP_UNALIGNED, random(r, n * k, 1f), n, k);
+            for (int m : new int[] {4, 5, 9, VectorMatmul.GEMV_BATCH_MAX_ROWS - 1}) {
+                float[] x = random(r, m * k, 1f), batched = new float[m * n], single = new float[n];
+                vector.matmul(batched, x, m, w);
+                for (int q = 0; q < m; q++) {
+                    vector.matmul(single, Arrays.copyOfRange(x, q * k, q * k + k), 1, w);
+                    for (int j = 0; j < n; j++)
+                        assertEquals(Float.floatToRawIntBits(single[j]), Float.floatToRawIntBits(batched[q * n + j]),
+                                dtype + " m=" + m + " row " + q + " col " + j);
+                }
+            }
+        }
+    }
+
     private void checkMatmul(Random r, int m, Tensor w, String what) {
         int n = w.rows(), k = w.cols();
         float[] x = random(r, m * k, 1f);

@@ -24,7 +24,9 @@ import java.util.concurrent.Future;
  * the time to first token and of the inter-token latency (gaps between streamed text chunks, pooled). Prints a Markdown table and one JSON
  * line per level. Usage:
  * <pre>java -cp target/dive.jar dive.bench.ServeLoad --url http://127.0.0.1:8080 --model NAME [--clients 1,4,16,64]
- *      [--requests 2] [--prompt TEXT] [--max-tokens 64] [--warmup 2]</pre>
+ *      [--requests 2] [--prompt TEXT] [--max-tokens 64] [--warmup SECONDS]</pre>
+ * The warm-up (untimed, 30 s by default) alternates 5 requests from one client and 1 from each of 16 clients, so both
+ * the single-sequence and the batched paths are compiled before anything is measured.
  */
 public final class ServeLoad {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -37,7 +39,7 @@ public final class ServeLoad {
     public static void main(String[] args) throws Exception {
         String url = null, model = null, prompt = "The quick brown fox jumps over the lazy dog. ".repeat(3);
         int[] levels = {1, 4, 16, 64};
-        int requests = 2, maxTokens = 64, warmup = 2;
+        int requests = 2, maxTokens = 64, warmup = 30;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             if (i + 1 >= args.length) throw new IllegalArgumentException(a + " needs a value");
@@ -58,7 +60,11 @@ public final class ServeLoad {
                 .put("max_tokens", maxTokens).put("temperature", 0).put("stream", true).set("stream_options",
                         JSON.createObjectNode().put("include_usage", true)));
         URI uri = URI.create(url + "/v1/completions");
-        for (int i = 0; i < warmup; i++) run(http, uri, body);  // JIT and caches
+        long warmEnd = System.nanoTime() + warmup * 1_000_000_000L;
+        while (System.nanoTime() < warmEnd) {  // JIT-compile the single and the batched paths before anything is timed
+            level(http, uri, body, 1, 5);
+            level(http, uri, body, 16, 1);
+        }
         List<Level> out = new ArrayList<>();
         System.out.println("| clients | requests | tokens | wall s | tokens/s | × 1 client | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |");
         System.out.println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");

@@ -34,10 +34,11 @@ final class VectorMatmul {
     /**
      * below this many rows of x, a BF16/F16 w that is not cached packed (a large model's: the GEMM would widen and pack
      * it on every call) runs as GEMV with rows of x grouped by 4 ({@link #gemvHalf2x4}): a decode batch reads and widens
-     * w once per 4 sequences instead of packing it. At 1.1B (hidden 2048) a 4-row step took 149 ms this way against
-     * 277 ms as GEMM, 16 rows 409 against 477 ms, 32 rows 612 against 572 ms (see benchmarks/RESULTS.md)
+     * w once per 4 sequences instead of packing it. A 1.1B decode step (hidden 2048, 22 layers) of 4 rows took 130 ms
+     * this way against 341 ms as GEMM; at 16 rows the two were even (352–379 against 338–355 ms), at 32 the GEMM ahead
+     * (see benchmarks/RESULTS.md)
      */
-    static final int GEMV_BATCH_MAX_ROWS = 24;
+    static final int GEMV_BATCH_MAX_ROWS = 16;
 
     /**
      * weights below which a GEMV stays on the calling thread: handing work to a fork-join pool thread costs a few

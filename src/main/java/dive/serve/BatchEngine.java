@@ -39,7 +39,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * Each request has its own sampler seeded from its request, as {@code Generator.generate} does. Batching changes bits
  * in one place: a decode step of 4 or more rows runs a small model's matmuls (weights cached packed) as a GEMM, which
  * sums a row's products in another order than the GEMV of a lone sequence's step, so logits can differ in their last
- * bits (≤ 1e-5 measured on the default model); a large model's BF16/F16 weights stay on the GEMV path up to 23 rows,
+ * bits (≤ 1e-5 measured on the default model); a large model's BF16/F16 weights stay on the GEMV path up to 15 rows,
  * each row summed as alone. Greedy and seeded tokens equal serial generation's ({@code BatchEngineTest}).
  */
 public final class BatchEngine implements AutoCloseable {

@@ -193,7 +193,7 @@ public final class Comparison {
 
     /** one setting's table: methods in report order after the dense reference; gaps paired by seed */
     static Map<String, Object> summariseSetting(Setting s, List<Long> seeds, List<JsonNode> reports) {
-        Map<String, double[]> geo = new LinkedHashMap<>();
+        Map<String, double[]> geo = new LinkedHashMap<>(), before = new LinkedHashMap<>();
         Map<String, Long> active = new LinkedHashMap<>(), total = new LinkedHashMap<>(), tokens = new LinkedHashMap<>();
         for (int i = 0; i < reports.size(); i++) {
             JsonNode r = reports.get(i);
@@ -204,6 +204,8 @@ public final class Comparison {
             var methods = r.path("methods").properties();
             for (var m : methods) {
                 put(geo, m.getKey(), i, reports.size(), geometricMean(ppl(m.getValue().path("ppl_after_retraining"), m.getKey(), seeds.get(i))));
+                JsonNode trainingFree = m.getValue().path("ppl_before_retraining");
+                if (trainingFree.isObject()) put(before, m.getKey(), i, reports.size(), geometricMean(ppl(trainingFree, m.getKey(), seeds.get(i))));
                 active.put(m.getKey(), m.getValue().path("params_active").asLong());
                 total.put(m.getKey(), m.getValue().path("params_total").asLong());
                 tokens.put(m.getKey(), m.getValue().path("training_tokens").asLong());
@@ -220,6 +222,8 @@ public final class Comparison {
             row.put("method", e.getKey());
             row.put("per_seed", v);
             row.put("ppl", spreadJson(Spread.of(v)));
+            double[] b = before.get(e.getKey());  // training-free: the built model before any retraining, every seed
+            if (b != null && java.util.Arrays.stream(b).noneMatch(Double::isNaN)) row.put("ppl_before_retraining", spreadJson(Spread.of(b)));
             if (!e.getKey().equals("dive")) {
                 double[] gap = new double[v.length];
                 for (int i = 0; i < v.length; i++) gap[i] = v[i] / dive[i] - 1;
@@ -282,17 +286,20 @@ public final class Comparison {
         for (Map<String, Object> s : (List<Map<String, Object>>) summary.get("settings")) {
             b.append("\n## ").append(s.get("label"));
             if (Boolean.TRUE.equals(s.get("incomplete"))) b.append(" — incomplete: seeds ").append(s.get("seeds")).append(" of ").append(summary.get("seeds"));
-            b.append("\n\n| method | geo-mean ppl | per seed | gap to DIVE | verdict | active params | training tokens |\n|---|---:|---|---:|---|---:|---:|\n");
+            b.append("\n\n| method | geo-mean ppl | per seed | gap to DIVE | verdict | before retraining | active params | training tokens |\n|---|---:|---|---:|---|---:|---:|---:|\n");
             for (Map<String, Object> row : (List<Map<String, Object>>) s.get("methods")) {
                 Map<String, Double> p = (Map<String, Double>) row.get("ppl");
                 double[] per = (double[]) row.get("per_seed");
                 StringBuilder seeds = new StringBuilder();
                 for (double v : per) seeds.append(seeds.isEmpty() ? "" : ", ").append(String.format(Locale.ROOT, "%.2f", v));
                 Map<String, Double> g = (Map<String, Double>) row.get("gap_to_dive");
-                b.append(String.format(Locale.ROOT, "| %s | %.2f ± %.2f [%.2f, %.2f] | %s | %s | %s | %,d | %,d |%n", row.get("method"),
+                Map<String, Double> tf = (Map<String, Double>) row.get("ppl_before_retraining");
+                b.append(String.format(Locale.ROOT, "| %s | %.2f ± %.2f [%.2f, %.2f] | %s | %s | %s | %s | %,d | %,d |%n", row.get("method"),
                         p.get("mean"), p.get("std"), p.get("min"), p.get("max"), seeds,
                         g == null ? "—" : String.format(Locale.ROOT, "%+.1f%% ± %.1f%%", 100 * g.get("mean"), 100 * g.get("std")),
-                        row.getOrDefault("verdict", "reference"), (Long) row.get("params_active"), (Long) row.get("training_tokens")));
+                        row.getOrDefault("verdict", "reference"),
+                        tf == null ? "—" : String.format(Locale.ROOT, "%.2f ± %.2f", tf.get("mean"), tf.get("std")),
+                        (Long) row.get("params_active"), (Long) row.get("training_tokens")));
             }
         }
         if (summary.get("not_run_yet") instanceof List<?> l) b.append("\nNot run yet: ").append(String.join(", ", (List<String>) l)).append(".\n");

@@ -73,13 +73,14 @@ public final class ConversionReport {
     /** the summary: header + one row per model (dense first, then the methods in report order) */
     static List<List<String>> summaryRows(JsonNode report, Path out) {
         List<List<String>> rows = new ArrayList<>();
-        rows.add(List.of("method", "ppl (geo. mean)", "active params", "total params", "training tokens", "model"));
+        rows.add(List.of("method", "ppl (geo. mean)", "before retraining", "active params", "total params", "training tokens", "model"));
         JsonNode dense = report.get("dense");
-        rows.add(List.of("dense", fixed(geomean(dense.get("ppl"))), count(dense.get("params_active")), count(dense.get("params_total")),
+        rows.add(List.of("dense", fixed(geomean(dense.get("ppl"))), "—", count(dense.get("params_active")), count(dense.get("params_total")),
                 "0", report.get("model").asText()));
         report.get("methods").properties().forEach(m -> {
-            JsonNode e = m.getValue();
-            rows.add(List.of(m.getKey(), fixed(geomean(e.get("ppl_after_retraining"))), count(e.get("params_active")),
+            JsonNode e = m.getValue(), trainingFree = e.get("ppl_before_retraining");
+            rows.add(List.of(m.getKey(), fixed(geomean(e.get("ppl_after_retraining"))),
+                    trainingFree != null && trainingFree.isObject() ? fixed(geomean(trainingFree)) : "—", count(e.get("params_active")),
                     count(e.get("params_total")), count(e.get("training_tokens")), relative(out, e.get("export").asText())));
         });
         return rows;
@@ -103,7 +104,8 @@ public final class ConversionReport {
     /** both tables as fixed-width text (the console) */
     public static String textTables(Map<String, Object> report, Path out) {
         JsonNode tree = JSON.valueToTree(report);
-        return "held-out perplexity after retraining, geometric mean over " + tree.get("datasets").size() + " datasets\n"
+        return "held-out perplexity after retraining (and of the built model before any retraining), geometric mean over "
+                + tree.get("datasets").size() + " datasets\n"
                 + render(summaryRows(tree, out), false) + "\nper dataset\n" + render(perDatasetRows(tree), false);
     }
 

@@ -74,6 +74,43 @@ class ComparisonTest {
         assertEquals("reference (dense model)", ((List<Map<String, Object>>) w.get("methods")).get(0).get("verdict"));
     }
 
+    /**
+     * Training-free rows: each method's held-out perplexity before any retraining (ppl_before_retraining) is summarised
+     * beside the retrained one, in comparison.json and comparison.md, and in a run's own summary table.
+     */
+    @Test
+    @SuppressWarnings("unchecked")
+    void trainingFreePerplexityIsSummarisedBesideTheRetrainedOne() throws Exception {
+        // before retraining: dive geo-means 8 and 10, flap 6 and 12 (hand: √(4·16) = 8, √(10·10) = 10, √(4·9) = 6, √(9·16) = 12)
+        String r0 = """
+                {"model": "m", "datasets": ["a", "b"], "dense": {"ppl": {"a": 4, "b": 9}, "params_total": 100, "params_active": 100},
+                 "methods": {
+                   "dive": {"ppl_before_retraining": {"a": 4, "b": 16}, "ppl_after_retraining": {"a": 2, "b": 8}, "params_total": 300,
+                            "params_active": 60, "training_tokens": 1000, "export": "model"},
+                   "flap": {"ppl_before_retraining": {"a": 4, "b": 9}, "ppl_after_retraining": {"a": 6, "b": 6}, "params_total": 60,
+                            "params_active": 60, "training_tokens": 1000, "export": "flap/model"}}}""";
+        String r1 = r0.replace("{\"a\": 4, \"b\": 16}", "{\"a\": 10, \"b\": 10}").replace("{\"a\": 4, \"b\": 9}, \"ppl_after", "{\"a\": 9, \"b\": 16}, \"ppl_after");
+        List<JsonNode> reports = List.of(JSON.readTree(r0), JSON.readTree(r1));
+        Map<String, Object> s = Comparison.summariseSetting(new Comparison.Setting(2, 1, 0.5), List.of(0L, 1L), reports);
+        List<Map<String, Object>> rows = (List<Map<String, Object>>) s.get("methods");
+        Map<String, Double> dive = (Map<String, Double>) rows.get(1).get("ppl_before_retraining");
+        Map<String, Double> flap = (Map<String, Double>) rows.get(2).get("ppl_before_retraining");
+        assertEquals(9, dive.get("mean"), 1e-12);
+        assertEquals(9, flap.get("mean"), 1e-12);
+        assertEquals(Math.sqrt(18), flap.get("std"), 1e-12);  // (6 − 9)² + (12 − 9)² = 18, n − 1 = 1
+        assertNull(rows.get(0).get("ppl_before_retraining"), "the dense model is not retrained");
+        Map<String, Object> summary = new java.util.LinkedHashMap<>(Map.of("seeds", List.of(0L, 1L), "measure", "m", "settings", List.of(s)));
+        String md = Comparison.markdown(summary);
+        assertTrue(md.contains("| before retraining |"), md);
+        assertTrue(md.contains("| 9.00 ± 4.24 |"), md);
+
+        List<List<String>> table = ConversionReport.summaryRows(JSON.readTree(r0), Path.of("out"));
+        assertEquals(List.of("method", "ppl (geo. mean)", "before retraining", "active params", "total params", "training tokens", "model"), table.get(0));
+        assertEquals("8.00", table.get(2).get(2));
+        assertEquals("6.00", table.get(3).get(2));
+        assertEquals("—", table.get(1).get(2));
+    }
+
     @Test
     void summaryFilesAndMissingRuns(@TempDir Path out) throws Exception {
         Path plan = out.resolve("plan.yaml");

@@ -19,6 +19,7 @@ final class CompareCommand implements Callable<Integer> {
     @Option(names = "--out", required = true, paramLabel = "OUT_DIR", description = "output folder (new, or an earlier run of the same plan)") Path out;
     @Option(names = "--summary-only", description = "only summarise the runs finished so far (no training; settings with unfinished seeds are marked incomplete)") boolean summaryOnly;
     @Mixin CommonOptions common;
+    @Mixin LoadFlags loadFlags;
 
     @Override
     public Integer call() throws Exception {
@@ -35,7 +36,7 @@ final class CompareCommand implements Callable<Integer> {
         }
         if (summaryOnly) Comparison.summarise(p, out, true);
         else Comparison.run(modelDir, data, p, out, !common.quiet,
-                "./dive compare " + modelDir + " --plan " + plan + " --data " + data + " --out " + out, backend);
+                "./dive compare " + modelDir + " --plan " + plan + " --data " + data + " --out " + out, backend, loadFlags.options());
         System.out.print(Files.readString(out.resolve("comparison.md")));
         System.out.println("\nsummary → " + out.resolve("comparison.md"));
         return 0;

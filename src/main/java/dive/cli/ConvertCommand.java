@@ -25,6 +25,7 @@ final class ConvertCommand implements Callable<Integer> {
     @Option(names = "--recipe", paramLabel = "FILE", description = "YAML or JSON settings (datasets, score, grouping, windows, stage budgets …)") Path recipe;
     @Option(names = "--dtype", paramLabel = "auto|F32|BF16|F16", description = "dtype of the exported models (default: the recipe's export_dtype, auto = the dense checkpoint's)") String dtype;
     @Mixin CommonOptions common;
+    @Mixin LoadFlags loadFlags;
 
     @Override
     public Integer call() throws Exception {
@@ -33,7 +34,7 @@ final class ConvertCommand implements Callable<Integer> {
         dive.backend.Backend backend = common.backend();  // the flags are checked before the plan
         MemoryPlans.state(MemoryPlans.convert(modelDir, r, experts, topK, ratio), common.quiet);
         Map<String, Object> report = DiveConversion.run(
-                new DiveConversion.Request(modelDir, data, experts, topK, ratio, r, out, !common.quiet, commandLine()), backend);
+                new DiveConversion.Request(modelDir, data, experts, topK, ratio, r, out, !common.quiet, commandLine(), loadFlags.options()), backend);
         Path dir = out.toAbsolutePath().normalize();
         System.out.print(ConversionReport.textTables(report, dir));
         System.out.println("report → " + dir.resolve("report.md") + " (report.json, ppl.png, routing.png, loss.png beside it)");

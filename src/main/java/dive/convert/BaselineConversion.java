@@ -254,7 +254,7 @@ public final class BaselineConversion {
         ConvertRecipe recipe = q.recipe();
         if (method.equals("dive_random_groups")) {
             Map<String, Object> report = DiveConversion.run(new DiveConversion.Request(modelDir, q.data(), q.experts(), q.topK(), q.ratio(),
-                    recipe.withRandomGroupingOnly(), dir, q.progress()), backend);
+                    recipe.withRandomGroupingOnly(), dir, q.progress(), null, q.load()), backend);
             @SuppressWarnings("unchecked") Map<String, Object> entry = new LinkedHashMap<>((Map<String, Object>) ((Map<String, Object>) report.get("methods")).get("dive"));
             entry.put("variant", "DIVE with grouping: random (no affinity mining)");
             return entry;
@@ -269,7 +269,7 @@ public final class BaselineConversion {
         Path build = dir.resolve("build");
         String variant;
         int width = Pruning.keptWidth(modelConfig.intermediateSize(), q.ratio());
-        try (LlamaModel dense = LlamaModel.load(modelDir, backend)) {
+        try (LlamaModel dense = LlamaModel.load(modelDir, backend, q.load())) {
             LlamaConfig dc = dense.config();
             List<int[]> pooled = pooledCalibration(windows);
             int active = activeWidth(dc.intermediateSize(), q.topK(), q.ratio());

@@ -124,6 +124,12 @@ public final class Comparison {
      */
     public static Map<String, Object> run(Path modelDir, String data, Plan plan, Path out, boolean progress, String command,
                                           Backend backend) throws Exception {
+        return run(modelDir, data, plan, out, progress, command, backend, dive.model.LoadOptions.DEFAULT);
+    }
+
+    /** as {@link #run(Path, String, Plan, Path, boolean, String, Backend)}, the dense checkpoint checked as {@code load} says */
+    public static Map<String, Object> run(Path modelDir, String data, Plan plan, Path out, boolean progress, String command,
+                                          Backend backend, dive.model.LoadOptions load) throws Exception {
         Files.createDirectories(out);
         int total = plan.settings().size() * plan.seeds().size(), done = 0, ran = 0;
         long start = System.nanoTime();
@@ -134,7 +140,7 @@ public final class Comparison {
                 if (progress) System.err.printf(Locale.ROOT, "compare: run %d of %d — %s, seed %d%s%n", done, total, s.label(), seed,
                         finished ? " (finished earlier)" : eta(start, ran, total - done + 1));
                 DiveConversion.run(new DiveConversion.Request(modelDir, data, s.experts(), s.topK(), s.ratio(), plan.convert().withSeed(seed),
-                        runFolder(out, s, seed), progress, command == null ? null : command + " (run " + s.label() + ", seed " + seed + ")"), backend);
+                        runFolder(out, s, seed), progress, command == null ? null : command + " (run " + s.label() + ", seed " + seed + ")", load), backend);
                 if (!finished) ran++;
             }
         }

@@ -78,7 +78,12 @@ public final class DiveConversion {
      * @param command the command line that asked for it, for report.md (null: a library call)
      */
     public record Request(Path modelDir, String data, int experts, int topK, double ratio, ConvertRecipe recipe, Path outDir, boolean progress,
-                          String command) {
+                          String command, dive.model.LoadOptions load) {
+        public Request(Path modelDir, String data, int experts, int topK, double ratio, ConvertRecipe recipe, Path outDir, boolean progress,
+                       String command) {
+            this(modelDir, data, experts, topK, ratio, recipe, outDir, progress, command, dive.model.LoadOptions.DEFAULT);
+        }
+
         public Request(Path modelDir, String data, int experts, int topK, double ratio, ConvertRecipe recipe, Path outDir, boolean progress) {
             this(modelDir, data, experts, topK, ratio, recipe, outDir, progress, null);
         }
@@ -125,7 +130,7 @@ public final class DiveConversion {
         List<DatasetWindows> windows;
         int[] groups;
         DType exportDtype;
-        try (LlamaModel dense = LlamaModel.load(modelDir, backend)) {
+        try (LlamaModel dense = LlamaModel.load(modelDir, backend, q.load())) {
             exportDtype = recipe.exportDtype(dense.namedWeights().get("model.embed_tokens.weight").dtype());
             // ---- windows (deterministic: recomputed on every run)
             long t0 = System.nanoTime();
@@ -233,7 +238,7 @@ public final class DiveConversion {
             evaluateOnce(after, windows, out.resolve("eval/after.json"), "eval after", q.progress(), timings, "eval_after");
             moeParams = ExpertReconstruction.parameterCounts(after);
         }
-        try (LlamaModel dense = LlamaModel.load(modelDir, backend)) { denseParams = ExpertReconstruction.parameterCounts(dense); }
+        try (LlamaModel dense = LlamaModel.load(modelDir, backend, q.load())) { denseParams = ExpertReconstruction.parameterCounts(dense); }
         writeTimings(out, timings);
         denseEval = JSON.readTree(out.resolve("eval/dense.json").toFile());
         beforeEval = JSON.readTree(out.resolve("eval/before.json").toFile());

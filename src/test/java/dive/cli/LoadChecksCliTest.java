@@ -49,8 +49,12 @@ class LoadChecksCliTest {
                 && err.contains("--allow-unused-tensors") && err.contains("num_hidden_layers 1"), err);
         CliTest.Run ok = CliTest.run("ppl", dir.toString(), "--text", text, "--window", "64", "--allow-unused-tensors", "--json");
         assertEquals(0, ok.code(), ok.err());  // the warning that lists them: LoadChecksTest
-        for (String cmd : new String[] {"generate", "eval", "logits", "bench"})
+        for (String cmd : new String[] {"generate", "eval", "logits", "bench", "convert", "compare", "serve"})
             assertTrue(CliTest.run(cmd, "--help").out().contains("--allow-unused-tensors"), cmd);
+        // convert refuses the same checkpoint before any work, naming the flag
+        String convert = oneLineError(CliTest.run("convert", dir.toString(), "--experts", "2", "--top-k", "1", "--ratio", "0.5",
+                "--out", dir.resolve("out").toString(), "-q"));
+        assertTrue(convert.startsWith("dive convert: ") && convert.contains("--allow-unused-tensors"), convert);
     }
 
     @Test

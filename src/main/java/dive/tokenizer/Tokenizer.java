@@ -6,8 +6,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -247,17 +245,13 @@ public final class Tokenizer {
     /** Writes this tokenizer's tokenizer.json atomically (temp file in the same folder, then rename). */
     void save(Path tokenizerJson) throws IOException {
         Path parent = tokenizerJson.toAbsolutePath().getParent();
-        Files.createDirectories(parent);
-        Path temp = parent.resolve(tokenizerJson.getFileName() + "." + ProcessHandle.current().pid() + "."
-                + Thread.currentThread().threadId() + ".tmp");
         try {
-            try (var out = Files.newOutputStream(temp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
-                JSON.writerWithDefaultPrettyPrinter().writeValue(out, spec);
-            }
-            Files.move(temp, tokenizerJson, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } finally {
-            Files.deleteIfExists(temp);
+            Files.createDirectories(parent);
+        } catch (IOException e) {
+            throw dive.util.FileErrors.wrap("creating the folder of", tokenizerJson, e);
         }
+        // atomically (temp file, fsync, rename), every I/O error naming the file
+        dive.util.AtomicFiles.writeString(tokenizerJson, JSON.writerWithDefaultPrettyPrinter().writeValueAsString(spec));
     }
 
     private int firstPresent(List<String> names) {

@@ -112,6 +112,22 @@ final class MemoryPlans {
                 .hint("lower --window, --batch or the prompt and generation lengths");
     }
 
+    /**
+     * serve: the weights, the KV-cache budget of all running sequences (F32 on the backend: the heap on the CPU) and
+     * one step's activations (up to maxBatch decode rows plus prefillTokens prompt rows, logits for maxBatch of them)
+     */
+    static MemoryPlan serve(Path dir, int maxBatch, int prefillTokens, long kvBudgetBytes) throws IOException {
+        Model m = Model.of(dir);
+        LlamaConfig c = m.config();
+        long ffn = c.moe() == null ? c.intermediateSize() : (long) c.moe().numExpertsPerTok() * c.intermediateSize();
+        return new MemoryPlan("serve")
+                .add("weights", m.weightBytes(), false)
+                .add("KV caches", kvBudgetBytes, true)
+                .add("activations", forwardBytes(c, (long) maxBatch + prefillTokens, maxBatch, ffn), true)
+                .add("JVM", JVM_BYTES, false).add("runtime", RUNTIME_HEAP_BYTES + PACK_CACHE, true)
+                .hint("lower --kv-budget-mb, --max-batch or --prefill-tokens");
+    }
+
     /** affinity mining: the dense weights, one pruned model at a time, calibration batches, per-dataset channel statistics */
     static MemoryPlan affinity(String command, Path dir, int datasets, double ratio, int seqlen) throws IOException {
         Model m = Model.of(dir);

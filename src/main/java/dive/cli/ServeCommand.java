@@ -26,7 +26,7 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--model-name", paramLabel = "NAME", description = "the model id clients name (default: the folder's name)") String modelName;
     @Option(names = "--max-batch", defaultValue = "64", paramLabel = "N", description = "most sequences per batched step (default ${DEFAULT-VALUE})") int maxBatch;
     @Option(names = "--max-queue", defaultValue = "256", paramLabel = "N", description = "most requests waiting; more get HTTP 429 (default ${DEFAULT-VALUE})") int maxQueue;
-    @Option(names = "--kv-budget-mb", paramLabel = "MB", description = "KV-cache memory of all running requests (default: a quarter of the Java heap, at most 4096)") Long kvBudgetMb;
+    @Option(names = "--kv-budget-mb", defaultValue = "1024", paramLabel = "MB", description = "KV-cache memory of all running requests (default ${DEFAULT-VALUE}; part of the memory plan)") long kvBudgetMb;
     @Option(names = "--prefill-tokens", defaultValue = "512", paramLabel = "N", description = "most prompt tokens per step (default ${DEFAULT-VALUE})") int prefillTokens;
     @Mixin CommonOptions common;
     @Mixin LoadFlags loadFlags;
@@ -34,11 +34,11 @@ final class ServeCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         if (port < 0 || port > 65535) throw new IllegalArgumentException("--port " + port + ": expected 0 to 65535");
-        if (kvBudgetMb != null && (kvBudgetMb < 1 || kvBudgetMb > (1L << 40)))
+        if (kvBudgetMb < 1 || kvBudgetMb > (1L << 30))
             throw new IllegalArgumentException("--kv-budget-mb " + kvBudgetMb + ": expected a positive number of megabytes");
         ServeOptions options;
         try {
-            options = new ServeOptions(maxBatch, maxQueue, kvBudgetMb == null ? ServeOptions.defaults().kvBudgetBytes() : kvBudgetMb << 20, prefillTokens);
+            options = new ServeOptions(maxBatch, maxQueue, kvBudgetMb << 20, prefillTokens);
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(e.getMessage().replace("max batch", "--max-batch").replace("max queued", "--max-queue")
                     .replace("prefill tokens per step", "--prefill-tokens"), e);
@@ -49,6 +49,8 @@ final class ServeCommand implements Callable<Integer> {
             if (key.isEmpty() || key.contains("\n")) throw new IllegalArgumentException("--api-key-file " + apiKeyFile + ": expected one line holding the key");
         }
         if (!Files.isDirectory(modelDir)) throw new IllegalArgumentException(modelDir + ": model folder does not exist");
+        common.backend();  // the flags are checked before the plan
+        MemoryPlans.state(MemoryPlans.serve(modelDir, maxBatch, prefillTokens, options.kvBudgetBytes()), common.quiet);
         ChatTemplate chat = ChatTemplate.load(modelDir);
         String name = modelName != null ? modelName : modelDir.toAbsolutePath().normalize().getFileName().toString();
         Engine engine = common.load(modelDir, loadFlags);

@@ -72,6 +72,26 @@ class MemoryPlanTest {
         return backend.peakBytes() - before;
     }
 
+    /** serve's plan: the KV budget as asked, one step's activations by hand, and a budget the machine lacks refused before binding */
+    @Test
+    void servePlanCountsTheKvBudgetAndOneStepAndRefusesWhatCannotFit() throws Exception {
+        // tiny_bpe: hidden 64, 2 layers, FFN 48, vocab as its config says; a step of 8 decode rows + 16 prompt rows
+        MemoryPlan plan = MemoryPlans.serve(MODEL, 8, 16, 5L << 20);
+        dive.model.LlamaConfig c = dive.model.LlamaConfig.load(MODEL);
+        long perRow = 3L * 64 + 2L * c.queryDim() + 2L * c.kvDim() + 3L * 48;
+        assertEquals(5L << 20, bytes(plan, "KV caches"));
+        assertEquals(4 * (24 * perRow + 8L * c.vocabSize()), bytes(plan, "activations"));
+        assertTrue(plan.line().startsWith("memory plan (serve): "), plan.line());
+        CliTest.Run r = CliTest.run("serve", MODEL.toString(), "--port", "0", "--kv-budget-mb", "100000000", "-q");
+        assertEquals(1, r.code(), r.out() + r.err());
+        assertTrue(r.err().strip().startsWith("dive serve: serve needs ≈ ") && r.err().contains("lower --kv-budget-mb"), r.err());
+        assertEquals(1, r.err().strip().lines().count(), r.err());
+    }
+
+    private static long bytes(MemoryPlan plan, String what) {
+        return plan.items().stream().filter(i -> i.what().equals(what)).mapToLong(MemoryPlan.Item::bytes).sum();
+    }
+
     @Test
     void aPlanThatCannotFitIsRefusedInOneLineBeforeAnyWork() throws Exception {
         Path out = tmp.resolve("out");

@@ -48,7 +48,7 @@ mvn_q() { mvn -B -q -Dstyle.color=never "$@"; }
 JUNIT_VERSION="$(sed -n 's:.*<junit.version>\(5\.[0-9.]*\)</junit.version>.*:\1:p' pom.xml | head -1)"
 [ -n "$JUNIT_VERSION" ] || die "pom.xml: no <junit.version>5.x.y</junit.version> property"
 PLATFORM_VERSION="1.${JUNIT_VERSION#5.}"   # JUnit 5.14.1 ships with JUnit Platform 1.14.1
-MODULES="java.base,jdk.incubator.vector,java.logging,java.management,jdk.unsupported,java.xml,java.sql${DIVE_GPU_EXTRA_MODULES:+,$DIVE_GPU_EXTRA_MODULES}"
+MODULES="java.base,jdk.incubator.vector,java.logging,java.management,jdk.unsupported,java.xml,java.sql,java.net.http,jdk.httpserver${DIVE_GPU_EXTRA_MODULES:+,$DIVE_GPU_EXTRA_MODULES}"
 
 rm -rf "$STAGE"
 mkdir -p "$STAGE/lib" "$STAGE/classes" "$STAGE/test-classes"

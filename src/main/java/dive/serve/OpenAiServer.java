@@ -329,10 +329,11 @@ public final class OpenAiServer implements AutoCloseable {
     private int[] textPrompt(JsonNode req) {
         JsonNode p = req.get("prompt");
         if (p == null || p.isNull()) throw ApiError.invalid("prompt", "'prompt' is required");
+        if (p.isArray() && !p.isEmpty() && p.get(0).isIntegralNumber()) return tokenIds(p);  // one prompt as token ids
         if (p.isArray()) {
             if (p.size() != 1) throw ApiError.invalid("prompt", "'prompt' must be one string or one list of token ids (got a list of " + p.size() + ")");
-            if (p.get(0).isIntegralNumber()) throw ApiError.invalid("prompt", "'prompt' must be one string or one list of token ids");
             p = p.get(0);
+            if (p.isArray()) return tokenIds(p);
         }
         if (p.isTextual()) {
             int[] ids = tokenizer.encode(p.asText());
@@ -340,6 +341,18 @@ public final class OpenAiServer implements AutoCloseable {
             return ids;
         }
         throw ApiError.invalid("prompt", "'prompt' must be a string");
+    }
+
+    /** a prompt given as token ids: integers in the vocabulary (BatchEngine.submit checks the range) */
+    private static int[] tokenIds(JsonNode list) {
+        if (list.isEmpty()) throw ApiError.invalid("prompt", "the prompt's token list is empty");
+        int[] ids = new int[list.size()];
+        for (int i = 0; i < ids.length; i++) {
+            JsonNode t = list.get(i);
+            if (!t.isIntegralNumber() || !t.canConvertToInt()) throw ApiError.invalid("prompt", "prompt token " + i + " is not an integer id: " + t);
+            ids[i] = t.asInt();
+        }
+        return ids;
     }
 
     private int[] chatPrompt(JsonNode req) {

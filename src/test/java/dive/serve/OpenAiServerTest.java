@@ -106,6 +106,20 @@ class OpenAiServerTest {
     }
 
     @Test
+    void aPromptOfTokenIdsIsTheSameAsItsText() throws Exception {
+        int[] ids = tokenizer.encode("def main(");
+        String list = java.util.Arrays.toString(ids).replace(" ", "");
+        for (String prompt : new String[] {list, "[" + list + "]"}) {
+            HttpResponse<String> r = post(server, "/v1/completions", "{\"model\":\"default\",\"prompt\":" + prompt + ",\"max_tokens\":5,\"temperature\":0}");
+            assertEquals(200, r.statusCode(), r.body());
+            assertEquals(greedy(ids, 5), JSON.readTree(r.body()).get("choices").get(0).get("text").asText());
+            assertEquals(ids.length, JSON.readTree(r.body()).get("usage").get("prompt_tokens").asInt());
+        }
+        assertError(post(server, "/v1/completions", "{\"model\":\"default\",\"prompt\":[5,99999999]}"), 400, null, "99999999");
+        assertError(post(server, "/v1/completions", "{\"model\":\"default\",\"prompt\":[5,\"x\"]}"), 400, null, "not an integer id");
+    }
+
+    @Test
     void aStreamedCompletionAddsUpToThePlainOneAndEndsWithDone() throws Exception {
         String body = "{\"model\":\"default\",\"prompt\":\"import java.util.\",\"max_tokens\":10,\"temperature\":0,\"stream\":true,"
                 + "\"stream_options\":{\"include_usage\":true}}";

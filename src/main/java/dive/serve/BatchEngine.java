@@ -381,10 +381,34 @@ public final class BatchEngine implements AutoCloseable {
             return null;
         }
 
+        // incremental detokenization (as vLLM does it): the text of produced[0, readOffset) is settled in `settled`;
+        // each step decodes only produced[prefixOffset, n) and takes what it adds to produced[prefixOffset, readOffset),
+        // so a step costs a few tokens' decoding, not the whole completion's (a window starting mid-text decodes its
+        // first token the same way in both, so the difference is the new tokens' text)
+        private final StringBuilder settled = new StringBuilder();
+        private int prefixOffset, readOffset;
+        private String window = "";  // decode(produced[prefixOffset, readOffset))
+
+        /** the completion's text so far (its last character may still be U+FFFD, a character whose bytes are not all in) */
         private String text() {
             if (tokenizer == null) return "";
-            int[] a = new int[produced.size()];
-            for (int i = 0; i < a.length; i++) a[i] = produced.get(i);
+            int n = produced.size();
+            String grown = decode(prefixOffset, n);
+            String added = grown.length() >= window.length() && grown.startsWith(window) ? grown.substring(window.length()) : null;
+            if (added == null) return decode(0, n);  // the window decoded differently with more tokens: fall back to the whole
+            if (!added.isEmpty() && !added.endsWith("\uFFFD")) {  // settled: move the window on
+                settled.append(added);
+                prefixOffset = readOffset;
+                readOffset = n;
+                window = decode(prefixOffset, readOffset);
+                return settled.toString();
+            }
+            return settled + added;
+        }
+
+        private String decode(int from, int to) {
+            int[] a = new int[to - from];
+            for (int i = 0; i < a.length; i++) a[i] = produced.get(from + i);
             return tokenizer.decode(a, true);
         }
 

@@ -143,6 +143,25 @@ class BatchEngineTest {
         }
     }
 
+    /**
+     * The text is decoded incrementally (a few tokens per step): over long, hot-sampled completions (many characters
+     * split across tokens) the deltas add up to, and the result equals, the whole completion decoded at once.
+     */
+    @Test
+    void incrementalTextEqualsTheWholeDecode() {
+        try (BatchEngine engine = BatchEngine.start(dense, tokenizer, decodable, small())) {
+            List<Completion> cs = new ArrayList<>();
+            for (int i = 0; i < 4; i++) cs.add(engine.submit(new CompletionRequest(prompts.get(i), 300, 1.6f, 1f, 7 + i, List.of(), null)));
+            for (Completion c : cs) {
+                StringBuilder streamed = new StringBuilder();
+                c.deltas().forEachRemaining(d -> streamed.append(d.text()));
+                Completion.Result r = c.join();
+                assertEquals(tokenizer.decode(r.tokens(), true), r.text());
+                assertEquals(r.text(), streamed.toString());
+            }
+        }
+    }
+
     @Test
     void aCancelledRequestEndsAtTheNextStepAndFreesItsCache() throws Exception {
         try (BatchEngine engine = BatchEngine.start(dense, tokenizer, decodable, small())) {

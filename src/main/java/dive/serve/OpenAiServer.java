@@ -38,7 +38,7 @@ public final class OpenAiServer implements AutoCloseable {
     static final int MAX_STOP = 4;
 
     private static final ObjectMapper JSON = new ObjectMapper();
-    private static final String NODELAY = "sun.net.httpserver.nodelay";
+    private static final String NODELAY = "sun.net.httpserver.nodelay", MAX_REQUEST_SECONDS = "sun.net.httpserver.maxReqTime";
 
     private final BatchEngine engine;
     private final Tokenizer tokenizer;
@@ -61,6 +61,9 @@ public final class OpenAiServer implements AutoCloseable {
         // small SSE writes must go out at once: without TCP_NODELAY, Nagle's algorithm and the client's delayed ACK
         // hold each event back ~40 ms (the JDK server reads this once, when its configuration class first loads)
         if (System.getProperty(NODELAY) == null) System.setProperty(NODELAY, "true");
+        // a client gets 30 s to send its request (headers and body): one that trickles bytes (slowloris) is cut off
+        // instead of holding its connection for ever; responses (long streams) have no limit
+        if (System.getProperty(MAX_REQUEST_SECONDS) == null) System.setProperty(MAX_REQUEST_SECONDS, "30");
         this.http = HttpServer.create(address, 128);
         http.setExecutor(executor);
         http.createContext("/", this::handle);

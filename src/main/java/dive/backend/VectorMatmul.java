@@ -103,37 +103,7 @@ final class VectorMatmul {
             workers.parallelFor(tasks, parallel, t -> gemvHeapRows(out, x, m, w, n, k, t * rowsPerTask, Math.min(n, t * rowsPerTask + rowsPerTask)));
             return;
         }
-        // BF16/F16: x split into even/odd elements per block of 2L (matches the int-lane layout of w)
-        int pairedK = w.dtype() == DType.F32 ? 0 : k - k % (2 * L);
-        float[][] xEven = new float[m][], xOdd = new float[m][];
-        for (int r = 0; r < m && pairedK > 0; r++) {
-            xEven[r] = new float[pairedK / 2];
-            xOdd[r] = new float[pairedK / 2];
-            for (int j = 0; j < pairedK / 2; j++) {
-                int block = j / L, lane = j % L;
-                xEven[r][j] = x[r * k + block * 2 * L + 2 * lane];
-                xOdd[r][j] = x[r * k + block * 2 * L + 2 * lane + 1];
-            }
-        }
-        workers.parallelFor(tasks, parallel, t -> {
-            int n0 = t * rowsPerTask, n1 = Math.min(n, n0 + rowsPerTask);
-            int r = 0;
-            if (w.dtype() != DType.F32)  // groups of 4 rows of x share each load and widening of w (a decode batch)
-                for (; r + 4 <= m; r += 4) {
-                    int j = n0;
-                    for (; j + 2 <= n1; j += 2) gemvHalf2x4(out, n, r, r, x, k, xEven, xOdd, pairedK, w, j);
-                    for (; j < n1; j++)
-                        for (int q = r; q < r + 4; q++) out[q * n + j] = dotRow(x, q * k, w, j, k, xEven[q], xOdd[q], pairedK);
-                }
-            for (; r < m; r++) {
-                int j = n0;
-                for (; j + 4 <= n1; j += 4) {
-                    if (w.dtype() == DType.F32) gemvF32x4(out, r * n + j, x, r * k, w.data(), j, k);
-                    else gemvHalfx4(out, r * n + j, x, r * k, xEven[r], xOdd[r], pairedK, w, j, k);
-                }
-                for (; j < n1; j++) out[r * n + j] = dotRow(x, r * k, w, j, k, xEven[r], xOdd[r], pairedK);
-            }
-        });
+        gemvRows(workers, out, x, 0, m, w, n, k);  // the same kernels, rows of x from 0
     }
 
     /**
@@ -948,7 +918,10 @@ final class VectorMatmul {
 
     // ---------------------------------------------------------------- the GEMV of the grouped (MoE) matmuls
 
-    /** {@link #gemv} on rows [row0, row0+m) of x and out, in place: the experts with few rows ({@link VectorMoe}) */
+    /**
+     * GEMV on rows [row0, row0+m) of x and out, in place, tasks over rows of w: a plain matmul's few rows (row0 = 0,
+     * native w) and the grouped matmuls' experts with few rows ({@link VectorMoe})
+     */
     static void gemvRows(Workers workers, float[] out, float[] x, int row0, int m, Tensor w, int n, int k) {
         int rowsPerTask = 64;
         int tasks = (n + rowsPerTask - 1) / rowsPerTask;
@@ -979,7 +952,7 @@ final class VectorMatmul {
         workers.parallelFor(tasks, parallel, t -> {
             int n0 = t * rowsPerTask, n1 = Math.min(n, n0 + rowsPerTask);
             int r = 0;
-            if (w.dtype() != DType.F32)  // as in gemv: rows of x in groups of 4, the same bits per row
+            if (w.dtype() != DType.F32)  // rows of x in groups of 4 share each load and widening of w (a decode batch)
                 for (; r + 4 <= m; r += 4) {
                     int j = n0;
                     for (; j + 2 <= n1; j += 2) gemvHalf2x4(out, n, row0 + r, r, x, k, xEven, xOdd, pairedK, w, j);

@@ -1,34 +1,27 @@
 #!/usr/bin/env bash
-# GEMM of dive's vector backend against NumPy/OpenBLAS sgemm, both on 2 threads, at GemmBenchmark's
-# F32 shapes, one after the other (never at the same time). Prints GFLOP/s of each and the ratio.
-#   benchmarks/gemm-vs-openblas.sh [JMH args, default: -f 1 -wi 3 -i 5 -w 1s -r 1s]
-# PYTHON selects the interpreter with NumPy (default python3).
+# GEMM of dive's vector backend against NumPy/OpenBLAS sgemm, both on 2 threads, F32, at GemmBenchmark's square and
+# small-model shapes, interleaved (dive.bench.GemmVsPeer: rounds of ~200 ms of dive's calls, then as many of each peer,
+# so a machine whose speed drifts slows both alike). Prints median GFLOP/s of each and the median per-round ratio.
+#   benchmarks/gemm-vs-openblas.sh [--rounds 15] [SHAPE ...]
+# PYTHON selects the interpreter with NumPy (default: the venv of src/test/python/setup-venv.sh).
+# The peer runs twice: OpenBLAS's own CPU detection, and, on an AVX-512 CPU, OPENBLAS_CORETYPE=SKYLAKEX (OpenBLAS
+# 0.3.31 may take an AVX-512 CPU such as AMD Zen 4/5 for an AVX2 one); dive is compared with the faster.
+# JMH alone: ./dive jmh GemmBenchmark -p dtype=F32 -p threads=2
 set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PYTHON="${PYTHON:-python3}"
-OUT="$(mktemp -d)"
-trap 'rm -rf "$OUT"' EXIT
-JMH_ARGS=("$@")
-[ ${#JMH_ARGS[@]} -gt 0 ] || JMH_ARGS=(-f 1 -wi 3 -i 5 -w 1s -r 1s)
-
-echo "== dive VectorBackend (JMH, 2 threads, F32) ==" >&2
-"$HERE/../dive" jmh GemmBenchmark -p dtype=F32 -p threads=2 -p backend=vector "${JMH_ARGS[@]}" \
-  -rf json -rff "$OUT/jmh.json" >&2
-echo "== NumPy sgemm (OpenBLAS, 2 threads) ==" >&2
-"$PYTHON" "$HERE/peers/numpy_sgemm.py" > "$OUT/numpy.json"
-
-"$PYTHON" - "$OUT/jmh.json" "$OUT/numpy.json" <<'PY'
-import json, sys
-jmh = json.load(open(sys.argv[1]))
-peer = json.load(open(sys.argv[2]))
-print(f"# peer: numpy {peer['numpy']}, {peer['blas']}, {peer['threads']} threads")
-print(f"{'shape MxNxK':>16} {'dive GFLOP/s':>13} {'OpenBLAS GFLOP/s':>17} {'ratio':>6}")
-for r in jmh:
-    shape = r["params"]["shape"]
-    m, n, k = (int(v) for v in shape.split("x"))
-    dive = r["primaryMetric"]["score"] * 2.0 * m * n * k / 1e9
-    ob = peer["results"].get(shape, {}).get("gflops")
-    ratio = f"{dive / ob:6.2f}" if ob else "   n/a"
-    obs = f"{ob:17.1f}" if ob else f"{'n/a':>17}"
-    print(f"{shape:>16} {dive:13.1f} {obs} {ratio}")
-PY
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-$("$ROOT/src/test/python/setup-venv.sh")/bin/python}"
+ROUNDS=15
+if [ "${1:-}" = "--rounds" ]; then ROUNDS="$2"; shift 2; fi
+SHAPES=("$@")
+[ ${#SHAPES[@]} -gt 0 ] || SHAPES=(512x512x512 1024x1024x1024 2048x2048x2048 512x1024x256 512x256x1024 512x2048x256)
+CORES=(--coretype auto)
+grep -qw avx512f /proc/cpuinfo 2>/dev/null && CORES+=(--coretype SKYLAKEX)
+"$ROOT/dive" --help >/dev/null  # builds target/dive.jar when the sources changed
+JAVA=""
+for c in "${DIVE_JAVA_HOME:-}" "${JAVA_HOME:-}" /usr/lib/jvm/temurin-25* /usr/lib/jvm/java-25* /usr/lib/jvm/jdk-25*; do
+  [ -n "$c" ] && [ -x "$c/bin/java" ] && "$c/bin/java" -version 2>&1 | grep -q 'version "2[5-9]' && { JAVA="$c/bin/java"; break; }
+done
+[ -n "$JAVA" ] || { echo "gemm-vs-openblas.sh: no JDK 25 found (set JAVA_HOME to one)" >&2; exit 1; }
+exec "$JAVA" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -cp "$ROOT/target/dive.jar" \
+  dive.bench.GemmVsPeer --python "$PYTHON" --script "$ROOT/benchmarks/peers/numpy_sgemm.py" --rounds "$ROUNDS" \
+  "${CORES[@]}" "${SHAPES[@]}" 2> >(grep -v "incubat" >&2)

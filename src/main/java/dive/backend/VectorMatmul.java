@@ -29,6 +29,10 @@ final class VectorMatmul {
     static final int NR = 2 * L;
     /** depth of one packed block of w */
     static final int KC = 256;
+    /** rows of x per pass over a tile's packed panels: MC × KC floats of x stay in L2 while every panel runs against them */
+    static final int MC = 12 * MR;
+    /** panels of w a tile packs per depth block (the GEMM's tasks are at most this wide) */
+    static final int TILE_PANELS = 4;
     /** below this many rows of x, matmul runs as GEMV per row (packing w costs more than it saves) */
     static final int GEMM_MIN_ROWS = 4;
     /**
@@ -264,8 +268,8 @@ final class VectorMatmul {
 
     /**
      * out (m, N) = x · wᵀ, x's rows read in place. Each task widens and packs the panels of w it is about to use, one
-     * KC × NR panel at a time ({@link #packPanel}, into a buffer that stays in L1 while every row of x runs against it),
-     * so w is read from memory once, in its own dtype, and no packed copy of it outlives the task; small read-only
+     * depth block (KC) of its panels at a time ({@link #packPanel}, into a buffer that stays in L2), then runs blocks of MC
+     * rows of x (in L2) against one KC × NR panel after the other (in L1), so w is read from memory once, in its own dtype, and no packed copy of it outlives the task; small read-only
      * weights come packed whole from {@link PackedWeights} instead. Tasks: column tiles of 4 panels of NR columns
      * (packing per panel: 1 to 4 panels, at least 8 tiles where there are 8 panels), cut along rows too when that gives
      * fewer than 8 tiles; by shape only, so results don't depend on the thread count.
@@ -521,8 +525,8 @@ final class VectorMatmul {
     /**
      * out[r0 + m0 .. r0 + m1, c0 + n0 .. c0 + n1) = x · wᵀ, m0..m1 and n0..n1 counted from r0, c0 (n0 a multiple of NR;
      * m0 a multiple of MR where x is packed). w comes either packed whole (wPacked: column panels (k, NR)), or as the
-     * tensor w, whose panels are packed here one (KC × NR) block at a time, just before every row of x runs against
-     * it: from w (n, k) by {@link #packPanel}, or, {@code wByDepth}, from w (k, ≥ n) whose rows are the depth
+     * tensor w, whose panels are packed here one depth block (KC) of up to TILE_PANELS panels at a time, just before
+     * the rows of x run against them in blocks of MC rows: from w (n, k) by {@link #packPanel}, or, {@code wByDepth}, from w (k, ≥ n) whose rows are the depth
      * (dx = dOut · w) by {@link #packDepthPanel}. x is either packed in row panels ({@code lda == PACKED}) or read in place: row i (from r0) at
      * a[aBase + i·lda ..] (row-major, lda ≥ k), or, with a row map, at a[rowMap[r0 + i]·lda ..] (aBase unused).
      * {@code accumulateInto}: out += instead. All layouts sum every output element in the same order (depth blocks of
@@ -531,29 +535,34 @@ final class VectorMatmul {
     static void gemmTile(float[] out, int n, int r0, int c0, float[] a, int aBase, int lda, int[] rowMap, float[] wPacked, Tensor w,
                                  boolean wByDepth, int k, int m0, int m1, int n0, int n1, boolean accumulateInto) {
         float[] tile = new float[MR * NR];
-        float[] panel = w == null ? wPacked : scratch(2, Math.min(k, KC) * NR);
-        for (int k0 = 0; k0 < k; k0 += KC) { // the tile's rows of x over one depth block stay in L2 for all its panels
+        float[] panels = w == null ? wPacked : scratch(2, Math.min(k, KC) * NR * TILE_PANELS);
+        for (int k0 = 0; k0 < k; k0 += KC) { // a block of MC rows of x over one depth block stays in L2 for the tile's panels
             int kc = Math.min(KC, k - k0);
             boolean accumulate = accumulateInto || k0 > 0;
-            for (int col0 = n0; col0 < n1; col0 += NR) { // one panel (kc × NR) stays in L1 while the rows pass
-                int cols = Math.min(NR, n1 - col0), pOff;
-                if (w == null) {
-                    pOff = ((col0 / NR) * k + k0) * NR;
-                } else {
-                    if (wByDepth) packDepthPanel(w, c0 + col0, cols, k0, kc, panel, 0);
-                    else packPanel(w, k, c0 + col0, cols, k0, kc, panel, 0);
-                    pOff = 0;
-                }
-                for (int i0 = m0; i0 < m1; i0 += MR) {
-                    int rows = Math.min(MR, m1 - i0);
-                    if (lda == PACKED) {
-                        int aOff = ((i0 / MR) * k + k0) * MR;
-                        if (MR == 12) microKernel12(a, aOff, kc, panel, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
-                        else microKernel6(a, aOff, kc, panel, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
-                    } else {
-                        int aOff = rowMap == null ? aBase + i0 * lda + k0 : k0;
-                        if (MR == 12) microKernel12Rows(a, rowMap, r0 + i0, aOff, lda, kc, panel, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
-                        else microKernel6Rows(a, rowMap, r0 + i0, aOff, lda, kc, panel, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+            for (int chunk0 = n0; chunk0 < n1; chunk0 += TILE_PANELS * NR) {
+                int chunk1 = Math.min(n1, chunk0 + TILE_PANELS * NR);
+                if (w != null)  // this depth block of up to TILE_PANELS panels, packed once for every row block
+                    for (int col0 = chunk0, p = 0; col0 < chunk1; col0 += NR, p += kc * NR) {
+                        if (wByDepth) packDepthPanel(w, c0 + col0, Math.min(NR, chunk1 - col0), k0, kc, panels, p);
+                        else packPanel(w, k, c0 + col0, Math.min(NR, chunk1 - col0), k0, kc, panels, p);
+                    }
+                for (int ib = m0; ib < m1; ib += MC) {
+                    int ie = Math.min(m1, ib + MC);
+                    for (int col0 = chunk0; col0 < chunk1; col0 += NR) { // one panel (kc × NR) stays in L1 while the block's rows pass
+                        int cols = Math.min(NR, chunk1 - col0);
+                        int pOff = w == null ? ((col0 / NR) * k + k0) * NR : (col0 - chunk0) / NR * kc * NR;
+                        for (int i0 = ib; i0 < ie; i0 += MR) {
+                            int rows = Math.min(MR, ie - i0);
+                            if (lda == PACKED) {
+                                int aOff = ((i0 / MR) * k + k0) * MR;
+                                if (MR == 12) microKernel12(a, aOff, kc, panels, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+                                else microKernel6(a, aOff, kc, panels, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+                            } else {
+                                int aOff = rowMap == null ? aBase + i0 * lda + k0 : k0;
+                                if (MR == 12) microKernel12Rows(a, rowMap, r0 + i0, aOff, lda, kc, panels, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+                                else microKernel6Rows(a, rowMap, r0 + i0, aOff, lda, kc, panels, pOff, out, n, r0 + i0, rows, c0 + col0, cols, accumulate, tile);
+                            }
+                        }
                     }
                 }
             }

@@ -138,7 +138,7 @@ public final class ExpertReconstruction {
      * The Mixtral model whose expert e of layer l keeps the dense channels {@code kept[e][l]} (ascending, each of the
      * expert width round(I·(1 − r))); routers as {@link #reconstruct}. With bias compensation, expert e's bias uses
      * the channel means of {@code biasStatistics.get(e)} (may be null without bias compensation). Used by the
-     * data-free baselines ({@link BaselineConversion}) with channel sets of their own.
+     * data-free baselines ({@link LlamaMoeMethod}) with channel sets of their own.
      */
     public static Result fromKeptChannels(LlamaModel dense, int[][][] kept, List<CalibrationStatistics> biasStatistics, Options options) {
         return fromKeptChannels(dense, kept, biasStatistics, options, TensorArena.auto());

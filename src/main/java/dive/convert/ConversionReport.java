@@ -36,7 +36,7 @@ public final class ConversionReport {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     /** where a method's stages and export live */
-    static Path methodDir(Path out, String method) { return method.equals("dive") ? out : out.resolve(method); }
+    static Path methodDir(Path out, String method) { return method.equals(DiveMethod.NAME) ? out : out.resolve(method); }
 
     /** the geometric mean of the values of a {dataset: perplexity} object */
     public static double geomean(JsonNode ppl) {

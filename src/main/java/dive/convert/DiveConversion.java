@@ -102,6 +102,8 @@ public final class DiveConversion {
     public static ConversionResult run(Request q, Backend backend, List<Method> methods) throws Exception {
         if (methods.isEmpty() || !methods.getFirst().name().equals(DiveMethod.NAME) || methods.getFirst().grouping(q.recipe()) == null)
             throw new IllegalArgumentException("methods " + methods.stream().map(Method::name).toList() + ": the first must be dive (the conversion itself; the others run beside it)");
+        if (methods.stream().map(Method::name).distinct().count() != methods.size())
+            throw new IllegalArgumentException("methods " + methods.stream().map(Method::name).toList() + ": a method is named twice (each has its folder and report entry)");
         ConvertRecipe recipe = q.recipe();
         Path out = q.outDir().toAbsolutePath().normalize();
         Path modelDir = q.modelDir().toAbsolutePath().normalize();

@@ -121,6 +121,9 @@ class MethodPipelineTest {
         DiveConversion.Request q = new DiveConversion.Request(MODEL, "bundled", 2, 1, 0.5, ConvertRecipe.defaults(), tmp.resolve("x"), false);
         e = assertThrows(IllegalArgumentException.class, () -> DiveConversion.run(q, TestBackends.backend(), List.of(new FlapMethod())));
         assertTrue(e.getMessage().contains("[flap]") && e.getMessage().contains("dive"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> DiveConversion.run(q, TestBackends.backend(),
+                List.of(new DiveMethod(), new FlapMethod(), new FlapMethod())));
+        assertTrue(e.getMessage().contains("[dive, flap, flap]") && e.getMessage().contains("named twice"), e.getMessage());
         assertFalse(Files.exists(tmp.resolve("x")), "nothing written");
     }
 

@@ -107,7 +107,48 @@ public final class DiveConversion {
         ConvertRecipe recipe = q.recipe();
         Path out = q.outDir().toAbsolutePath().normalize();
         Path modelDir = q.modelDir().toAbsolutePath().normalize();
-        // ---- every check before any work
+        Inputs in = check(q, modelDir);
+        String data = q.data().equals("bundled") ? "bundled" : Path.of(q.data()).toAbsolutePath().normalize().toString();
+        Map<String, Object> settings = new LinkedHashMap<>();
+        settings.put("model", modelDir.toString());
+        settings.put("data", data);
+        settings.put("experts", q.experts());
+        settings.put("top_k", q.topK());
+        settings.put("ratio", q.ratio());
+        settings.put("recipe", recipe.toJson());
+        claimOutput(out, settings);
+        DiveConversion run = new DiveConversion(q, backend, out, modelDir, in.denseConfig(), in.tokenizerJson(), in.datasets(), readTimings(out));
+
+        // ---- windows (deterministic: recomputed on every run)
+        long t0 = System.nanoTime();
+        run.windows = windows(in.corpus(), in.datasets(), Tokenizer.load(in.tokenizerJson()), recipe.calibrationWindows(), recipe.evalWindows(),
+                recipe.finalEvalWindows(), recipe.seqlen(), recipe.seed());
+        run.timings.putIfAbsent("windows", seconds(t0));
+
+        // ---- every method through the same stages: the first (dive) in OUT, the others in OUT/<name>
+        Map<String, MethodResult> results = new LinkedHashMap<>();
+        for (Method m : methods) {
+            boolean primary = m == methods.getFirst();
+            results.put(m.name(), run.runMethod(m, primary ? out : out.resolve(m.name()), primary));
+            writeTimings(out, run.timings);
+        }
+
+        // ---- report
+        ConversionResult report = new ConversionResult(modelDir.toString(), data, in.datasets(), q.experts(), q.topK(), q.ratio(), in.expertWidth(),
+                "perplexity on each dataset's final-evaluation windows (second half of its EVAL split), "
+                        + recipe.finalEvalWindows() + " windows of " + recipe.seqlen() + " tokens at most",
+                new ConversionResult.Dense(Evaluation.read(out.resolve("eval/dense.json")).ppl(), run.denseParams[0], run.denseParams[1]), results);
+        AtomicFiles.writeString(out.resolve("report.json"), JSON.writeValueAsString(report.toJson()) + "\n");
+        ConversionReport.write(out, report, q.command());
+        return report;
+    }
+
+    /** what the checks found: the dense config, its tokenizer, the corpus, the run's datasets and the expert width */
+    private record Inputs(LlamaConfig denseConfig, Path tokenizerJson, Corpus corpus, List<String> datasets, int expertWidth) {}
+
+    /** every check before any work: the model, its tokenizer, the datasets, (E, k, r) and the recipe's lengths */
+    private static Inputs check(Request q, Path modelDir) throws IOException {
+        ConvertRecipe recipe = q.recipe();
         LlamaConfig dc = LlamaConfig.load(modelDir);
         if (dc.moe() != null || !dc.modelType().equals("llama"))
             throw new IllegalArgumentException(modelDir + ": convert needs a dense llama model, found model_type '" + dc.modelType() + "'");
@@ -124,39 +165,7 @@ public final class DiveConversion {
         for (ConvertRecipe.Stage s : List.of(recipe.stage0(), recipe.stage1(), recipe.stage2()))
             if (s.seqLen() > dc.maxPositionEmbeddings()) throw new IllegalArgumentException("recipe stage seq_len " + s.seqLen() + " exceeds the model's max_position_embeddings " + dc.maxPositionEmbeddings());
         if (recipe.seqlen() > dc.maxPositionEmbeddings()) throw new IllegalArgumentException("recipe seqlen " + recipe.seqlen() + " exceeds the model's max_position_embeddings " + dc.maxPositionEmbeddings());
-        String data = q.data().equals("bundled") ? "bundled" : Path.of(q.data()).toAbsolutePath().normalize().toString();
-        Map<String, Object> settings = new LinkedHashMap<>();
-        settings.put("model", modelDir.toString());
-        settings.put("data", data);
-        settings.put("experts", q.experts());
-        settings.put("top_k", q.topK());
-        settings.put("ratio", q.ratio());
-        settings.put("recipe", recipe.toJson());
-        claimOutput(out, settings);
-        DiveConversion run = new DiveConversion(q, backend, out, modelDir, dc, tokenizerJson, names, readTimings(out));
-
-        // ---- windows (deterministic: recomputed on every run)
-        long t0 = System.nanoTime();
-        run.windows = windows(corpus, names, Tokenizer.load(tokenizerJson), recipe.calibrationWindows(), recipe.evalWindows(),
-                recipe.finalEvalWindows(), recipe.seqlen(), recipe.seed());
-        run.timings.putIfAbsent("windows", seconds(t0));
-
-        // ---- every method through the same stages: the first (dive) in OUT, the others in OUT/<name>
-        Map<String, MethodResult> results = new LinkedHashMap<>();
-        for (Method m : methods) {
-            boolean primary = m == methods.getFirst();
-            results.put(m.name(), run.runMethod(m, primary ? out : out.resolve(m.name()), primary));
-            writeTimings(out, run.timings);
-        }
-
-        // ---- report
-        ConversionResult report = new ConversionResult(modelDir.toString(), data, names, q.experts(), q.topK(), q.ratio(), width,
-                "perplexity on each dataset's final-evaluation windows (second half of its EVAL split), "
-                        + recipe.finalEvalWindows() + " windows of " + recipe.seqlen() + " tokens at most",
-                new ConversionResult.Dense(Evaluation.read(out.resolve("eval/dense.json")).ppl(), run.denseParams[0], run.denseParams[1]), results);
-        AtomicFiles.writeString(out.resolve("report.json"), JSON.writeValueAsString(report.toJson()) + "\n");
-        ConversionReport.write(out, report, q.command());
-        return report;
+        return new Inputs(dc, tokenizerJson, corpus, names, width);
     }
 
     private final Request q;
@@ -231,22 +240,12 @@ public final class DiveConversion {
         }
         writeTimings(out, timings);
         // ---- retraining
-        Path previous = build;
-        long trainingTokens = 0;
-        List<ConvertRecipe.Stage> stages = m.family().stages(recipe);
-        for (int s = 0; s < 3; s++) {
-            ConvertRecipe.Stage stage = stages.get(s);
-            if (stage == null || stage.tokens() == 0) continue;
-            Path stageDir = dir.resolve("stage" + s);
-            trainingTokens += runStage(s, stage, previous, stageDir, m.family() == Method.Family.DENSE, prefix);
-            previous = stageDir.resolve(Trainer.FINAL_DIR);
-            writeTimings(out, timings);
-        }
+        Trained trained = retrain(m.family(), build, dir, prefix);
         // ---- export
         Path export = dir.resolve("model");
         if (!Files.isDirectory(export)) {
             long t = System.nanoTime();
-            m.export(previous, export, c, exportDtype);
+            m.export(trained.checkpoint(), export, c, exportDtype);
             timings.put(prefix + "export", seconds(t));
         }
         // ---- evaluation
@@ -259,7 +258,7 @@ public final class DiveConversion {
         Evaluation before = Evaluation.read(dir.resolve("eval/before.json")), after = Evaluation.read(dir.resolve("eval/after.json"));
         MethodResult.Grouping g = groups == null ? null : new MethodResult.Grouping(grouping, groups.names(q.experts()), recipe.biasCompensation(),
                 recipe.outputScale() ? "least squares against the dense FFN on each expert's windows, per expert and layer: " + OutputScale.FILE : null);
-        return new MethodResult(g, m.variant(c), before.ppl(), after.ppl(), params[0], params[1], trainingTokens,
+        return new MethodResult(g, m.variant(c), before.ppl(), after.ppl(), params[0], params[1], trained.tokens(),
                 g == null ? null : before.routingShare(), after.routingShare(), export, m.exportFormat(c),
                 after.routingShare() == null ? null : ConversionReport.trainingExpertLoad(dir));
     }
@@ -287,6 +286,25 @@ public final class DiveConversion {
         }
         Files.createDirectories(out);
         AtomicFiles.writeString(file, text);
+    }
+
+    /** the last retraining stage's checkpoint (the build when every stage is skipped) and the tokens of all stages */
+    private record Trained(Path checkpoint, long tokens) {}
+
+    /** the retraining stages of {@code family} from the build {@code from}, in {@code dir}/stage0 … stage2 */
+    private Trained retrain(Method.Family family, Path from, Path dir, String phasePrefix) throws IOException {
+        Path previous = from;
+        long tokens = 0;
+        List<ConvertRecipe.Stage> stages = family.stages(recipe);
+        for (int s = 0; s < 3; s++) {
+            ConvertRecipe.Stage stage = stages.get(s);
+            if (stage == null || stage.tokens() == 0) continue;
+            Path stageDir = dir.resolve("stage" + s);
+            tokens += runStage(s, stage, previous, stageDir, family == Method.Family.DENSE, phasePrefix);
+            previous = stageDir.resolve(Trainer.FINAL_DIR);
+            writeTimings(out, timings);
+        }
+        return new Trained(previous, tokens);
     }
 
     /**

@@ -116,13 +116,7 @@ public final class LlamaMoeMethod implements Method {
      */
     public static int[][] kmeansExperts(float[] gate, int intermediateSize, int hidden, int experts, int width, long seed) {
         if (experts > intermediateSize) throw new IllegalArgumentException(experts + " clusters of " + intermediateSize + " rows");
-        int[] order = new int[intermediateSize];
-        for (int i = 0; i < intermediateSize; i++) order[i] = i;
-        SplitMix64 random = new SplitMix64(seed);
-        for (int i = intermediateSize - 1; i > 0; i--) {
-            int j = (int) random.nextLong(i + 1L);
-            int t = order[i]; order[i] = order[j]; order[j] = t;
-        }
+        int[] order = ExpertReconstruction.permutation(intermediateSize, seed);
         double[][] centroids = new double[experts][hidden];  // (E, d)
         for (int e = 0; e < experts; e++) for (int k = 0; k < hidden; k++) centroids[e][k] = gate[order[e] * hidden + k];
         int capacity = (intermediateSize + experts - 1) / experts;

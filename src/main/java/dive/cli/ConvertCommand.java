@@ -1,12 +1,12 @@
 package dive.cli;
 
 import dive.convert.ConversionReport;
+import dive.convert.ConversionResult;
 import dive.convert.ConvertRecipe;
 import dive.convert.DiveConversion;
 import picocli.CommandLine.*;
 
 import java.nio.file.Path;
-import java.util.Map;
 import java.util.concurrent.Callable;
 
 @Command(name = "convert", mixinStandardHelpOptions = true,
@@ -33,7 +33,7 @@ final class ConvertCommand implements Callable<Integer> {
         ConvertRecipe r = dtype == null ? loaded : loaded.withExportDtype(dtype);
         dive.backend.Backend backend = common.backend();  // the flags are checked before the plan
         MemoryPlans.state(MemoryPlans.convert(modelDir, r, experts, topK, ratio), common.quiet);
-        Map<String, Object> report = DiveConversion.run(
+        ConversionResult report = DiveConversion.run(
                 new DiveConversion.Request(modelDir, data, experts, topK, ratio, r, out, !common.quiet, commandLine(), loadFlags.options()), backend);
         Path dir = out.toAbsolutePath().normalize();
         System.out.print(ConversionReport.textTables(report, dir));

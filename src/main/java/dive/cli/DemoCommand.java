@@ -3,6 +3,7 @@ package dive.cli;
 import dive.api.DefaultModel;
 import dive.api.Engine;
 import dive.convert.ConversionReport;
+import dive.convert.ConversionResult;
 import dive.convert.ConvertRecipe;
 import dive.convert.DiveConversion;
 import dive.model.GenerateOptions;
@@ -53,10 +54,10 @@ final class DemoCommand implements Callable<Integer> {
         System.out.printf(Locale.ROOT, "convert  %d experts, top-%d, ratio %s, methods %s → %s%n", experts, topK, ratio, r.methods(), outDir);
         String command = "./dive demo --out " + out + (recipe == null ? "" : " --recipe " + recipe)
                 + (experts == 8 && topK == 1 && ratio == 0.5 ? "" : " --experts " + experts + " --top-k " + topK + " --ratio " + ratio);
-        Map<String, Object> report = DiveConversion.run(
+        ConversionResult report = DiveConversion.run(
                 new DiveConversion.Request(dir, "bundled", experts, topK, ratio, r, outDir, !common.quiet, command), backend);
         System.out.print(ConversionReport.textTables(report, outDir));
-        String headline = headline(report, topK);
+        String headline = headline(report.pplGeomeans(), topK);
         if (headline != null) System.out.println(headline);
         System.out.println("report → " + outDir.resolve("report.md") + " (report.json, ppl.png, routing.png, loss.png, affinity/affinity.png beside it)");
         System.out.printf(Locale.ROOT, "done in %.1f min%n", (System.nanoTime() - start) / 6e10);
@@ -66,11 +67,11 @@ final class DemoCommand implements Callable<Integer> {
     /**
      * The ordering this run found between DIVE, FLAP and DIVE's random-group ablation (held-out geometric-mean
      * perplexity, lower is better), beside the claim of the README's three-seed comparison at top-1; null when the run
-     * lacks one of the three.
+     * lacks one of the three. {@code pplGeomeans}: method → its geometric-mean perplexity after retraining.
      */
-    static String headline(Map<String, Object> report, int topK) {
-        if (!(report.get("methods") instanceof Map<?, ?> methods)) return null;
-        double dive = geomean(methods.get("dive")), flap = geomean(methods.get("flap")), random = geomean(methods.get("dive_random_groups"));
+    static String headline(Map<String, Double> pplGeomeans, int topK) {
+        double dive = pplGeomeans.getOrDefault("dive", Double.NaN), flap = pplGeomeans.getOrDefault("flap", Double.NaN),
+                random = pplGeomeans.getOrDefault("dive_random_groups", Double.NaN);
         if (Double.isNaN(dive) || Double.isNaN(flap) || Double.isNaN(random)) return null;
         boolean ahead = dive < flap && dive < random;
         String found = String.format(Locale.ROOT, "ordering DIVE %.2f, FLAP %.2f (%+.1f %%), DIVE with random groups %.2f (%+.1f %%): DIVE %s",
@@ -82,9 +83,5 @@ final class DemoCommand implements Callable<Integer> {
                          : "; unlike the README's three-seed comparison at top-1 (DIVE ahead of both on every seed)")
                 : "; the README's three-seed comparison at top-2 has DIVE ahead of its ablation and behind FLAP";
         return found + readme + " (one seed)";
-    }
-
-    private static double geomean(Object entry) {
-        return entry instanceof Map<?, ?> m && m.get("ppl_geomean") instanceof Number n ? n.doubleValue() : Double.NaN;
     }
 }

@@ -36,7 +36,7 @@ public final class ConversionReport {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     /** where a method's stages and export live */
-    static Path methodDir(Path out, String method) { return method.equals("dive") ? out : out.resolve(method); }
+    static Path methodDir(Path out, String method) { return method.equals(DiveMethod.NAME) ? out : out.resolve(method); }
 
     /** the geometric mean of the values of a {dataset: perplexity} object */
     public static double geomean(JsonNode ppl) {
@@ -51,8 +51,8 @@ public final class ConversionReport {
      * An MoE method's expert load while training: per stage, the last evaluation's {dataset: share of top-k assignments
      * per expert} from its train-log.jsonl; empty when the log has none (dense models, train_eval_windows: 0)
      */
-    static Map<String, Object> trainingExpertLoad(Path methodDir) throws IOException {
-        Map<String, Object> stages = new LinkedHashMap<>();
+    static Map<String, Map<String, JsonNode>> trainingExpertLoad(Path methodDir) throws IOException {
+        Map<String, Map<String, JsonNode>> stages = new LinkedHashMap<>();
         for (int s = 0; s < 3; s++) {
             Path log = methodDir.resolve("stage" + s).resolve(dive.train.Trainer.LOG_FILE);
             if (!Files.isRegularFile(log)) continue;
@@ -63,7 +63,7 @@ public final class ConversionReport {
                 if (eval.isObject() && eval.properties().stream().anyMatch(e -> e.getValue().has("expert_load"))) last = eval;
             }
             if (last == null) continue;
-            Map<String, Object> perDataset = new LinkedHashMap<>();
+            Map<String, JsonNode> perDataset = new LinkedHashMap<>();
             last.properties().forEach(e -> { if (e.getValue().has("expert_load")) perDataset.put(e.getKey(), e.getValue().get("expert_load")); });
             stages.put("stage" + s, perDataset);
         }
@@ -102,8 +102,8 @@ public final class ConversionReport {
     }
 
     /** both tables as fixed-width text (the console) */
-    public static String textTables(Map<String, Object> report, Path out) {
-        JsonNode tree = JSON.valueToTree(report);
+    public static String textTables(ConversionResult report, Path out) {
+        JsonNode tree = JSON.valueToTree(report.toJson());
         return "held-out perplexity after retraining (and of the built model before any retraining), geometric mean over "
                 + tree.get("datasets").size() + " datasets\n"
                 + render(summaryRows(tree, out), false) + "\nper dataset\n" + render(perDatasetRows(tree), false);
@@ -135,8 +135,8 @@ public final class ConversionReport {
     }
 
     /** writes report.md, ppl.png, routing.png and loss.png into {@code out} (atomically, each) */
-    static void write(Path out, Map<String, Object> report, String command) throws IOException {
-        JsonNode tree = JSON.valueToTree(report);
+    static void write(Path out, ConversionResult report, String command) throws IOException {
+        JsonNode tree = JSON.valueToTree(report.toJson());
         List<String> names = new ArrayList<>();
         tree.get("datasets").forEach(d -> names.add(d.asText()));
         List<String> methods = new ArrayList<>();

@@ -43,7 +43,7 @@ import java.util.TreeSet;
  * stage2: {tokens: 0, lr: 1.0e-5, ...}                                        # optional; constant lr
  * export_dtype: auto           # dtype of the exported models: auto (the dense checkpoint's: BF16 in, BF16 out), F32,
  *                              # BF16 or F16 (convert's --dtype sets it)
- * methods: [dive]              # dive plus any baselines of {@link BaselineConversion} (flap, llm_pruner,
+ * methods: [dive]              # dive plus any baselines of {@link Methods} (flap, llm_pruner,
  *                              # llama_moe_random, llama_moe_kmeans, dive_random_groups), each in OUT/&lt;method&gt;/
  * </pre>
  */
@@ -121,9 +121,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
         List<String> methods = r.has("methods") ? r.strings("methods") : List.of("dive");
         if (new java.util.HashSet<>(methods).size() != methods.size()) throw r.error("methods", "a method is named twice: " + methods);
         if (!methods.contains("dive")) throw r.error("methods", "must contain dive (the conversion itself; baselines run beside it): " + methods);
-        for (String m : methods)
-            if (!m.equals("dive") && !BaselineConversion.METHODS.contains(m))
-                throw r.error("methods", "unknown method '" + m + "' (expected dive or one of " + BaselineConversion.METHODS + ")");
+        for (String m : methods) Methods.byName(m, source + ": methods");
         return new ConvertRecipe(datasets, score, linkage, calibration, eval, finalEval, seqlen, seed, bias, outputScale, grouping,
                 groupsFile == null ? null : baseDir.resolve(groupsFile).toAbsolutePath().normalize(), nsamples, routerStd, aux,
                 checkpointEvery, trainEval, trainEvals, s0, s1, s2, List.copyOf(methods), exportDtype(r.text("export_dtype", "auto"), source + ": export_dtype"));

@@ -8,9 +8,7 @@ import dive.data.Corpus;
 import dive.data.Manifest;
 import dive.model.LlamaConfig;
 import dive.model.LlamaModel;
-import dive.model.MixtralExport;
 import dive.tensor.DType;
-import dive.tensor.TensorArena;
 import dive.tokenizer.Tokenizer;
 import dive.train.Recipe;
 import dive.train.TrainState;
@@ -31,8 +29,11 @@ import java.util.logging.Logger;
 import java.util.stream.Stream;
 
 /**
- * The whole DIVE pipeline ({@code ./dive convert}): dense Llama → windows → groups (affinity mining, random or a file)
- * → experts (reconstruction) → retraining stages 0, 1 (and 2) → Mixtral export → evaluation and report.
+ * The conversion driver ({@code ./dive convert}): one run of the shared stages for every {@link Method} of the recipe —
+ * windows → groups (methods that use them: affinity mining, random or a file) → build ({@link Method#build}) →
+ * training-free evaluation → retraining stages 0, 1 (and 2) of the method's {@link Method.Family} → export → evaluation →
+ * report entry ({@link MethodResult}) — then report.json ({@link ConversionResult}) and the pictures ({@link ConversionReport}).
+ * DIVE ({@link DiveMethod}) runs in OUT, every other method in OUT/&lt;method&gt; (the same layout, with build/ for experts/).
  *
  * <p>Output folder (every file written atomically; each step's result is reused by a rerun, so a stopped run
  * continues where it stopped and ends with the same bytes):
@@ -46,6 +47,8 @@ import java.util.stream.Stream;
  * eval/               dense.json, before.json, after.json: per-dataset perplexity on the final-evaluation windows, routing share
  * report.json, report.md, ppl.png, routing.png, loss.png   results ({@link ConversionReport}); timings.json  seconds per
  *                     phase (kept apart: they differ between runs)
+ * &lt;method&gt;/            each other method of the recipe: build/ (its model before retraining), kept_channels.json,
+ *                     stage folders, model/, eval/before.json and eval/after.json; dive_random_groups a whole DIVE run
  * </pre>
  */
 public final class DiveConversion {
@@ -71,8 +74,6 @@ public final class DiveConversion {
         return windows;
     }
 
-    private DiveConversion() {}
-
     /**
      * @param data    "bundled" or a corpus folder
      * @param command the command line that asked for it, for report.md (null: a library call)
@@ -89,16 +90,65 @@ public final class DiveConversion {
         }
     }
 
-    /** the report's numbers for one method */
-    public record MethodResult(Map<String, Double> pplBefore, Map<String, Double> pplAfter, long paramsTotal, long paramsActive,
-                               long trainingTokens, Path export) {}
+    /** runs (or resumes) the conversion {@code q} with the methods of its recipe, every model on {@code backend}; returns the report (report.json) */
+    public static ConversionResult run(Request q, Backend backend) throws Exception {
+        return run(q, backend, Methods.of(q.recipe()));
+    }
 
-    /** runs (or resumes) the conversion {@code q}, every model on {@code backend}; returns the report (report.json) */
-    public static Map<String, Object> run(Request q, Backend backend) throws Exception {
+    /**
+     * runs (or resumes) the conversion {@code q} with {@code methods} (the recipe's {@code methods} are not read): the first,
+     * DIVE, in OUT, every other in OUT/&lt;name&gt;, each through the same stages; returns the report (report.json)
+     */
+    public static ConversionResult run(Request q, Backend backend, List<Method> methods) throws Exception {
+        if (methods.isEmpty() || !methods.getFirst().name().equals(DiveMethod.NAME) || methods.getFirst().grouping(q.recipe()) == null)
+            throw new IllegalArgumentException("methods " + methods.stream().map(Method::name).toList() + ": the first must be dive (the conversion itself; the others run beside it)");
+        if (methods.stream().map(Method::name).distinct().count() != methods.size())
+            throw new IllegalArgumentException("methods " + methods.stream().map(Method::name).toList() + ": a method is named twice (each has its folder and report entry)");
         ConvertRecipe recipe = q.recipe();
         Path out = q.outDir().toAbsolutePath().normalize();
         Path modelDir = q.modelDir().toAbsolutePath().normalize();
-        // ---- every check before any work
+        Inputs in = check(q, modelDir);
+        String data = q.data().equals("bundled") ? "bundled" : Path.of(q.data()).toAbsolutePath().normalize().toString();
+        Map<String, Object> settings = new LinkedHashMap<>();
+        settings.put("model", modelDir.toString());
+        settings.put("data", data);
+        settings.put("experts", q.experts());
+        settings.put("top_k", q.topK());
+        settings.put("ratio", q.ratio());
+        settings.put("recipe", recipe.toJson());
+        claimOutput(out, settings);
+        DiveConversion run = new DiveConversion(q, backend, out, modelDir, in.denseConfig(), in.tokenizerJson(), in.datasets(), readTimings(out));
+
+        // ---- windows (deterministic: recomputed on every run)
+        long t0 = System.nanoTime();
+        run.windows = windows(in.corpus(), in.datasets(), Tokenizer.load(in.tokenizerJson()), recipe.calibrationWindows(), recipe.evalWindows(),
+                recipe.finalEvalWindows(), recipe.seqlen(), recipe.seed());
+        run.timings.putIfAbsent("windows", seconds(t0));
+
+        // ---- every method through the same stages: the first (dive) in OUT, the others in OUT/<name>
+        Map<String, MethodResult> results = new LinkedHashMap<>();
+        for (Method m : methods) {
+            boolean primary = m == methods.getFirst();
+            results.put(m.name(), run.runMethod(m, primary ? out : out.resolve(m.name()), primary));
+            writeTimings(out, run.timings);
+        }
+
+        // ---- report
+        ConversionResult report = new ConversionResult(modelDir.toString(), data, in.datasets(), q.experts(), q.topK(), q.ratio(), in.expertWidth(),
+                "perplexity on each dataset's final-evaluation windows (second half of its EVAL split), "
+                        + recipe.finalEvalWindows() + " windows of " + recipe.seqlen() + " tokens at most",
+                new ConversionResult.Dense(Evaluation.read(out.resolve("eval/dense.json")).ppl(), run.denseParams[0], run.denseParams[1]), results);
+        AtomicFiles.writeString(out.resolve("report.json"), JSON.writeValueAsString(report.toJson()) + "\n");
+        ConversionReport.write(out, report, q.command());
+        return report;
+    }
+
+    /** what the checks found: the dense config, its tokenizer, the corpus, the run's datasets and the expert width */
+    private record Inputs(LlamaConfig denseConfig, Path tokenizerJson, Corpus corpus, List<String> datasets, int expertWidth) {}
+
+    /** every check before any work: the model, its tokenizer, the datasets, (E, k, r) and the recipe's lengths */
+    private static Inputs check(Request q, Path modelDir) throws IOException {
+        ConvertRecipe recipe = q.recipe();
         LlamaConfig dc = LlamaConfig.load(modelDir);
         if (dc.moe() != null || !dc.modelType().equals("llama"))
             throw new IllegalArgumentException(modelDir + ": convert needs a dense llama model, found model_type '" + dc.modelType() + "'");
@@ -115,184 +165,102 @@ public final class DiveConversion {
         for (ConvertRecipe.Stage s : List.of(recipe.stage0(), recipe.stage1(), recipe.stage2()))
             if (s.seqLen() > dc.maxPositionEmbeddings()) throw new IllegalArgumentException("recipe stage seq_len " + s.seqLen() + " exceeds the model's max_position_embeddings " + dc.maxPositionEmbeddings());
         if (recipe.seqlen() > dc.maxPositionEmbeddings()) throw new IllegalArgumentException("recipe seqlen " + recipe.seqlen() + " exceeds the model's max_position_embeddings " + dc.maxPositionEmbeddings());
-        Map<String, Object> settings = new LinkedHashMap<>();
-        settings.put("model", modelDir.toString());
-        settings.put("data", q.data().equals("bundled") ? "bundled" : Path.of(q.data()).toAbsolutePath().normalize().toString());
-        settings.put("experts", q.experts());
-        settings.put("top_k", q.topK());
-        settings.put("ratio", q.ratio());
-        settings.put("recipe", recipe.toJson());
-        claimOutput(out, settings);
-        Map<String, Double> timings = readTimings(out);
-        Tokenizer tokenizer = Tokenizer.load(tokenizerJson);
+        return new Inputs(dc, tokenizerJson, corpus, names, width);
+    }
 
-        Path expertsDir = out.resolve("experts");
-        List<DatasetWindows> windows;
-        int[] groups;
-        DType exportDtype;
+    private final Request q;
+    private final Backend backend;
+    private final ConvertRecipe recipe;
+    private final Path out, modelDir, tokenizerJson;
+    private final LlamaConfig denseConfig;
+    private final List<String> names;
+    private final Map<String, Double> timings;  // phase → seconds (timings.json)
+    private List<DatasetWindows> windows;
+    private DType exportDtype;  // of the dense checkpoint (known once the primary method loaded it) or the recipe's
+    private long[] denseParams;  // total, active
+
+    private DiveConversion(Request q, Backend backend, Path out, Path modelDir, LlamaConfig denseConfig, Path tokenizerJson, List<String> names,
+                           Map<String, Double> timings) {
+        this.q = q;
+        this.backend = backend;
+        this.recipe = q.recipe();
+        this.out = out;
+        this.modelDir = modelDir;
+        this.denseConfig = denseConfig;
+        this.tokenizerJson = tokenizerJson;
+        this.names = names;
+        this.timings = timings;
+    }
+
+    /**
+     * One method's stages in {@code dir}, each skipped when its result is there: groups (groups.json) → build → (primary:
+     * the dense model's evaluation) → evaluation before retraining (eval/before.json) → stages 0, 1, 2 → export (model/) →
+     * evaluation after retraining (eval/after.json). The primary method's phases in timings.json have no prefix (its
+     * build is "reconstruction"), the others' are prefixed with the method's name.
+     */
+    private MethodResult runMethod(Method m, Path dir, boolean primary) throws Exception {
+        Method.Context c = new Method.Context(q, modelDir, denseConfig, tokenizerJson, names, windows, dir, backend);
+        ConvertRecipe own = m.ownConversion(recipe);
+        if (own != null) {
+            ConversionResult nested = run(new Request(modelDir, q.data(), q.experts(), q.topK(), q.ratio(), own, dir, q.progress(), null, q.load()), backend);
+            return nested.methods().get(own.methods().getFirst()).withVariant(m.variant(c));
+        }
+        String prefix = primary ? "" : m.name() + "_", label = primary ? "eval" : m.name();
+        Files.createDirectories(dir);
+        Path build = dir.resolve(m.buildFolder());
+        String grouping = m.grouping(recipe);
+        Groups groups = null;
         try (LlamaModel dense = LlamaModel.load(modelDir, backend, q.load())) {
-            exportDtype = recipe.exportDtype(dense.namedWeights().get("model.embed_tokens.weight").dtype());
-            // ---- windows (deterministic: recomputed on every run)
-            long t0 = System.nanoTime();
-            windows = windows(corpus, names, tokenizer, recipe.calibrationWindows(), recipe.evalWindows(), recipe.finalEvalWindows(),
-                    recipe.seqlen(), recipe.seed());
-            timings.putIfAbsent("windows", seconds(t0));
-
+            if (exportDtype == null) exportDtype = recipe.exportDtype(dense.namedWeights().get("model.embed_tokens.weight").dtype());
             // ---- groups
-            List<CalibrationStatistics> perDataset = null;
-            Path groupsFile = out.resolve("groups.json");
-            if (Files.isRegularFile(groupsFile)) {
-                groups = readGroups(groupsFile, names, q.experts());
-            } else {
-                long t1 = System.nanoTime();
-                groups = switch (recipe.grouping()) {
-                    case "random" -> ExpertReconstruction.randomGroups(names.size(), q.experts(), recipe.seed());
-                    case "file" -> readGroups(recipe.groupsFile(), names, q.experts());
-                    default -> {
-                        AffinityMining.Options options = new AffinityMining.Options(names, q.ratio(), recipe.score(), recipe.calibrationWindows(),
-                                recipe.evalWindows(), recipe.seqlen(), recipe.seed(), recipe.linkage(), q.experts(), recipe.biasCompensation());
-                        AffinityMining.AffinityResult r;
-                        try (Progress bar = new Progress("affinity", AffinityMining.progressUnits(names.size(), options), "windows", q.progress())) {
-                            r = AffinityMining.run(dense, windows, options, out.resolve("affinity"), bar);
-                        }
-                        perDataset = r.statistics();
-                        yield r.groups();
-                    }
-                };
-                writeGroups(groupsFile, recipe.grouping(), names, groups, q.experts());
-                timings.put("grouping", seconds(t1));
+            if (grouping != null) {
+                boolean made = !Files.isRegularFile(dir.resolve(Groups.FILE));
+                long t = System.nanoTime();
+                groups = Groups.readOrMake(dir, grouping, dense, windows, q, names);
+                if (made) timings.put(prefix + "grouping", seconds(t));
             }
-
-            // ---- experts
-            if (!Files.isDirectory(expertsDir)) {
-                long t2 = System.nanoTime();
-                ExpertReconstruction.Options options = new ExpertReconstruction.Options(q.experts(), q.topK(), q.ratio(),
-                        recipe.score().equals("taylor") ? null : ChannelScore.parse(recipe.score(), "score"), recipe.biasCompensation(),
-                        recipe.nsamples(), recipe.seed(), recipe.routerInitStd(), recipe.seed(), recipe.auxLossCoef());
-                List<CalibrationStatistics> groupStats = new ArrayList<>();
-                List<ChannelScore> scores = new ArrayList<>();
-                List<List<int[]>> expertWindows = new ArrayList<>();
-                try (Progress bar = new Progress("experts", q.experts(), "experts", q.progress())) {
-                    for (int g = 0; g < q.experts(); g++) {
-                        List<DatasetWindows> members = new ArrayList<>();
-                        for (int i = 0; i < groups.length; i++) if (groups[i] == g) members.add(windows.get(i));
-                        int pool = members.stream().mapToInt(w -> w.calibration().size()).sum();
-                        expertWindows.add(ExpertReconstruction.pooledWindows(members, recipe.seed(), g, recipe.nsamples()));
-                        if (perDataset == null && ExpertReconstruction.usesWholePool(pool, recipe.nsamples())) {
-                            perDataset = new ArrayList<>();  // the same per-dataset statistics affinity mining gathers
-                            for (DatasetWindows w : windows) perDataset.add(CalibrationStatistics.collect(dense, w.calibration()));
-                        }
-                        groupStats.add(ExpertReconstruction.groupStatistics(dense, windows, perDataset, groups, g, options));
-                        scores.add(options.score() != null ? options.score()
-                                : TaylorScore.compute(dense, expertWindows.get(g)));
-                        bar.step(1);
-                    }
-                }
-                try (TensorArena arena = TensorArena.shared()) {  // the experts, freed once written
-                    ExpertReconstruction.Result built = ExpertReconstruction.reconstruct(dense, groupStats, scores, options, arena);
-                    if (recipe.outputScale()) {
-                        double[][] scales = new double[q.experts()][];
-                        built = OutputScale.apply(dense, built, expertWindows, scales);
-                        OutputScale.write(out, scales);
-                    }
-                    MixtralExport.write(expertsDir, built.config(), built.weights(),
-                            MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true));
-                }
-                timings.put("reconstruction", seconds(t2));
+            // ---- build
+            if (!Method.isBuilt(build)) {
+                long t = System.nanoTime();
+                dive.util.MemoryPlan.enterStage(m.name() + " build");
+                m.build(new Method.BuildContext(c, dense, groups, build));
+                timings.put(prefix + (primary ? "reconstruction" : "build"), seconds(t));
                 writeTimings(out, timings);
             }
+            m.checkBuilt(build, c);
             // ---- the dense reference
-            evaluateOnce(dense, windows, out.resolve("eval/dense.json"), "eval dense", q.progress(), timings, "eval_dense");
+            if (primary) {
+                evaluateOnce(dense, windows, out.resolve("eval/dense.json"), "eval dense", q.progress(), timings, "eval_dense");
+                denseParams = ExpertReconstruction.parameterCounts(dense);
+            }
         }
-        try (LlamaModel before = LlamaModel.load(expertsDir, backend)) {
-            evaluateOnce(before, windows, out.resolve("eval/before.json"), "eval before", q.progress(), timings, "eval_before");
+        // ---- training-free evaluation
+        try (LlamaModel before = LlamaModel.load(build, backend)) {
+            evaluateOnce(before, windows, dir.resolve("eval/before.json"), label + " before", q.progress(), timings, prefix + "eval_before");
         }
         writeTimings(out, timings);
-
         // ---- retraining
-        Path previous = expertsDir;
-        long trainingTokens = 0;
-        List<ConvertRecipe.Stage> stages = List.of(recipe.stage0(), recipe.stage1(), recipe.stage2());
-        for (int s = 0; s < 3; s++) {
-            ConvertRecipe.Stage stage = stages.get(s);
-            if (stage.tokens() == 0) continue;
-            Path dir = out.resolve("stage" + s);
-            trainingTokens += runStage(s, stage, q, recipe, previous, tokenizerJson, names, dir, timings, backend);
-            previous = dir.resolve(Trainer.FINAL_DIR);
-            writeTimings(out, timings);
-        }
-
+        Trained trained = retrain(m.family(), build, dir, prefix);
         // ---- export
-        Path export = out.resolve("model");
+        Path export = dir.resolve("model");
         if (!Files.isDirectory(export)) {
             long t = System.nanoTime();
-            try (LlamaModel last = LlamaModel.load(previous, backend)) {
-                MixtralExport.write(export, last, MixtralExport.Options.defaults().withTokenizerFrom(modelDir).withExpertBias(true)
-                        .withDtype(exportDtype));
-            }
-            timings.put("export", seconds(t));
+            m.export(trained.checkpoint(), export, c, exportDtype);
+            timings.put(prefix + "export", seconds(t));
         }
-        JsonNode denseEval, beforeEval, afterEval;
-        long[] denseParams, moeParams;
+        // ---- evaluation
+        long[] params;
         try (LlamaModel after = LlamaModel.load(export, backend)) {
-            evaluateOnce(after, windows, out.resolve("eval/after.json"), "eval after", q.progress(), timings, "eval_after");
-            moeParams = ExpertReconstruction.parameterCounts(after);
+            evaluateOnce(after, windows, dir.resolve("eval/after.json"), label + " after", q.progress(), timings, prefix + "eval_after");
+            params = ExpertReconstruction.parameterCounts(after);
         }
-        try (LlamaModel dense = LlamaModel.load(modelDir, backend, q.load())) { denseParams = ExpertReconstruction.parameterCounts(dense); }
-        writeTimings(out, timings);
-        denseEval = JSON.readTree(out.resolve("eval/dense.json").toFile());
-        beforeEval = JSON.readTree(out.resolve("eval/before.json").toFile());
-        afterEval = JSON.readTree(out.resolve("eval/after.json").toFile());
-
-        // ---- report
-        Map<String, Object> report = new LinkedHashMap<>();
-        report.put("model", modelDir.toString());
-        report.put("data", settings.get("data"));
-        report.put("datasets", names);
-        report.put("experts", q.experts());
-        report.put("top_k", q.topK());
-        report.put("ratio", q.ratio());
-        report.put("expert_width", width);
-        report.put("evaluation", "perplexity on each dataset's final-evaluation windows (second half of its EVAL split), "
-                + recipe.finalEvalWindows() + " windows of " + recipe.seqlen() + " tokens at most");
-        Map<String, Object> denseEntry = new LinkedHashMap<>();
-        denseEntry.put("ppl", JSON.convertValue(denseEval.get("ppl"), Map.class));
-        denseEntry.put("params_total", denseParams[0]);
-        denseEntry.put("params_active", denseParams[1]);
-        report.put("dense", denseEntry);
-        Map<String, Object> dive = new LinkedHashMap<>();
-        dive.put("grouping", recipe.grouping());
-        dive.put("groups", groupNames(names, groups, q.experts()));
-        dive.put("bias_compensation", recipe.biasCompensation());
-        if (recipe.outputScale()) dive.put("output_scale", "least squares against the dense FFN on each expert's windows, per expert and layer: " + OutputScale.FILE);
-        dive.put("ppl_before_retraining", JSON.convertValue(beforeEval.get("ppl"), Map.class));
-        dive.put("ppl_after_retraining", JSON.convertValue(afterEval.get("ppl"), Map.class));
-        dive.put("params_total", moeParams[0]);
-        dive.put("params_active", moeParams[1]);
-        dive.put("training_tokens", trainingTokens);
-        dive.put("routing_share_before_retraining", JSON.convertValue(beforeEval.get("routing_share"), Map.class));
-        dive.put("routing_share", JSON.convertValue(afterEval.get("routing_share"), Map.class));
-        dive.put("export", export.toString());
-        dive.put("export_format", recipe.biasCompensation() ? "mixtral with dive_expert_bias (this engine's extension) unless all biases are zero" : "stock Mixtral");
-        Map<String, Object> methods = new LinkedHashMap<>();
-        methods.put("dive", dive);
-        for (String m : recipe.methods()) {
-            if (m.equals("dive")) continue;
-            methods.put(m, BaselineConversion.run(m, q, modelDir, tokenizerJson, names, windows, out.resolve(m), backend, timings, exportDtype));
-            writeTimings(out, timings);
-        }
-        // every model's geometric-mean perplexity; the MoE methods' expert load while training (last eval of each stage)
-        denseEntry.put("ppl_geomean", ConversionReport.geomean(denseEval.get("ppl")));
-        for (Map.Entry<String, Object> m : methods.entrySet()) {
-            @SuppressWarnings("unchecked") Map<String, Object> entry = (Map<String, Object>) m.getValue();
-            entry.put("ppl_geomean", ConversionReport.geomean(JSON.valueToTree(entry.get("ppl_after_retraining"))));
-            if (entry.get("routing_share") != null)
-                entry.put("expert_load_during_training", ConversionReport.trainingExpertLoad(ConversionReport.methodDir(out, m.getKey())));
-        }
-        report.put("methods", methods);
-        AtomicFiles.writeString(out.resolve("report.json"), JSON.writeValueAsString(report) + "\n");
-        ConversionReport.write(out, report, q.command());
-        return report;
+        // ---- report entry
+        Evaluation before = Evaluation.read(dir.resolve("eval/before.json")), after = Evaluation.read(dir.resolve("eval/after.json"));
+        MethodResult.Grouping g = groups == null ? null : new MethodResult.Grouping(grouping, groups.names(q.experts()), recipe.biasCompensation(),
+                recipe.outputScale() ? "least squares against the dense FFN on each expert's windows, per expert and layer: " + OutputScale.FILE : null);
+        return new MethodResult(g, m.variant(c), before.ppl(), after.ppl(), params[0], params[1], trained.tokens(),
+                g == null ? null : before.routingShare(), after.routingShare(), export, m.exportFormat(c),
+                after.routingShare() == null ? null : ConversionReport.trainingExpertLoad(dir));
     }
 
     /** an empty or new folder gets the settings; a folder of an earlier run must have the same settings; anything else is refused */
@@ -320,19 +288,31 @@ public final class DiveConversion {
         AtomicFiles.writeString(file, text);
     }
 
-    /** one stage: skipped when its done marker exists, resumed from its latest checkpoint, else started; returns its tokens */
-    static long runStage(int s, ConvertRecipe.Stage stage, Request q, ConvertRecipe recipe, Path from, Path tokenizerJson,
-                         List<String> names, Path dir, Map<String, Double> timings, Backend backend) throws IOException {
-        return runStage(s, stage, q, recipe, from, tokenizerJson, names, dir, timings, backend, false, "");
+    /** the last retraining stage's checkpoint (the build when every stage is skipped) and the tokens of all stages */
+    private record Trained(Path checkpoint, long tokens) {}
+
+    /** the retraining stages of {@code family} from the build {@code from}, in {@code dir}/stage0 … stage2 */
+    private Trained retrain(Method.Family family, Path from, Path dir, String phasePrefix) throws IOException {
+        Path previous = from;
+        long tokens = 0;
+        List<ConvertRecipe.Stage> stages = family.stages(recipe);
+        for (int s = 0; s < 3; s++) {
+            ConvertRecipe.Stage stage = stages.get(s);
+            if (stage == null || stage.tokens() == 0) continue;
+            Path stageDir = dir.resolve("stage" + s);
+            tokens += runStage(s, stage, previous, stageDir, family == Method.Family.DENSE, phasePrefix);
+            previous = stageDir.resolve(Trainer.FINAL_DIR);
+            writeTimings(out, timings);
+        }
+        return new Trained(previous, tokens);
     }
 
     /**
-     * as above; {@code dense}: a Llama model (flap, llm_pruner) gets LoRA on gate/up/down and trains every RMSNorm;
+     * one retraining stage: skipped when its done marker exists, resumed from its latest checkpoint, else started; returns
+     * its tokens. {@code dense}: a Llama model (flap, llm_pruner) gets LoRA on gate/up/down and trains every RMSNorm;
      * {@code phasePrefix} names the method in timings.json ("" for DIVE, "flap_" …)
      */
-    static long runStage(int s, ConvertRecipe.Stage stage, Request q, ConvertRecipe recipe, Path from, Path tokenizerJson,
-                         List<String> names, Path dir, Map<String, Double> timings, Backend backend, boolean dense,
-                         String phasePrefix) throws IOException {
+    private long runStage(int s, ConvertRecipe.Stage stage, Path from, Path dir, boolean dense, String phasePrefix) throws IOException {
         Path done = dir.resolve(DONE_FILE);
         if (Files.isRegularFile(done)) return JSON.readTree(done.toFile()).path("tokens").asLong();
         long start = System.nanoTime();
@@ -425,46 +405,6 @@ public final class DiveConversion {
         Files.createDirectories(file.getParent());
         AtomicFiles.writeString(file, JSON.writeValueAsString(json) + "\n");
         timings.put(phase, seconds(start));
-    }
-
-    /** a groups file: {"groups": [["dataset", ...], ...]} (affinity.json and groups.json have this key) */
-    static int[] readGroups(Path file, List<String> names, int experts) throws IOException {
-        JsonNode root;
-        try { root = JSON.readTree(file.toFile()); }
-        catch (com.fasterxml.jackson.core.JacksonException e) { throw new IllegalArgumentException(file + ": not valid JSON: " + e.getOriginalMessage()); }
-        JsonNode list = root == null ? null : root.get("groups");
-        if (list == null || !list.isArray()) throw new IllegalArgumentException(file + ": groups: expected a list of lists of dataset names");
-        if (list.size() != experts) throw new IllegalArgumentException(file + ": groups: " + list.size() + " groups for --experts " + experts);
-        int[] groups = new int[names.size()];
-        java.util.Arrays.fill(groups, -1);
-        for (int g = 0; g < list.size(); g++) {
-            if (!list.get(g).isArray() || list.get(g).isEmpty()) throw new IllegalArgumentException(file + ": groups[" + g + "]: expected a non-empty list of dataset names");
-            for (JsonNode n : list.get(g)) {
-                int i = names.indexOf(n.asText());
-                if (i < 0) throw new IllegalArgumentException(file + ": groups[" + g + "]: '" + n.asText() + "' is not one of the run's datasets " + names);
-                if (groups[i] >= 0) throw new IllegalArgumentException(file + ": dataset '" + n.asText() + "' is in groups " + groups[i] + " and " + g);
-                groups[i] = g;
-            }
-        }
-        for (int i = 0; i < groups.length; i++)
-            if (groups[i] < 0) throw new IllegalArgumentException(file + ": dataset '" + names.get(i) + "' is in no group");
-        return groups;
-    }
-
-    static void writeGroups(Path file, String grouping, List<String> names, int[] groups, int experts) throws IOException {
-        Map<String, Object> json = new LinkedHashMap<>();
-        json.put("grouping", grouping);
-        json.put("datasets", names);
-        json.put("groups", groupNames(names, groups, experts));
-        json.put("group_of_dataset", groups);
-        AtomicFiles.writeString(file, JSON.writeValueAsString(json) + "\n");
-    }
-
-    static List<List<String>> groupNames(List<String> names, int[] groups, int experts) {
-        List<List<String>> out = new ArrayList<>();
-        for (int g = 0; g < experts; g++) out.add(new ArrayList<>());
-        for (int i = 0; i < groups.length; i++) out.get(groups[i]).add(names.get(i));
-        return out;
     }
 
     static Map<String, Double> readTimings(Path out) throws IOException {

@@ -138,7 +138,7 @@ public final class ExpertReconstruction {
      * The Mixtral model whose expert e of layer l keeps the dense channels {@code kept[e][l]} (ascending, each of the
      * expert width round(I·(1 − r))); routers as {@link #reconstruct}. With bias compensation, expert e's bias uses
      * the channel means of {@code biasStatistics.get(e)} (may be null without bias compensation). Used by the
-     * data-free baselines ({@link BaselineConversion}) with channel sets of their own.
+     * data-free baselines ({@link LlamaMoeMethod}) with channel sets of their own.
      */
     public static Result fromKeptChannels(LlamaModel dense, int[][][] kept, List<CalibrationStatistics> biasStatistics, Options options) {
         return fromKeptChannels(dense, kept, biasStatistics, options, TensorArena.auto());
@@ -195,16 +195,22 @@ public final class ExpertReconstruction {
      */
     public static int[] randomGroups(int datasets, int experts, long seed) {
         if (experts > datasets) throw new IllegalArgumentException("experts " + experts + " exceeds the " + datasets + " datasets");
-        int[] order = new int[datasets];
-        for (int i = 0; i < datasets; i++) order[i] = i;
-        SplitMix64 random = new SplitMix64(seed);
-        for (int i = datasets - 1; i > 0; i--) {
-            int j = (int) random.nextLong(i + 1L);
-            int t = order[i]; order[i] = order[j]; order[j] = t;
-        }
+        int[] order = permutation(datasets, seed);
         int[] groups = new int[datasets];
         for (int p = 0; p < datasets; p++) groups[order[p]] = p % experts;
         return groups;
+    }
+
+    /** a Fisher–Yates permutation of 0 … n−1 by SplitMix64(seed): for i = n−1 … 1, swap i with nextLong(i + 1) */
+    static int[] permutation(int n, long seed) {
+        int[] order = new int[n];
+        for (int i = 0; i < n; i++) order[i] = i;
+        SplitMix64 random = new SplitMix64(seed);
+        for (int i = n - 1; i > 0; i--) {
+            int j = (int) random.nextLong(i + 1L);
+            int t = order[i]; order[i] = order[j]; order[j] = t;
+        }
+        return order;
     }
 
     /** total parameters and those a token uses (k of E experts per layer; routers counted as active) */

@@ -17,6 +17,12 @@ import java.util.Arrays;
 public final class Pruning {
     private Pruning() {}
 
+    /** writes {@code kept}[e][l] (a dense method: one "expert") as {"kept_channels": …} to {@code file}, atomically */
+    static void writeKeptChannels(java.nio.file.Path file, int[][][] kept) throws java.io.IOException {
+        dive.util.AtomicFiles.writeString(file, new com.fasterxml.jackson.databind.ObjectMapper()
+                .writeValueAsString(java.util.Map.of("kept_channels", kept)) + "\n");
+    }
+
     /** round(F·(1 − r)) (halves up): the channels kept of F at pruning ratio r; checks r ∈ (0, 1) and that it removes at least one channel and keeps at least one */
     public static int keptWidth(int width, double ratio) {
         if (!(ratio > 0 && ratio < 1)) throw new IllegalArgumentException("ratio " + ratio + ": expected a share of FFN channels to remove in (0, 1)");

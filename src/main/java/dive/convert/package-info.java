@@ -1,5 +1,5 @@
 /**
- * DIVE's conversion steps on a dense Llama model (see DIVE-METHOD.md sections 1–3).
+ * DIVE's conversion steps on a dense Llama model (see DIVE-METHOD.md sections 1–6).
  *
  * <pre>
  * DatasetWindows         per dataset: seeded calibration windows (CALIB split), affinity-evaluation windows (first half
@@ -17,11 +17,20 @@
  *                        the sample is the whole pool) → pruned FFN = expert; routers normal(0, 0.02); (E, k, r) checks
  * HeldOutEvaluation      per-dataset perplexity and routing share (dataset × expert) from the same forwards
  * ConvertRecipe          the strict YAML/JSON settings of ./dive convert (windows, score, grouping, stage budgets)
- * DiveConversion         the whole pipeline, resumable step by step: groups → experts → stage 0/1/2 (TrainingRun with a
- *                        recipe written into each stage folder, a done marker at the end) → Mixtral export → report.json
- * BaselineConversion     section 6 beside DIVE (recipe methods): flap, llm_pruner (dense, pruned to the active width,
- *                        LoRA on gate/up/down), llama_moe_random, llama_moe_kmeans (data-free experts), dive_random_groups;
- *                        each in OUT/&lt;method&gt;/ with the same stage budgets, one report.json entry per method
+ * DiveConversion         the driver: the shared stages, the same for every method and each resumable — settings claim
+ *                        (convert.json) → windows → groups (groups.json, methods that use them) → build → evaluation
+ *                        before retraining → stage 0/1/2 (TrainingRun with a recipe written into each stage folder, a done
+ *                        marker at the end) → export → evaluation after → report entry; then report.json
+ * Method                 one way to build the model to retrain (FFNs or experts + routers) and its Family (MOE: router
+ *                        stage 0, LoRA stages 1/2, Mixtral export; DENSE: LoRA on gate/up/down, Llama export)
+ * Methods                the recipe's method names → classes; an unknown name is refused naming the field and the names
+ * DiveMethod             section 4: experts from the groups' pooled windows (DIVE, in OUT; build folder experts/)
+ * DiveRandomGroupsMethod the ablation with random groups: a whole DIVE run of its own in OUT/dive_random_groups/
+ * DensePruningMethod     section 6's dense baselines, pruned to the active width: FlapMethod (WIFV), LlmPrunerMethod (Taylor)
+ * LlamaMoeMethod         section 6's data-free experts: llama_moe_random, llama_moe_kmeans
+ * Groups                 the groups stage: affinity mining, random or a file → groups.json
+ * Evaluation, MethodResult, ConversionResult   typed eval/*.json, report entries and report.json (same keys and order)
+ * ConversionReport       the tables, report.md and pictures of a report
  * </pre>
  */
 package dive.convert;

@@ -36,13 +36,13 @@ class BaselineConversionTest {
         float[] gate = {10, 0, 0, 10, 11, 1, 1, 11, 2, 8, 9, -1, -1, 9, 10, 1};
         Set<Set<Integer>> expected = Set.of(Set.of(0, 2, 5, 7), Set.of(1, 3, 4, 6));
         for (long seed = 0; seed < 5; seed++) {
-            int[][] kept = BaselineConversion.kmeansExperts(gate, 8, 2, 2, 4, seed);
+            int[][] kept = LlamaMoeMethod.kmeansExperts(gate, 8, 2, 2, 4, seed);
             Set<Set<Integer>> found = new HashSet<>();
             for (int[] k : kept) found.add(set(k));
             assertEquals(expected, found, "seed " + seed);
         }
         // width 5 > I/E: the cluster A expert takes row 4 (squared distance to A's centroid (10, 0.25): 64 + 60.06, the least of B's rows)
-        int[][] kept = BaselineConversion.kmeansExperts(gate, 8, 2, 2, 5, 0);
+        int[][] kept = LlamaMoeMethod.kmeansExperts(gate, 8, 2, 2, 5, 0);
         Set<Integer> a = set(kept[0]).contains(0) ? set(kept[0]) : set(kept[1]);
         assertEquals(Set.of(0, 2, 5, 7, 4), a);
     }
@@ -51,7 +51,7 @@ class BaselineConversionTest {
     void randomSubsetsFollowTheDocumentedSeeds() {
         int intermediate = 48, width = 24, experts = 3, layers = 2;
         long seed = 7;
-        int[][][] kept = BaselineConversion.randomSubsets(intermediate, width, experts, layers, seed);
+        int[][][] kept = LlamaMoeMethod.randomSubsets(intermediate, width, experts, layers, seed);
         for (int e = 0; e < experts; e++)
             for (int l = 0; l < layers; l++) {
                 // independent: draw without replacement by rejection-free partial shuffle written out here on a list
@@ -114,7 +114,7 @@ class BaselineConversionTest {
                 }
             }
             // llama_moe_random: expert e of layer l = the dense gate rows of the documented random subset (checked above)
-            int[][][] random = BaselineConversion.randomSubsets(48, 24, 2, layers, 4);
+            int[][][] random = LlamaMoeMethod.randomSubsets(48, 24, 2, layers, 4);
             try (LlamaModel moe = LlamaModel.load(out.resolve("llama_moe_random/build"), Backends.create("scalar"))) {
                 for (int l = 0; l < layers; l++)
                     for (int e = 0; e < 2; e++)
@@ -145,9 +145,9 @@ class BaselineConversionTest {
         try (LlamaModel dense = LlamaModel.load(MODEL, Backends.create("scalar"))) {
             int d = dense.config().hiddenSize(), width = dense.config().intermediateSize();
             CalibrationStatistics stats = CalibrationStatistics.collect(dense, pooled);
-            int[][] kept = BaselineConversion.denseKeptChannels(dense, "flap", pooled, stats, 24);
-            dive.model.LlamaConfig config = BaselineConversion.prunedDenseConfig(dense.config(), 24, true);
-            java.util.Map<String, dive.tensor.Tensor> weights = BaselineConversion.prunedDenseWeights(dense, kept, stats);
+            int[][] kept = new FlapMethod().keptChannels(dense, pooled, stats, 24);
+            dive.model.LlamaConfig config = DensePruningMethod.prunedConfig(dense.config(), 24, true);
+            java.util.Map<String, dive.tensor.Tensor> weights = DensePruningMethod.prunedWeights(dense, kept, stats);
             assertTrue(config.mlpBias());
             assertNull(config.moe());
             for (int l = 0; l < kept.length; l++)

@@ -47,9 +47,9 @@ class BaselineExportPythonTest {
         Path logits = tmp.resolve("dive_logits.npy");
         try (LlamaModel dense = LlamaModel.load(model, new ScalarBackend())) {
             CalibrationStatistics stats = CalibrationStatistics.collect(dense, pooled);
-            int[][] kept = BaselineConversion.denseKeptChannels(dense, "flap", pooled, stats, 24);
-            LlamaConfig config = BaselineConversion.prunedDenseConfig(dense.config(), 24, true);
-            Map<String, Tensor> weights = BaselineConversion.prunedDenseWeights(dense, kept, stats);
+            int[][] kept = new FlapMethod().keptChannels(dense, pooled, stats, 24);
+            LlamaConfig config = DensePruningMethod.prunedConfig(dense.config(), 24, true);
+            Map<String, Tensor> weights = DensePruningMethod.prunedWeights(dense, kept, stats);
             TrainableLlama.copyOf(config, weights::get, "flap", new ScalarBackend()).saveCheckpoint(out, model.resolve("tokenizer.json"), DType.F32);
         }
         try (LlamaModel exported = LlamaModel.load(out, new ScalarBackend())) {

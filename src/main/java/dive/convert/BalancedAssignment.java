@@ -15,7 +15,7 @@ import java.util.Arrays;
  * (Bellman–Ford on the c cluster nodes; the residual graph of an optimal partial assignment has no negative cycle) and
  * ends at a cluster with spare capacity. Each step keeps the partial assignment optimal, so the final one minimises
  * Σ_i cost[i][cluster(i)]. Time O(n·(c³ + path·(n/c)·c)), memory O(n·c + c²) — for CMoE on TinyLlama (4928 routed
- * channels, 14 experts) well under a second per layer.
+ * channels, 14 experts) under a second per layer.
  *
  * <p>Deterministic: relaxations only on strict improvement, ties → lower cluster index and lower item index. Among
  * several optimal assignments the one found may differ from the authors' solver; the total cost is the same.

@@ -20,7 +20,7 @@ import java.util.function.IntConsumer;
  * ‖B_:j − B_:k‖₁ = a_j + a_k − 2 C_jk  Hamming distance between two channels' activation patterns
  * </pre>
  * B is kept sparse: the K_a marked channel indices per token, {@code 4·N·K_a} bytes per layer (TinyLlama-1.1B, the
- * authors' 8 × 2048 = 16,384 calibration tokens, K_a = 10: 655 KB per layer, 14.4 MB for all 22 layers). The I × I
+ * authors' 8 × 2048 = 16,384 calibration tokens, K_a = 10: 655 KB per layer, 14.4 MB for all 22 layers; the arrays grow by doubling, so up to twice that). The I × I
  * co-activation matrix (127 MB as int for I = 5632) is never built: the carving needs only C between every channel and
  * the E seed channels (I × E) and, per expert, the row sums of C inside the expert, both computed from the sparse
  * markers (see {@link CmoeCarving}).

@@ -7,7 +7,8 @@ package dive.convert;
  * score_e = | (r_up,e · x) · SiLU(r_gate,e · x) |        the representative channel's activation with unit-norm weights
  * p       = softmax(score)                              over the E routed experts, in double here (fp32 in theirs)
  * chosen  = top-k of (p_e + b_e)                        b = load-balancing bias, ties → lower index
- * w_e     = 1 + p_e · σ_e  for e ∈ chosen               σ = a trainable per-expert scale, initialised to 0
+ * w_e     = 1 + p_e · σ_e  for e ∈ chosen               σ = a per-expert scale, initialised to 0, trained with the
+ *                                                       LoRA fine-tuning at its own learning rate (default 0.001)
  * y       = SharedExpert(x) + Σ_{e∈chosen} w_e · Expert_e(x)
  * </pre>
  * So right after carving (σ = 0, b = 0) every chosen expert is added with weight 1, like the shared expert, and the

@@ -44,13 +44,14 @@ import java.util.TreeSet;
  * export_dtype: auto           # dtype of the exported models: auto (the dense checkpoint's: BF16 in, BF16 out), F32,
  *                              # BF16 or F16 (convert's --dtype sets it)
  * methods: [dive]              # dive plus any baselines of {@link Methods} (flap, llm_pruner,
- *                              # llama_moe_random, llama_moe_kmeans, dive_random_groups), each in OUT/&lt;method&gt;/
+ *                              # llama_moe_random, llama_moe_kmeans, dive_random_groups, dive_shared), each in OUT/&lt;method&gt;/
+ * shared_share: 0.5            # dive_shared: the share of the active FFN width in its shared expert ({@link SharedExpertSplit})
  * </pre>
  */
 public record ConvertRecipe(List<String> datasets, String score, Clustering.Linkage linkage, int calibrationWindows, int evalWindows,
                             int finalEvalWindows, int seqlen, long seed, boolean biasCompensation, boolean outputScale, String grouping, Path groupsFile,
                             int nsamples, double routerInitStd, double auxLossCoef, int checkpointEvery, int trainEvalWindows,
-                            int trainEvals, Stage stage0, Stage stage1, Stage stage2, List<String> methods, String exportDtype) {
+                            int trainEvals, Stage stage0, Stage stage1, Stage stage2, List<String> methods, String exportDtype, double sharedShare) {
 
     /** one retraining stage; tokens 0 = skipped; temperature NaN = the paper's for k (stage 0 only) */
     public record Stage(long tokens, double lr, int batchSize, int seqLen, double warmup, double temperature, int loraR,
@@ -58,7 +59,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
 
     public static final Set<String> KEYS = Set.of("datasets", "score", "linkage", "calibration_windows", "eval_windows", "final_eval_windows",
             "seqlen", "seed", "bias_compensation", "output_scale", "grouping", "groups_file", "nsamples", "router_init_std", "aux_loss_coef",
-            "checkpoint_every", "train_eval_windows", "train_evals", "stage0", "stage1", "stage2", "methods", "export_dtype");
+            "checkpoint_every", "train_eval_windows", "train_evals", "stage0", "stage1", "stage2", "methods", "export_dtype", "shared_share");
     /** the most tokens one stage may train on (far beyond any run; a larger value is a typo) */
     static final long MAX_STAGE_TOKENS = 1L << 50;
     static final Set<String> STAGE_KEYS = Set.of("tokens", "lr", "batch_size", "seq_len", "warmup", "temperature", "lora_r", "lora_alpha", "lora_dropout");
@@ -122,9 +123,12 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
         if (new java.util.HashSet<>(methods).size() != methods.size()) throw r.error("methods", "a method is named twice: " + methods);
         if (!methods.contains("dive")) throw r.error("methods", "must contain dive (the conversion itself; baselines run beside it): " + methods);
         for (String m : methods) Methods.byName(m, source + ": methods");
+        double sharedShare = r.number("shared_share", 0.5);
+        if (!(sharedShare > 0 && sharedShare < 1)) throw r.error("shared_share", sharedShare + ": expected the share of the active width in dive_shared's shared expert, in (0, 1)");
         return new ConvertRecipe(datasets, score, linkage, calibration, eval, finalEval, seqlen, seed, bias, outputScale, grouping,
                 groupsFile == null ? null : baseDir.resolve(groupsFile).toAbsolutePath().normalize(), nsamples, routerStd, aux,
-                checkpointEvery, trainEval, trainEvals, s0, s1, s2, List.copyOf(methods), exportDtype(r.text("export_dtype", "auto"), source + ": export_dtype"));
+                checkpointEvery, trainEval, trainEvals, s0, s1, s2, List.copyOf(methods), exportDtype(r.text("export_dtype", "auto"), source + ": export_dtype"),
+                sharedShare);
     }
 
     /** "auto", "F32", "BF16" or "F16" (case-insensitive in, canonical out), or an error naming {@code what} */
@@ -139,7 +143,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
     public ConvertRecipe withExportDtype(String dtype) {
         return new ConvertRecipe(datasets, score, linkage, calibrationWindows, evalWindows, finalEvalWindows, seqlen, seed, biasCompensation,
                 outputScale, grouping, groupsFile, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2,
-                methods, exportDtype(dtype, "export_dtype"));
+                methods, exportDtype(dtype, "export_dtype"), sharedShare);
     }
 
     /** the exported models' dtype for a dense checkpoint whose weights are {@code denseDtype} */
@@ -173,13 +177,13 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
     /** these settings with another grouping (no groups file) and only the method dive: the dive_random_groups ablation */
     public ConvertRecipe withRandomGroupingOnly() {
         return new ConvertRecipe(datasets, score, linkage, calibrationWindows, evalWindows, finalEvalWindows, seqlen, seed, biasCompensation,
-                outputScale, "random", null, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, List.of("dive"), exportDtype);
+                outputScale, "random", null, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, List.of("dive"), exportDtype, sharedShare);
     }
 
     /** these settings with another seed (the multi-seed comparison) */
     public ConvertRecipe withSeed(long newSeed) {
         return new ConvertRecipe(datasets, score, linkage, calibrationWindows, evalWindows, finalEvalWindows, seqlen, newSeed, biasCompensation,
-                outputScale, grouping, groupsFile, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, methods, exportDtype);
+                outputScale, grouping, groupsFile, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, methods, exportDtype, sharedShare);
     }
 
     /** the settings as a JSON tree (recorded in the output folder: a rerun must use the same) */
@@ -196,6 +200,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
         m.put("bias_compensation", biasCompensation);
         if (outputScale) m.put("output_scale", true);  // absent when off: earlier runs' settings stay valid
         if (!exportDtype.equals("auto")) m.put("export_dtype", exportDtype);  // absent when auto, likewise
+        if (sharedShare != 0.5) m.put("shared_share", sharedShare);  // absent at the default, likewise
         m.put("grouping", grouping);
         m.put("groups_file", groupsFile == null ? null : groupsFile.toString());
         m.put("nsamples", nsamples);

@@ -35,6 +35,53 @@ public record SharedExpertMoeFfn(MoeFfn routed, DenseFfn shared, Tensor sharedGa
                     + " do not fit hidden size " + d);
     }
 
+    /**
+     * A block built from a dense SwiGLU FFN by channels (the intermediate neurons): the shared expert keeps
+     * {@code sharedChannels} of {@code dense} and is exported ungated-exact (zero {@code shared_expert_gate}, σ(0) = ½,
+     * its down projection doubled: ×2 is exact), so the block computes Σ_{e ∈ top-k} g_e · expert_e(x) + S(x) with S the
+     * dense FFN restricted to the shared channels; routed expert e keeps {@code expertChannels[e]} (every expert the
+     * same count). Weights keep the dense block's dtype and live in {@code arena}; names are Qwen2-MoE's under
+     * {@code prefix} = "model.layers.{l}.".
+     *
+     * @param router (E, d) router weights, E = expertChannels.length
+     */
+    public static SharedExpertMoeFfn fromChannels(DenseFfn dense, int[] sharedChannels, int[][] expertChannels, Tensor router, int topK,
+                                                  String prefix, dive.tensor.TensorArena arena) {
+        if (dense.hasBias()) throw new IllegalArgumentException(prefix + ": the dense FFN has biases, which Qwen2-MoE experts cannot hold");
+        int e = expertChannels.length, d = dense.gate().cols();
+        String m = prefix + "mlp.";
+        Tensor[] gate = new Tensor[e], up = new Tensor[e], down = new Tensor[e];
+        for (int x = 0; x < e; x++) {
+            String ep = m + "experts." + x + ".";
+            gate[x] = rows(dense.gate(), expertChannels[x], ep + "gate_proj.weight", arena);
+            up[x] = rows(dense.up(), expertChannels[x], ep + "up_proj.weight", arena);
+            down[x] = columns(dense.down(), expertChannels[x], 1f, ep + "down_proj.weight", arena);
+        }
+        String s = m + "shared_expert.";
+        DenseFfn shared = new DenseFfn(rows(dense.gate(), sharedChannels, s + "gate_proj.weight", arena),
+                rows(dense.up(), sharedChannels, s + "up_proj.weight", arena),
+                columns(dense.down(), sharedChannels, 2f, s + "down_proj.weight", arena));
+        Tensor zeroGate = Tensor.allocate(m + "shared_expert_gate.weight", dense.gate().dtype(), new long[] {1, d}, arena);
+        return new SharedExpertMoeFfn(new MoeFfn(router, gate, up, down, null, topK), shared, zeroGate);
+    }
+
+    /** the rows {@code channels} of w (F, d) → (|channels|, d), bit for bit */
+    private static Tensor rows(Tensor w, int[] channels, String name, dive.tensor.TensorArena arena) {
+        int d = w.cols();
+        Tensor out = Tensor.allocate(name, w.dtype(), new long[] {channels.length, d}, arena);
+        for (int i = 0; i < channels.length; i++) out.copyFrom(w, (long) channels[i] * d, (long) i * d, d);
+        return out;
+    }
+
+    /** the columns {@code channels} of w (d, F) times {@code factor} (a power of two: exact) → (d, |channels|) */
+    private static Tensor columns(Tensor w, int[] channels, float factor, String name, dive.tensor.TensorArena arena) {
+        int rows = w.rows(), f = w.cols();
+        Tensor out = Tensor.allocate(name, w.dtype(), new long[] {rows, channels.length}, arena);
+        for (int r = 0; r < rows; r++)
+            for (int i = 0; i < channels.length; i++) out.setFloat((long) r * channels.length + i, factor * w.getFloat((long) r * f + channels[i]));
+        return out;
+    }
+
     /** the shared expert's width */
     public int sharedIntermediateSize() { return shared.intermediateSize(); }
 

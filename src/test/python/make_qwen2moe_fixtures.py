@@ -24,7 +24,6 @@ Fixtures: k2 (top-2 of 4 experts, untied lm_head, moe_intermediate_size 16, shar
 tied embeddings). Every weight is random (std 0.25; RMSNorm weights 1 + 0.2·N(0,1)), the shared expert gates included.
 """
 import json
-import math
 import os
 import shutil
 
@@ -32,6 +31,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 from transformers import Qwen2MoeConfig, Qwen2MoeForCausalLM
+
+from make_mixtral_fixtures import greedy, ids_for, perplexity  # the same ids, greedy run and perplexity as the Mixtral fixtures
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "resources", "qwen2_moe")
@@ -54,26 +55,8 @@ def make_model(seed, **config_kwargs):
     return model.eval()
 
 
-def ids_for(seed, vocab, n):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, vocab, (n,), generator=g).tolist()
-
-
 def load(path):
     return Qwen2MoeForCausalLM.from_pretrained(path, dtype=torch.float32, experts_implementation="eager")
-
-
-def perplexity(model, ids, window):
-    nll_sum, predicted = 0.0, 0
-    for start in range(0, len(ids), window):
-        chunk = torch.tensor([ids[start:start + window]])
-        n = chunk.shape[1] - 1
-        if n <= 0:
-            continue
-        with torch.no_grad():
-            nll_sum += model(chunk, labels=chunk).loss.item() * n
-        predicted += n
-    return math.exp(nll_sum / predicted), predicted
 
 
 def write_fixture(name, model, seed):
@@ -88,12 +71,7 @@ def write_fixture(name, model, seed):
     ppl_ids, ppl_window = ids_for(seed + 4, vocab, 45), 16
     with torch.no_grad():
         logits = ref(torch.tensor([input_ids])).logits[0].float().numpy()
-        gen = ref.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=12,
-                           attention_mask=torch.ones(1, len(prompt), dtype=torch.long), pad_token_id=cfg.eos_token_id)
-        new_ids = gen[0, len(prompt):].tolist()
-        full = ref(gen).logits[0, len(prompt) - 1:-1]
-        top2 = torch.topk(full, 2, dim=-1).values
-        margin = float((top2[:, 0] - top2[:, 1]).min())
+    new_ids, margin = greedy(ref, prompt, 12)
     ppl, predicted = perplexity(ref, ppl_ids, ppl_window)
     np.save(os.path.join(out, "logits.npy"), logits.astype(np.float32))
     with open(os.path.join(out, "expected.json"), "w") as f:

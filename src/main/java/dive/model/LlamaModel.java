@@ -234,13 +234,10 @@ public final class LlamaModel implements AutoCloseable {
         boolean biased = config.moe().expertBias();
         String m = p + "block_sparse_moe.";
         Tensor router = w.get(m + "gate.weight", "num_local_experts, hidden_size", experts, d);
-        Tensor[] w1 = new Tensor[experts], w3 = new Tensor[experts], w2 = new Tensor[experts];
+        Tensor[][] proj = expertProjections(w, m, experts, ffn, d, "intermediate_size", "w1", "w3", "w2");
         Tensor[] bias = biased ? new Tensor[experts] : null;
         for (int e = 0; e < experts; e++) {
             String ep = m + "experts." + e + ".";
-            w1[e] = w.get(ep + "w1.weight", "intermediate_size, hidden_size", ffn, d);
-            w3[e] = w.get(ep + "w3.weight", "intermediate_size, hidden_size", ffn, d);
-            w2[e] = w.get(ep + "w2.weight", "hidden_size, intermediate_size", d, ffn);
             if (biased) bias[e] = w.get(ep + "bias", "hidden_size (dive_expert_bias)", d);
             else if (weights.apply(ep + "bias") != null)
                 throw new ModelException(source + ": tensor '" + ep + "bias' is present but config.json does not set "
@@ -249,7 +246,23 @@ public final class LlamaModel implements AutoCloseable {
         if (weights.apply(m + "experts." + experts + ".w1.weight") != null)
             throw new ModelException(source + ": tensor '" + m + "experts." + experts + ".w1.weight' exists but config.json has num_local_experts "
                     + experts + " (expected experts 0.." + (experts - 1) + ")");
-        return new MoeFfn(router, w1, w3, w2, bias, config.moe().numExpertsPerTok());
+        return new MoeFfn(router, proj[0], proj[1], proj[2], bias, config.moe().numExpertsPerTok());
+    }
+
+    /**
+     * every expert's gate (ffn, d), up (ffn, d) and down (d, ffn) projection, {@code m + "experts.{e}." + name + ".weight"}
+     * for the three names given in that order; {@code width} names ffn in messages → [gate, up, down][expert]
+     */
+    private static Tensor[][] expertProjections(WeightReader w, String m, int experts, int ffn, int d, String width, String gate,
+                                                String up, String down) {
+        Tensor[][] out = new Tensor[3][experts];
+        for (int e = 0; e < experts; e++) {
+            String ep = m + "experts." + e + ".";
+            out[0][e] = w.get(ep + gate + ".weight", width + ", hidden_size", ffn, d);
+            out[1][e] = w.get(ep + up + ".weight", width + ", hidden_size", ffn, d);
+            out[2][e] = w.get(ep + down + ".weight", "hidden_size, " + width, d, ffn);
+        }
+        return out;
     }
 
     /**
@@ -262,20 +275,14 @@ public final class LlamaModel implements AutoCloseable {
         int shared = config.moe().sharedExpertIntermediateSize();
         String m = p + "mlp.";
         Tensor router = w.get(m + "gate.weight", "num_experts, hidden_size", experts, d);
-        Tensor[] gate = new Tensor[experts], up = new Tensor[experts], down = new Tensor[experts];
-        for (int e = 0; e < experts; e++) {
-            String ep = m + "experts." + e + ".";
-            gate[e] = w.get(ep + "gate_proj.weight", "moe_intermediate_size, hidden_size", ffn, d);
-            up[e] = w.get(ep + "up_proj.weight", "moe_intermediate_size, hidden_size", ffn, d);
-            down[e] = w.get(ep + "down_proj.weight", "hidden_size, moe_intermediate_size", d, ffn);
-        }
+        Tensor[][] proj = expertProjections(w, m, experts, ffn, d, "moe_intermediate_size", "gate_proj", "up_proj", "down_proj");
         String s = m + "shared_expert.";
         DenseFfn sharedExpert = new DenseFfn(
                 w.get(s + "gate_proj.weight", "shared_expert_intermediate_size, hidden_size", shared, d),
                 w.get(s + "up_proj.weight", "shared_expert_intermediate_size, hidden_size", shared, d),
                 w.get(s + "down_proj.weight", "hidden_size, shared_expert_intermediate_size", d, shared));
         Tensor sharedGate = w.get(m + "shared_expert_gate.weight", "1, hidden_size", 1, d);
-        return new SharedExpertMoeFfn(new MoeFfn(router, gate, up, down, null, config.moe().numExpertsPerTok()), sharedExpert, sharedGate);
+        return new SharedExpertMoeFfn(new MoeFfn(router, proj[0], proj[1], proj[2], null, config.moe().numExpertsPerTok()), sharedExpert, sharedGate);
     }
 
     public LlamaConfig config() { return config; }

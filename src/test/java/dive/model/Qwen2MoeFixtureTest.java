@@ -2,7 +2,6 @@ package dive.model;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dive.backend.Backend;
-import dive.backend.Backends;
 import dive.backend.ScalarBackend;
 import dive.tensor.DType;
 import org.junit.jupiter.api.Test;
@@ -13,8 +12,6 @@ import org.junit.jupiter.params.provider.MethodSource;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.stream.Stream;
 
 import static dive.model.LlamaFixtureTest.relativeError;
@@ -29,7 +26,6 @@ import static org.junit.jupiter.api.Assertions.*;
 class Qwen2MoeFixtureTest {
     static final Path ROOT = Path.of("src/test/resources/qwen2_moe");
     static final double TOL = 1e-4;
-    private static final Map<String, LlamaModel> MODELS = new ConcurrentHashMap<>();
 
     static Stream<Arguments> cases() {
         return Stream.of("k2", "bf16_k2").flatMap(n -> Stream.of(Arguments.of(n, "scalar"), Arguments.of(n, "vector")));
@@ -39,15 +35,7 @@ class Qwen2MoeFixtureTest {
 
     static JsonNode expected(String name) throws IOException { return Fixtures.JSON.readTree(dir(name).resolve("expected.json").toFile()); }
 
-    static LlamaModel model(String name, String backend) {
-        return MODELS.computeIfAbsent(name + "/" + backend, k -> {
-            try {
-                return LlamaModel.load(dir(name), Backends.create(backend));
-            } catch (IOException e) {
-                throw new RuntimeException(e);
-            }
-        });
-    }
+    static LlamaModel model(String name, String backend) { return MixtralFixtureTest.cached(dir(name), backend); }
 
     @ParameterizedTest(name = "{0} {1}")
     @MethodSource("cases")
@@ -64,14 +52,8 @@ class Qwen2MoeFixtureTest {
     @ParameterizedTest(name = "{0} {1}")
     @MethodSource("cases")
     void greedyGenerationAndPerplexityMatchTransformers(String name, String backend) throws IOException {
-        JsonNode exp = expected(name);
-        LlamaModel model = model(name, backend);
-        int[] generated = Generator.generate(model, Fixtures.ints(exp.get("prompt_ids")), GenerateOptions.greedy(exp.get("greedy_max_new_tokens").asInt()));
-        assertArrayEquals(Fixtures.ints(exp.get("greedy_new_ids")), generated, name + " " + backend);
-        Perplexity.Result r = Perplexity.compute(model, Fixtures.ints(exp.get("perplexity_ids")), exp.get("perplexity_window").asInt());
-        double reference = exp.get("perplexity").asDouble();
-        assertEquals(exp.get("perplexity_predicted_tokens").asInt(), r.predictedTokens());
-        assertTrue(Math.abs(r.perplexity() - reference) / reference <= TOL, name + " " + backend + ": " + r.perplexity() + " vs " + reference);
+        MixtralFixtureTest.assertGreedyGeneration(model(name, backend), expected(name), name + " " + backend);
+        MixtralFixtureTest.assertPerplexity(model(name, backend), expected(name), name + " " + backend);
     }
 
     /** decoding in pieces with a KV cache, and a batch of two sequences, give what one full prefill gives */

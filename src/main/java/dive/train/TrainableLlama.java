@@ -407,11 +407,6 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
         if (name.endsWith("q_proj.weight")) return new long[] {c.queryDim(), d};
         if (name.endsWith("k_proj.weight") || name.endsWith("v_proj.weight")) return new long[] {c.kvDim(), d};
         if (name.endsWith("o_proj.weight")) return new long[] {d, c.queryDim()};
-        if (name.endsWith("gate_proj.weight") || name.endsWith("up_proj.weight")) return new long[] {f, d};
-        if (name.endsWith("down_proj.weight")) return new long[] {d, f};
-        if (name.endsWith("gate_proj.bias") || name.endsWith("up_proj.bias")) return new long[] {f};
-        if (name.endsWith("down_proj.bias")) return new long[] {d};
-        if (name.endsWith("block_sparse_moe.gate.weight") && c.moe() != null) return new long[] {c.moe().numLocalExperts(), d};
         if (c.isQwen2Moe() && c.moe() != null) {
             int shared = c.moe().sharedExpertIntermediateSize();
             if (name.endsWith(".mlp.gate.weight")) return new long[] {c.moe().numLocalExperts(), d};
@@ -419,6 +414,11 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
             if (name.endsWith(".shared_expert.gate_proj.weight") || name.endsWith(".shared_expert.up_proj.weight")) return new long[] {shared, d};
             if (name.endsWith(".shared_expert.down_proj.weight")) return new long[] {d, shared};
         }
+        if (name.endsWith("gate_proj.weight") || name.endsWith("up_proj.weight")) return new long[] {f, d};
+        if (name.endsWith("down_proj.weight")) return new long[] {d, f};
+        if (name.endsWith("gate_proj.bias") || name.endsWith("up_proj.bias")) return new long[] {f};
+        if (name.endsWith("down_proj.bias")) return new long[] {d};
+        if (name.endsWith("block_sparse_moe.gate.weight") && c.moe() != null) return new long[] {c.moe().numLocalExperts(), d};
         if (name.endsWith(".w1.weight") || name.endsWith(".w3.weight")) return new long[] {f, d};
         if (name.endsWith(".w2.weight")) return new long[] {d, f};
         if (name.endsWith(".bias")) return new long[] {d};

@@ -132,6 +132,25 @@ class Qwen2MoeTrainingReferenceTest {
         }
     }
 
+    /** a fresh Qwen2-MoE: every parameter with the config's shape (the shared expert wider than the routed ones), trains, saves */
+    @org.junit.jupiter.api.Test
+    void aFreshlyInitializedQwen2MoeHasTheConfigsShapesAndSaves() throws Exception {
+        dive.model.LlamaConfig config = dive.model.LlamaConfig.load(MODEL);
+        TrainableLlama model = TrainableLlama.initialize(config, new ScalarBackend(), 1);
+        assertArrayEquals(new long[] {24, 32}, model.parameter("model.layers.1.mlp.shared_expert.gate_proj.weight").value().shape());
+        assertArrayEquals(new long[] {32, 24}, model.parameter("model.layers.1.mlp.shared_expert.down_proj.weight").value().shape());
+        assertArrayEquals(new long[] {16, 32}, model.parameter("model.layers.1.mlp.experts.3.up_proj.weight").value().shape());
+        assertArrayEquals(new long[] {1, 32}, model.parameter("model.layers.0.mlp.shared_expert_gate.weight").value().shape());
+        int[][] batch = TrainableLlamaReferenceTest.batch(expected());
+        double loss = model.lossAndGradients(batch, 1f);
+        assertTrue(Math.abs(loss - Math.log(96)) < 0.5, "near-uniform predictions at init: " + loss);
+        Path out = tmp.resolve("fresh");
+        model.saveCheckpoint(out, null, null);
+        try (LlamaModel loaded = LlamaModel.load(out, new ScalarBackend())) {
+            assertArrayEquals(model.logits(batch[0]), loaded.logits(batch[0]), 1e-5f);
+        }
+    }
+
     /** every parameter's gradient against torch's; returns the worst relative error */
     private static double checkGradients(List<Parameter> params) throws Exception {
         double worst = 0;

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Interop check: a Mixtral checkpoint exported by dive (dive.model.MixtralExport) loads in Hugging Face transformers
 as MixtralForCausalLM and gives the logits the dive engine computed for it. A Llama folder (config.json model_type
-"llama", e.g. a FLAP / LLM-Pruner baseline with mlp_bias) is loaded as LlamaForCausalLM and checked the same way.
+"llama", e.g. a FLAP / LLM-Pruner baseline with mlp_bias) is loaded as LlamaForCausalLM, a Qwen2-MoE folder (model_type
+"qwen2_moe", dive.model.Qwen2MoeExport) as Qwen2MoeForCausalLM, and checked the same way.
 
 Usage:
     OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1 python check_mixtral_export.py MODEL_DIR LOGITS.npy IDS [TOL]
@@ -24,7 +25,7 @@ import sys
 
 import numpy as np
 import torch
-from transformers import LlamaForCausalLM, MixtralForCausalLM
+from transformers import LlamaForCausalLM, MixtralForCausalLM, Qwen2MoeForCausalLM
 
 
 def main():
@@ -39,7 +40,8 @@ def main():
         if model_type == "llama":
             model, info = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32, output_loading_info=True)
         else:
-            model, info = MixtralForCausalLM.from_pretrained(model_dir, dtype=torch.float32, experts_implementation="eager",
+            cls = Qwen2MoeForCausalLM if model_type == "qwen2_moe" else MixtralForCausalLM
+            model, info = cls.from_pretrained(model_dir, dtype=torch.float32, experts_implementation="eager",
                                                              output_loading_info=True)
     except Exception as e:  # noqa: BLE001 - report any loading failure as such
         print(f"error: transformers cannot load {model_dir}: {e}", file=sys.stderr)

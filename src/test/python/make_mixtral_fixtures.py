@@ -67,6 +67,16 @@ def ids_for(seed, vocab, n):
     return torch.randint(0, vocab, (n,), generator=g).tolist()
 
 
+def greedy(ref, prompt, max_new_tokens):
+    """generate(do_sample=False) from prompt: the new ids and the smallest top-1/top-2 logit margin along the way"""
+    with torch.no_grad():
+        gen = ref.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=max_new_tokens,
+                           attention_mask=torch.ones(1, len(prompt), dtype=torch.long), pad_token_id=ref.config.eos_token_id)
+        full = ref(gen).logits[0, len(prompt) - 1:-1]
+        top2 = torch.topk(full, 2, dim=-1).values
+    return gen[0, len(prompt):].tolist(), float((top2[:, 0] - top2[:, 1]).min())
+
+
 def write_fixture(name, model, seed):
     out = os.path.join(ROOT, name)
     shutil.rmtree(out, ignore_errors=True)
@@ -87,12 +97,7 @@ def write_fixture(name, model, seed):
         top_w, top_i = torch.topk(probs, k, dim=-1)
         top_w = top_w / top_w.sum(dim=-1, keepdim=True)              # Mixtral's renormalisation
         batch_logits = ref(torch.tensor(batch_ids)).logits.float().numpy()
-        gen = ref.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=20,
-                           attention_mask=torch.ones(1, len(prompt), dtype=torch.long), pad_token_id=cfg.eos_token_id)
-        new_ids = gen[0, len(prompt):].tolist()
-        full = ref(gen).logits[0, len(prompt) - 1:-1]
-        top2 = torch.topk(full, 2, dim=-1).values
-        margin = float((top2[:, 0] - top2[:, 1]).min())
+        new_ids, margin = greedy(ref, prompt, 20)
     ppl, predicted = perplexity(ref, ppl_ids, ppl_window)
     np.save(os.path.join(out, "logits.npy"), logits.astype(np.float32))
     np.save(os.path.join(out, "batch_logits.npy"), batch_logits.astype(np.float32))

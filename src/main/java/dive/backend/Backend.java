@@ -277,6 +277,41 @@ public interface Backend {
     /** per expert {@link #biasBackward}: db[e] += Σ over the rows of e of dy (d), for every e with db[e] not null */
     void expertBiasBackward(DeviceTensor[] db, DeviceTensor dy, DeviceTensor offsets, int d);
 
+    // ---------------------------------------------------------------- gated branches (Qwen2-MoE's shared expert)
+
+    /**
+     * out[r, j] += σ(gate[r]) · x[r, j] for r &lt; rows, j &lt; width, with σ(g) = 1 / (1 + e^(−g)) in F32
+     * ({@link CpuBackend#sigmoidGatedAdd(float[], float[], float[], int, int)}): a branch scaled per row by a sigmoid
+     * gate, as Qwen2-MoE adds its shared expert. gate F32 (rows), x (rows, width) → out (rows, width). This default goes
+     * through the host (counted transfers) so every backend has it; the CPU backends compute in place.
+     */
+    default void sigmoidGatedAdd(DeviceTensor out, DeviceTensor x, DeviceTensor gate, int rows, int width) {
+        int n = Math.multiplyExact(rows, width);
+        float[] o = new float[n], xs = new float[n], g = new float[rows];
+        read(out, 0, o, n);
+        read(x, 0, xs, n);
+        read(gate, 0, g, rows);
+        CpuBackend.sigmoidGatedAdd(o, xs, g, rows, width);
+        write(out, 0, o, n);
+    }
+
+    /**
+     * Gradient of {@link #sigmoidGatedAdd} ({@link CpuBackend#sigmoidGatedAddBackward}): dx[r, j] = σ(gate[r]) · dOut[r, j]
+     * and dGate[r] = σ'(gate[r]) · Σ_j dOut[r, j] · x[r, j] (summed in double, in j order), both overwritten. This
+     * default goes through the host; the CPU backends compute in place.
+     */
+    default void sigmoidGatedAddBackward(DeviceTensor dx, DeviceTensor dGate, DeviceTensor dOut, DeviceTensor x, DeviceTensor gate,
+                                         int rows, int width) {
+        int n = Math.multiplyExact(rows, width);
+        float[] dxs = new float[n], dg = new float[rows], d = new float[n], xs = new float[n], g = new float[rows];
+        read(dOut, 0, d, n);
+        read(x, 0, xs, n);
+        read(gate, 0, g, rows);
+        CpuBackend.sigmoidGatedAddBackward(dxs, dg, d, xs, g, rows, width);
+        write(dx, 0, dxs, n);
+        write(dGate, 0, dg, rows);
+    }
+
     /** the target id that {@link #crossEntropy} skips */
     int IGNORE_INDEX = -100;
 

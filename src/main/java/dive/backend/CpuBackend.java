@@ -289,6 +289,44 @@ public abstract class CpuBackend implements Backend {
             runSquares[j] += batchSquares[j];
         }
     }
+    @Override public void sigmoidGatedAdd(DeviceTensor out, DeviceTensor x, DeviceTensor gate, int rows, int width) {
+        sigmoidGatedAdd(floats(out, "sigmoidGatedAdd out"), floats(x, "sigmoidGatedAdd x"), floats(gate, "sigmoidGatedAdd gate"), rows, width);
+    }
+
+    @Override public void sigmoidGatedAddBackward(DeviceTensor dx, DeviceTensor dGate, DeviceTensor dOut, DeviceTensor x, DeviceTensor gate,
+                                                  int rows, int width) {
+        sigmoidGatedAddBackward(floats(dx, "sigmoidGatedAddBackward dx"), floats(dGate, "sigmoidGatedAddBackward dGate"),
+                floats(dOut, "sigmoidGatedAddBackward dOut"), floats(x, "sigmoidGatedAddBackward x"),
+                floats(gate, "sigmoidGatedAddBackward gate"), rows, width);
+    }
+
+    /** σ(g) = 1 / (1 + e^(−g)) in F32, as torch.sigmoid */
+    static float sigmoid(float g) { return 1f / (1f + (float) Math.exp(-g)); }
+
+    /** out[r, j] += σ(gate[r]) · x[r, j], r &lt; rows, j &lt; width (the reference of {@link Backend#sigmoidGatedAdd}) */
+    public static void sigmoidGatedAdd(float[] out, float[] x, float[] gate, int rows, int width) {
+        for (int r = 0; r < rows; r++) {
+            float s = sigmoid(gate[r]);
+            for (int j = 0, o = r * width; j < width; j++) out[o + j] += s * x[o + j];
+        }
+    }
+
+    /**
+     * dx[r, j] = σ(gate[r]) · dOut[r, j]; dGate[r] = σ(g)(1 − σ(g)) · Σ_j dOut[r, j] · x[r, j] (double sum in j order),
+     * both overwritten (the reference of {@link Backend#sigmoidGatedAddBackward})
+     */
+    public static void sigmoidGatedAddBackward(float[] dx, float[] dGate, float[] dOut, float[] x, float[] gate, int rows, int width) {
+        for (int r = 0; r < rows; r++) {
+            float s = sigmoid(gate[r]);
+            double dot = 0;
+            for (int j = 0, o = r * width; j < width; j++) {
+                dx[o + j] = s * dOut[o + j];
+                dot += (double) dOut[o + j] * x[o + j];
+            }
+            dGate[r] = (float) (dot * s * (1 - s));
+        }
+    }
+
     // ---------------------------------------------------------------- training on device tensors
 
     @Override public void multiply(DeviceTensor x, DeviceTensor y, int n) {

@@ -50,7 +50,8 @@ final class MemoryPlans {
         long parameters() {
             LlamaConfig c = config;
             long d = c.hiddenSize(), layers = c.numHiddenLayers();
-            long ffn = c.moe() == null ? 3L * d * c.intermediateSize() : (long) c.moe().numLocalExperts() * 3 * d * c.intermediateSize() + (long) c.moe().numLocalExperts() * d;
+            long ffn = c.moe() == null ? 3L * d * c.intermediateSize() : (long) c.moe().numLocalExperts() * 3 * d * c.intermediateSize() + (long) c.moe().numLocalExperts() * d
+                    + 3L * d * c.moe().sharedExpertIntermediateSize() + (c.moe().hasSharedExpert() ? d : 0);  // Qwen2-MoE's shared expert and its gate
             long layer = d * c.queryDim() * 2L + 2L * d * c.kvDim() + 2 * d + ffn;
             return (long) c.vocabSize() * d * (c.tieWordEmbeddings() ? 1 : 2) + layers * layer + d;
         }
@@ -112,6 +113,12 @@ final class MemoryPlans {
                 .hint("lower --window, --batch or the prompt and generation lengths");
     }
 
+    /** the FFN width one token activates: dense, or top-k experts plus a Qwen2-MoE shared expert */
+    static long activeFfnWidth(LlamaConfig c) {
+        return c.moe() == null ? c.intermediateSize()
+                : (long) c.moe().numExpertsPerTok() * c.intermediateSize() + c.moe().sharedExpertIntermediateSize();
+    }
+
     /**
      * serve: the weights, the KV-cache budget of all running sequences (F32 on the backend: the heap on the CPU) and
      * one step's activations (up to maxBatch decode rows plus prefillTokens prompt rows, logits for maxBatch of them)
@@ -119,7 +126,7 @@ final class MemoryPlans {
     static MemoryPlan serve(Path dir, int maxBatch, int prefillTokens, long kvBudgetBytes) throws IOException {
         Model m = Model.of(dir);
         LlamaConfig c = m.config();
-        long ffn = c.moe() == null ? c.intermediateSize() : (long) c.moe().numExpertsPerTok() * c.intermediateSize();
+        long ffn = activeFfnWidth(c);
         return new MemoryPlan("serve")
                 .add("weights", m.weightBytes(), false)
                 .add("KV caches", kvBudgetBytes, true)
@@ -226,7 +233,7 @@ final class MemoryPlans {
         } else {
             trainable = parameters;  // full training (patterns may freeze some: an upper bound)
         }
-        long ffnActive = c.moe() == null ? c.intermediateSize() : (long) c.moe().numExpertsPerTok() * c.intermediateSize();
+        long ffnActive = activeFfnWidth(c);
         return new MemoryPlan("train")
                 .add("weights", weights, false)
                 .add("trainable state", 16 * trainable, true)

@@ -9,10 +9,11 @@ import java.util.Map;
 
 /**
  * The feed-forward block of a decoder layer: a dense SwiGLU MLP ({@link DenseFfn}, Llama) or a sparse
- * Mixture of Experts ({@link MoeFfn}, Mixtral). The attention path around it is the same for both.
+ * Mixture of Experts ({@link MoeFfn}, Mixtral), or routed experts plus a gated shared expert ({@link SharedExpertMoeFfn},
+ * Qwen2-MoE). The attention path around it is the same for all.
  * Implementations are immutable (weights only); per-call state lives in a {@link Scratch}.
  */
-public sealed interface FeedForward permits DenseFfn, MoeFfn {
+public sealed interface FeedForward permits DenseFfn, MoeFfn, SharedExpertMoeFfn {
 
     /**
      * out (N, d) = FFN(xn (N, d)). {@code observer} (may be null) sees the routing of a sparse block.

@@ -23,12 +23,20 @@ import java.util.List;
  * {@code partial_rotary_factor} (top level or in the rope parameters) must be 1; {@code quantization_config}
  * is rejected (the weights would not be plain F32/BF16/F16). {@code sliding_window} is recorded for Mixtral
  * and ignored for Llama (transformers' Llama has no sliding window either); a Mixtral forward that reaches past the
- * window is refused. {@code dive_expert_bias} (this engine's extension, Mixtral only) declares per-expert output biases. Every other key
+ * window is refused. {@code dive_expert_bias} (this engine's extension, Mixtral only) declares per-expert output biases.
+ * <p>{@code qwen2_moe} (transformers' Qwen2MoeForCausalLM: routed experts plus a sigmoid-gated shared expert in every
+ * layer) is read with {@code num_experts}, {@code num_experts_per_tok}, {@code moe_intermediate_size} (the routed
+ * experts' width, this record's {@code intermediateSize}), {@code shared_expert_intermediate_size},
+ * {@code router_aux_loss_coef} and {@code output_router_logits}; what the engine does not implement is refused:
+ * {@code norm_topk_prob} must be true (transformers' default is false), {@code qkv_bias} false (default true),
+ * {@code decoder_sparse_step} 1, {@code mlp_only_layers} empty, {@code use_sliding_window} false and every
+ * {@code layer_types} entry {@code full_attention}. Its {@code intermediate_size} (the width of dense layers, which this
+ * engine's qwen2_moe never has) is range-checked and otherwise unused. Every other key
  * ({@code transformers_version}, {@code pretraining_tp} — a sliced matmul with the same result,
  * {@code initializer_range}, {@code use_cache}, {@code attention_dropout}, {@code pad_token_id},
  * {@code architectures}, ...) is ignored.
  *
- * @param modelType        "llama" or "mixtral"
+ * @param modelType        "llama", "mixtral" or "qwen2_moe"
  * @param headDim          per-head width; {@code head_dim} or hidden_size / num_attention_heads
  * @param rope             rotary embedding parameters
  * @param bosTokenId       beginning-of-sequence id, or -1 when the config has none
@@ -37,7 +45,7 @@ import java.util.List;
  * @param slidingWindow    Mixtral's attention window, or 0 for none
  * @param mlpBias          transformers' {@code mlp_bias}: {@code model.layers.{l}.mlp.{gate,up,down}_proj.bias} exist
  *                         (intermediate_size, intermediate_size, hidden_size); Llama only
- * @param moe              the Mixtral expert fields, or null for a dense model
+ * @param moe              the expert fields (Mixtral or Qwen2-MoE), or null for a dense model
  */
 public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize, int numHiddenLayers,
                           int numAttentionHeads, int numKeyValueHeads, int headDim, double rmsNormEps,
@@ -56,10 +64,37 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
      *                   routing weight (DIVE's bias compensation). Absent in stock Mixtral; transformers ignores it.
      */
     public record Moe(int numLocalExperts, int numExpertsPerTok, double routerAuxLossCoef, boolean outputRouterLogits,
-                      boolean expertBias) {
+                      boolean expertBias, int sharedExpertIntermediateSize) {
         public Moe(int numLocalExperts, int numExpertsPerTok, double routerAuxLossCoef, boolean outputRouterLogits) {
             this(numLocalExperts, numExpertsPerTok, routerAuxLossCoef, outputRouterLogits, false);
         }
+
+        public Moe(int numLocalExperts, int numExpertsPerTok, double routerAuxLossCoef, boolean outputRouterLogits, boolean expertBias) {
+            this(numLocalExperts, numExpertsPerTok, routerAuxLossCoef, outputRouterLogits, expertBias, 0);
+        }
+
+        /** true for Qwen2-MoE's fields: every layer also has a shared expert of {@link #sharedExpertIntermediateSize} */
+        public boolean hasSharedExpert() { return sharedExpertIntermediateSize > 0; }
+    }
+
+    /** true for a Qwen2-MoE config (routed experts plus a gated shared expert per layer) */
+    public boolean isQwen2Moe() { return modelType.equals("qwen2_moe"); }
+
+    /**
+     * This dense config as a Qwen2-MoE one: {@code experts} routed experts of width {@code expertIntermediateSize},
+     * top-{@code topK} (renormalised), and a shared expert of width {@code sharedIntermediateSize} in every layer
+     * (attention, norms, rope, vocabulary and special tokens unchanged; no sliding window, no q/k/v biases).
+     */
+    public LlamaConfig toQwen2Moe(int expertIntermediateSize, int sharedIntermediateSize, int experts, int topK) {
+        if (mlpBias) throw new IllegalArgumentException("mlp_bias: true: Qwen2-MoE experts have no gate/up/down biases (expected a bias-free Llama MLP)");
+        if (expertIntermediateSize <= 0 || sharedIntermediateSize <= 0)
+            throw new IllegalArgumentException("expert / shared expert intermediate size " + expertIntermediateSize + " / "
+                    + sharedIntermediateSize + ", expected both > 0");
+        if (topK < 1 || topK > experts)
+            throw new IllegalArgumentException("top-k " + topK + " of " + experts + " experts: expected 1 ≤ num_experts_per_tok ≤ num_experts");
+        return new LlamaConfig("qwen2_moe", hiddenSize, expertIntermediateSize, numHiddenLayers, numAttentionHeads, numKeyValueHeads,
+                headDim, rmsNormEps, rope, maxPositionEmbeddings, tieWordEmbeddings, vocabSize, bosTokenId, eosTokenIds, dtype, 0, false,
+                new Moe(experts, topK, 0.001, false, false, sharedIntermediateSize));
     }
 
     /**
@@ -94,7 +129,7 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
                 rmsNormEps, rope, maxPositionEmbeddings, tieWordEmbeddings, vocabSize, bosTokenId, eosTokenIds, dtype, slidingWindow, mlpBias, moe);
     }
 
-    private static final List<String> MODEL_TYPES = List.of("llama", "mixtral");
+    private static final List<String> MODEL_TYPES = List.of("llama", "mixtral", "qwen2_moe");
     private static final ObjectMapper JSON = new ObjectMapper();
 
     /*
@@ -147,7 +182,7 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
         if (modelType == null) throw new ConfigException(source, "model_type", "missing (expected one of " + MODEL_TYPES + ")");
         if (!MODEL_TYPES.contains(modelType))
             throw new ConfigException(source, "model_type", "'" + modelType + "' is not supported (expected one of " + MODEL_TYPES + ")");
-        boolean mixtral = modelType.equals("mixtral");
+        boolean mixtral = modelType.equals("mixtral"), qwen2Moe = modelType.equals("qwen2_moe");
 
         int hidden = r.positiveInt("hidden_size", MAX_HIDDEN_SIZE);
         int intermediate = r.positiveInt("intermediate_size", MAX_INTERMEDIATE_SIZE);
@@ -177,8 +212,8 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
 
         if (r.bool("attention_bias", false)) throw new ConfigException(source, "attention_bias", "true is not supported (expected false: no q/k/v/o biases)");
         boolean mlpBias = r.bool("mlp_bias", false);
-        if (mlpBias && mixtral)
-            throw new ConfigException(source, "mlp_bias", "true is not supported for mixtral (its experts have no biases; expected false)");
+        if (mlpBias && (mixtral || qwen2Moe))
+            throw new ConfigException(source, "mlp_bias", "true is not supported for " + modelType + " (its experts have no biases; expected false)");
         String act = r.string("hidden_act", "silu");
         if (!act.equals("silu")) throw new ConfigException(source, "hidden_act", "'" + act + "' is not supported (expected silu)");
         if (root.has("quantization_config") && !root.get("quantization_config").isNull())
@@ -208,8 +243,51 @@ public record LlamaConfig(String modelType, int hiddenSize, int intermediateSize
                     ? r.nonNegativeDouble("router_aux_loss_coef") : 0.001;
             moe = new Moe(experts, perTok, aux, r.bool("output_router_logits", false), r.bool("dive_expert_bias", false));
         }
+        if (qwen2Moe) {
+            moe = qwen2Moe(root, r, source, hidden, layers);
+            intermediate = r.positiveInt("moe_intermediate_size", MAX_INTERMEDIATE_SIZE);
+        }
         return new LlamaConfig(modelType, hidden, intermediate, layers, heads, kvHeads, headDim, eps, rope, maxPos,
                 tied, vocab, bos, eos, dtype, slidingWindow, mlpBias, moe);
+    }
+
+    /** Qwen2-MoE's expert fields; refuses what the engine does not implement (see the class comment) */
+    private static Moe qwen2Moe(JsonNode root, Reader r, String source, int hidden, int layers) {
+        int experts = r.positiveInt("num_experts", MAX_EXPERTS);
+        int perTok = r.positiveInt("num_experts_per_tok", MAX_EXPERTS);
+        if (perTok > experts) throw new ConfigException(source, "num_experts_per_tok", perTok + " exceeds num_experts " + experts);
+        int expertWidth = r.positiveInt("moe_intermediate_size", MAX_INTERMEDIATE_SIZE);
+        int sharedWidth = r.positiveInt("shared_expert_intermediate_size", MAX_INTERMEDIATE_SIZE);
+        checkMatrix(source, "moe_intermediate_size", "moe_intermediate_size · hidden_size", expertWidth, hidden);
+        checkMatrix(source, "shared_expert_intermediate_size", "shared_expert_intermediate_size · hidden_size", sharedWidth, hidden);
+        if (!r.bool("norm_topk_prob", false))
+            throw new ConfigException(source, "norm_topk_prob", (root.has("norm_topk_prob") ? "false" : "missing (transformers' default false)")
+                    + " is not supported (expected true: the top-k routing weights renormalised to sum 1)");
+        if (r.bool("qkv_bias", true))
+            throw new ConfigException(source, "qkv_bias", (root.has("qkv_bias") ? "true" : "missing (transformers' default true)")
+                    + " is not supported (expected false: no q/k/v biases)");
+        if (r.bool("use_sliding_window", false))
+            throw new ConfigException(source, "use_sliding_window", "true is not supported (expected false: full attention in every layer)");
+        JsonNode step = root.get("decoder_sparse_step");
+        if (step != null && !step.isNull() && (!step.isIntegralNumber() || step.asLong() != 1))
+            throw new ConfigException(source, "decoder_sparse_step", step + " is not supported (expected 1: every layer sparse)");
+        JsonNode mlpOnly = root.get("mlp_only_layers");
+        if (mlpOnly != null && !mlpOnly.isNull() && (!mlpOnly.isArray() || !mlpOnly.isEmpty()))
+            throw new ConfigException(source, "mlp_only_layers", mlpOnly + " is not supported (expected []: no dense layers)");
+        JsonNode types = root.get("layer_types");
+        if (types != null && !types.isNull()) {
+            if (!types.isArray() || types.size() != layers)
+                throw new ConfigException(source, "layer_types", "expected a list of num_hidden_layers " + layers + " entries");
+            for (int i = 0; i < types.size(); i++)
+                if (!"full_attention".equals(types.get(i).asText(null)))
+                    throw new ConfigException(source, "layer_types", "element " + i + " is " + types.get(i)
+                            + ", not supported (expected \"full_attention\")");
+        }
+        if (r.bool("dive_expert_bias", false))
+            throw new ConfigException(source, "dive_expert_bias", "true is not supported for qwen2_moe (expected false or absent)");
+        double aux = root.has("router_aux_loss_coef") && !root.get("router_aux_loss_coef").isNull()
+                ? r.nonNegativeDouble("router_aux_loss_coef") : 0.001;
+        return new Moe(experts, perTok, aux, r.bool("output_router_logits", false), false, sharedWidth);
     }
 
     private static Rope parseRope(JsonNode root, Reader r, String source, double defaultTheta, int maxPos) {

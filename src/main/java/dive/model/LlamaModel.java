@@ -18,7 +18,8 @@ import java.util.function.Function;
  * ({@code MixtralForCausalLM}) running on a {@link Backend}. One decoder: the attention path is shared and each
  * layer's feed-forward block is a {@link FeedForward}: {@link DenseFfn} (Llama's SwiGLU MLP) or {@link MoeFfn}
  * (Mixtral's {@code block_sparse_moe}, with an optional per-expert output bias, this engine's documented extension
- * {@code "dive_expert_bias": true}).
+ * {@code "dive_expert_bias": true}) or {@link SharedExpertMoeFfn} (Qwen2-MoE's {@code mlp}: routed experts plus a
+ * sigmoid-gated shared expert, {@code Qwen2MoeForCausalLM}).
  *
  * <p>Immutable and thread-safe: load once, share across threads; per-request state lives in a {@link KVCache}
  * (one per sequence) and in scratch arrays local to each call. Weights stay where the checkpoint mapped them
@@ -30,6 +31,7 @@ import java.util.function.Function;
  *            x += ffn(n)                                                        with n = rmsNorm(x, post_attention_layernorm)
  *                 ffn = down_proj(silu(gate_proj(n)) · up_proj(n))     dense (Llama; + biases with mlp_bias)
  *                 ffn = Σ_{e ∈ top-k} g_e · expert_e(n)                 sparse (Mixtral), see MoeFfn
+ *                 ffn = Σ_{e ∈ top-k} g_e · expert_e(n) + σ(w_s · n) · shared(n)   sparse + shared (Qwen2-MoE)
  * logits = lm_head(rmsNorm(x, model.norm))                 // (N, vocab); lm_head = embed_tokens when tied
  * </pre>
  */
@@ -167,11 +169,13 @@ public final class LlamaModel implements AutoCloseable {
      */
     public static LlamaModel fromWeights(LlamaConfig config, Function<String, Tensor> weights, String source,
                                          Backend backend, AutoCloseable resource) {
-        boolean moe = config.modelType().equals("mixtral");
-        if (!moe && !config.modelType().equals("llama"))
-            throw new ModelException(source + ": model_type '" + config.modelType() + "' is not supported (expected llama or mixtral)");
+        boolean moe = config.modelType().equals("mixtral"), qwen2 = config.isQwen2Moe();
+        if (!moe && !qwen2 && !config.modelType().equals("llama"))
+            throw new ModelException(source + ": model_type '" + config.modelType() + "' is not supported (expected llama, mixtral or qwen2_moe)");
         if (moe && config.moe() == null)
             throw new ModelException(source + ": model_type mixtral without its expert fields (num_local_experts, num_experts_per_tok)");
+        if (qwen2 && (config.moe() == null || !config.moe().hasSharedExpert()))
+            throw new ModelException(source + ": model_type qwen2_moe without its expert fields (num_experts, num_experts_per_tok, shared_expert_intermediate_size)");
         int d = config.hiddenSize(), ffn = config.intermediateSize(), vocab = config.vocabSize();
         int qDim = config.queryDim(), kvDim = config.kvDim();
         WeightReader w = new WeightReader(weights, source);
@@ -186,7 +190,8 @@ public final class LlamaModel implements AutoCloseable {
                     w.get(p + "self_attn.v_proj.weight", "num_key_value_heads·head_dim, hidden_size", kvDim, d),
                     w.get(p + "self_attn.o_proj.weight", "hidden_size, num_attention_heads·head_dim", d, qDim),
                     w.get(p + "post_attention_layernorm.weight", "hidden_size", d),
-                    moe ? moeBlock(config, w, weights, source, p) : denseBlock(config, w, weights, source, p));
+                    moe ? moeBlock(config, w, weights, source, p) : qwen2 ? sharedExpertBlock(config, w, weights, source, p)
+                            : denseBlock(config, w, weights, source, p));
         }
         Tensor norm = w.get("model.norm.weight", "hidden_size", d);
         Tensor head;
@@ -229,13 +234,10 @@ public final class LlamaModel implements AutoCloseable {
         boolean biased = config.moe().expertBias();
         String m = p + "block_sparse_moe.";
         Tensor router = w.get(m + "gate.weight", "num_local_experts, hidden_size", experts, d);
-        Tensor[] w1 = new Tensor[experts], w3 = new Tensor[experts], w2 = new Tensor[experts];
+        Tensor[][] proj = expertProjections(w, m, experts, ffn, d, "intermediate_size", "w1", "w3", "w2");
         Tensor[] bias = biased ? new Tensor[experts] : null;
         for (int e = 0; e < experts; e++) {
             String ep = m + "experts." + e + ".";
-            w1[e] = w.get(ep + "w1.weight", "intermediate_size, hidden_size", ffn, d);
-            w3[e] = w.get(ep + "w3.weight", "intermediate_size, hidden_size", ffn, d);
-            w2[e] = w.get(ep + "w2.weight", "hidden_size, intermediate_size", d, ffn);
             if (biased) bias[e] = w.get(ep + "bias", "hidden_size (dive_expert_bias)", d);
             else if (weights.apply(ep + "bias") != null)
                 throw new ModelException(source + ": tensor '" + ep + "bias' is present but config.json does not set "
@@ -244,7 +246,43 @@ public final class LlamaModel implements AutoCloseable {
         if (weights.apply(m + "experts." + experts + ".w1.weight") != null)
             throw new ModelException(source + ": tensor '" + m + "experts." + experts + ".w1.weight' exists but config.json has num_local_experts "
                     + experts + " (expected experts 0.." + (experts - 1) + ")");
-        return new MoeFfn(router, w1, w3, w2, bias, config.moe().numExpertsPerTok());
+        return new MoeFfn(router, proj[0], proj[1], proj[2], bias, config.moe().numExpertsPerTok());
+    }
+
+    /**
+     * every expert's gate (ffn, d), up (ffn, d) and down (d, ffn) projection, {@code m + "experts.{e}." + name + ".weight"}
+     * for the three names given in that order; {@code width} names ffn in messages → [gate, up, down][expert]
+     */
+    private static Tensor[][] expertProjections(WeightReader w, String m, int experts, int ffn, int d, String width, String gate,
+                                                String up, String down) {
+        Tensor[][] out = new Tensor[3][experts];
+        for (int e = 0; e < experts; e++) {
+            String ep = m + "experts." + e + ".";
+            out[0][e] = w.get(ep + gate + ".weight", width + ", hidden_size", ffn, d);
+            out[1][e] = w.get(ep + up + ".weight", width + ", hidden_size", ffn, d);
+            out[2][e] = w.get(ep + down + ".weight", "hidden_size, " + width, d, ffn);
+        }
+        return out;
+    }
+
+    /**
+     * Qwen2-MoE's mlp of layer prefix {@code p}: {@code mlp.gate.weight} (E, d), {@code mlp.experts.{e}.gate_proj/up_proj.weight}
+     * (I_e, d), {@code down_proj.weight} (d, I_e), {@code mlp.shared_expert.gate_proj/up_proj.weight} (I_s, d),
+     * {@code down_proj.weight} (d, I_s), {@code mlp.shared_expert_gate.weight} (1, d); shapes checked against the config
+     */
+    private static SharedExpertMoeFfn sharedExpertBlock(LlamaConfig config, WeightReader w, Function<String, Tensor> weights, String source, String p) {
+        int d = config.hiddenSize(), ffn = config.intermediateSize(), experts = config.moe().numLocalExperts();
+        int shared = config.moe().sharedExpertIntermediateSize();
+        String m = p + "mlp.";
+        Tensor router = w.get(m + "gate.weight", "num_experts, hidden_size", experts, d);
+        Tensor[][] proj = expertProjections(w, m, experts, ffn, d, "moe_intermediate_size", "gate_proj", "up_proj", "down_proj");
+        String s = m + "shared_expert.";
+        DenseFfn sharedExpert = new DenseFfn(
+                w.get(s + "gate_proj.weight", "shared_expert_intermediate_size, hidden_size", shared, d),
+                w.get(s + "up_proj.weight", "shared_expert_intermediate_size, hidden_size", shared, d),
+                w.get(s + "down_proj.weight", "hidden_size, shared_expert_intermediate_size", d, shared));
+        Tensor sharedGate = w.get(m + "shared_expert_gate.weight", "1, hidden_size", 1, d);
+        return new SharedExpertMoeFfn(new MoeFfn(router, proj[0], proj[1], proj[2], null, config.moe().numExpertsPerTok()), sharedExpert, sharedGate);
     }
 
     public LlamaConfig config() { return config; }
@@ -280,7 +318,7 @@ public final class LlamaModel implements AutoCloseable {
     /** true for a Mixtral (sparse MoE) model */
     public boolean isMoe() { return config.moe() != null; }
 
-    /** the feed-forward block of layer {@code l}: a {@link DenseFfn} or a {@link MoeFfn} */
+    /** the feed-forward block of layer {@code l}: a {@link DenseFfn}, a {@link MoeFfn} or a {@link SharedExpertMoeFfn} */
     public FeedForward feedForward(int l) { return layers[l].ffn; }
 
     /**

@@ -97,15 +97,22 @@ public final class MixtralExport {
         // the loader's shape and name checks; its canonical order is the file order
         LlamaModel check = LlamaModel.fromWeights(outConfig, outWeights::get, outDir.toString(), new ScalarBackend(), null);
         Map<String, Tensor> canonical = check.namedWeights();
-        List<Tensor> tensors = new ArrayList<>();
-        for (Map.Entry<String, Tensor> kv : canonical.entrySet()) {
-            Tensor t = kv.getValue();
-            tensors.add(new Tensor(kv.getKey(), t.dtype(), t.shape(), t.data()));
-        }
+        List<Tensor> tensors = canonicalTensors(check);
         for (String name : weights.keySet())
             if (!canonical.containsKey(name) && !(isExpertBias(name) && zeroBias))
                 throw new IllegalArgumentException(outDir + ": tensor '" + name + "' is not part of a Mixtral checkpoint of this config");
 
+        writeFolder(outDir, tensors, options.maxShardBytes(), options.tokenizerFrom(), options.dtype(),
+                configJson(outConfig, options.dtype() != null ? options.dtype() : tensors.getFirst().dtype()));
+    }
+
+    /**
+     * Writes {@code tensors} (safetensors, one file or shards of at most {@code maxShardBytes}, converted to {@code dtype}
+     * unless null), the tokenizer files of {@code tokenizerFrom} (may be null) and {@code configJson} into a temp folder
+     * beside {@code outDir}, renamed to {@code outDir} at the end; {@code outDir} must be new or an empty folder.
+     */
+    static void writeFolder(Path outDir, List<Tensor> tensors, long maxShardBytes, Path tokenizerFrom, DType dtype, String configJson)
+            throws IOException {
         Path target = outDir.toAbsolutePath();
         if (Files.exists(target)) {
             try (Stream<Path> s = Files.list(target)) {
@@ -117,17 +124,17 @@ public final class MixtralExport {
         Path temp = dive.util.AtomicFiles.tempDirectoryBeside(target);
         boolean done = false;
         try {
-            SafetensorsWriter.writeSharded(temp, tensors, options.maxShardBytes(), Map.of(), options.dtype());
-            if (options.tokenizerFrom() != null) {
+            SafetensorsWriter.writeSharded(temp, tensors, maxShardBytes, Map.of(), dtype);
+            if (tokenizerFrom != null) {
                 for (String f : TOKENIZER_FILES) {
-                    Path src = options.tokenizerFrom().resolve(f);
+                    Path src = tokenizerFrom.resolve(f);
                     if (Files.exists(src)) {
                         if (!Files.isRegularFile(src)) throw new IOException(src + ": tokenizer file is not a regular file");
                         Files.copy(src, temp.resolve(f));
                     }
                 }
             }
-            AtomicFiles.writeString(temp.resolve("config.json"), configJson(outConfig, options.dtype() != null ? options.dtype() : tensors.getFirst().dtype()));
+            AtomicFiles.writeString(temp.resolve("config.json"), configJson);
             if (Files.exists(target)) Files.delete(target); // empty (checked above)
             Files.move(temp, target, StandardCopyOption.ATOMIC_MOVE);
             done = true;
@@ -136,6 +143,16 @@ public final class MixtralExport {
         } finally {
             if (!done) deleteTree(temp);
         }
+    }
+
+    /** the loader's canonical order and names of a checked model's weights, as the tensors to write */
+    static List<Tensor> canonicalTensors(LlamaModel checked) {
+        List<Tensor> tensors = new ArrayList<>();
+        for (Map.Entry<String, Tensor> kv : checked.namedWeights().entrySet()) {
+            Tensor t = kv.getValue();
+            tensors.add(new Tensor(kv.getKey(), t.dtype(), t.shape(), t.data()));
+        }
+        return tensors;
     }
 
     static boolean isExpertBias(String name) {
@@ -159,11 +176,25 @@ public final class MixtralExport {
     /** config.json text of a Mixtral checkpoint whose weights have {@code dtype} */
     static String configJson(LlamaConfig c, DType dtype) throws IOException {
         ObjectMapper json = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+        ObjectNode o = configHead(json, "MixtralForCausalLM", "mixtral", c, c.intermediateSize());
+        o.put("num_local_experts", c.moe().numLocalExperts());
+        o.put("num_experts_per_tok", c.moe().numExpertsPerTok());
+        o.put("router_aux_loss_coef", c.moe().routerAuxLossCoef());
+        o.put("router_jitter_noise", 0.0);
+        o.put("output_router_logits", false);
+        o.putNull("sliding_window");
+        configTail(json, o, c, dtype);
+        if (c.moe().expertBias()) o.put("dive_expert_bias", true);
+        return json.writeValueAsString(o) + "\n";
+    }
+
+    /** the start of config.json: architectures, model_type, sizes (intermediate_size as given), heads, norms, vocabulary, special ids */
+    static ObjectNode configHead(ObjectMapper json, String architecture, String modelType, LlamaConfig c, int intermediateSize) {
         ObjectNode o = json.createObjectNode();
-        o.putArray("architectures").add("MixtralForCausalLM");
-        o.put("model_type", "mixtral");
+        o.putArray("architectures").add(architecture);
+        o.put("model_type", modelType);
         o.put("hidden_size", c.hiddenSize());
-        o.put("intermediate_size", c.intermediateSize());
+        o.put("intermediate_size", intermediateSize);
         o.put("num_hidden_layers", c.numHiddenLayers());
         o.put("num_attention_heads", c.numAttentionHeads());
         o.put("num_key_value_heads", c.numKeyValueHeads());
@@ -178,12 +209,11 @@ public final class MixtralExport {
         if (eos.length == 0) o.putNull("eos_token_id");
         else if (eos.length == 1) o.put("eos_token_id", eos[0]);
         else { ArrayNode a = o.putArray("eos_token_id"); for (int e : eos) a.add(e); }
-        o.put("num_local_experts", c.moe().numLocalExperts());
-        o.put("num_experts_per_tok", c.moe().numExpertsPerTok());
-        o.put("router_aux_loss_coef", c.moe().routerAuxLossCoef());
-        o.put("router_jitter_noise", 0.0);
-        o.put("output_router_logits", false);
-        o.putNull("sliding_window");
+        return o;
+    }
+
+    /** the end of config.json: attention dropout, cache, rope in both transformers forms, dtype/torch_dtype */
+    static void configTail(ObjectMapper json, ObjectNode o, LlamaConfig c, DType dtype) {
         o.put("attention_dropout", 0.0);
         o.put("use_cache", true);
         // rope: transformers 4 form and transformers 5 form
@@ -216,8 +246,6 @@ public final class MixtralExport {
         };
         o.put("dtype", dtypeName);
         o.put("torch_dtype", dtypeName);
-        if (c.moe().expertBias()) o.put("dive_expert_bias", true);
-        return json.writeValueAsString(o) + "\n";
     }
 
     private static void deleteTree(Path dir) throws IOException {

@@ -1,8 +1,9 @@
 /**
- * Llama inference, dense ({@code llama}) or sparse Mixture of Experts ({@code mixtral}): what the CLI and services call.
- * One decoder with a pluggable feed-forward block ({@link dive.model.FeedForward}: {@link dive.model.DenseFfn} or
- * {@link dive.model.MoeFfn}); {@link dive.model.RoutingObserver} sees each MoE layer's routing per call;
- * {@link dive.model.MixtralExport} writes a Hugging Face Mixtral checkpoint.
+ * Llama inference, dense ({@code llama}) or sparse Mixture of Experts ({@code mixtral}, and {@code qwen2_moe} with its
+ * sigmoid-gated shared expert): what the CLI and services call. One decoder with a pluggable feed-forward block
+ * ({@link dive.model.FeedForward}: {@link dive.model.DenseFfn}, {@link dive.model.MoeFfn} or
+ * {@link dive.model.SharedExpertMoeFfn}); {@link dive.model.RoutingObserver} sees each MoE layer's routing per call;
+ * {@link dive.model.MixtralExport} writes a Hugging Face Mixtral checkpoint, {@link dive.model.Qwen2MoeExport} a Qwen2-MoE one.
  *
  * <pre>
  * Backend backend = Backends.create("auto", "auto");                  // device, CPU backend: chosen by the caller

@@ -25,6 +25,13 @@ import java.util.List;
  * backward; {@link Backend#scatterAddRows} sums the rows' input gradients back onto their tokens; the weights'
  * softmax gives dz_e = g_e (dg_e − Σ_{s∈S} g_s dg_s) (· 1/t when soft) for the experts in S and 0 for the others;
  * the router's gradient is dzᵀ·x and x gets dz·router on top of the experts' part.
+ *
+ * <p>Qwen2-MoE's block ({@code model.layers.{l}.mlp}, router {@code mlp.gate.weight}, experts
+ * {@code mlp.experts.{e}.gate_proj/up_proj/down_proj}) adds a shared expert behind a sigmoid gate:
+ * y += σ(w_s · x) · S(x), S(x) = down(silu(gate(x)) ⊙ up(x)) ({@code mlp.shared_expert.*}, each linear may carry LoRA),
+ * w_s = {@code mlp.shared_expert_gate.weight} (1, d). Backward ({@link Backend#sigmoidGatedAddBackward}):
+ * ∂S = σ·dy, ∂(w_s·x) = σ(1 − σ)·(dy · S(x)), then S's linears and swiglu as a dense MLP's; w_s's gradient is
+ * ∂(w_s·x)ᵀ·x and x gets ∂(w_s·x)·w_s and S's input gradient on top.
  */
 final class MoeBlock {
 
@@ -34,9 +41,22 @@ final class MoeBlock {
     final TrainableLlama.Linear[] w1, w3, w2;   // per expert (I_e, d), (I_e, d), (d, I_e)
     final Parameter[] bias;                     // per expert (d), or null
     final int numExperts, topK, d, ffn;
+    final TrainableLlama.Linear sharedGateProj, sharedUp, sharedDown;  // Qwen2-MoE's shared expert (I_s, d), (I_s, d), (d, I_s); null without
+    final Parameter sharedGate;                 // shared_expert_gate.weight (1, d); null without
 
     MoeBlock(Backend backend, String path, Parameter router, TrainableLlama.Linear[] w1, TrainableLlama.Linear[] w3,
              TrainableLlama.Linear[] w2, Parameter[] bias, int topK) {
+        this(backend, path, router, w1, w3, w2, bias, topK, null, null, null, null);
+    }
+
+    /** a block with Qwen2-MoE's shared expert (gate, up, down) and its sigmoid gate (1, d), all four given or all null */
+    MoeBlock(Backend backend, String path, Parameter router, TrainableLlama.Linear[] w1, TrainableLlama.Linear[] w3,
+             TrainableLlama.Linear[] w2, Parameter[] bias, int topK, TrainableLlama.Linear sharedGateProj, TrainableLlama.Linear sharedUp,
+             TrainableLlama.Linear sharedDown, Parameter sharedGate) {
+        this.sharedGateProj = sharedGateProj;
+        this.sharedUp = sharedUp;
+        this.sharedDown = sharedDown;
+        this.sharedGate = sharedGate;
         this.backend = backend;
         this.path = path;
         this.router = router;
@@ -54,6 +74,7 @@ final class MoeBlock {
     List<TrainableLlama.Linear> linears() {
         List<TrainableLlama.Linear> all = new ArrayList<>();
         for (int e = 0; e < numExperts; e++) { all.add(w1[e]); all.add(w2[e]); all.add(w3[e]); }
+        if (hasSharedExpert()) all.addAll(List.of(sharedGateProj, sharedUp, sharedDown));
         return all;
     }
 
@@ -66,6 +87,10 @@ final class MoeBlock {
             all.add(w2[e].weight);
             all.add(w3[e].weight);
             if (bias != null) all.add(bias[e]);
+        }
+        if (hasSharedExpert()) {
+            for (TrainableLlama.Linear lin : List.of(sharedGateProj, sharedUp, sharedDown)) all.add(lin.weight);
+            all.add(sharedGate);
         }
         return all;
     }
@@ -85,7 +110,13 @@ final class MoeBlock {
         DeviceTensor gate, up, h;   // (R, I_e)
         DeviceTensor expertOut;     // (R, d) Expert_e(x) + b_e of each permuted row
         Adapter s1, s3, s2;         // LoRA of w1, w3, w2; null without
+        DeviceTensor sharedG, sharedU, sharedH;  // (N, I_s) the shared expert's gate, up, swiglu
+        DeviceTensor sharedOut;     // (N, d) S(x)
+        DeviceTensor gateLogit;     // (N) w_s · x
+        TrainableLlama.Linear.Saved sg, su, sd;  // the shared expert's LoRA; null without
     }
+
+    boolean hasSharedExpert() { return sharedGate != null; }
 
     /** what the backward needs of one expert linear's LoRA over all permuted rows */
     static final class Adapter {
@@ -139,6 +170,20 @@ final class MoeBlock {
         if (stride > 0) dropout.advance((long) assigned * stride);
         if (bias != null) backend.expertAddBias(s.expertOut, s.offsets, values(bias), d);
         backend.combineExperts(y, s.expertOut, s.slotRow, s.weights, rows, s.slots, d);
+        if (hasSharedExpert()) {  // y += σ(w_s · x) · S(x)
+            int fs = sharedGateProj.out;
+            s.sharedG = scope.floats((long) rows * fs);
+            s.sharedU = scope.floats((long) rows * fs);
+            s.sg = sharedGateProj.forward(s.sharedG, xn, rows, dropout, scope);
+            s.su = sharedUp.forward(s.sharedU, xn, rows, dropout, scope);
+            s.sharedH = scope.floats((long) rows * fs);
+            backend.swiglu(s.sharedH, s.sharedG, s.sharedU, rows * fs);
+            s.sharedOut = scope.floats((long) rows * d);
+            s.sd = sharedDown.forward(s.sharedOut, s.sharedH, rows, dropout, scope);
+            s.gateLogit = scope.floats(rows);
+            backend.matmul(s.gateLogit, xn, rows, sharedGate.value());
+            backend.sigmoidGatedAdd(y, s.sharedOut, s.gateLogit, rows, d);
+        }
         return s;
     }
 
@@ -275,10 +320,45 @@ final class MoeBlock {
         DeviceTensor dLogits = dLogitsExtra != null ? scope.copyOf(dLogitsExtra, (long) rows * e) : scope.floats((long) rows * e);
         backend.routingBackward(dLogits, s.weights, dWeights, s.expertIds, rows, slots, e, s.invTemperature);
         if (router.trainable()) backend.matmulBackwardWeight(router.grad(backend), dLogits, s.xn, rows, e, d);
-        if (!inputGradient) return;
-        DeviceTensor dxRouter = scope.floats((long) rows * d);
-        backend.matmulBackwardInput(dxRouter, dLogits, rows, router.value());
-        backend.add(dxn, dxRouter, rows * d);
+        if (inputGradient) {
+            DeviceTensor dxRouter = scope.floats((long) rows * d);
+            backend.matmulBackwardInput(dxRouter, dLogits, rows, router.value());
+            backend.add(dxn, dxRouter, rows * d);
+        }
+        if (hasSharedExpert()) sharedBackward(dxn, dy, s, inputGradient, scope);
+    }
+
+    /** the shared expert's and its gate's part of {@link #backward}: gradients added, dxn += ∂/∂xn when inputGradient */
+    private void sharedBackward(DeviceTensor dxn, DeviceTensor dy, Saved s, boolean inputGradient, DeviceScope scope) {
+        int rows = s.rows, fs = sharedGateProj.out;
+        DeviceTensor dOut = scope.floats((long) rows * d), dGateLogit = scope.floats(rows);
+        backend.sigmoidGatedAddBackward(dOut, dGateLogit, dy, s.sharedOut, s.gateLogit, rows, d);
+        if (sharedGate.trainable()) backend.matmulBackwardWeight(sharedGate.grad(backend), dGateLogit, s.xn, rows, 1, d);
+        if (inputGradient || sharedLinearsTrainable()) {
+            DeviceTensor dh = scope.floats((long) rows * fs), dg = scope.floats((long) rows * fs), du = scope.floats((long) rows * fs);
+            sharedDown.backward(dh, false, dOut, s.sharedH, rows, s.sd, scope);
+            backend.swigluBackward(dg, du, dh, s.sharedG, s.sharedU, rows * fs);
+            DeviceTensor dx = scope.floats((long) rows * d);
+            sharedGateProj.backward(dx, false, dg, s.xn, rows, s.sg, scope);
+            sharedUp.backward(dx, true, du, s.xn, rows, s.su, scope);
+            if (inputGradient) backend.add(dxn, dx, rows * d);
+        }
+        if (inputGradient) {
+            DeviceTensor dx = scope.floats((long) rows * d);
+            backend.matmulBackwardInput(dx, dGateLogit, rows, sharedGate.value());
+            backend.add(dxn, dx, rows * d);
+        }
+    }
+
+    private boolean sharedLinearsTrainable() {
+        return sharedGateProj.hasTrainable() || sharedUp.hasTrainable() || sharedDown.hasTrainable();
+    }
+
+    /** true when anything of the block trains: the router, an expert, the shared expert or its gate */
+    boolean anyTrainable() {
+        if (router.trainable()) return true;
+        for (int x = 0; x < numExperts; x++) if (expertTrainable(x)) return true;
+        return hasSharedExpert() && (sharedGate.trainable() || sharedLinearsTrainable());
     }
 
     /** true when expert x has a trainable weight, LoRA adapter or bias (its backward adds gradients) */

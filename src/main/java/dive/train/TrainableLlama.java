@@ -11,6 +11,7 @@ import dive.io.SafetensorsWriter;
 import dive.model.LlamaConfig;
 import dive.model.LlamaModel;
 import dive.model.MixtralExport;
+import dive.model.Qwen2MoeExport;
 import dive.model.RopeFrequencies;
 import dive.tensor.DType;
 import dive.tensor.Tensor;
@@ -50,7 +51,11 @@ import java.util.function.Function;
  * router {@code block_sparse_moe.gate.weight} (E, d), experts {@code experts.{e}.w1/w3} (I_e, d), {@code w2} (d, I_e),
  * optional {@code experts.{e}.bias} (d)), routed top-k or soft ({@link #setRouting}), with Mixtral's optional
  * load-balancing loss ({@link #setAuxLossCoef}); LoRA may target the experts' w1/w2/w3; {@link #saveCheckpoint} then
- * writes a Mixtral folder. DIVE stages: {@link #prepareStage0}, {@link #prepareStage1}.
+ * writes a Mixtral folder. A Qwen2-MoE config ({@code model_type qwen2_moe}) makes it an MoE block with a sigmoid-gated
+ * shared expert ({@code mlp.gate.weight}, {@code mlp.experts.{e}.gate_proj/up_proj/down_proj},
+ * {@code mlp.shared_expert.*_proj}, {@code mlp.shared_expert_gate.weight}); LoRA targets gate_proj/up_proj/down_proj
+ * reach routed and shared experts alike; {@link #saveCheckpoint} writes a Qwen2-MoE folder ({@link Qwen2MoeExport}).
+ * DIVE stages: {@link #prepareStage0}, {@link #prepareStage1}.
  *
  * <p>Not thread-safe: one training step at a time (the backend parallelizes inside each op).
  */
@@ -221,10 +226,12 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
     private double lastAuxLoss = Double.NaN, lastLmLoss = Double.NaN;
 
     private TrainableLlama(LlamaConfig config, Backend backend, double initStd, Function<String, Tensor> source) {
-        boolean mixtral = config.modelType().equals("mixtral");
-        if (!config.modelType().equals("llama") && !mixtral)
-            throw new IllegalArgumentException("model_type '" + config.modelType() + "' is not a Llama or Mixtral model");
+        boolean mixtral = config.modelType().equals("mixtral"), qwen2 = config.isQwen2Moe();
+        if (!config.modelType().equals("llama") && !mixtral && !qwen2)
+            throw new IllegalArgumentException("model_type '" + config.modelType() + "' is not a Llama, Mixtral or Qwen2-MoE model");
         if (mixtral && config.moe() == null) throw new IllegalArgumentException("model_type mixtral without its expert fields (num_local_experts, num_experts_per_tok)");
+        if (qwen2 && (config.moe() == null || !config.moe().hasSharedExpert()))
+            throw new IllegalArgumentException("model_type qwen2_moe without its expert fields (num_experts, num_experts_per_tok, shared_expert_intermediate_size)");
         this.config = config;
         this.backend = backend;
         this.initStd = initStd;
@@ -238,8 +245,8 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
             // named_parameters() order of transformers: attention, MLP, then the two norms
             Linear q = linear("q_proj", p + "self_attn.q_proj", source), k = linear("k_proj", p + "self_attn.k_proj", source);
             Linear v = linear("v_proj", p + "self_attn.v_proj", source), o = linear("o_proj", p + "self_attn.o_proj", source);
-            if (mixtral) {
-                MoeBlock moe = moeBlock(p + "block_sparse_moe", source);
+            if (mixtral || qwen2) {
+                MoeBlock moe = qwen2 ? sharedExpertBlock(p + "mlp", source) : moeBlock(p + "block_sparse_moe", source);
                 layers[l] = new Layer(param(p + "input_layernorm.weight", source), q, k, v, o,
                         param(p + "post_attention_layernorm.weight", source), null, null, null, moe);
                 for (Linear lin : List.of(q, k, v, o)) layerParams.add(lin.weight);
@@ -289,6 +296,26 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
             if (bias != null) bias[e] = param(ep + "bias", source);
         }
         return new MoeBlock(backend, path, router, w1, w3, w2, bias, config.moe().numExpertsPerTok());
+    }
+
+    /**
+     * Qwen2-MoE's mlp: gate.weight (E, d), experts.{e}.gate_proj/up_proj (I_e, d), down_proj (d, I_e),
+     * shared_expert.gate_proj/up_proj (I_s, d), down_proj (d, I_s), shared_expert_gate.weight (1, d)
+     */
+    private MoeBlock sharedExpertBlock(String path, Function<String, Tensor> source) {
+        int experts = config.moe().numLocalExperts();
+        Parameter router = param(path + ".gate.weight", source);
+        Linear[] gate = new Linear[experts], up = new Linear[experts], down = new Linear[experts];
+        for (int e = 0; e < experts; e++) {
+            String ep = path + ".experts." + e + ".";
+            gate[e] = linear("gate_proj", ep + "gate_proj", source);
+            up[e] = linear("up_proj", ep + "up_proj", source);
+            down[e] = linear("down_proj", ep + "down_proj", source);
+        }
+        String sp = path + ".shared_expert.";
+        return new MoeBlock(backend, path, router, gate, up, down, null, config.moe().numExpertsPerTok(),
+                linear("gate_proj", sp + "gate_proj", source), linear("up_proj", sp + "up_proj", source),
+                linear("down_proj", sp + "down_proj", source), param(path + ".shared_expert_gate.weight", source));
     }
 
     /**
@@ -380,6 +407,13 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
         if (name.endsWith("q_proj.weight")) return new long[] {c.queryDim(), d};
         if (name.endsWith("k_proj.weight") || name.endsWith("v_proj.weight")) return new long[] {c.kvDim(), d};
         if (name.endsWith("o_proj.weight")) return new long[] {d, c.queryDim()};
+        if (c.isQwen2Moe() && c.moe() != null) {
+            int shared = c.moe().sharedExpertIntermediateSize();
+            if (name.endsWith(".mlp.gate.weight")) return new long[] {c.moe().numLocalExperts(), d};
+            if (name.endsWith(".mlp.shared_expert_gate.weight")) return new long[] {1, d};
+            if (name.endsWith(".shared_expert.gate_proj.weight") || name.endsWith(".shared_expert.up_proj.weight")) return new long[] {shared, d};
+            if (name.endsWith(".shared_expert.down_proj.weight")) return new long[] {d, shared};
+        }
         if (name.endsWith("gate_proj.weight") || name.endsWith("up_proj.weight")) return new long[] {f, d};
         if (name.endsWith("down_proj.weight")) return new long[] {d, f};
         if (name.endsWith("gate_proj.bias") || name.endsWith("up_proj.bias")) return new long[] {f};
@@ -488,22 +522,38 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
     /** DIVE stages 1 and 2: LoRA on the experts' w1/w2/w3 ({@link #STAGE1_LORA_TARGETS}), routers and every RMSNorm; top-k routing */
     public static final List<String> STAGE1_TRAIN = List.of("*.lora_*", "*.block_sparse_moe.gate.weight", "*norm.weight");
     public static final Set<String> STAGE1_LORA_TARGETS = Set.of("w1", "w2", "w3");
+    /** stage 0 of a Qwen2-MoE: the routers and the shared experts' gates */
+    public static final List<String> SHARED_STAGE0_TRAIN = List.of("*.mlp.gate.weight", "*.mlp.shared_expert_gate.weight");
+    /** stages 1 and 2 of a Qwen2-MoE: LoRA on the routed and shared experts' projections, routers, shared expert gates, RMSNorms */
+    public static final List<String> SHARED_STAGE1_TRAIN = List.of("*.lora_*", "*.mlp.gate.weight", "*.mlp.shared_expert_gate.weight", "*norm.weight");
+    /** a Qwen2-MoE's expert projections (routed and shared alike) */
+    public static final Set<String> SHARED_STAGE1_LORA_TARGETS = Set.of("gate_proj", "up_proj", "down_proj");
 
-    /** stage 0: routers trainable, everything else frozen; soft routing at the paper's temperature for k */
+    /** the stage-0 {@code train:} patterns of a model with {@code config}: {@link #STAGE0_TRAIN} or, for qwen2_moe, {@link #SHARED_STAGE0_TRAIN} */
+    public static List<String> stage0Train(LlamaConfig config) { return config.isQwen2Moe() ? SHARED_STAGE0_TRAIN : STAGE0_TRAIN; }
+
+    /** the stage-1 {@code train:} patterns: {@link #STAGE1_TRAIN} or, for qwen2_moe, {@link #SHARED_STAGE1_TRAIN} */
+    public static List<String> stage1Train(LlamaConfig config) { return config.isQwen2Moe() ? SHARED_STAGE1_TRAIN : STAGE1_TRAIN; }
+
+    /** the stage-1 LoRA targets: {@link #STAGE1_LORA_TARGETS} or, for qwen2_moe, {@link #SHARED_STAGE1_LORA_TARGETS} */
+    public static Set<String> stage1LoraTargets(LlamaConfig config) { return config.isQwen2Moe() ? SHARED_STAGE1_LORA_TARGETS : STAGE1_LORA_TARGETS; }
+
+    /** stage 0: routers (and Qwen2-MoE's shared expert gates) trainable, everything else frozen; soft routing at the paper's temperature for k */
     public void prepareStage0() {
         if (!isMoe()) throw new IllegalStateException("stage 0 trains routers: the model has no MoE layer");
-        ParameterPatterns.apply(parameters, STAGE0_TRAIN, List.of());
+        ParameterPatterns.apply(parameters, stage0Train(config), List.of());
         setRouting(RoutingMode.paperSoft(config.moe().numExpertsPerTok()));
     }
 
     /**
-     * stage 1 (and 2): LoRA of rank r (α, dropout, seed) on every expert's w1/w2/w3, plus routers and all RMSNorms in
+     * stage 1 (and 2): LoRA of rank r (α, dropout, seed) on every expert's w1/w2/w3 (Qwen2-MoE: gate/up/down_proj of the
+     * routed and shared experts, plus the shared expert gates), plus routers and all RMSNorms in
      * full; attention, embeddings and LM head frozen; top-k routing
      */
     public void prepareStage1(int rank, double alpha, double dropout, long seed) {
         if (!isMoe()) throw new IllegalStateException("stage 1 adapts experts: the model has no MoE layer");
-        addLora(new LoraConfig(rank, alpha, dropout, STAGE1_LORA_TARGETS, seed));
-        ParameterPatterns.apply(parameters, STAGE1_TRAIN, List.of());
+        addLora(new LoraConfig(rank, alpha, dropout, stage1LoraTargets(config), seed));
+        ParameterPatterns.apply(parameters, stage1Train(config), List.of());
         setRouting(RoutingMode.TOP_K);
     }
 
@@ -779,8 +829,7 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
             Layer layer = layers[l];
             if (attentionHalfTrainable(layer)) return l;
             if (layer.moe != null) {
-                if (layer.moe.router.trainable()) return l;
-                for (int e = 0; e < layer.moe.numExperts; e++) if (layer.moe.expertTrainable(e)) return l;
+                if (layer.moe.anyTrainable()) return l;
             } else if (layer.gate.hasTrainable() || layer.up.hasTrainable() || layer.down.hasTrainable()) return l;
         }
         return layers.length;
@@ -800,6 +849,7 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
      * frozen weights as the source checkpoint stored them, trained ones F32; without {@code lm_head.weight} when tied,
      * as transformers saves), {@code config.json} in transformers 5 form, and {@code tokenizer.json} copied from
      * {@code tokenizerJson} when it is not null. Every file is written atomically; config.json comes after the weights.
+     * <p>A Qwen2-MoE model is written by {@link Qwen2MoeExport} (stock Qwen2MoeForCausalLM), the same way.
      * <p>An MoE model is written as a Mixtral checkpoint by {@link MixtralExport} into {@code dir}, which must then be
      * new or empty (the whole folder appears at once); expert biases that are not all zero are written as this
      * engine's {@code dive_expert_bias} extension, all-zero ones are left out (a stock Mixtral checkpoint).
@@ -811,7 +861,8 @@ public final class TrainableLlama implements TrainableModel, AutoCloseable {
         if (isMoe()) {
             Map<String, Tensor> weights = new LinkedHashMap<>();
             for (Parameter p : parameters) weights.put(p.name(), p.value());
-            MixtralExport.write(dir, config, weights, MixtralExport.Options.defaults().withExpertBias(true).withDtype(dtype));
+            if (config.isQwen2Moe()) Qwen2MoeExport.write(dir, config, weights, Qwen2MoeExport.Options.defaults().withDtype(dtype));
+            else MixtralExport.write(dir, config, weights, MixtralExport.Options.defaults().withExpertBias(true).withDtype(dtype));
             if (tokenizerJson != null) AtomicFiles.writeString(dir.resolve("tokenizer.json"), Files.readString(tokenizerJson));
             return;
         }

@@ -39,10 +39,13 @@ class MixtralFixtureTest {
 
     static JsonNode expected(String name) throws IOException { return Fixtures.JSON.readTree(dir(name).resolve("expected.json").toFile()); }
 
-    static LlamaModel model(String name, String backend) {
-        return MODELS.computeIfAbsent(name + "/" + backend, k -> {
+    static LlamaModel model(String name, String backend) { return cached(dir(name), backend); }
+
+    /** the model of folder {@code dir} on {@code backend}, loaded once per test run and shared by the fixture tests */
+    static LlamaModel cached(Path dir, String backend) {
+        return MODELS.computeIfAbsent(dir + "/" + backend, k -> {
             try {
-                return LlamaModel.load(dir(name), Backends.create(backend));
+                return LlamaModel.load(dir, Backends.create(backend));
             } catch (IOException e) {
                 throw new RuntimeException(e);
             }
@@ -82,20 +85,27 @@ class MixtralFixtureTest {
     @ParameterizedTest(name = "{0} {1}")
     @MethodSource("cases")
     void greedyGenerationMatchesTransformers(String name, String backend) throws IOException {
-        JsonNode exp = expected(name);
-        int[] generated = Generator.generate(model(name, backend), Fixtures.ints(exp.get("prompt_ids")),
-                GenerateOptions.greedy(exp.get("greedy_max_new_tokens").asInt()));
-        assertArrayEquals(Fixtures.ints(exp.get("greedy_new_ids")), generated, name + " " + backend);
+        assertGreedyGeneration(model(name, backend), expected(name), name + " " + backend);
+    }
+
+    /** greedy generation from the fixture's prompt gives transformers' ids */
+    static void assertGreedyGeneration(LlamaModel model, JsonNode exp, String label) {
+        int[] generated = Generator.generate(model, Fixtures.ints(exp.get("prompt_ids")), GenerateOptions.greedy(exp.get("greedy_max_new_tokens").asInt()));
+        assertArrayEquals(Fixtures.ints(exp.get("greedy_new_ids")), generated, label);
+    }
+
+    /** the fixture's windowed perplexity within TOL relative of transformers' */
+    static void assertPerplexity(LlamaModel model, JsonNode exp, String label) {
+        Perplexity.Result r = Perplexity.compute(model, Fixtures.ints(exp.get("perplexity_ids")), exp.get("perplexity_window").asInt());
+        double reference = exp.get("perplexity").asDouble();
+        assertEquals(exp.get("perplexity_predicted_tokens").asInt(), r.predictedTokens());
+        assertTrue(Math.abs(r.perplexity() - reference) / reference <= TOL, label + ": " + r.perplexity() + " vs " + reference);
     }
 
     @ParameterizedTest(name = "{0} {1}")
     @MethodSource("cases")
     void perplexityMatchesTransformers(String name, String backend) throws IOException {
-        JsonNode exp = expected(name);
-        Perplexity.Result r = Perplexity.compute(model(name, backend), Fixtures.ints(exp.get("perplexity_ids")), exp.get("perplexity_window").asInt());
-        double reference = exp.get("perplexity").asDouble();
-        assertEquals(exp.get("perplexity_predicted_tokens").asInt(), r.predictedTokens());
-        assertTrue(Math.abs(r.perplexity() - reference) / reference <= TOL, name + " " + backend + ": " + r.perplexity() + " vs " + reference);
+        assertPerplexity(model(name, backend), expected(name), name + " " + backend);
     }
 
     /** decoding in pieces with a KV cache gives what one full prefill gives (the experts see 1, 2 or 3 rows) */

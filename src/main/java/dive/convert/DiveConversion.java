@@ -108,6 +108,7 @@ public final class DiveConversion {
         Path out = q.outDir().toAbsolutePath().normalize();
         Path modelDir = q.modelDir().toAbsolutePath().normalize();
         Inputs in = check(q, modelDir);
+        for (Method m : methods) m.check(q, in.denseConfig());
         String data = q.data().equals("bundled") ? "bundled" : Path.of(q.data()).toAbsolutePath().normalize().toString();
         Map<String, Object> settings = new LinkedHashMap<>();
         settings.put("model", modelDir.toString());
@@ -345,13 +346,14 @@ public final class DiveConversion {
             r.put("lora", Map.of("r", stage.loraR(), "alpha", stage.loraAlpha(), "dropout", stage.loraDropout(),
                     "targets", List.of("down_proj", "gate_proj", "up_proj")));
         } else if (s == 0) {
-            r.put("train", TrainableLlama.STAGE0_TRAIN);
+            r.put("train", TrainableLlama.stage0Train(LlamaConfig.load(from)));
             moe.put("routing", "soft");
             if (!Double.isNaN(stage.temperature())) moe.put("temperature", stage.temperature());
         } else {
-            r.put("train", TrainableLlama.STAGE1_TRAIN);
+            LlamaConfig built = LlamaConfig.load(from);  // the trained parameters' names follow the built architecture
+            r.put("train", TrainableLlama.stage1Train(built));
             r.put("lora", Map.of("r", stage.loraR(), "alpha", stage.loraAlpha(), "dropout", stage.loraDropout(),
-                    "targets", List.copyOf(new java.util.TreeSet<>(TrainableLlama.STAGE1_LORA_TARGETS))));
+                    "targets", List.copyOf(new java.util.TreeSet<>(TrainableLlama.stage1LoraTargets(built)))));
             moe.put("routing", "top_k");
         }
         moe.put("aux_loss_coef", recipe.auxLossCoef());

@@ -213,7 +213,7 @@ public final class ExpertReconstruction {
         return order;
     }
 
-    /** total parameters and those a token uses (k of E experts per layer; routers counted as active) */
+    /** total parameters and those a token uses (k of E routed experts per layer; routers and any shared expert counted as active) */
     public static long[] parameterCounts(LlamaModel model) {
         long total = 0;
         for (Tensor t : model.namedWeights().values()) total += t.numel();
@@ -222,7 +222,8 @@ public final class ExpertReconstruction {
             LlamaConfig.Moe moe = model.config().moe();
             long perExpert = 3L * model.config().hiddenSize() * model.config().intermediateSize();
             for (int l = 0; l < model.config().numHiddenLayers(); l++) {
-                dive.model.MoeFfn ffn = (dive.model.MoeFfn) model.feedForward(l);
+                dive.model.MoeFfn ffn = model.feedForward(l) instanceof dive.model.SharedExpertMoeFfn shared ? shared.routed()
+                        : (dive.model.MoeFfn) model.feedForward(l);  // a shared expert counts as active
                 long expert = perExpert + (ffn.bias() != null ? model.config().hiddenSize() : 0);
                 active -= (long) (moe.numLocalExperts() - moe.numExpertsPerTok()) * expert;
             }

@@ -33,6 +33,12 @@ public interface Method {
      */
     void build(BuildContext c) throws Exception;
 
+    /**
+     * Refuses, before any work, settings this method cannot honour (the run's E, k, r and recipe on the dense model's
+     * config), with a message naming the setting; the default accepts everything the driver's own checks accept.
+     */
+    default void check(DiveConversion.Request request, LlamaConfig denseConfig) {}
+
     /** how the method builds its model, for the report entry's {@code variant}; null for none (DIVE) */
     String variant(Context c);
 

@@ -111,12 +111,12 @@ class MethodPipelineTest {
     void unknownMethodNamesAreRefusedNamingTheFieldAndTheKnownNames() throws Exception {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Methods.byName("cmoe", "plan.yaml: methods"));
         assertEquals("plan.yaml: methods: unknown method 'cmoe' (expected dive or one of [flap, llm_pruner, llama_moe_random, "
-                + "llama_moe_kmeans, dive_random_groups])", e.getMessage());
+                + "llama_moe_kmeans, dive_random_groups, dive_shared])", e.getMessage());
         Path recipe = tmp.resolve("recipe.yaml");
         Files.writeString(recipe, "methods: [dive, flap, dense_copy]\n");
         e = assertThrows(IllegalArgumentException.class, () -> ConvertRecipe.load(recipe));
         assertEquals(recipe + ": methods: unknown method 'dense_copy' (expected dive or one of [flap, llm_pruner, llama_moe_random, "
-                + "llama_moe_kmeans, dive_random_groups])", e.getMessage());
+                + "llama_moe_kmeans, dive_random_groups, dive_shared])", e.getMessage());
         // the driver needs DIVE first (the conversion itself; the others run beside it)
         DiveConversion.Request q = new DiveConversion.Request(MODEL, "bundled", 2, 1, 0.5, ConvertRecipe.defaults(), tmp.resolve("x"), false);
         e = assertThrows(IllegalArgumentException.class, () -> DiveConversion.run(q, TestBackends.backend(), List.of(new FlapMethod())));
@@ -130,13 +130,14 @@ class MethodPipelineTest {
     /** the names of DIVE-METHOD.md's methods (and the README's recipe line) map to classes answering to the same name */
     @Test
     void everyRecipeNameMapsToItsClass() {
-        List<String> names = List.of("dive", "flap", "llm_pruner", "llama_moe_random", "llama_moe_kmeans", "dive_random_groups");
+        List<String> names = List.of("dive", "flap", "llm_pruner", "llama_moe_random", "llama_moe_kmeans", "dive_random_groups", "dive_shared");
         assertEquals(names, Methods.NAMES);
         for (String n : names) assertEquals(n, Methods.byName(n, "methods").name());
         assertInstanceOf(DiveMethod.class, Methods.byName("dive", "methods"));
         assertInstanceOf(FlapMethod.class, Methods.byName("flap", "methods"));
         assertInstanceOf(LlmPrunerMethod.class, Methods.byName("llm_pruner", "methods"));
         assertInstanceOf(DiveRandomGroupsMethod.class, Methods.byName("dive_random_groups", "methods"));
+        assertInstanceOf(DiveSharedMethod.class, Methods.byName("dive_shared", "methods"));
         assertEquals(Method.Family.DENSE, Methods.byName("llm_pruner", "methods").family());
         assertEquals(Method.Family.MOE, Methods.byName("llama_moe_kmeans", "methods").family());
     }

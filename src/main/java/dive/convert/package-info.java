@@ -28,6 +28,9 @@
  * DiveRandomGroupsMethod the ablation with random groups: a whole DIVE run of its own in OUT/dive_random_groups/
  * DensePruningMethod     section 6's dense baselines, pruned to the active width: FlapMethod (WIFV), LlmPrunerMethod (Taylor)
  * LlamaMoeMethod         section 6's data-free experts: llama_moe_random, llama_moe_kmeans
+ * DiveSharedMethod       dive_shared (beyond the paper): per layer a shared expert of the pooled top channels and one
+ *                        routed expert per group of its own top channels (SharedExpertSplit: widths and rule), at the
+ *                        plain setting's active width; built and exported as a stock Qwen2-MoE (channels.json beside)
  * Groups                 the groups stage: affinity mining, random or a file → groups.json
  * Evaluation, MethodResult, ConversionResult   typed eval/*.json, report entries and report.json (same keys and order)
  * ConversionReport       the tables, report.md and pictures of a report

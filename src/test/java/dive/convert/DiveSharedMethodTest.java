@@ -52,22 +52,14 @@ class DiveSharedMethodTest {
         assertEquals("qwen2_moe", config.get("model_type").asText());
         assertEquals(12, config.get("shared_expert_intermediate_size").asInt());
         assertEquals(12, config.get("moe_intermediate_size").asInt());
-        // the exported Qwen2-MoE's perplexity, recomputed here, is the one reported after retraining
-        Tokenizer tokenizer = Tokenizer.load(MODEL.resolve("tokenizer.json"));
-        List<String> names = List.of("bible-nt", "man2", "python-core");
-        List<List<int[]>> finalEval = new ArrayList<>();
-        for (int i = 0; i < 3; i++)
-            finalEval.add(DatasetWindows.of(Corpus.bundled(), names.get(i), tokenizer, 3, 2, 32, AffinityMining.datasetSeed(4, i)).finalEval());
-        try (LlamaModel after = LlamaModel.load(export, Backends.create("scalar"))) {
-            double[] ppl = WindowPerplexity.perGroup(after, finalEval, n -> {});
-            for (int i = 0; i < 3; i++)
-                assertEquals(ppl[i], entry.get("ppl_after_retraining").get(names.get(i)).asDouble(), 1e-4 * ppl[i], names.get(i));
-        }
+        MethodPipelineTest.assertReportedPerplexityIsTheExports(entry);
 
         // the channels: shared = the 12 of highest WIFV (Var(h_j)·‖W_down[:, j]‖², by hand here) over every calibration window,
         // routed expert g = the 12 highest of group g's own windows among the rest; and the build holds exactly those slices
         JsonNode channels = JSON.readTree(out.resolve("dive_shared/" + DiveSharedMethod.CHANNELS_FILE).toFile());
         int[] groupOf = JSON.convertValue(JSON.readTree(out.resolve("groups.json").toFile()).get("group_of_dataset"), int[].class);
+        Tokenizer tokenizer = Tokenizer.load(MODEL.resolve("tokenizer.json"));
+        List<String> names = MethodPipelineTest.TINY_DATASETS;
         List<int[]> all = new ArrayList<>();
         List<List<int[]>> ofGroup = List.of(new ArrayList<>(), new ArrayList<>());
         for (int i = 0; i < 3; i++) {

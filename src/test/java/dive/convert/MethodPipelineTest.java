@@ -23,6 +23,27 @@ import static org.junit.jupiter.api.Assertions.*;
 class MethodPipelineTest {
     static final Path MODEL = Path.of("src/test/resources/llama/tiny_bpe");
     static final ObjectMapper JSON = new ObjectMapper();
+    /** the datasets of {@link ConvertCommandTest#tinyRecipe} */
+    static final List<String> TINY_DATASETS = List.of("bible-nt", "man2", "python-core");
+
+    /** the final-evaluation windows of a run with {@link ConvertCommandTest#tinyRecipe} (seed 4, 2 windows of 32), rebuilt here */
+    static List<List<int[]>> tinyFinalEvalWindows() throws java.io.IOException {
+        Tokenizer tokenizer = Tokenizer.load(MODEL.resolve("tokenizer.json"));
+        List<List<int[]>> finalEval = new ArrayList<>();
+        for (int i = 0; i < TINY_DATASETS.size(); i++)
+            finalEval.add(DatasetWindows.of(Corpus.bundled(), TINY_DATASETS.get(i), tokenizer, 3, 2, 32, AffinityMining.datasetSeed(4, i)).finalEval());
+        return finalEval;
+    }
+
+    /** the perplexity of the exported model of a method's report {@code entry}, recomputed here, is the one it reports after retraining */
+    static void assertReportedPerplexityIsTheExports(JsonNode entry) throws Exception {
+        List<List<int[]>> finalEval = tinyFinalEvalWindows();
+        try (LlamaModel after = LlamaModel.load(Path.of(entry.get("export").asText()), Backends.create("scalar"))) {
+            double[] ppl = WindowPerplexity.perGroup(after, finalEval, n -> {});
+            for (int i = 0; i < TINY_DATASETS.size(); i++)
+                assertEquals(ppl[i], entry.get("ppl_after_retraining").get(TINY_DATASETS.get(i)).asDouble(), 1e-4 * ppl[i], TINY_DATASETS.get(i));
+        }
+    }
     @TempDir Path tmp;
 
     /** a method only this test knows: the dense model copied unchanged (no pruning), retrained and exported as a Llama */
@@ -67,11 +88,8 @@ class MethodPipelineTest {
         assertEquals(63808, copy.get("params_active").asLong());
 
         // before retraining the copy is the dense model; after, the export's perplexity recomputed here
-        Tokenizer tokenizer = Tokenizer.load(MODEL.resolve("tokenizer.json"));
-        List<String> names = List.of("bible-nt", "man2", "python-core");
-        List<List<int[]>> finalEval = new ArrayList<>();
-        for (int i = 0; i < 3; i++)
-            finalEval.add(DatasetWindows.of(Corpus.bundled(), names.get(i), tokenizer, 3, 2, 32, AffinityMining.datasetSeed(4, i)).finalEval());
+        List<String> names = TINY_DATASETS;
+        List<List<int[]>> finalEval = tinyFinalEvalWindows();
         Path export = Path.of(copy.get("export").asText());
         assertEquals(out.resolve("dense_copy/model").toAbsolutePath().normalize(), export);
         assertEquals("llama", JSON.readTree(export.resolve("config.json").toFile()).get("model_type").asText());

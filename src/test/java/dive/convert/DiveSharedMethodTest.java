@@ -107,7 +107,7 @@ class DiveSharedMethodTest {
     }
 
     /** the built layer's expert {@code name}: gate/up rows and down columns (× factor) of the dense FFN at {@code channels} */
-    private static void assertSlices(LlamaModel dense, LlamaModel built, int l, String name, int[] channels, float factor) {
+    static void assertSlices(LlamaModel dense, LlamaModel built, int l, String name, int[] channels, float factor) {
         Map<String, Tensor> d = dense.namedWeights(), b = built.namedWeights();
         String p = "model.layers." + l + ".mlp.";
         Tensor gate = d.get(p + "gate_proj.weight"), up = d.get(p + "up_proj.weight"), down = d.get(p + "down_proj.weight");

@@ -28,6 +28,12 @@
  * DiveRandomGroupsMethod the ablation with random groups: a whole DIVE run of its own in OUT/dive_random_groups/
  * DensePruningMethod     section 6's dense baselines, pruned to the active width: FlapMethod (WIFV), LlmPrunerMethod (Taylor)
  * LlamaMoeMethod         section 6's data-free experts: llama_moe_random, llama_moe_kmeans
+ * DiveSharedMethod       dive_shared: DIVE's groups as routed experts beside a shared expert (SharedExpertSplit), a Qwen2-MoE
+ * CmoeMethod             cmoe, the CMoE baseline at the plain setting's active width, a stock Qwen2-MoE: CmoeSettings
+ *                        (widths), CmoeActivations (active-channel markers by the authors' normalised score from the FFN
+ *                        input, RoutingObserver.onFfnInput), CmoeCarving (shared expert, balanced co-activation clustering by
+ *                        BalancedAssignment, representatives), CmoeLayer, CmoeRouter (the analytical router; the linear
+ *                        stand-in's top-k agreement)
  * Groups                 the groups stage: affinity mining, random or a file → groups.json
  * Evaluation, MethodResult, ConversionResult   typed eval/*.json, report entries and report.json (same keys and order)
  * ConversionReport       the tables, report.md and pictures of a report

@@ -160,9 +160,7 @@ public final class CmoeMethod implements Method {
             fits = fitRouters(dense, carved.layers(), windows, k, bar::step);
         }
 
-        Map<String, Tensor> weights = new LinkedHashMap<>();
-        for (Map.Entry<String, Tensor> e : dense.namedWeights().entrySet())
-            if (!e.getKey().contains(".mlp.")) weights.put(e.getKey(), e.getValue());
+        Map<String, Tensor> weights = DiveSharedMethod.nonFfnWeights(dense);
         List<Map<String, Object>> sides = new ArrayList<>();
         try (TensorArena arena = TensorArena.shared()) {  // the experts, freed once written
             for (int l = 0; l < layers; l++) {

@@ -81,6 +81,14 @@ public final class DiveSharedMethod implements Method {
         }
     }
 
+    /** every weight of {@code dense} outside its FFNs (attention, norms, embeddings, lm_head), in its order: a build's start */
+    static Map<String, Tensor> nonFfnWeights(LlamaModel dense) {
+        Map<String, Tensor> weights = new LinkedHashMap<>();
+        for (Map.Entry<String, Tensor> e : dense.namedWeights().entrySet())
+            if (!e.getKey().contains(".mlp.")) weights.put(e.getKey(), e.getValue());
+        return weights;
+    }
+
     @Override
     public void build(BuildContext c) throws Exception {
         DiveConversion.Request q = c.request();
@@ -120,9 +128,7 @@ public final class DiveSharedMethod implements Method {
             bar.step(1);
 
             int layers = dc.numHiddenLayers(), d = dc.hiddenSize();
-            Map<String, Tensor> weights = new LinkedHashMap<>();
-            for (Map.Entry<String, Tensor> e : dense.namedWeights().entrySet())
-                if (!e.getKey().contains(".mlp.")) weights.put(e.getKey(), e.getValue());
+            Map<String, Tensor> weights = nonFfnWeights(dense);
             List<Map<String, Object>> channels = new ArrayList<>();
             try (TensorArena arena = TensorArena.shared()) {  // the experts, freed once written
                 for (int l = 0; l < layers; l++) {

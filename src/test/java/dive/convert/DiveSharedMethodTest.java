@@ -43,26 +43,9 @@ class DiveSharedMethodTest {
         assertEquals(45376 + 2 * 7104, entry.get("params_total").asLong());
         assertEquals(45376 + 2 * 7104 - 2 * 2304, entry.get("params_active").asLong());
         assertEquals(256 + 256, entry.get("training_tokens").asLong());
-        assertTrue(Files.isRegularFile(out.resolve("dive_shared/stage0/done")) && Files.isRegularFile(out.resolve("dive_shared/stage1/done")));
-        // stage 0 trained the routers and the shared experts' gates, nothing else
-        JsonNode stage0 = JSON.readTree(out.resolve("dive_shared/stage0/recipe.json").toFile());
-        assertEquals(List.of("*.mlp.gate.weight", "*.mlp.shared_expert_gate.weight"), JSON.convertValue(stage0.get("train"), List.class));
-        Path export = Path.of(entry.get("export").asText());
-        JsonNode config = JSON.readTree(export.resolve("config.json").toFile());
-        assertEquals("qwen2_moe", config.get("model_type").asText());
-        assertEquals(12, config.get("shared_expert_intermediate_size").asInt());
-        assertEquals(12, config.get("moe_intermediate_size").asInt());
-        // the exported Qwen2-MoE's perplexity, recomputed here, is the one reported after retraining
+        assertQwen2MoeRun(out, "dive_shared", entry, 12, 12);
         Tokenizer tokenizer = Tokenizer.load(MODEL.resolve("tokenizer.json"));
         List<String> names = List.of("bible-nt", "man2", "python-core");
-        List<List<int[]>> finalEval = new ArrayList<>();
-        for (int i = 0; i < 3; i++)
-            finalEval.add(DatasetWindows.of(Corpus.bundled(), names.get(i), tokenizer, 3, 2, 32, AffinityMining.datasetSeed(4, i)).finalEval());
-        try (LlamaModel after = LlamaModel.load(export, Backends.create("scalar"))) {
-            double[] ppl = WindowPerplexity.perGroup(after, finalEval, n -> {});
-            for (int i = 0; i < 3; i++)
-                assertEquals(ppl[i], entry.get("ppl_after_retraining").get(names.get(i)).asDouble(), 1e-4 * ppl[i], names.get(i));
-        }
 
         // the channels: shared = the 12 of highest WIFV (Var(h_j)·‖W_down[:, j]‖², by hand here) over every calibration window,
         // routed expert g = the 12 highest of group g's own windows among the rest; and the build holds exactly those slices
@@ -104,6 +87,33 @@ class DiveSharedMethodTest {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> DiveConversion.run(q, TestBackends.backend()));
         assertTrue(e.getMessage().startsWith("recipe bias_compensation: true: dive_shared"), e.getMessage());
         assertFalse(Files.exists(out), "nothing written");
+    }
+
+    /**
+     * A Qwen2-MoE method's run: stage 0 trained the routers and the shared experts' gates, nothing else; the export is a
+     * qwen2_moe of these widths whose perplexity, recomputed here on the final-evaluation windows, is the one reported
+     * after retraining. Returns the export's config.json.
+     */
+    static JsonNode assertQwen2MoeRun(Path out, String method, JsonNode entry, int sharedWidth, int routedWidth) throws Exception {
+        assertTrue(Files.isRegularFile(out.resolve(method + "/stage0/done")) && Files.isRegularFile(out.resolve(method + "/stage1/done")));
+        JsonNode stage0 = JSON.readTree(out.resolve(method + "/stage0/recipe.json").toFile());
+        assertEquals(List.of("*.mlp.gate.weight", "*.mlp.shared_expert_gate.weight"), JSON.convertValue(stage0.get("train"), List.class));
+        Path export = Path.of(entry.get("export").asText());
+        JsonNode config = JSON.readTree(export.resolve("config.json").toFile());
+        assertEquals("qwen2_moe", config.get("model_type").asText());
+        assertEquals(sharedWidth, config.get("shared_expert_intermediate_size").asInt());
+        assertEquals(routedWidth, config.get("moe_intermediate_size").asInt());
+        Tokenizer tokenizer = Tokenizer.load(MODEL.resolve("tokenizer.json"));
+        List<String> names = List.of("bible-nt", "man2", "python-core");
+        List<List<int[]>> finalEval = new ArrayList<>();
+        for (int i = 0; i < 3; i++)
+            finalEval.add(DatasetWindows.of(Corpus.bundled(), names.get(i), tokenizer, 3, 2, 32, AffinityMining.datasetSeed(4, i)).finalEval());
+        try (LlamaModel after = LlamaModel.load(export, Backends.create("scalar"))) {
+            double[] ppl = WindowPerplexity.perGroup(after, finalEval, n -> {});
+            for (int i = 0; i < 3; i++)
+                assertEquals(ppl[i], entry.get("ppl_after_retraining").get(names.get(i)).asDouble(), 1e-4 * ppl[i], names.get(i));
+        }
+        return config;
     }
 
     /** the built layer's expert {@code name}: gate/up rows and down columns (× factor) of the dense FFN at {@code channels} */

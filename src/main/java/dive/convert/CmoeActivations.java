@@ -198,8 +198,8 @@ public final class CmoeActivations {
      * N_b tokens the raw products x·W_gateᵀ and x·W_upᵀ (N_b, I) are computed on the backend and come to the host with x
      * (N_b, d); ĥ = SiLU(g/(‖x‖‖w_gate‖))·u/(‖x‖‖w_up‖) is reduced to its markers at once and dropped. What stays is
      * {@code 4·N·K_a} bytes plus I counts per layer, and the weight rows' norms (2·I doubles per layer); the transient
-     * part is one layer's batch: 2·N_b·I floats on the backend and 3·N_b·I + N_b·d floats on the host (TinyLlama-1.1B,
-     * N_b = 2048, I = 5632: 92 MB on the backend, 155 MB on the host).
+     * part is one layer's batch: 2·N_b·I floats on the backend and 2·N_b·I + N_b·d floats on the host (TinyLlama-1.1B,
+     * N_b = 2048, I = 5632, d = 2048: 92 MB on the backend, 109 MB on the host).
      */
     public static CmoeActivations[] collectNormalized(LlamaModel dense, List<int[]> windows, int activeNeurons, IntConsumer windowsDone) {
         if (dense.isMoe()) throw new IllegalArgumentException(dense.source() + ": CMoE calibration needs a dense (llama) model");

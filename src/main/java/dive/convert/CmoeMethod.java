@@ -72,7 +72,8 @@ import java.util.function.IntConsumer;
  * <h2>Memory (TinyLlama-1.1B: d = 2048, I = 5632, 22 layers; default 16 windows × 256 tokens of 24 datasets, N = 98,304)</h2>
  * Calibration keeps per layer only the markers (4·N·K_a bytes: 3.9 MB, 87 MB for 22 layers, up to twice that while the
  * arrays grow) and the weight rows' norms (2·I doubles); nothing of size N × I is kept: each batch (N_b ≈ 2048 tokens) is
- * reduced layer by layer (transient 92 MB on the backend, 155 MB on the host, see {@link CmoeActivations#collectNormalized}).
+ * reduced layer by layer (transient 92 MB on the backend, 109 MB on the host, see {@link CmoeActivations#collectNormalized}).
+ * Time at that scale is not measured yet (the host part is N·I·L normalised scores, 1.2·10¹⁰ SiLUs, beside two forwards).
  * The carving adds under 1 MB per layer; the router fit a (2E, d) F32 candidate matrix per layer (131 KB at E = 8) and
  * N_b·2E floats per batch. The built experts hold the whole FFN once in the dense dtype (as {@code dive_shared}: 1.5 GB in
  * BF16), written and freed at the end of the build.

@@ -1,8 +1,12 @@
 package dive.convert;
 
+import dive.backend.Backend;
+import dive.backend.DeviceTensor;
 import dive.model.DenseFfn;
 import dive.model.LlamaModel;
 import dive.model.RoutingObserver;
+import dive.tensor.DType;
+import dive.tensor.Tensor;
 
 import java.util.Arrays;
 import java.util.List;
@@ -31,7 +35,8 @@ import java.util.function.IntConsumer;
  *     {@link RoutingObserver#onDenseIntermediate} hands out: what {@link #collect} uses;
  * <li>{@link #addInputs} with the authors' normalised score ĥ_j = SiLU(x̂ · ŵ_gate,j) · (x̂ · ŵ_up,j), x̂ = x/‖x‖₂ and
  *     ŵ the rows of W_gate, W_up scaled to unit L2 norm (a cosine form that ignores per-channel weight scale). It needs
- *     the FFN input x, which the model's observer does not expose; a pipeline that has x uses this.
+ *     the FFN input x, which the model's observer hands out ({@link RoutingObserver#onFfnInput}): what
+ *     {@link #collectNormalized} (the pipeline's {@code cmoe} method) uses.
  * </ul>
  */
 public final class CmoeActivations {
@@ -112,12 +117,17 @@ public final class CmoeActivations {
                     g += (double) x[xo + i] * gate[wo + i];
                     u += (double) x[xo + i] * up[wo + i];
                 }
-                g = scaled(g, xNorm[n] * gateNorm[j]);
-                u = scaled(u, xNorm[n] * upNorm[j]);
-                out[n * width + j] = (float) (g / (1 + Math.exp(-g)) * u);
+                out[n * width + j] = normalized(g, u, xNorm[n], gateNorm[j], upNorm[j]);
             }
         }
         return out;
+    }
+
+    /** ĥ = SiLU(g / (‖x‖·‖w_gate‖)) · u / (‖x‖·‖w_up‖) from the raw dot products g = x · w_gate, u = x · w_up */
+    static float normalized(double g, double u, double xNorm, double gateNorm, double upNorm) {
+        g = scaled(g, xNorm * gateNorm);
+        u = scaled(u, xNorm * upNorm);
+        return (float) (g / (1 + Math.exp(-g)) * u);
     }
 
     private static double scaled(double dot, double norms) { return norms == 0 ? 0 : dot / norms; }
@@ -178,6 +188,66 @@ public final class CmoeActivations {
             @Override public void onDenseIntermediate(int layer, int tokens, int w, float[] h) { out[layer].addScores(h, tokens); }
         };
         CalibrationStatistics.observe(dense, windows, observer, windowsDone);
+        return out;
+    }
+
+    /**
+     * Per-layer activations of a dense model over {@code windows} by the authors' normalised score ĥ (see the class
+     * comment), from each layer's FFN input x ({@link RoutingObserver#onFfnInput}) on the dense model's own forward
+     * (layer ℓ+1 sees the dense outputs of layer ℓ; batching as {@link CalibrationStatistics}). Per layer and batch of
+     * N_b tokens the raw products x·W_gateᵀ and x·W_upᵀ (N_b, I) are computed on the backend and come to the host with x
+     * (N_b, d); ĥ = SiLU(g/(‖x‖‖w_gate‖))·u/(‖x‖‖w_up‖) is reduced to its markers at once and dropped. What stays is
+     * {@code 4·N·K_a} bytes plus I counts per layer, and the weight rows' norms (2·I doubles per layer); the transient
+     * part is one layer's batch: 2·N_b·I floats on the backend and 2·N_b·I + N_b·d floats on the host (TinyLlama-1.1B,
+     * N_b = 2048, I = 5632, d = 2048: 92 MB on the backend, 109 MB on the host).
+     */
+    public static CmoeActivations[] collectNormalized(LlamaModel dense, List<int[]> windows, int activeNeurons, IntConsumer windowsDone) {
+        if (dense.isMoe()) throw new IllegalArgumentException(dense.source() + ": CMoE calibration needs a dense (llama) model");
+        if (windows.isEmpty()) throw new IllegalArgumentException("no calibration windows");
+        int layers = dense.config().numHiddenLayers();
+        CmoeActivations[] out = new CmoeActivations[layers];
+        double[][] gateNorm = new double[layers][], upNorm = new double[layers][];
+        for (int l = 0; l < layers; l++) {
+            DenseFfn ffn = (DenseFfn) dense.feedForward(l);
+            out[l] = new CmoeActivations(ffn.intermediateSize(), activeNeurons);
+            gateNorm[l] = rowNorms(ffn.gate());
+            upNorm[l] = rowNorms(ffn.up());
+        }
+        RoutingObserver observer = new RoutingObserver() {
+            @Override public void onRouting(int layer, int tokens, float[] routerLogits, int[] expertIds, float[] expertWeights) {}
+            @Override public void onFfnInput(Backend b, int layer, int tokens, int hidden, DeviceTensor x) {
+                DenseFfn ffn = (DenseFfn) dense.feedForward(layer);
+                int width = ffn.intermediateSize();
+                float[] g = new float[tokens * width], u = new float[tokens * width], xs = new float[tokens * hidden];
+                try (DeviceTensor gd = b.allocate(DType.F32, (long) tokens * width); DeviceTensor ud = b.allocate(DType.F32, (long) tokens * width)) {
+                    b.matmul(gd, x, tokens, ffn.gate());  // (N_b, I)
+                    b.matmul(ud, x, tokens, ffn.up());    // (N_b, I)
+                    b.read(gd, 0, g, g.length);
+                    b.read(ud, 0, u, u.length);
+                }
+                b.read(x, 0, xs, xs.length);
+                double[] xNorm = rowNorms(xs, tokens, hidden);
+                for (int n = 0; n < tokens; n++)
+                    for (int j = 0; j < width; j++) {
+                        int i = n * width + j;
+                        g[i] = normalized(g[i], u[i], xNorm[n], gateNorm[layer][j], upNorm[layer][j]);
+                    }
+                out[layer].addScores(g, tokens);
+            }
+        };
+        CalibrationStatistics.observe(dense, windows, observer, windowsDone);
+        return out;
+    }
+
+    /** the L2 norm of every row of a (rows, cols) weight, in double */
+    static double[] rowNorms(Tensor w) {
+        int rows = w.rows(), cols = w.cols();
+        double[] out = new double[rows];
+        for (int r = 0; r < rows; r++) {
+            double s = 0;
+            for (int i = 0; i < cols; i++) { double v = w.getFloat((long) r * cols + i); s += v * v; }
+            out[r] = Math.sqrt(s);
+        }
         return out;
     }
 }

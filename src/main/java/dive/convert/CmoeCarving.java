@@ -44,9 +44,9 @@ import java.util.function.IntToDoubleFunction;
  * <li>Calibration runs on the dense model's own activations (layer ℓ+1 sees dense outputs), as every method here does
  *     ({@link CalibrationStatistics}); the authors feed each layer the outputs of the already carved MoE layers before
  *     it. The sequential variant needs the carved layer's forward inside calibration: possible later, not done here.
- * <li>{@link CmoeActivations#collect} scores channels by the FFN's intermediate h (what the dense model's observer
- *     exposes); the authors score by ĥ, the cosine form with x and weight rows normalised
- *     ({@link CmoeActivations#addInputs}, available once the pipeline hands out the FFN input x).
+ * <li>{@link CmoeActivations#collect} scores channels by the FFN's intermediate h; the authors score by ĥ, the cosine
+ *     form with x and weight rows normalised ({@link CmoeActivations#addInputs}, {@link CmoeActivations#collectNormalized}
+ *     from the FFN input x the model's observer hands out): the pipeline's {@link CmoeMethod} uses ĥ.
  * <li>When the slice count does not divide I, the leftover channels join the shared expert (the authors drop them).
  * <li>Ties are broken by index everywhere (the authors' {@code torch.topk} and {@code lapjv} break them arbitrarily);
  *     the balanced assignment is an exact optimum like theirs, though another optimum may be chosen when several exist.

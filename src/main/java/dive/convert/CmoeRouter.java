@@ -44,10 +44,13 @@ public final class CmoeRouter {
                 g += (double) layer.routerGate()[r * d + i] * x[offset + i];
                 u += (double) layer.routerUp()[r * d + i] * x[offset + i];
             }
-            s[r] = Math.abs(u * (g / (1 + Math.exp(-g))));
+            s[r] = score(g, u);
         }
         return s;
     }
+
+    /** |u · SiLU(g)| for g = r_gate,e · x and u = r_up,e · x */
+    static double score(double g, double u) { return Math.abs(u * (g / (1 + Math.exp(-g)))); }
 
     /** p = softmax(scores) (E) for the token x[offset .. offset + d) */
     public static double[] probabilities(CmoeLayer layer, float[] x, int offset) {
@@ -119,14 +122,21 @@ public final class CmoeRouter {
         if (rows < 1) throw new IllegalArgumentException("rows " + rows + " (expected ≥ 1)");
         int same = 0;
         for (int n = 0; n < rows; n++) {
-            boolean[] chosen = new boolean[e];
-            for (int c : select(probabilities(layer, x, n * d), layer.selectionBias(), k)) chosen[c] = true;
             double[] logits = new double[e];
             for (int r = 0; r < e; r++) for (int i = 0; i < d; i++) logits[r] += (double) linearRouter[r * d + i] * x[n * d + i];
-            boolean all = true;
-            for (int c : topIndices(logits, k)) all &= chosen[c];
-            if (all) same++;
+            if (sameTopK(probabilities(layer, x, n * d), layer.selectionBias(), logits, k)) same++;
         }
         return (double) same / rows;
+    }
+
+    /**
+     * true when the top-k of the analytical router (its probabilities p (E), with {@code bias}) and the top-k of a linear
+     * router's {@code logits} (E) are the same set of experts
+     */
+    static boolean sameTopK(double[] probabilities, float[] bias, double[] logits, int k) {
+        boolean[] chosen = new boolean[probabilities.length];
+        for (int c : select(probabilities, bias, k)) chosen[c] = true;
+        for (int c : topIndices(logits, k)) if (!chosen[c]) return false;
+        return true;
     }
 }

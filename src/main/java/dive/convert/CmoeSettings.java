@@ -61,6 +61,35 @@ public record CmoeSettings(int sharedWidth, int experts, int expertWidth, int to
         return new CmoeSettings(intermediateSize - routed * width, routed, width, active);
     }
 
+    /**
+     * The carving at the active FFN width of the plain setting (E experts, top-k, ratio r), as the pipeline's {@code cmoe}
+     * method runs it: A = k·round(I·(1 − r)) channels active per token; all I channels are split into a shared expert S
+     * and E routed experts of R channels,
+     * <pre>
+     * R = ⌊(I − A) / (E − k)⌋        the E − k routed experts a token leaves idle hold the I − A inactive channels
+     * S = I − E·R                    leftover channels join the shared expert, so S + k·R = A, or a few channels more
+     * </pre>
+     * (I = 1024, E = 8: top-1 r 0.5 → R = 73, S = 440, active 513; top-2 r 0.75 → R = 85, S = 344, active 514). With the
+     * default K_a. Refused, naming the setting: E ≤ k (no routed expert left idle), R &lt; 1, or S &lt; 0 (A below k·I/E:
+     * the routed experts alone would hold more than A channels per token).
+     */
+    public static CmoeSettings atActiveWidth(int intermediateSize, int experts, int topK, double ratio) {
+        String setting = "E = " + experts + ", top-k = " + topK + ", r = " + ratio + " on an FFN of " + intermediateSize + " channels";
+        if (topK < 1 || experts <= topK)
+            throw new IllegalArgumentException("CMoE at " + setting + ": needs E > k ≥ 1 (the routed experts a token leaves idle hold the "
+                    + "channels it does not use)");
+        int active = topK * Pruning.keptWidth(intermediateSize, ratio);
+        int routed = (intermediateSize - active) / (experts - topK), shared = intermediateSize - experts * routed;
+        if (active >= intermediateSize || routed < 1)
+            throw new IllegalArgumentException("CMoE at " + setting + ": active width " + active + " leaves routed experts of "
+                    + Math.max(routed, 0) + " channels (expected ≥ 1)");
+        if (shared < 0)
+            throw new IllegalArgumentException("CMoE at " + setting + ": active width " + active + " is below k·I/E = "
+                    + (long) topK * intermediateSize / experts + " (the " + experts + " routed experts of " + routed
+                    + " channels would hold more than the FFN's " + intermediateSize + ")");
+        return new CmoeSettings(shared, experts, routed, topK);
+    }
+
     /** the same widths with another K_a */
     public CmoeSettings withActiveNeurons(int k) { return new CmoeSettings(sharedWidth, experts, expertWidth, topK, k); }
 

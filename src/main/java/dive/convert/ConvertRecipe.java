@@ -44,7 +44,7 @@ import java.util.TreeSet;
  * export_dtype: auto           # dtype of the exported models: auto (the dense checkpoint's: BF16 in, BF16 out), F32,
  *                              # BF16 or F16 (convert's --dtype sets it)
  * methods: [dive]              # dive plus any baselines of {@link Methods} (flap, llm_pruner,
- *                              # llama_moe_random, llama_moe_kmeans, dive_random_groups, dive_shared), each in OUT/&lt;method&gt;/
+ *                              # llama_moe_random, llama_moe_kmeans, dive_random_groups, dive_shared, cmoe), each in OUT/&lt;method&gt;/
  * shared_share: 0.5            # dive_shared: the share of the active FFN width in its shared expert ({@link SharedExpertSplit})
  * </pre>
  */

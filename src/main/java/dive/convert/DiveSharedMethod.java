@@ -41,11 +41,16 @@ public final class DiveSharedMethod implements Method {
 
     @Override
     public void check(DiveConversion.Request q, LlamaConfig dense) {
-        if (q.recipe().biasCompensation())
-            throw new IllegalArgumentException("recipe bias_compensation: true: " + NAME + " builds a Qwen2-MoE, whose experts hold no biases (run it with bias_compensation false)");
-        if (q.recipe().outputScale())
-            throw new IllegalArgumentException("recipe output_scale: true: not offered for " + NAME + " (run it with output_scale false)");
+        refuseBiases(NAME, q.recipe());
         widths(q, dense);
+    }
+
+    /** refuses bias compensation and output scales for {@code method}, which builds a Qwen2-MoE (its experts hold no biases) */
+    static void refuseBiases(String method, ConvertRecipe recipe) {
+        if (recipe.biasCompensation())
+            throw new IllegalArgumentException("recipe bias_compensation: true: " + method + " builds a Qwen2-MoE, whose experts hold no biases (run it with bias_compensation false)");
+        if (recipe.outputScale())
+            throw new IllegalArgumentException("recipe output_scale: true: not offered for " + method + " (run it with output_scale false)");
     }
 
     private static SharedExpertSplit.Widths widths(DiveConversion.Request q, LlamaConfig dense) {
@@ -61,13 +66,27 @@ public final class DiveSharedMethod implements Method {
     }
 
     @Override
-    public String exportFormat(Context c) { return "stock Qwen2-MoE (shared expert + sigmoid gate)"; }
+    public String exportFormat(Context c) { return EXPORT_FORMAT; }
+
+    /** the export format of the methods that build a Qwen2-MoE */
+    static final String EXPORT_FORMAT = "stock Qwen2-MoE (shared expert + sigmoid gate)";
 
     @Override
-    public void export(Path from, Path to, Context c, DType dtype) throws Exception {
+    public void export(Path from, Path to, Context c, DType dtype) throws Exception { exportQwen2Moe(from, to, c, dtype); }
+
+    /** writes the retrained Qwen2-MoE checkpoint {@code from} as the exported model {@code to} (tokenizer of the dense model) */
+    static void exportQwen2Moe(Path from, Path to, Context c, DType dtype) throws Exception {
         try (LlamaModel last = LlamaModel.load(from, c.backend())) {
             Qwen2MoeExport.write(to, last, Qwen2MoeExport.Options.defaults().withTokenizerFrom(c.modelDir()).withDtype(dtype));
         }
+    }
+
+    /** every weight of {@code dense} outside its FFNs (attention, norms, embeddings, lm_head), in its order: a build's start */
+    static Map<String, Tensor> nonFfnWeights(LlamaModel dense) {
+        Map<String, Tensor> weights = new LinkedHashMap<>();
+        for (Map.Entry<String, Tensor> e : dense.namedWeights().entrySet())
+            if (!e.getKey().contains(".mlp.")) weights.put(e.getKey(), e.getValue());
+        return weights;
     }
 
     @Override
@@ -109,9 +128,7 @@ public final class DiveSharedMethod implements Method {
             bar.step(1);
 
             int layers = dc.numHiddenLayers(), d = dc.hiddenSize();
-            Map<String, Tensor> weights = new LinkedHashMap<>();
-            for (Map.Entry<String, Tensor> e : dense.namedWeights().entrySet())
-                if (!e.getKey().contains(".mlp.")) weights.put(e.getKey(), e.getValue());
+            Map<String, Tensor> weights = nonFfnWeights(dense);
             List<Map<String, Object>> channels = new ArrayList<>();
             try (TensorArena arena = TensorArena.shared()) {  // the experts, freed once written
                 for (int l = 0; l < layers; l++) {

@@ -19,6 +19,7 @@ public final class Methods {
         BY_NAME.put("llama_moe_kmeans", LlamaMoeMethod::kmeans);
         BY_NAME.put(DiveRandomGroupsMethod.NAME, DiveRandomGroupsMethod::new);
         BY_NAME.put(DiveSharedMethod.NAME, DiveSharedMethod::new);
+        BY_NAME.put(CmoeMethod.NAME, CmoeMethod::new);
     }
 
     /** every known name, dive first */

@@ -31,6 +31,11 @@
  * DiveSharedMethod       dive_shared (beyond the paper): per layer a shared expert of the pooled top channels and one
  *                        routed expert per group of its own top channels (SharedExpertSplit: widths and rule), at the
  *                        plain setting's active width; built and exported as a stock Qwen2-MoE (channels.json beside)
+ * CmoeMethod             cmoe, the CMoE baseline at the plain setting's active width, a stock Qwen2-MoE: CmoeSettings
+ *                        (widths), CmoeActivations (active-channel markers by the authors' normalised score from the FFN
+ *                        input, RoutingObserver.onFfnInput), CmoeCarving (shared expert, balanced co-activation clustering by
+ *                        BalancedAssignment, representatives), CmoeLayer, CmoeRouter (the analytical router; the linear
+ *                        stand-in's top-k agreement)
  * Groups                 the groups stage: affinity mining, random or a file → groups.json
  * Evaluation, MethodResult, ConversionResult   typed eval/*.json, report entries and report.json (same keys and order)
  * ConversionReport       the tables, report.md and pictures of a report

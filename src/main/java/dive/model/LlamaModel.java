@@ -507,6 +507,7 @@ public final class LlamaModel implements AutoCloseable {
                 backend.add(x, proj, rows * d);
                 // feed-forward block: SwiGLU MLP or sparse MoE
                 backend.rmsNorm(xn, x, layer.postAttentionNorm, rows, eps);
+                if (observer != null) observer.onFfnInput(backend, l, rows, d, xn);
                 layer.ffn.forward(backend, proj, xn, rows, l, ffnScratch, observer);
                 backend.add(x, proj, rows * d);
             }

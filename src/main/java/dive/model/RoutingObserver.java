@@ -5,7 +5,8 @@ import dive.backend.DeviceTensor;
 
 /**
  * Sees how each sparse-MoE layer routed the tokens of one forward call (routing statistics, load balance,
- * DIVE's analysis) and, optionally, each dense FFN's intermediate activation (DIVE's calibration statistics).
+ * DIVE's analysis) and, optionally, each dense FFN's intermediate activation (DIVE's calibration statistics) and each
+ * layer's FFN input ({@link #onFfnInput}, CMoE's calibration).
  * Passed per call; when absent (null) the model does no extra work.
  *
  * <p>The model calls the device-tensor forms ({@link #onRouting(Backend, int, int, int, int, DeviceTensor, DeviceTensor,
@@ -39,6 +40,20 @@ public interface RoutingObserver {
      * @param intermediate h (N, F) F32
      */
     default void onDenseIntermediate(int layer, int tokens, int width, float[] intermediate) {}
+
+    /**
+     * Called once per decoder layer (dense or sparse) per forward call, on the calling thread, with the FFN's input
+     * x = rmsNorm(residual, post_attention_layernorm) (N, d) still on the backend, before the FFN runs. The default does
+     * nothing (no transfer); an observer that needs x (CMoE's normalised activation score) overrides it and reads what
+     * it needs ({@link Backend#read}) or computes on the backend. The tensor belongs to the model and is valid only during
+     * the call; only its first {@code tokens · hidden} values are x; it must not be written.
+     *
+     * @param layer  decoder layer index
+     * @param tokens N, the rows of this call (all sequences of a batch, concatenated)
+     * @param hidden d, the hidden size
+     * @param input  x (N, d) F32
+     */
+    default void onFfnInput(Backend backend, int layer, int tokens, int hidden, DeviceTensor input) {}
 
     /**
      * The model's call, with the routing still on the backend: this default downloads the first {@code tokens} rows

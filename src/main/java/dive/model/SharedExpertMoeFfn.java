@@ -47,6 +47,16 @@ public record SharedExpertMoeFfn(MoeFfn routed, DenseFfn shared, Tensor sharedGa
      */
     public static SharedExpertMoeFfn fromChannels(DenseFfn dense, int[] sharedChannels, int[][] expertChannels, Tensor router, int topK,
                                                   String prefix, dive.tensor.TensorArena arena) {
+        return fromChannels(dense, sharedChannels, expertChannels, router, topK, 1f, prefix, arena);
+    }
+
+    /**
+     * {@link #fromChannels(DenseFfn, int[], int[][], Tensor, int, String, dive.tensor.TensorArena)} with every routed
+     * expert's down projection × {@code routedDownFactor} (exact when it is a power of two), e.g. k for CMoE, whose chosen
+     * experts each count with weight 1 where Qwen2-MoE's renormalised top-k weights sum to 1.
+     */
+    public static SharedExpertMoeFfn fromChannels(DenseFfn dense, int[] sharedChannels, int[][] expertChannels, Tensor router, int topK,
+                                                  float routedDownFactor, String prefix, dive.tensor.TensorArena arena) {
         if (dense.hasBias()) throw new IllegalArgumentException(prefix + ": the dense FFN has biases, which Qwen2-MoE experts cannot hold");
         int e = expertChannels.length, d = dense.gate().cols();
         String m = prefix + "mlp.";
@@ -55,7 +65,7 @@ public record SharedExpertMoeFfn(MoeFfn routed, DenseFfn shared, Tensor sharedGa
             String ep = m + "experts." + x + ".";
             gate[x] = rows(dense.gate(), expertChannels[x], ep + "gate_proj.weight", arena);
             up[x] = rows(dense.up(), expertChannels[x], ep + "up_proj.weight", arena);
-            down[x] = columns(dense.down(), expertChannels[x], 1f, ep + "down_proj.weight", arena);
+            down[x] = columns(dense.down(), expertChannels[x], routedDownFactor, ep + "down_proj.weight", arena);
         }
         String s = m + "shared_expert.";
         DenseFfn shared = new DenseFfn(rows(dense.gate(), sharedChannels, s + "gate_proj.weight", arena),
@@ -73,7 +83,7 @@ public record SharedExpertMoeFfn(MoeFfn routed, DenseFfn shared, Tensor sharedGa
         return out;
     }
 
-    /** the columns {@code channels} of w (d, F) times {@code factor} (a power of two: exact) → (d, |channels|) */
+    /** the columns {@code channels} of w (d, F) times {@code factor} (exact for a power of two) → (d, |channels|) */
     private static Tensor columns(Tensor w, int[] channels, float factor, String name, dive.tensor.TensorArena arena) {
         int rows = w.rows(), f = w.cols();
         Tensor out = Tensor.allocate(name, w.dtype(), new long[] {rows, channels.length}, arena);

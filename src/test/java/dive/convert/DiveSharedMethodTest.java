@@ -43,16 +43,7 @@ class DiveSharedMethodTest {
         assertEquals(45376 + 2 * 7104, entry.get("params_total").asLong());
         assertEquals(45376 + 2 * 7104 - 2 * 2304, entry.get("params_active").asLong());
         assertEquals(256 + 256, entry.get("training_tokens").asLong());
-        assertTrue(Files.isRegularFile(out.resolve("dive_shared/stage0/done")) && Files.isRegularFile(out.resolve("dive_shared/stage1/done")));
-        // stage 0 trained the routers and the shared experts' gates, nothing else
-        JsonNode stage0 = JSON.readTree(out.resolve("dive_shared/stage0/recipe.json").toFile());
-        assertEquals(List.of("*.mlp.gate.weight", "*.mlp.shared_expert_gate.weight"), JSON.convertValue(stage0.get("train"), List.class));
-        Path export = Path.of(entry.get("export").asText());
-        JsonNode config = JSON.readTree(export.resolve("config.json").toFile());
-        assertEquals("qwen2_moe", config.get("model_type").asText());
-        assertEquals(12, config.get("shared_expert_intermediate_size").asInt());
-        assertEquals(12, config.get("moe_intermediate_size").asInt());
-        MethodPipelineTest.assertReportedPerplexityIsTheExports(entry);
+        assertQwen2MoeRun(out, "dive_shared", entry, 12, 12);
 
         // the channels: shared = the 12 of highest WIFV (Var(h_j)·‖W_down[:, j]‖², by hand here) over every calibration window,
         // routed expert g = the 12 highest of group g's own windows among the rest; and the build holds exactly those slices
@@ -98,8 +89,26 @@ class DiveSharedMethodTest {
         assertFalse(Files.exists(out), "nothing written");
     }
 
+    /**
+     * A Qwen2-MoE method's run: stage 0 trained the routers and the shared experts' gates, nothing else; the export is a
+     * qwen2_moe of these widths whose perplexity, recomputed here on the final-evaluation windows, is the one reported
+     * after retraining. Returns the export's config.json.
+     */
+    static JsonNode assertQwen2MoeRun(Path out, String method, JsonNode entry, int sharedWidth, int routedWidth) throws Exception {
+        assertTrue(Files.isRegularFile(out.resolve(method + "/stage0/done")) && Files.isRegularFile(out.resolve(method + "/stage1/done")));
+        JsonNode stage0 = JSON.readTree(out.resolve(method + "/stage0/recipe.json").toFile());
+        assertEquals(List.of("*.mlp.gate.weight", "*.mlp.shared_expert_gate.weight"), JSON.convertValue(stage0.get("train"), List.class));
+        Path export = Path.of(entry.get("export").asText());
+        JsonNode config = JSON.readTree(export.resolve("config.json").toFile());
+        assertEquals("qwen2_moe", config.get("model_type").asText());
+        assertEquals(sharedWidth, config.get("shared_expert_intermediate_size").asInt());
+        assertEquals(routedWidth, config.get("moe_intermediate_size").asInt());
+        MethodPipelineTest.assertReportedPerplexityIsTheExports(entry);
+        return config;
+    }
+
     /** the built layer's expert {@code name}: gate/up rows and down columns (× factor) of the dense FFN at {@code channels} */
-    private static void assertSlices(LlamaModel dense, LlamaModel built, int l, String name, int[] channels, float factor) {
+    static void assertSlices(LlamaModel dense, LlamaModel built, int l, String name, int[] channels, float factor) {
         Map<String, Tensor> d = dense.namedWeights(), b = built.namedWeights();
         String p = "model.layers." + l + ".mlp.";
         Tensor gate = d.get(p + "gate_proj.weight"), up = d.get(p + "up_proj.weight"), down = d.get(p + "down_proj.weight");

@@ -127,14 +127,14 @@ class MethodPipelineTest {
 
     @Test
     void unknownMethodNamesAreRefusedNamingTheFieldAndTheKnownNames() throws Exception {
-        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Methods.byName("cmoe", "plan.yaml: methods"));
-        assertEquals("plan.yaml: methods: unknown method 'cmoe' (expected dive or one of [flap, llm_pruner, llama_moe_random, "
-                + "llama_moe_kmeans, dive_random_groups, dive_shared])", e.getMessage());
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Methods.byName("upcycling", "plan.yaml: methods"));
+        assertEquals("plan.yaml: methods: unknown method 'upcycling' (expected dive or one of [flap, llm_pruner, llama_moe_random, "
+                + "llama_moe_kmeans, dive_random_groups, dive_shared, cmoe])", e.getMessage());
         Path recipe = tmp.resolve("recipe.yaml");
         Files.writeString(recipe, "methods: [dive, flap, dense_copy]\n");
         e = assertThrows(IllegalArgumentException.class, () -> ConvertRecipe.load(recipe));
         assertEquals(recipe + ": methods: unknown method 'dense_copy' (expected dive or one of [flap, llm_pruner, llama_moe_random, "
-                + "llama_moe_kmeans, dive_random_groups, dive_shared])", e.getMessage());
+                + "llama_moe_kmeans, dive_random_groups, dive_shared, cmoe])", e.getMessage());
         // the driver needs DIVE first (the conversion itself; the others run beside it)
         DiveConversion.Request q = new DiveConversion.Request(MODEL, "bundled", 2, 1, 0.5, ConvertRecipe.defaults(), tmp.resolve("x"), false);
         e = assertThrows(IllegalArgumentException.class, () -> DiveConversion.run(q, TestBackends.backend(), List.of(new FlapMethod())));
@@ -148,7 +148,7 @@ class MethodPipelineTest {
     /** the names of DIVE-METHOD.md's methods (and the README's recipe line) map to classes answering to the same name */
     @Test
     void everyRecipeNameMapsToItsClass() {
-        List<String> names = List.of("dive", "flap", "llm_pruner", "llama_moe_random", "llama_moe_kmeans", "dive_random_groups", "dive_shared");
+        List<String> names = List.of("dive", "flap", "llm_pruner", "llama_moe_random", "llama_moe_kmeans", "dive_random_groups", "dive_shared", "cmoe");
         assertEquals(names, Methods.NAMES);
         for (String n : names) assertEquals(n, Methods.byName(n, "methods").name());
         assertInstanceOf(DiveMethod.class, Methods.byName("dive", "methods"));
@@ -156,6 +156,7 @@ class MethodPipelineTest {
         assertInstanceOf(LlmPrunerMethod.class, Methods.byName("llm_pruner", "methods"));
         assertInstanceOf(DiveRandomGroupsMethod.class, Methods.byName("dive_random_groups", "methods"));
         assertInstanceOf(DiveSharedMethod.class, Methods.byName("dive_shared", "methods"));
+        assertInstanceOf(CmoeMethod.class, Methods.byName("cmoe", "methods"));
         assertEquals(Method.Family.DENSE, Methods.byName("llm_pruner", "methods").family());
         assertEquals(Method.Family.MOE, Methods.byName("llama_moe_kmeans", "methods").family());
     }

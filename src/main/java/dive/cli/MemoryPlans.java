@@ -184,7 +184,9 @@ final class MemoryPlans {
         phases.add(new MemoryPlan("convert").add("weights", m.weightBytes(), false).add("experts", expertBytes, false)
                 .add("calibration", calibration, true));
         double dropout = Math.max(recipe.stage1().loraDropout(), stage2 ? recipe.stage2().loraDropout() : 0);
-        long loraInputs = loraBytes(c, rows * topK, width, lora, dropout);
+        // a shared-expert method (dive_shared, cmoe) runs every row through its shared expert too: one more LoRA slot per row
+        boolean shared = recipe.methods().contains("dive_shared") || recipe.methods().contains("cmoe");
+        long loraInputs = loraBytes(c, rows * (topK + (shared ? 1 : 0)), width, lora, dropout);
         phases.add(new MemoryPlan("convert").add("weights", nonFfn, false).add("experts", expertBytes, false).add("merged experts", expertBytes, false)
                 .add("trainable state", 16 * trainable, true).add("training activations", activations, true)
                 .add("LoRA inputs", loraInputs, true));

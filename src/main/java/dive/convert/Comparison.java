@@ -117,19 +117,68 @@ public final class Comparison {
         return Math.exp(s / ppl.size());
     }
 
+    /** one method's row of a setting's table (comparison.json: {@link #toJson}) */
+    public record Row(String method, double[] perSeed, Spread ppl, Spread beforeRetraining, Spread gapToDive, String verdict,
+                      long paramsActive, long paramsTotal, long trainingTokens) {
+        /** beforeRetraining: null for the dense reference or when a run lacks it; gapToDive and verdict: null for DIVE */
+        Map<String, Object> toJson() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("method", method);
+            m.put("per_seed", perSeed);
+            m.put("ppl", spreadJson(ppl));
+            if (beforeRetraining != null) m.put("ppl_before_retraining", spreadJson(beforeRetraining));
+            if (gapToDive != null) m.put("gap_to_dive", spreadJson(gapToDive));
+            if (verdict != null) m.put("verdict", verdict);
+            m.put("params_active", paramsActive);
+            m.put("params_total", paramsTotal);
+            m.put("training_tokens", trainingTokens);
+            return m;
+        }
+    }
+
+    /** one setting over its finished seeds ({@code incomplete}: fewer than the plan's) */
+    public record SettingSummary(Setting setting, List<Row> methods, List<Long> seeds, boolean incomplete) {
+        Map<String, Object> toJson() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("experts", setting.experts());
+            m.put("top_k", setting.topK());
+            m.put("ratio", setting.ratio());
+            m.put("label", setting.label());
+            m.put("methods", methods.stream().map(Row::toJson).toList());
+            m.put("seeds", seeds);
+            if (incomplete) m.put("incomplete", true);
+            return m;
+        }
+    }
+
+    /** comparison.json: the plan's seeds, what is measured, every setting run so far, the settings not run yet */
+    public record Summary(List<Long> seeds, String measure, List<SettingSummary> settings, List<String> notRunYet) {
+        public Map<String, Object> toJson() {
+            Map<String, Object> m = new LinkedHashMap<>();
+            m.put("seeds", seeds);
+            m.put("measure", measure);
+            m.put("settings", settings.stream().map(SettingSummary::toJson).toList());
+            if (!notRunYet.isEmpty()) m.put("not_run_yet", notRunYet);
+            return m;
+        }
+    }
+
+    static final String MEASURE = "geometric mean over the datasets of the held-out perplexity (final-evaluation windows, never used for "
+            + "calibration, affinity mining or training); gap = method / DIVE − 1 on the same seed";
+
     /**
      * runs every (setting, seed) that is not finished yet, then summarises; returns the summary written to comparison.json.
      * {@code command} (the compare command line, or null) is named in each run's report.md with its setting and seed;
      * every run computes on {@code backend}.
      */
-    public static Map<String, Object> run(Path modelDir, String data, Plan plan, Path out, boolean progress, String command,
-                                          Backend backend) throws Exception {
+    public static Summary run(Path modelDir, String data, Plan plan, Path out, boolean progress, String command,
+                              Backend backend) throws Exception {
         return run(modelDir, data, plan, out, progress, command, backend, dive.model.LoadOptions.DEFAULT);
     }
 
     /** as {@link #run(Path, String, Plan, Path, boolean, String, Backend)}, the dense checkpoint checked as {@code load} says */
-    public static Map<String, Object> run(Path modelDir, String data, Plan plan, Path out, boolean progress, String command,
-                                          Backend backend, dive.model.LoadOptions load) throws Exception {
+    public static Summary run(Path modelDir, String data, Plan plan, Path out, boolean progress, String command,
+                              Backend backend, dive.model.LoadOptions load) throws Exception {
         Files.createDirectories(out);
         int total = plan.settings().size() * plan.seeds().size(), done = 0, ran = 0;
         long start = System.nanoTime();
@@ -162,12 +211,8 @@ public final class Comparison {
      * every run must have finished. {@code partial} true (a look while the comparison still runs): each setting is
      * summarised over its finished seeds and marked incomplete; settings with none are listed as not run yet.
      */
-    public static Map<String, Object> summarise(Plan plan, Path out, boolean partial) throws IOException {
-        Map<String, Object> summary = new LinkedHashMap<>();
-        summary.put("seeds", plan.seeds());
-        summary.put("measure", "geometric mean over the datasets of the held-out perplexity (final-evaluation windows, never used for "
-                + "calibration, affinity mining or training); gap = method / DIVE − 1 on the same seed");
-        List<Map<String, Object>> settings = new ArrayList<>();
+    public static Summary summarise(Plan plan, Path out, boolean partial) throws IOException {
+        List<SettingSummary> settings = new ArrayList<>();
         List<String> notRun = new ArrayList<>();
         for (Setting s : plan.settings()) {
             List<JsonNode> reports = new ArrayList<>();
@@ -183,22 +228,18 @@ public final class Comparison {
                 finished.add(seed);
             }
             if (reports.isEmpty()) { notRun.add(s.label()); continue; }
-            Map<String, Object> summarised = summariseSetting(s, finished, reports);
-            summarised.put("seeds", finished);
-            if (finished.size() < plan.seeds().size()) summarised.put("incomplete", true);
-            settings.add(summarised);
+            settings.add(new SettingSummary(s, summariseSetting(s, finished, reports), finished, finished.size() < plan.seeds().size()));
         }
         if (settings.isEmpty()) throw new IOException(out + ": no run of the plan has finished yet (no <setting>/seed-<s>/report.json)");
-        summary.put("settings", settings);
-        if (!notRun.isEmpty()) summary.put("not_run_yet", notRun);
-        AtomicFiles.writeString(out.resolve("comparison.json"), JSON.writeValueAsString(summary));
+        Summary summary = new Summary(plan.seeds(), MEASURE, settings, notRun);
+        AtomicFiles.writeString(out.resolve("comparison.json"), JSON.writeValueAsString(summary.toJson()));
         AtomicFiles.writeString(out.resolve("comparison.md"), markdown(summary));
         Charts.writePng(chart(settings), out.resolve("comparison.png"));
         return summary;
     }
 
-    /** one setting's table: methods in report order after the dense reference; gaps paired by seed */
-    static Map<String, Object> summariseSetting(Setting s, List<Long> seeds, List<JsonNode> reports) {
+    /** one setting's rows: methods in report order after the dense reference; gaps paired by seed */
+    static List<Row> summariseSetting(Setting s, List<Long> seeds, List<JsonNode> reports) {
         Map<String, double[]> geo = new LinkedHashMap<>(), before = new LinkedHashMap<>();
         Map<String, Long> active = new LinkedHashMap<>(), total = new LinkedHashMap<>(), tokens = new LinkedHashMap<>();
         for (int i = 0; i < reports.size(); i++) {
@@ -218,37 +259,26 @@ public final class Comparison {
             }
         }
         if (!geo.containsKey("dive")) throw new IllegalArgumentException(s.label() + ": the runs have no dive entry");
-        List<Map<String, Object>> rows = new ArrayList<>();
+        List<Row> rows = new ArrayList<>();
         double[] dive = geo.get("dive");
         for (var e : geo.entrySet()) {
             double[] v = e.getValue();
             for (int i = 0; i < v.length; i++)
                 if (Double.isNaN(v[i])) throw new IllegalArgumentException(s.label() + ": method " + e.getKey() + " is missing from the run of seed " + seeds.get(i));
-            Map<String, Object> row = new LinkedHashMap<>();
-            row.put("method", e.getKey());
-            row.put("per_seed", v);
-            row.put("ppl", spreadJson(Spread.of(v)));
             double[] b = before.get(e.getKey());  // training-free: the built model before any retraining, every seed
-            if (b != null && java.util.Arrays.stream(b).noneMatch(Double::isNaN)) row.put("ppl_before_retraining", spreadJson(Spread.of(b)));
+            Spread trainingFree = b != null && java.util.Arrays.stream(b).noneMatch(Double::isNaN) ? Spread.of(b) : null;
+            Spread gap = null;
+            String verdict = null;
             if (!e.getKey().equals("dive")) {
-                double[] gap = new double[v.length];
-                for (int i = 0; i < v.length; i++) gap[i] = v[i] / dive[i] - 1;
-                Spread g = Spread.of(gap);
-                row.put("gap_to_dive", spreadJson(g));
-                row.put("verdict", e.getKey().equals("dense") ? "reference (dense model)" : verdict(g));
+                double[] g = new double[v.length];
+                for (int i = 0; i < v.length; i++) g[i] = v[i] / dive[i] - 1;
+                gap = Spread.of(g);
+                verdict = e.getKey().equals("dense") ? "reference (dense model)" : verdict(gap);
             }
-            row.put("params_active", active.get(e.getKey()));
-            row.put("params_total", total.get(e.getKey()));
-            row.put("training_tokens", tokens.get(e.getKey()));
-            rows.add(row);
+            rows.add(new Row(e.getKey(), v, Spread.of(v), trainingFree, gap, verdict, active.get(e.getKey()), total.get(e.getKey()),
+                    tokens.get(e.getKey())));
         }
-        Map<String, Object> m = new LinkedHashMap<>();
-        m.put("experts", s.experts());
-        m.put("top_k", s.topK());
-        m.put("ratio", s.ratio());
-        m.put("label", s.label());
-        m.put("methods", rows);
-        return m;
+        return rows;
     }
 
     /**
@@ -284,50 +314,44 @@ public final class Comparison {
         return m;
     }
 
-    @SuppressWarnings("unchecked")
-    static String markdown(Map<String, Object> summary) {
-        StringBuilder b = new StringBuilder("# DIVE vs baselines: held-out perplexity over seeds " + summary.get("seeds") + "\n\n");
-        b.append(summary.get("measure")).append(". Mean ± sample standard deviation over the seeds, [min, max] in brackets. A gap 'exceeds the seed spread' when "
+    static String markdown(Summary summary) {
+        StringBuilder b = new StringBuilder("# DIVE vs baselines: held-out perplexity over seeds " + summary.seeds() + "\n\n");
+        b.append(summary.measure()).append(". Mean ± sample standard deviation over the seeds, [min, max] in brackets. A gap 'exceeds the seed spread' when "
                 + "every seed agrees on its sign and |mean gap| > 2 · std / √seeds.\n\n![comparison](comparison.png)\n");
-        for (Map<String, Object> s : (List<Map<String, Object>>) summary.get("settings")) {
-            b.append("\n## ").append(s.get("label"));
-            if (Boolean.TRUE.equals(s.get("incomplete"))) b.append(" — incomplete: seeds ").append(s.get("seeds")).append(" of ").append(summary.get("seeds"));
+        for (SettingSummary s : summary.settings()) {
+            b.append("\n## ").append(s.setting().label());
+            if (s.incomplete()) b.append(" — incomplete: seeds ").append(s.seeds()).append(" of ").append(summary.seeds());
             b.append("\n\n| method | geo-mean ppl | per seed | gap to DIVE | verdict | before retraining | active params | training tokens |\n|---|---:|---|---:|---|---:|---:|---:|\n");
-            for (Map<String, Object> row : (List<Map<String, Object>>) s.get("methods")) {
-                Map<String, Double> p = (Map<String, Double>) row.get("ppl");
-                double[] per = (double[]) row.get("per_seed");
+            for (Row row : s.methods()) {
+                Spread p = row.ppl(), g = row.gapToDive(), tf = row.beforeRetraining();
                 StringBuilder seeds = new StringBuilder();
-                for (double v : per) seeds.append(seeds.isEmpty() ? "" : ", ").append(String.format(Locale.ROOT, "%.2f", v));
-                Map<String, Double> g = (Map<String, Double>) row.get("gap_to_dive");
-                Map<String, Double> tf = (Map<String, Double>) row.get("ppl_before_retraining");
-                b.append(String.format(Locale.ROOT, "| %s | %.2f ± %.2f [%.2f, %.2f] | %s | %s | %s | %s | %,d | %,d |%n", row.get("method"),
-                        p.get("mean"), p.get("std"), p.get("min"), p.get("max"), seeds,
-                        g == null ? "—" : String.format(Locale.ROOT, "%+.1f%% ± %.1f%%", 100 * g.get("mean"), 100 * g.get("std")),
-                        row.getOrDefault("verdict", "reference"),
-                        tf == null ? "—" : String.format(Locale.ROOT, "%.2f ± %.2f", tf.get("mean"), tf.get("std")),
-                        (Long) row.get("params_active"), (Long) row.get("training_tokens")));
+                for (double v : row.perSeed()) seeds.append(seeds.isEmpty() ? "" : ", ").append(String.format(Locale.ROOT, "%.2f", v));
+                b.append(String.format(Locale.ROOT, "| %s | %.2f ± %.2f [%.2f, %.2f] | %s | %s | %s | %s | %,d | %,d |%n", row.method(),
+                        p.mean(), p.std(), p.min(), p.max(), seeds,
+                        g == null ? "—" : String.format(Locale.ROOT, "%+.1f%% ± %.1f%%", 100 * g.mean(), 100 * g.std()),
+                        row.verdict() == null ? "reference" : row.verdict(),
+                        tf == null ? "—" : String.format(Locale.ROOT, "%.2f ± %.2f", tf.mean(), tf.std()),
+                        row.paramsActive(), row.trainingTokens()));
             }
         }
-        if (summary.get("not_run_yet") instanceof List<?> l) b.append("\nNot run yet: ").append(String.join(", ", (List<String>) l)).append(".\n");
+        if (!summary.notRunYet().isEmpty()) b.append("\nNot run yet: ").append(String.join(", ", summary.notRunYet())).append(".\n");
         return b.toString();
     }
 
-    @SuppressWarnings("unchecked")
-    private static java.awt.image.BufferedImage chart(List<Map<String, Object>> settings) {
+    private static java.awt.image.BufferedImage chart(List<SettingSummary> settings) {
         List<String> methods = new ArrayList<>();
-        for (Map<String, Object> s : settings)
-            for (Map<String, Object> row : (List<Map<String, Object>>) s.get("methods"))
-                if (!methods.contains((String) row.get("method"))) methods.add((String) row.get("method"));
-        List<String> labels = settings.stream().map(s -> (String) s.get("label")).toList();
+        for (SettingSummary s : settings)
+            for (Row row : s.methods())
+                if (!methods.contains(row.method())) methods.add(row.method());
+        List<String> labels = settings.stream().map(s -> s.setting().label()).toList();
         double[][] mean = new double[labels.size()][methods.size()], low = new double[labels.size()][methods.size()], high = new double[labels.size()][methods.size()];
         for (int i = 0; i < settings.size(); i++) {
             java.util.Arrays.fill(mean[i], Double.NaN);
-            for (Map<String, Object> row : (List<Map<String, Object>>) settings.get(i).get("methods")) {
-                int j = methods.indexOf((String) row.get("method"));
-                Map<String, Double> p = (Map<String, Double>) row.get("ppl");
-                mean[i][j] = p.get("mean");
-                low[i][j] = p.get("min");
-                high[i][j] = p.get("max");
+            for (Row row : settings.get(i).methods()) {
+                int j = methods.indexOf(row.method());
+                mean[i][j] = row.ppl().mean();
+                low[i][j] = row.ppl().min();
+                high[i][j] = row.ppl().max();
             }
         }
         return Charts.bars("Geo-mean held-out ppl: mean over seeds, whiskers min..max",

@@ -44,34 +44,31 @@ class ComparisonTest {
     }
 
     @Test
-    @SuppressWarnings("unchecked")
     void gapsArePairedBySeed() throws Exception {
         // geometric means: dense 6, 6, 6; dive 4, 4, 4; flap 6, 5, 3 → gaps +50 %, +25 %, −25 %
         List<JsonNode> reports = List.of(
                 report(new double[]{4, 9}, new double[]{2, 8}, new double[]{6, 6}),
                 report(new double[]{4, 9}, new double[]{4, 4}, new double[]{5, 5}),
                 report(new double[]{9, 4}, new double[]{1, 16}, new double[]{3, 3}));
-        Map<String, Object> s = Comparison.summariseSetting(new Comparison.Setting(2, 1, 0.5), List.of(0L, 1L, 2L), reports);
-        List<Map<String, Object>> rows = (List<Map<String, Object>>) s.get("methods");
-        assertEquals(List.of("dense", "dive", "flap"), rows.stream().map(r -> r.get("method")).toList());
-        Map<String, Object> flap = rows.get(2);
-        assertArrayEquals(new double[]{6, 5, 3}, (double[]) flap.get("per_seed"), 1e-12);
-        Map<String, Double> gap = (Map<String, Double>) flap.get("gap_to_dive");
-        assertEquals((0.5 + 0.25 - 0.25) / 3, gap.get("mean"), 1e-12);
-        assertEquals(-0.25, gap.get("min"), 1e-12);
-        assertEquals("within the seed spread", flap.get("verdict"));
-        Map<String, Double> p = (Map<String, Double>) flap.get("ppl");
-        assertEquals(14.0 / 3, p.get("mean"), 1e-12);
-        assertEquals(Math.sqrt(((6 - 14.0 / 3) * (6 - 14.0 / 3) + (5 - 14.0 / 3) * (5 - 14.0 / 3) + (3 - 14.0 / 3) * (3 - 14.0 / 3)) / 2), p.get("std"), 1e-12);
-        assertEquals(60L, flap.get("params_active"));
-        assertNull(rows.get(1).get("verdict"), "DIVE is not compared with itself");
+        List<Comparison.Row> rows = Comparison.summariseSetting(new Comparison.Setting(2, 1, 0.5), List.of(0L, 1L, 2L), reports);
+        assertEquals(List.of("dense", "dive", "flap"), rows.stream().map(Comparison.Row::method).toList());
+        Comparison.Row flap = rows.get(2);
+        assertArrayEquals(new double[]{6, 5, 3}, flap.perSeed(), 1e-12);
+        assertEquals((0.5 + 0.25 - 0.25) / 3, flap.gapToDive().mean(), 1e-12);
+        assertEquals(-0.25, flap.gapToDive().min(), 1e-12);
+        assertEquals("within the seed spread", flap.verdict());
+        assertEquals(14.0 / 3, flap.ppl().mean(), 1e-12);
+        assertEquals(Math.sqrt(((6 - 14.0 / 3) * (6 - 14.0 / 3) + (5 - 14.0 / 3) * (5 - 14.0 / 3) + (3 - 14.0 / 3) * (3 - 14.0 / 3)) / 2), flap.ppl().std(), 1e-12);
+        assertEquals(60L, flap.paramsActive());
+        assertNull(rows.get(1).verdict(), "DIVE is not compared with itself");
+        assertNull(rows.get(1).gapToDive());
 
         // every seed worse than DIVE → the verdict says so
         List<JsonNode> worse = List.of(reports.get(0), reports.get(1));
-        Map<String, Object> w = Comparison.summariseSetting(new Comparison.Setting(2, 1, 0.5), List.of(0L, 1L), worse);
+        List<Comparison.Row> w = Comparison.summariseSetting(new Comparison.Setting(2, 1, 0.5), List.of(0L, 1L), worse);
         // gaps +50 % and +25 %: mean 0.375, std 0.177, 2·std/√2 = 0.25 < 0.375 → exceeds the spread
-        assertEquals("DIVE better (exceeds the seed spread)", ((List<Map<String, Object>>) w.get("methods")).get(2).get("verdict"));
-        assertEquals("reference (dense model)", ((List<Map<String, Object>>) w.get("methods")).get(0).get("verdict"));
+        assertEquals("DIVE better (exceeds the seed spread)", w.get(2).verdict());
+        assertEquals("reference (dense model)", w.get(0).verdict());
     }
 
     /**
@@ -79,7 +76,6 @@ class ComparisonTest {
      * beside the retrained one, in comparison.json and comparison.md, and in a run's own summary table.
      */
     @Test
-    @SuppressWarnings("unchecked")
     void trainingFreePerplexityIsSummarisedBesideTheRetrainedOne() throws Exception {
         // before retraining: dive geo-means 8 and 10, flap 6 and 12 (hand: √(4·16) = 8, √(10·10) = 10, √(4·9) = 6, √(9·16) = 12)
         String r0 = """
@@ -91,15 +87,18 @@ class ComparisonTest {
                             "params_active": 60, "training_tokens": 1000, "export": "flap/model"}}}""";
         String r1 = r0.replace("{\"a\": 4, \"b\": 16}", "{\"a\": 10, \"b\": 10}").replace("{\"a\": 4, \"b\": 9}, \"ppl_after", "{\"a\": 9, \"b\": 16}, \"ppl_after");
         List<JsonNode> reports = List.of(JSON.readTree(r0), JSON.readTree(r1));
-        Map<String, Object> s = Comparison.summariseSetting(new Comparison.Setting(2, 1, 0.5), List.of(0L, 1L), reports);
-        List<Map<String, Object>> rows = (List<Map<String, Object>>) s.get("methods");
-        Map<String, Double> dive = (Map<String, Double>) rows.get(1).get("ppl_before_retraining");
-        Map<String, Double> flap = (Map<String, Double>) rows.get(2).get("ppl_before_retraining");
-        assertEquals(9, dive.get("mean"), 1e-12);
-        assertEquals(9, flap.get("mean"), 1e-12);
-        assertEquals(Math.sqrt(18), flap.get("std"), 1e-12);  // (6 − 9)² + (12 − 9)² = 18, n − 1 = 1
-        assertNull(rows.get(0).get("ppl_before_retraining"), "the dense model is not retrained");
-        Map<String, Object> summary = new java.util.LinkedHashMap<>(Map.of("seeds", List.of(0L, 1L), "measure", "m", "settings", List.of(s)));
+        Comparison.Setting setting = new Comparison.Setting(2, 1, 0.5);
+        List<Comparison.Row> rows = Comparison.summariseSetting(setting, List.of(0L, 1L), reports);
+        assertEquals(9, rows.get(1).beforeRetraining().mean(), 1e-12);
+        assertEquals(9, rows.get(2).beforeRetraining().mean(), 1e-12);
+        assertEquals(Math.sqrt(18), rows.get(2).beforeRetraining().std(), 1e-12);  // (6 − 9)² + (12 − 9)² = 18, n − 1 = 1
+        assertNull(rows.get(0).beforeRetraining(), "the dense model is not retrained");
+        Comparison.Summary summary = new Comparison.Summary(List.of(0L, 1L), "m",
+                List.of(new Comparison.SettingSummary(setting, rows, List.of(0L, 1L), false)), List.of());
+        @SuppressWarnings("unchecked") Map<String, Object> flapJson = ((List<Map<String, Object>>) ((List<Map<String, Object>>) summary.toJson()
+                .get("settings")).getFirst().get("methods")).get(2);
+        assertEquals(List.of("method", "per_seed", "ppl", "ppl_before_retraining", "gap_to_dive", "verdict", "params_active", "params_total",
+                "training_tokens"), List.copyOf(flapJson.keySet()), "comparison.json's row keys");
         String md = Comparison.markdown(summary);
         assertTrue(md.contains("| before retraining |"), md);
         assertTrue(md.contains("| 9.00 ± 4.24 |"), md);

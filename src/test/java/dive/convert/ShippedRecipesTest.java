@@ -49,4 +49,26 @@ class ShippedRecipesTest {
         for (var m : List.of(a, b)) { m.remove("methods"); m.remove("output_scale"); }
         assertEquals(a, b, "every other setting equal to the comparison's");
     }
+
+    /** the shared-expert plans and the training-free plan change only their methods (and, training-free, the stages' tokens) */
+    @Test
+    void issue14PlansAreTheComparisonWithOnlyTheirMethodsChanged() throws Exception {
+        Comparison.Plan full = Comparison.Plan.load(Path.of("src/main/recipes/comparison.yaml"));
+        for (String name : List.of("comparison-shared", "comparison-cmoe", "comparison-training-free")) {
+            Comparison.Plan p = Comparison.Plan.load(Path.of("src/main/recipes/" + name + ".yaml"));
+            assertEquals(full.settings(), p.settings(), name);
+            assertEquals(full.seeds(), p.seeds(), name);
+            var a = new java.util.LinkedHashMap<>(full.convert().toJson());
+            var b = new java.util.LinkedHashMap<>(p.convert().toJson());
+            for (var m : List.of(a, b)) m.remove("methods");
+            if (name.endsWith("training-free")) {
+                assertEquals(full.convert().methods(), p.convert().methods());
+                assertEquals(0, p.convert().stage0().tokens() + p.convert().stage1().tokens() + p.convert().stage2().tokens());
+                for (var m : List.of(a, b)) { m.remove("stage0"); m.remove("stage1"); }
+            }
+            assertEquals(a, b, name + ": every other setting equal to the comparison's");
+        }
+        assertEquals(List.of("dive", "dive_shared"), Comparison.Plan.load(Path.of("src/main/recipes/comparison-shared.yaml")).convert().methods());
+        assertEquals(List.of("dive", "cmoe"), Comparison.Plan.load(Path.of("src/main/recipes/comparison-cmoe.yaml")).convert().methods());
+    }
 }

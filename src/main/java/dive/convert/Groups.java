@@ -57,6 +57,13 @@ public record Groups(String grouping, List<String> datasets, int[] groupOfDatase
         return made;
     }
 
+    /** the grouping a run's groups.json records ("affinity", "random", "file"), or null when there is none */
+    static String grouping(Path groupsJson) throws IOException {
+        if (!Files.isRegularFile(groupsJson)) return null;
+        JsonNode g = JSON.readTree(groupsJson.toFile()).get("grouping");
+        return g == null ? null : g.asText();
+    }
+
     /** a groups file: {"groups": [["dataset", ...], ...]} (affinity.json and groups.json have this key) */
     static int[] read(Path file, List<String> names, int experts) throws IOException {
         JsonNode root;

@@ -44,6 +44,9 @@ class DiveSharedMethodTest {
         assertEquals(45376 + 2 * 7104 - 2 * 2304, entry.get("params_active").asLong());
         assertEquals(256 + 256, entry.get("training_tokens").asLong());
         assertQwen2MoeRun(out, "dive_shared", entry, 12, 12);
+        // DIVE's groups, mined once: the same groups.json, no second affinity mining
+        assertEquals(Files.readString(out.resolve("groups.json")), Files.readString(out.resolve("dive_shared/groups.json")));
+        assertFalse(Files.exists(out.resolve("dive_shared/affinity")), "affinity mining ran again for dive_shared");
 
         // the channels: shared = the 12 of highest WIFV (Var(h_j)·‖W_down[:, j]‖², by hand here) over every calibration window,
         // routed expert g = the 12 highest of group g's own windows among the rest; and the build holds exactly those slices

@@ -218,7 +218,7 @@ public final class DiveConversion {
                 // a method beside the primary with the primary's grouping takes its groups (the same windows and seed
                 // give the same groups: affinity mining runs once per conversion)
                 Path primaryGroups = out.resolve(Groups.FILE);
-                if (!primary && !grouping.equals("random") && grouping.equals(Groups.grouping(primaryGroups)) && !Files.exists(dir.resolve(Groups.FILE)))
+                if (!primary && grouping.equals(Groups.grouping(primaryGroups)) && !Files.exists(dir.resolve(Groups.FILE)))
                     AtomicFiles.writeString(dir.resolve(Groups.FILE), Files.readString(primaryGroups));
                 boolean made = !Files.isRegularFile(dir.resolve(Groups.FILE));
                 long t = System.nanoTime();

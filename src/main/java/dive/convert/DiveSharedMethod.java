@@ -24,7 +24,9 @@ import java.util.Random;
  * always-active shared expert of the channels every group needs plus one routed expert per group of its own channels
  * ({@link SharedExpertSplit}: widths and the rule), at the active FFN width of the plain setting (E, k, r). Routers
  * normal(0, router_init_std) by Random(seed + layer), as DIVE's. Built as a stock Qwen2-MoE: the shared expert ungated
- * at first (zero shared_expert_gate, its down projection × 2: exact); stage 0 trains the routers and the shared experts'
+ * at first (zero shared_expert_gate, its down projection × 2: exact) and every routed expert's down projection × k (the k
+ * chosen experts' renormalised weights sum to 1, so with equal weights the routed part is the sum of the k experts'
+ * partial FFNs — the A-wide FFN they were cut to form — not their average; ×1 at top-1); stage 0 trains the routers and the shared experts'
  * gates with soft routing, stages 1 and 2 LoRA on routed and shared experts + routers + gates + RMSNorms. The channels
  * of every layer go to {@code channels.json} in the method's folder. No bias compensation or output scale (Qwen2-MoE
  * experts hold no biases; refused before any work).
@@ -62,7 +64,8 @@ public final class DiveSharedMethod implements Method {
         SharedExpertSplit.Widths w = widths(c.request(), c.denseConfig());
         return "a shared expert of " + w.shared() + " channels (top by " + c.recipe().score() + " on every group's windows pooled) + "
                 + c.request().experts() + " routed experts of " + w.routed() + " channels (each group's top of the rest), top-"
-                + c.request().topK() + ": " + w.active() + " active channels as plain DIVE's; groups: " + c.recipe().grouping();
+                + c.request().topK() + ": " + w.active() + " active channels as plain DIVE's"
+                + (c.request().topK() > 1 ? "; routed down projections × " + c.request().topK() : "") + "; groups: " + c.recipe().grouping();
     }
 
     @Override
@@ -141,7 +144,7 @@ public final class DiveSharedMethod implements Method {
                     float[] router = new float[experts * d];  // (E, d)
                     for (int i = 0; i < router.length; i++) router[i] = (float) (random.nextGaussian() * options.routerInitStd());
                     SharedExpertMoeFfn.fromChannels(ffn, split.shared(), split.routed(),
-                                    Tensor.ofFloats(prefix + "mlp.gate.weight", router, experts, d), q.topK(), prefix, arena)
+                                    Tensor.ofFloats(prefix + "mlp.gate.weight", router, experts, d), q.topK(), q.topK(), prefix, arena)
                             .collectWeights(prefix, weights);
                     Map<String, Object> layer = new LinkedHashMap<>();
                     layer.put("shared", split.shared());
@@ -152,6 +155,7 @@ public final class DiveSharedMethod implements Method {
                 json.put("shared_width", w.shared());
                 json.put("routed_width", w.routed());
                 json.put("active_width", w.active());
+                json.put("routed_down_factor", q.topK());
                 json.put("layers", channels);
                 AtomicFiles.writeString(c.dir().resolve(CHANNELS_FILE), new ObjectMapper().writeValueAsString(json) + "\n");
                 Qwen2MoeExport.write(c.buildDir(), dc.toQwen2Moe(w.routed(), w.shared(), experts, q.topK()), weights,

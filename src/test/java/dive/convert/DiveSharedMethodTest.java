@@ -82,6 +82,29 @@ class DiveSharedMethodTest {
     }
 
     @Test
+    void atTopTwoTheRoutedDownProjectionsAreTimesK() throws Exception {
+        Path out = tmp.resolve("out");
+        ConvertRecipe recipe = ConvertRecipe.parse(new com.fasterxml.jackson.dataformat.yaml.YAMLMapper().readTree(
+                ConvertCommandTest.tinyRecipe(128, 128) + "train_eval_windows: 0\nmethods: [dive, dive_shared]\n"), "test recipe", tmp);
+        // I = 48; E = 2, k = 2, r = 0.75 → A = 2 · round(48 · 0.25) = 24 active channels, S = 12 shared, R = 6 per routed expert
+        DiveConversion.Request q = new DiveConversion.Request(MODEL, "bundled", 2, 2, 0.75, recipe, out, false);
+        DiveConversion.run(q, TestBackends.backend());
+        JsonNode channels = JSON.readTree(out.resolve("dive_shared/" + DiveSharedMethod.CHANNELS_FILE).toFile());
+        assertEquals(2, channels.get("routed_down_factor").asInt());
+        assertEquals(6, channels.get("routed_width").asInt());
+        try (LlamaModel dense = LlamaModel.load(MODEL, Backends.create("scalar"));
+             LlamaModel built = LlamaModel.load(out.resolve("dive_shared/build"), Backends.create("scalar"))) {
+            for (int l = 0; l < 2; l++) {
+                // the two renormalised routing weights sum to 1: × 2 makes equal weights give the sum of both partial FFNs
+                for (int g = 0; g < 2; g++)
+                    assertSlices(dense, built, l, "experts." + g,
+                            JSON.convertValue(channels.get("layers").get(l).get("routed").get(g), int[].class), 2f);
+                assertSlices(dense, built, l, "shared_expert", JSON.convertValue(channels.get("layers").get(l).get("shared"), int[].class), 2f);
+            }
+        }
+    }
+
+    @Test
     void biasCompensationIsRefusedBeforeAnyWork() throws Exception {
         Path out = tmp.resolve("out");
         ConvertRecipe recipe = ConvertRecipe.parse(new com.fasterxml.jackson.dataformat.yaml.YAMLMapper().readTree(

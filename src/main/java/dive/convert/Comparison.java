@@ -185,7 +185,7 @@ public final class Comparison {
         for (Setting s : plan.settings()) {
             for (long seed : plan.seeds()) {
                 done++;
-                boolean finished = Files.isRegularFile(runFolder(out, s, seed).resolve("report.json"));
+                boolean finished = finished(runFolder(out, s, seed), plan.convert().methods());
                 if (progress) System.err.printf(Locale.ROOT, "compare: run %d of %d — %s, seed %d%s%n", done, total, s.label(), seed,
                         finished ? " (finished earlier)" : eta(start, ran, total - done + 1));
                 DiveConversion.run(new DiveConversion.Request(modelDir, data, s.experts(), s.topK(), s.ratio(), plan.convert().withSeed(seed),
@@ -194,6 +194,14 @@ public final class Comparison {
             }
         }
         return summarise(plan, out, false);
+    }
+
+    /** whether the run in {@code folder} has a report.json with an entry for every one of {@code methods} */
+    static boolean finished(Path folder, List<String> methods) throws IOException {
+        Path report = folder.resolve("report.json");
+        if (!Files.isRegularFile(report)) return false;
+        com.fasterxml.jackson.databind.JsonNode entries = JSON.readTree(report.toFile()).path("methods");
+        return methods.stream().allMatch(entries::has);
     }
 
     /** " — ETA …" from the mean time of the runs done in this process, or "" before the first */

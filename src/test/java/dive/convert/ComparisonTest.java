@@ -44,6 +44,16 @@ class ComparisonTest {
     }
 
     @Test
+    void aRunIsFinishedOnlyWithAnEntryForEveryMethodOfThePlan(@TempDir Path folder) throws Exception {
+        assertFalse(Comparison.finished(folder, List.of("dive")), "no report.json yet");
+        Files.writeString(folder.resolve("report.json"), report(new double[]{4, 9}, new double[]{2, 8}, new double[]{6, 6}).toString());
+        assertTrue(Comparison.finished(folder, List.of("dive", "flap")));
+        assertTrue(Comparison.finished(folder, List.of("dive")));
+        // a method added to the plan after this run (or its folder removed to build it again): the run resumes
+        assertFalse(Comparison.finished(folder, List.of("dive", "flap", "cmoe")));
+    }
+
+    @Test
     void gapsArePairedBySeed() throws Exception {
         // geometric means: dense 6, 6, 6; dive 4, 4, 4; flap 6, 5, 3 → gaps +50 %, +25 %, −25 %
         List<JsonNode> reports = List.of(

@@ -50,6 +50,22 @@ class ShippedRecipesTest {
         assertEquals(a, b, "every other setting equal to the comparison's");
     }
 
+    /** dive_shared at top-2 with its chosen shared_share: comparison.yaml's top-2 setting, seeds and recipe otherwise */
+    @Test
+    void theTopTwoSharedPlanChangesOnlyMethodsAndTheShare() throws Exception {
+        Comparison.Plan full = Comparison.Plan.load(Path.of("src/main/recipes/comparison.yaml"));
+        Comparison.Plan p = Comparison.Plan.load(Path.of("src/main/recipes/comparison-shared-top2.yaml"));
+        assertEquals(List.of(new Comparison.Setting(8, 2, 0.75)), p.settings());
+        assertTrue(full.settings().containsAll(p.settings()));
+        assertEquals(full.seeds(), p.seeds());
+        assertEquals(List.of("dive", "dive_shared"), p.convert().methods());
+        assertEquals(0.875, p.convert().sharedShare());
+        var a = new java.util.LinkedHashMap<>(full.convert().toJson());
+        var b = new java.util.LinkedHashMap<>(p.convert().toJson());
+        for (var m : List.of(a, b)) { m.remove("methods"); m.remove("shared_share"); }
+        assertEquals(a, b, "every other setting equal to the comparison's");
+    }
+
     /** the shared-expert plans and the training-free plan change only their methods (and, training-free, the stages' tokens) */
     @Test
     void issue14PlansAreTheComparisonWithOnlyTheirMethodsChanged() throws Exception {
@@ -69,6 +85,7 @@ class ShippedRecipesTest {
             assertEquals(a, b, name + ": every other setting equal to the comparison's");
         }
         assertEquals(List.of("dive", "dive_shared"), Comparison.Plan.load(Path.of("src/main/recipes/comparison-shared.yaml")).convert().methods());
+        assertEquals(0.5, Comparison.Plan.load(Path.of("src/main/recipes/comparison-shared.yaml")).convert().sharedShare());
         assertEquals(List.of("dive", "cmoe"), Comparison.Plan.load(Path.of("src/main/recipes/comparison-cmoe.yaml")).convert().methods());
     }
 }

@@ -346,23 +346,46 @@ public final class Comparison {
         return b.toString();
     }
 
-    private static java.awt.image.BufferedImage chart(List<SettingSummary> settings) {
+    /**
+     * comparison.png: per setting and method the geometric-mean perplexity after retraining (mean over seeds, whiskers
+     * min..max) and, beside it, before retraining (training-free) where the runs measured it; an axis whose values span
+     * more than 10× is logarithmic.
+     */
+    static java.awt.image.BufferedImage chart(List<SettingSummary> settings) {
         List<String> methods = new ArrayList<>();
         for (SettingSummary s : settings)
             for (Row row : s.methods())
                 if (!methods.contains(row.method())) methods.add(row.method());
         List<String> labels = settings.stream().map(s -> s.setting().label()).toList();
+        java.awt.image.BufferedImage after = panel("After retraining: geo-mean held-out ppl (mean, min..max over seeds)",
+                settings, methods, labels, Row::ppl);
+        boolean anyBefore = settings.stream().flatMap(s -> s.methods().stream()).anyMatch(r -> r.beforeRetraining() != null);
+        if (!anyBefore) return after;
+        java.awt.image.BufferedImage before = panel("Before retraining (training-free), the same",
+                settings, methods, labels, Row::beforeRetraining);
+        return Charts.grid(List.of(after, before), 2);
+    }
+
+    /** one panel of {@link #chart}: {@code spread} of every (setting, method), missing ones left empty */
+    private static java.awt.image.BufferedImage panel(String title, List<SettingSummary> settings, List<String> methods, List<String> labels,
+                                                      java.util.function.Function<Row, Spread> spread) {
         double[][] mean = new double[labels.size()][methods.size()], low = new double[labels.size()][methods.size()], high = new double[labels.size()][methods.size()];
+        double min = Double.POSITIVE_INFINITY, max = 0;
         for (int i = 0; i < settings.size(); i++) {
             java.util.Arrays.fill(mean[i], Double.NaN);
+            java.util.Arrays.fill(low[i], Double.NaN);
+            java.util.Arrays.fill(high[i], Double.NaN);
             for (Row row : settings.get(i).methods()) {
+                Spread v = spread.apply(row);
+                if (v == null) continue;
                 int j = methods.indexOf(row.method());
-                mean[i][j] = row.ppl().mean();
-                low[i][j] = row.ppl().min();
-                high[i][j] = row.ppl().max();
+                mean[i][j] = v.mean();
+                low[i][j] = v.min();
+                high[i][j] = v.max();
+                min = Math.min(min, v.min());
+                max = Math.max(max, v.max());
             }
         }
-        return Charts.bars("Geo-mean held-out ppl: mean over seeds, whiskers min..max",
-                "perplexity", methods, labels, mean, low, high);
+        return Charts.bars(title, "perplexity", methods, labels, mean, low, high, max > 10 * min);
     }
 }

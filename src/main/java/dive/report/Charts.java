@@ -40,6 +40,16 @@ public final class Charts {
      */
     public static BufferedImage bars(String title, String yLabel, List<String> categories, List<String> series, double[][] values,
                                      double[][] low, double[][] high) {
+        return bars(title, yLabel, categories, series, values, low, high, false);
+    }
+
+    /**
+     * As {@link #bars(String, String, List, List, double[][], double[][], double[][])}; {@code logY}: a logarithmic y
+     * axis from the decade below the smallest positive value to the decade above the largest (bars rise from that
+     * floor; values must then be &gt; 0), for values that span orders of magnitude.
+     */
+    public static BufferedImage bars(String title, String yLabel, List<String> categories, List<String> series, double[][] values,
+                                     double[][] low, double[][] high, boolean logY) {
         if ((low == null) != (high == null)) throw new IllegalArgumentException("bars: give both whisker ends or neither");
         if (values.length != series.size()) throw new IllegalArgumentException("bars: " + values.length + " rows for " + series.size() + " series");
         for (double[] row : values) if (row.length != categories.size()) throw new IllegalArgumentException("bars: a row of " + row.length + " values for " + categories.size() + " categories");
@@ -50,11 +60,21 @@ public final class Charts {
         for (String c : categories) nameWidth = Math.max(nameWidth, fm.stringWidth(c));
         int plotWidth = Math.max(400, groupWidth * categories.size()), plotHeight = 320;
         int width = plotLeft + plotWidth + 30, height = top + plotHeight + nameWidth + 20;
-        double max = 0;
-        for (double[] row : values) for (double v : row) if (Double.isFinite(v)) max = Math.max(max, v);
+        double max = 0, minPositive = Double.POSITIVE_INFINITY;
+        for (double[] row : values) for (double v : row) if (Double.isFinite(v)) { max = Math.max(max, v); if (v > 0) minPositive = Math.min(minPositive, v); }
         if (high != null) for (double[] row : high) for (double v : row) if (Double.isFinite(v)) max = Math.max(max, v);
-        double[] ticks = Plot.niceTicks(0, max > 0 ? max : 1, 6);
+        if (low != null) for (double[] row : low) for (double v : row) if (Double.isFinite(v) && v > 0) minPositive = Math.min(minPositive, v);
+        if (logY) for (double[] row : values) for (double v : row)
+            if (Double.isFinite(v) && v <= 0) throw new IllegalArgumentException("bars: a log axis needs values > 0, found " + v);
+        // the axis as a map value → fraction of the plot height, and its ticks (in values)
+        double lo = logY && max > 0 ? Math.floor(Math.log10(minPositive)) : 0;
+        double hi = logY && max > 0 ? Math.max(lo + 1, Math.ceil(Math.log10(max))) : 0;
+        double[] ticks = logY && max > 0 ? java.util.Arrays.stream(Plot.logTicks(lo, hi)).map(t -> Math.pow(10, t)).toArray()
+                : Plot.niceTicks(0, max > 0 ? max : 1, 6);
         double yMax = ticks[ticks.length - 1];
+        java.util.function.DoubleUnaryOperator frac = logY && max > 0
+                ? v -> Math.max(0, Math.min(1, (Math.log10(v) - lo) / (hi - lo)))
+                : v -> Math.min(v, yMax) / yMax;
         BufferedImage image = new BufferedImage(width, height, BufferedImage.TYPE_INT_RGB);
         Graphics2D g = start(image, font);
         g.drawString(title, plotLeft, 20);
@@ -66,26 +86,27 @@ public final class Charts {
             g.drawString(series.get(s), x + 16, 43);
         }
         for (double t : ticks) {
-            int y = top + plotHeight - (int) Math.round(t / yMax * plotHeight);
+            int y = top + plotHeight - (int) Math.round(frac.applyAsDouble(t) * plotHeight);
             g.setColor(new Color(0xdddddd));
             g.drawLine(plotLeft, y, plotLeft + plotWidth, y);
             g.setColor(Color.BLACK);
-            String label = String.format(Locale.ROOT, t >= 100 ? "%.0f" : "%.3g", t);
+            String label = logY ? Plot.tickLabel(t) : String.format(Locale.ROOT, t >= 100 ? "%.0f" : "%.3g", t);
             g.drawString(label, plotLeft - 6 - fm.stringWidth(label), y + 4);
         }
-        drawRotated(g, yLabel, 14, top + plotHeight / 2 + fm.stringWidth(yLabel) / 2);
+        String yText = yLabel + (logY ? " (log)" : "");
+        drawRotated(g, yText, 14, top + plotHeight / 2 + fm.stringWidth(yText) / 2);
         int barWidth = Math.max(3, (groupWidth - 8) / series.size());
         for (int c = 0; c < categories.size(); c++) {
             int x0 = plotLeft + c * plotWidth / categories.size() + 4;
             for (int s = 0; s < series.size(); s++) {
                 double v = values[s][c];
                 if (!Double.isFinite(v)) continue;
-                int h = (int) Math.round(Math.min(v, yMax) / yMax * plotHeight);
+                int h = (int) Math.round(frac.applyAsDouble(v) * plotHeight);
                 g.setColor(Plot.PALETTE.get(s % Plot.PALETTE.size()));
                 g.fillRect(x0 + s * barWidth, top + plotHeight - h, barWidth - 1, h);
                 if (low != null && Double.isFinite(low[s][c]) && Double.isFinite(high[s][c])) {
-                    int yLow = top + plotHeight - (int) Math.round(Math.min(low[s][c], yMax) / yMax * plotHeight);
-                    int yHigh = top + plotHeight - (int) Math.round(Math.min(high[s][c], yMax) / yMax * plotHeight);
+                    int yLow = top + plotHeight - (int) Math.round(frac.applyAsDouble(low[s][c]) * plotHeight);
+                    int yHigh = top + plotHeight - (int) Math.round(frac.applyAsDouble(high[s][c]) * plotHeight);
                     int xMid = x0 + s * barWidth + (barWidth - 1) / 2;
                     g.setColor(Color.BLACK);
                     g.drawLine(xMid, yLow, xMid, yHigh);

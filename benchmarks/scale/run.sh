@@ -4,7 +4,7 @@
 # beside transformers (F32, 2 threads) where it has an equivalent; writes OUT/scale.md and OUT/scale.json.
 #   benchmarks/scale/run.sh [--out DIR] [--only "inspect ppl ..."]      (default DIR: target/scale)
 # Commands, in order: inspect ppl generate bench eval affinity train convert compare. Budgets are the smallest that run
-# every step (benchmarks/scale/tiny.yaml); the convert row runs all six methods. Takes about 1.5 h on 2 cores.
+# every step (benchmarks/scale/tiny.yaml); the convert row runs all eight methods. Takes about 1.7 h on 2 cores.
 # PYTHON selects an interpreter with torch + transformers + tokenizers (default: src/test/python/setup-venv.sh's venv).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

@@ -46,12 +46,16 @@ import java.util.TreeSet;
  * methods: [dive]              # dive plus any baselines of {@link Methods} (flap, llm_pruner,
  *                              # llama_moe_random, llama_moe_kmeans, dive_random_groups, dive_shared, cmoe), each in OUT/&lt;method&gt;/
  * shared_share: 0.5            # dive_shared: the share of the active FFN width in its shared expert ({@link SharedExpertSplit})
+ * keep_intermediate: false     # keep every method's built model and each stage's final model once its export and
+ *                              # evaluations are written (false: their weights are removed — at 1.1B each is a full model
+ *                              # copy; not a setting of the results, so a rerun may change it)
  * </pre>
  */
 public record ConvertRecipe(List<String> datasets, String score, Clustering.Linkage linkage, int calibrationWindows, int evalWindows,
                             int finalEvalWindows, int seqlen, long seed, boolean biasCompensation, boolean outputScale, String grouping, Path groupsFile,
                             int nsamples, double routerInitStd, double auxLossCoef, int checkpointEvery, int trainEvalWindows,
-                            int trainEvals, Stage stage0, Stage stage1, Stage stage2, List<String> methods, String exportDtype, double sharedShare) {
+                            int trainEvals, Stage stage0, Stage stage1, Stage stage2, List<String> methods, String exportDtype, double sharedShare,
+                            boolean keepIntermediate) {
 
     /** one retraining stage; tokens 0 = skipped; temperature NaN = the paper's for k (stage 0 only) */
     public record Stage(long tokens, double lr, int batchSize, int seqLen, double warmup, double temperature, int loraR,
@@ -59,7 +63,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
 
     public static final Set<String> KEYS = Set.of("datasets", "score", "linkage", "calibration_windows", "eval_windows", "final_eval_windows",
             "seqlen", "seed", "bias_compensation", "output_scale", "grouping", "groups_file", "nsamples", "router_init_std", "aux_loss_coef",
-            "checkpoint_every", "train_eval_windows", "train_evals", "stage0", "stage1", "stage2", "methods", "export_dtype", "shared_share");
+            "checkpoint_every", "train_eval_windows", "train_evals", "stage0", "stage1", "stage2", "methods", "export_dtype", "shared_share", "keep_intermediate");
     /** the most tokens one stage may train on (far beyond any run; a larger value is a typo) */
     static final long MAX_STAGE_TOKENS = 1L << 50;
     static final Set<String> STAGE_KEYS = Set.of("tokens", "lr", "batch_size", "seq_len", "warmup", "temperature", "lora_r", "lora_alpha", "lora_dropout");
@@ -128,7 +132,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
         return new ConvertRecipe(datasets, score, linkage, calibration, eval, finalEval, seqlen, seed, bias, outputScale, grouping,
                 groupsFile == null ? null : baseDir.resolve(groupsFile).toAbsolutePath().normalize(), nsamples, routerStd, aux,
                 checkpointEvery, trainEval, trainEvals, s0, s1, s2, List.copyOf(methods), exportDtype(r.text("export_dtype", "auto"), source + ": export_dtype"),
-                sharedShare);
+                sharedShare, r.bool("keep_intermediate", false));
     }
 
     /** "auto", "F32", "BF16" or "F16" (case-insensitive in, canonical out), or an error naming {@code what} */
@@ -143,7 +147,7 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
     public ConvertRecipe withExportDtype(String dtype) {
         return new ConvertRecipe(datasets, score, linkage, calibrationWindows, evalWindows, finalEvalWindows, seqlen, seed, biasCompensation,
                 outputScale, grouping, groupsFile, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2,
-                methods, exportDtype(dtype, "export_dtype"), sharedShare);
+                methods, exportDtype(dtype, "export_dtype"), sharedShare, keepIntermediate);
     }
 
     /** the exported models' dtype for a dense checkpoint whose weights are {@code denseDtype} */
@@ -177,13 +181,13 @@ public record ConvertRecipe(List<String> datasets, String score, Clustering.Link
     /** these settings with another grouping (no groups file) and only the method dive: the dive_random_groups ablation */
     public ConvertRecipe withRandomGroupingOnly() {
         return new ConvertRecipe(datasets, score, linkage, calibrationWindows, evalWindows, finalEvalWindows, seqlen, seed, biasCompensation,
-                outputScale, "random", null, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, List.of("dive"), exportDtype, sharedShare);
+                outputScale, "random", null, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, List.of("dive"), exportDtype, sharedShare, keepIntermediate);
     }
 
     /** these settings with another seed (the multi-seed comparison) */
     public ConvertRecipe withSeed(long newSeed) {
         return new ConvertRecipe(datasets, score, linkage, calibrationWindows, evalWindows, finalEvalWindows, seqlen, newSeed, biasCompensation,
-                outputScale, grouping, groupsFile, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, methods, exportDtype, sharedShare);
+                outputScale, grouping, groupsFile, nsamples, routerInitStd, auxLossCoef, checkpointEvery, trainEvalWindows, trainEvals, stage0, stage1, stage2, methods, exportDtype, sharedShare, keepIntermediate);
     }
 
     /** the settings as a JSON tree (recorded in the output folder: a rerun must use the same) */

@@ -240,10 +240,11 @@ public final class DiveConversion {
                 denseParams = ExpertReconstruction.parameterCounts(dense);
             }
         }
-        // ---- training-free evaluation
-        try (LlamaModel before = LlamaModel.load(build, backend)) {
-            evaluateOnce(before, windows, dir.resolve("eval/before.json"), label + " before", q.progress(), timings, prefix + "eval_before");
-        }
+        // ---- training-free evaluation (skipped once written: a finished method's build may hold no weights any more)
+        if (!Files.isRegularFile(dir.resolve("eval/before.json")))
+            try (LlamaModel before = LlamaModel.load(build, backend)) {
+                evaluateOnce(before, windows, dir.resolve("eval/before.json"), label + " before", q.progress(), timings, prefix + "eval_before");
+            }
         writeTimings(out, timings);
         // ---- retraining
         Trained trained = retrain(m.family(), build, dir, prefix);
@@ -264,9 +265,39 @@ public final class DiveConversion {
         Evaluation before = Evaluation.read(dir.resolve("eval/before.json")), after = Evaluation.read(dir.resolve("eval/after.json"));
         MethodResult.Grouping g = groups == null ? null : new MethodResult.Grouping(grouping, groups.names(q.experts()), recipe.biasCompensation(),
                 recipe.outputScale() ? "least squares against the dense FFN on each expert's windows, per expert and layer: " + OutputScale.FILE : null);
-        return new MethodResult(g, m.variant(c), before.ppl(), after.ppl(), params[0], params[1], trained.tokens(),
+        MethodResult result = new MethodResult(g, m.variant(c), before.ppl(), after.ppl(), params[0], params[1], trained.tokens(),
                 g == null ? null : before.routingShare(), after.routingShare(), export, m.exportFormat(c),
                 after.routingShare() == null ? null : ConversionReport.trainingExpertLoad(dir));
+        if (!recipe.keepIntermediate()) removeIntermediateWeights(dir, build);
+        return result;
+    }
+
+    /** written where a finished method's intermediate weights were removed */
+    static final String WEIGHTS_REMOVED_FILE = "WEIGHTS-REMOVED.txt";
+
+    /**
+     * A finished method (its export and both evaluations written) needs its intermediate models no more: removes the
+     * weights (model*.safetensors and their index) of its build and of each stage's final model, keeping their
+     * config.json (what a rerun checks), logs and markers, and says so in {@value #WEIGHTS_REMOVED_FILE}. At 1.1B each
+     * is a full model copy (3.5 GB in BF16), three of every method's four. Recipe keep_intermediate: true keeps them.
+     */
+    static void removeIntermediateWeights(Path dir, Path build) throws IOException {
+        List<Path> folders = new ArrayList<>(List.of(build));
+        for (int s = 0; s < 3; s++) folders.add(dir.resolve("stage" + s).resolve(Trainer.FINAL_DIR));
+        for (Path f : folders) {
+            if (!Files.isDirectory(f)) continue;
+            List<Path> weights;
+            try (Stream<Path> files = Files.list(f)) {
+                weights = files.filter(p -> {
+                    String n = p.getFileName().toString();
+                    return n.startsWith("model") && (n.endsWith(".safetensors") || n.endsWith(".safetensors.index.json"));
+                }).toList();
+            }
+            if (weights.isEmpty()) continue;
+            AtomicFiles.writeString(f.resolve(WEIGHTS_REMOVED_FILE), "The weights of this intermediate model were removed once the method's "
+                    + "export (model/) and its evaluations were written; convert with the recipe key keep_intermediate: true to keep them.\n");
+            for (Path w : weights) Files.delete(w);
+        }
     }
 
     /** an empty or new folder gets the settings; a folder of an earlier run must have the same settings; anything else is refused */

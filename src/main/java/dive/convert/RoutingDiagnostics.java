@@ -28,7 +28,8 @@ import java.util.regex.Pattern;
  * <li>oracle: P[group of the dataset][dataset] (the routing DIVE's routers are meant to learn); best: min_g P[g][dataset].</li>
  * </ul>
  * Usage: {@code java -cp dive.jar dive.convert.RoutingDiagnostics [--device D] [--backend B] RUN_DIR affinity|final MODEL_DIR...}
- * (MODEL_DIR relative to RUN_DIR, e.g. experts stage0/final model). The windows are rebuilt exactly as the run built
+ * (MODEL_DIR relative to RUN_DIR, e.g. experts stage0/final model; a run converted with the recipe key
+ * keep_intermediate: true, which keeps the intermediate models' weights). The windows are rebuilt exactly as the run built
  * them (its convert.json); "affinity" = the affinity-evaluation windows (first half of each EVAL split, fit for choosing
  * settings), "final" = the final-evaluation windows (report only).
  */

@@ -52,6 +52,7 @@ class ConversionMemoryTest {
                 train_evals: 1
                 stage0: {tokens: 64, batch_size: 2, seq_len: 32, lr: 1.0e-3}
                 stage1: {tokens: 64, batch_size: 2, seq_len: 32, lr: 1.0e-3}
+                keep_intermediate: true
                 """);
         Path out = tmp.resolve("out");
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),

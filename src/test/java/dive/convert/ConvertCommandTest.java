@@ -26,9 +26,13 @@ class ConvertCommandTest {
     static final ObjectMapper JSON = new ObjectMapper();
     @TempDir Path tmp;
 
-    /** three bundled datasets, tiny windows and budgets (stage tokens in batches of 4 × 32), seed 4 */
+    /**
+     * three bundled datasets, tiny windows and budgets (stage tokens in batches of 4 × 32), seed 4; the intermediate
+     * models kept (the tests look into builds and stages)
+     */
     static String tinyRecipe(int stage0Tokens, int stage1Tokens) {
         return """
+                keep_intermediate: true
                 datasets: [bible-nt, man2, python-core]
                 calibration_windows: 3
                 eval_windows: 2

@@ -171,4 +171,34 @@ class MethodPipelineTest {
         assertEquals(r.stage1().lr(), dense.get(1).lr());
         assertEquals(List.of(r.stage0(), r.stage1(), r.stage2()), moe);
     }
+
+    @Test
+    void aFinishedMethodsIntermediateWeightsAreRemovedUnlessKeptAndItsResultsAreTheSame() throws Exception {
+        String recipe = ConvertCommandTest.tinyRecipe(128, 128).replace("keep_intermediate: true\n", "") + "train_eval_windows: 0\nmethods: [dive, flap]\n";
+        Path pruned = tmp.resolve("pruned"), kept = tmp.resolve("kept");
+        for (Path out : List.of(pruned, kept)) {
+            String text = out == kept ? recipe + "keep_intermediate: true\n" : recipe;
+            ConvertRecipe r = ConvertRecipe.parse(new com.fasterxml.jackson.dataformat.yaml.YAMLMapper().readTree(text), "test recipe", tmp);
+            DiveConversion.run(new DiveConversion.Request(MODEL, "bundled", 2, 1, 0.5, r, out, false), TestBackends.backend());
+        }
+        // DIVE (experts/, two stages) and FLAP (build/, one stage): weights gone, config and a note left; the exports whole
+        for (String folder : List.of("experts", "stage0/final", "stage1/final", "flap/build", "flap/stage1/final")) {
+            assertTrue(Files.isRegularFile(kept.resolve(folder).resolve("model.safetensors")), "kept: " + folder);
+            assertFalse(Files.exists(pruned.resolve(folder).resolve("model.safetensors")), "removed: " + folder);
+            assertTrue(Files.isRegularFile(pruned.resolve(folder).resolve("config.json")), folder);
+            assertTrue(Files.isRegularFile(pruned.resolve(folder).resolve(DiveConversion.WEIGHTS_REMOVED_FILE)), folder);
+        }
+        for (String export : List.of("model", "flap/model")) assertTrue(Files.isRegularFile(pruned.resolve(export).resolve("model.safetensors")), export);
+        // the same results either way (keep_intermediate is not a setting of them)
+        JsonNode a = JSON.readTree(pruned.resolve("report.json").toFile()).get("methods"), b = JSON.readTree(kept.resolve("report.json").toFile()).get("methods");
+        for (String m : List.of("dive", "flap"))
+            for (String key : List.of("ppl_before_retraining", "ppl_after_retraining", "params_total", "params_active", "training_tokens"))
+                assertEquals(b.get(m).get(key), a.get(m).get(key), m + " " + key);
+        // a rerun of the pruned conversion resumes as finished: nothing rebuilt, the same report
+        String report = Files.readString(pruned.resolve("report.json"));
+        ConvertRecipe r = ConvertRecipe.parse(new com.fasterxml.jackson.dataformat.yaml.YAMLMapper().readTree(recipe), "test recipe", tmp);
+        DiveConversion.run(new DiveConversion.Request(MODEL, "bundled", 2, 1, 0.5, r, pruned, false), TestBackends.backend());
+        assertEquals(report, Files.readString(pruned.resolve("report.json")));
+        assertFalse(Files.exists(pruned.resolve("experts/model.safetensors")), "rebuilt on the rerun");
+    }
 }

@@ -29,10 +29,9 @@ class DiveSharedMethodTest {
     @Test
     void sharedAndRoutedChannelsBuildAQwen2MoeThatIsRetrainedAndExported() throws Exception {
         Path out = tmp.resolve("out");
-        ConvertRecipe recipe = ConvertRecipe.parse(new com.fasterxml.jackson.dataformat.yaml.YAMLMapper().readTree(
-                ConvertCommandTest.tinyRecipe(256, 256) + "train_eval_windows: 0\nmethods: [dive, dive_shared]\n"), "test recipe", tmp);
         // tiny_bpe: I = 48; E = 2, k = 1, r = 0.5 → A = 24 active channels, S = 12 shared, R = 12 per routed expert
-        DiveConversion.Request q = new DiveConversion.Request(MODEL, "bundled", 2, 1, 0.5, recipe, out, false);
+        DiveConversion.Request q = MethodPipelineTest.tinyRequest(
+                ConvertCommandTest.tinyRecipe(256, 256) + "train_eval_windows: 0\nmethods: [dive, dive_shared]\n", 2, 1, 0.5, out, tmp);
         DiveConversion.run(q, TestBackends.backend());
 
         JsonNode entry = JSON.readTree(out.resolve("report.json").toFile()).get("methods").get("dive_shared");
@@ -84,10 +83,9 @@ class DiveSharedMethodTest {
     @Test
     void atTopTwoTheRoutedDownProjectionsAreTimesK() throws Exception {
         Path out = tmp.resolve("out");
-        ConvertRecipe recipe = ConvertRecipe.parse(new com.fasterxml.jackson.dataformat.yaml.YAMLMapper().readTree(
-                ConvertCommandTest.tinyRecipe(128, 128) + "train_eval_windows: 0\nmethods: [dive, dive_shared]\n"), "test recipe", tmp);
         // I = 48; E = 2, k = 2, r = 0.75 → A = 2 · round(48 · 0.25) = 24 active channels, S = 12 shared, R = 6 per routed expert
-        DiveConversion.Request q = new DiveConversion.Request(MODEL, "bundled", 2, 2, 0.75, recipe, out, false);
+        DiveConversion.Request q = MethodPipelineTest.tinyRequest(
+                ConvertCommandTest.tinyRecipe(128, 128) + "train_eval_windows: 0\nmethods: [dive, dive_shared]\n", 2, 2, 0.75, out, tmp);
         DiveConversion.run(q, TestBackends.backend());
         JsonNode channels = JSON.readTree(out.resolve("dive_shared/" + DiveSharedMethod.CHANNELS_FILE).toFile());
         assertEquals(2, channels.get("routed_down_factor").asInt());
@@ -107,9 +105,8 @@ class DiveSharedMethodTest {
     @Test
     void biasCompensationIsRefusedBeforeAnyWork() throws Exception {
         Path out = tmp.resolve("out");
-        ConvertRecipe recipe = ConvertRecipe.parse(new com.fasterxml.jackson.dataformat.yaml.YAMLMapper().readTree(
-                ConvertCommandTest.tinyRecipe(256, 256) + "bias_compensation: true\nmethods: [dive, dive_shared]\n"), "test recipe", tmp);
-        DiveConversion.Request q = new DiveConversion.Request(MODEL, "bundled", 2, 1, 0.5, recipe, out, false);
+        DiveConversion.Request q = MethodPipelineTest.tinyRequest(
+                ConvertCommandTest.tinyRecipe(256, 256) + "bias_compensation: true\nmethods: [dive, dive_shared]\n", 2, 1, 0.5, out, tmp);
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> DiveConversion.run(q, TestBackends.backend()));
         assertTrue(e.getMessage().startsWith("recipe bias_compensation: true: dive_shared"), e.getMessage());
         assertFalse(Files.exists(out), "nothing written");

@@ -35,6 +35,12 @@ class MethodPipelineTest {
         return finalEval;
     }
 
+    /** a conversion request on the tiny fixture: the recipe from YAML text (relative paths from {@code base}), (E, k, r), into {@code out} */
+    static DiveConversion.Request tinyRequest(String recipeYaml, int experts, int topK, double ratio, Path out, Path base) throws java.io.IOException {
+        ConvertRecipe recipe = ConvertRecipe.parse(new com.fasterxml.jackson.dataformat.yaml.YAMLMapper().readTree(recipeYaml), "test recipe", base);
+        return new DiveConversion.Request(MODEL, "bundled", experts, topK, ratio, recipe, out, false);
+    }
+
     /** the perplexity of the exported model of a method's report {@code entry}, recomputed here, is the one it reports after retraining */
     static void assertReportedPerplexityIsTheExports(JsonNode entry) throws Exception {
         List<List<int[]>> finalEval = tinyFinalEvalWindows();
@@ -65,9 +71,7 @@ class MethodPipelineTest {
     @Test
     void aMethodTheDriverDoesNotKnowRunsThroughEveryStageAndResumes() throws Exception {
         Path out = tmp.resolve("out");
-        ConvertRecipe recipe = ConvertRecipe.parse(new com.fasterxml.jackson.dataformat.yaml.YAMLMapper().readTree(
-                ConvertCommandTest.tinyRecipe(256, 512) + "train_eval_windows: 0\n"), "test recipe", tmp);
-        DiveConversion.Request q = new DiveConversion.Request(MODEL, "bundled", 2, 1, 0.5, recipe, out, false);
+        DiveConversion.Request q = tinyRequest(ConvertCommandTest.tinyRecipe(256, 512) + "train_eval_windows: 0\n", 2, 1, 0.5, out, tmp);
         List<Method> methods = List.of(new DiveMethod(), new DenseCopyMethod());
         ConversionResult result = DiveConversion.run(q, TestBackends.backend(), methods);
 
@@ -178,8 +182,7 @@ class MethodPipelineTest {
         Path pruned = tmp.resolve("pruned"), kept = tmp.resolve("kept");
         for (Path out : List.of(pruned, kept)) {
             String text = out == kept ? recipe + "keep_intermediate: true\n" : recipe;
-            ConvertRecipe r = ConvertRecipe.parse(new com.fasterxml.jackson.dataformat.yaml.YAMLMapper().readTree(text), "test recipe", tmp);
-            DiveConversion.run(new DiveConversion.Request(MODEL, "bundled", 2, 1, 0.5, r, out, false), TestBackends.backend());
+            DiveConversion.run(tinyRequest(text, 2, 1, 0.5, out, tmp), TestBackends.backend());
         }
         // DIVE (experts/, two stages) and FLAP (build/, one stage): weights gone, config and a note left; the exports whole
         for (String folder : List.of("experts", "stage0/final", "stage1/final", "flap/build", "flap/stage1/final")) {
@@ -196,8 +199,7 @@ class MethodPipelineTest {
                 assertEquals(b.get(m).get(key), a.get(m).get(key), m + " " + key);
         // a rerun of the pruned conversion resumes as finished: nothing rebuilt, the same report
         String report = Files.readString(pruned.resolve("report.json"));
-        ConvertRecipe r = ConvertRecipe.parse(new com.fasterxml.jackson.dataformat.yaml.YAMLMapper().readTree(recipe), "test recipe", tmp);
-        DiveConversion.run(new DiveConversion.Request(MODEL, "bundled", 2, 1, 0.5, r, pruned, false), TestBackends.backend());
+        DiveConversion.run(tinyRequest(recipe, 2, 1, 0.5, pruned, tmp), TestBackends.backend());
         assertEquals(report, Files.readString(pruned.resolve("report.json")));
         assertFalse(Files.exists(pruned.resolve("experts/model.safetensors")), "rebuilt on the rerun");
     }
